@@ -1,0 +1,155 @@
+"""The command line: argument parsing, and the one place that maps errors to
+exit statuses (0 success, 1 invalid input, 2 misused command line)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from . import __version__
+from .diagnostics import FigspecError, UsageError, display_path, format_json, format_text
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+DEFAULT_SPECS = Path("specs")
+DEFAULT_OUT = Path("out")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_usage(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except UsageError as e:
+        print(f"figspec: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except FigspecError as e:
+        sys.stderr.write(format_text(e.diagnostics))
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="figspec", description="Compile YAML heatmap specs into "
+                                "SVG, PNG, PDF and HTML figures.")
+    p.add_argument("--version", action="version", version=f"figspec {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    b = sub.add_parser("build", help="render specs into the out dir")
+    _paths(b)
+    b.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                   help="where figures are written (default: out/)")
+    _outside(b)
+    b.set_defaults(run=cmd_build)
+
+    c = sub.add_parser("check", help="validate specs and their data without rendering")
+    _paths(c)
+    c.add_argument("--format", choices=("text", "json"), default="text",
+                   help="how diagnostics are printed (default: text)")
+    _outside(c)
+    c.set_defaults(run=cmd_check)
+
+    k = sub.add_parser("compile", help="print a spec's Vega-Lite JSON (data inline)")
+    k.add_argument("spec", type=Path, metavar="SPEC")
+    _outside(k)
+    k.set_defaults(run=cmd_compile)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of a spec")
+    s.set_defaults(run=cmd_schema)
+    return p
+
+
+def _paths(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                   help="spec files, or folders searched for *.yaml/*.yml (default: specs/)")
+
+
+def _outside(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let specs read data files outside their project")
+
+
+def _spec_paths(args: argparse.Namespace) -> list[Path]:
+    return list(args.paths) or [DEFAULT_SPECS]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .build import Options, check
+
+    results = check(_spec_paths(args), Options(allow_outside=args.allow_outside))
+    problems = [d for r in results for d in r.diagnostics]
+    if args.format == "json":
+        sys.stdout.write(format_json(problems))
+    else:
+        sys.stderr.write(format_text(problems))
+    return EXIT_INVALID if problems else EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .build import Options, build
+
+    start = time.perf_counter()
+    progress = _Progress(sys.stdout)
+    results = build(_spec_paths(args), Options(out_dir=args.out, allow_outside=args.allow_outside),
+                    progress=progress)
+    progress.done()
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        sys.stderr.write(format_text(r.diagnostics))
+    built = sum(r.status == "built" for r in results)
+    print(f"{built} built, {len(failed)} failed in {time.perf_counter() - start:.1f}s")
+    return EXIT_INVALID if failed else EXIT_OK
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .build import Options, compile_spec
+
+    if not args.spec.is_file():
+        raise UsageError(f"{display_path(args.spec)}: no such file")
+    vl = compile_spec(args.spec, Options(allow_outside=args.allow_outside))
+    json.dump(vl, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .models import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+    return EXIT_OK
+
+
+class _Progress:
+    """A live counter on a terminal; one plain line per figure elsewhere (CI, pipes)."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.live = stream.isatty()
+
+    def __call__(self, result: object, done: int, total: int) -> None:
+        from .build import Result
+
+        assert isinstance(result, Result)
+        what = {"built": "built ", "failed": "FAILED"}.get(result.status, result.status)
+        line = f"[{done}/{total}] {what} {display_path(result.spec)}"
+        if self.live:
+            self.stream.write("\r\033[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,430 @@
+"""Spec + data source -> the cell table: one finite number per (layer, module).
+
+Every value is checked here, in Python, before anything is rendered: Vega
+silently turns NaN and infinity into null and drops the cell, so a bad value
+must never reach it. Problems in the data point at the data file and line;
+problems with what the spec asks of the data (a module the data lacks, a
+missing cell) point at the spec.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, display_path
+from .models import Module, Spec
+from .source import Document, Loc, read_text
+
+MAX_DATA_BYTES = 200_000_000
+SHOW_MISSING = 5
+
+#: Where a row came from: a line of a data file, or a location in the spec.
+Origin = int | Loc
+
+
+@dataclass(frozen=True)
+class Table:
+    """The cells to draw, complete and finite."""
+
+    layers: tuple[int, ...]
+    modules: tuple[Module, ...]
+    values: dict[tuple[int, str], float]
+    #: data files read, for incremental builds
+    sources: tuple[Path, ...] = ()
+
+    def records(self) -> list[dict[str, Any]]:
+        """One record per cell, layer by layer, modules in the listed order."""
+        return [
+            {"layer": layer, "module": m.shown, "value": self.values[(layer, m.name)]}
+            for layer in self.layers
+            for m in self.modules
+        ]
+
+    def extent(self) -> tuple[float, float]:
+        vs = self.values.values()
+        return min(vs), max(vs)
+
+
+@dataclass
+class _Rows:
+    """Rows of a data source with their origins, and the columns they have."""
+
+    rows: list[tuple[Origin, dict[str, Any]]]
+    columns: list[str]
+    shown: str  # how to name the source in messages
+
+
+@dataclass
+class _Reader:
+    spec: Spec
+    doc: Document
+    root: Path | None
+    allow_outside: bool
+    problems: list[Diagnostic] = field(default_factory=list)
+    sources: list[Path] = field(default_factory=list)
+
+    # -- where problems are reported ------------------------------------
+    def at(self, origin: Origin, shown: str, message: str, hint: str | None = None) -> None:
+        if isinstance(origin, int):
+            self.problems.append(Diagnostic(shown, origin, None, message, hint))
+        else:
+            self.problems.append(self.doc.diagnostic(origin, message, hint))
+
+    def in_spec(self, loc: Loc, message: str, hint: str | None = None, key: bool = False) -> None:
+        self.problems.append(self.doc.diagnostic(loc, message, hint, key=key))
+
+    def fail(self) -> FigspecError:
+        return FigspecError(self.problems)
+
+    # -- reading ----------------------------------------------------------
+    def rows(self) -> _Rows:
+        data = self.spec.data
+        if data.values is not None:
+            rows = [(("data", "values", i), r) for i, r in enumerate(data.values)]
+            columns = sorted({k for _, r in rows for k in r})
+            return _Rows(rows, columns, "data.values")
+        path = self.resolve(data.path or "")
+        self.sources.append(path)
+        text = read_text(path, MAX_DATA_BYTES)
+        shown = display_path(path)
+        suffix = path.suffix.lower()
+        parse = {".csv": _csv, ".tsv": _tsv, ".json": _json, ".jsonl": _jsonl}[suffix]
+        try:
+            rows, columns = parse(text)
+        except _ParseError as e:
+            raise FigspecError([Diagnostic(shown, e.line, e.column, e.message, e.hint)]) from None
+        if not rows:
+            raise FigspecError([Diagnostic(shown, 1, None, "the data file has no rows",
+                                           "add rows, or point `data.path` at another file")])
+        return _Rows(rows, columns, shown)
+
+    def resolve(self, relative: str) -> Path:
+        path = (self.doc.path.parent / relative).resolve()
+        if self.root is not None and not self.allow_outside and not path.is_relative_to(self.root):
+            self.in_spec(("data", "path"), f"data path {relative!r} lies outside the project "
+                         f"({display_path(self.root)})",
+                         "move the file into the project, or pass --allow-outside")
+            raise self.fail()
+        if not path.is_file():
+            what = "is a directory, not a file" if path.is_dir() else "does not exist"
+            self.in_spec(("data", "path"), f"data file {display_path(path)} {what}")
+            raise self.fail()
+        return path
+
+
+def read_table(doc: Document, spec: Spec, *, root: Path | None = None,
+               allow_outside: bool = False) -> Table:
+    """Read the spec's data into a complete table, or raise FigspecError
+    listing every problem found."""
+    reader = _Reader(spec, doc, root.resolve() if root else None, allow_outside)
+    source = reader.rows()
+    if not _check_columns(reader, source):
+        raise reader.fail()
+    rows = [(o, r) for o, r in source.rows if _matches(r, spec.data.where)]
+    if spec.data.layout == "wide":
+        cells, present = _wide_cells(reader, source, rows)
+    else:
+        cells, present = _long_cells(reader, source, rows)
+    _check_modules(reader, source, present)
+    layers = _layer_range(reader, cells)
+    if layers:
+        _check_complete(reader, source, cells, layers)
+    if reader.problems:
+        raise reader.fail()
+    values = {k: v for k, (v, _) in cells.items() if k[0] in set(layers)}
+    return Table(tuple(layers), tuple(spec.modules), values, tuple(reader.sources))
+
+
+# -- checks --------------------------------------------------------------------
+
+def _check_columns(reader: _Reader, source: _Rows) -> bool:
+    data = reader.spec.data
+    needed: list[tuple[Loc, str]] = [(("data", "layer"), data.layer)]
+    if data.layout == "long":
+        needed += [(("data", "module"), data.module), (("data", "value"), data.value)]
+    needed += [(("data", "where", col), col) for col in data.where]
+    ok = True
+    for loc, col in needed:
+        if col not in source.columns:
+            ok = False
+            hint = did_you_mean(col, source.columns) or f"columns are: {_names(source.columns)}"
+            reader.in_spec(loc, f"column `{col}` is not in {source.shown}", hint,
+                           key=loc[-1] == col)
+    return ok
+
+
+def _long_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[str, Any]]]
+                ) -> tuple[dict[tuple[int, str], tuple[float, Origin]], set[str]]:
+    data = reader.spec.data
+    wanted = {m.name for m in reader.spec.modules}
+    cells: dict[tuple[int, str], tuple[float, Origin]] = {}
+    present: set[str] = set()
+    for origin, row in rows:
+        module = _text(row.get(data.module))
+        present.add(module)
+        if module not in wanted:
+            continue
+        layer = _layer(reader, source, origin, row.get(data.layer), data.layer)
+        value = _number(reader, source, origin, row.get(data.value), data.value)
+        if layer is None or value is None or not _in_range(reader.spec, layer):
+            continue
+        _put(reader, source, cells, (layer, module), value, origin)
+    return cells, present
+
+
+def _wide_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[str, Any]]]
+                ) -> tuple[dict[tuple[int, str], tuple[float, Origin]], set[str]]:
+    data = reader.spec.data
+    present = set(source.columns) - {data.layer} - set(data.where)
+    cells: dict[tuple[int, str], tuple[float, Origin]] = {}
+    for origin, row in rows:
+        layer = _layer(reader, source, origin, row.get(data.layer), data.layer)
+        if layer is None or not _in_range(reader.spec, layer):
+            continue
+        for m in reader.spec.modules:
+            if m.name in row:
+                value = _number(reader, source, origin, row[m.name], m.name)
+                if value is not None:
+                    _put(reader, source, cells, (layer, m.name), value, origin)
+    return cells, present
+
+
+def _put(reader: _Reader, source: _Rows, cells: dict[tuple[int, str], tuple[float, Origin]],
+         key: tuple[int, str], value: float, origin: Origin) -> None:
+    if key in cells:
+        first = cells[key][1]
+        where = f"line {first}" if isinstance(first, int) else f"record {first[-1]}"
+        reader.at(origin, source.shown, f"a second row for layer {key[0]}, module `{key[1]}` "
+                  f"(first at {where})", "keep one row per cell, or narrow the rows with `where:`")
+        return
+    cells[key] = (value, origin)
+
+
+def _check_modules(reader: _Reader, source: _Rows, present: set[str]) -> None:
+    for i, m in enumerate(reader.spec.modules):
+        if m.name not in present:
+            near = closest(m.name, present, n=3, cutoff=0.5)
+            hint = (f"did you mean {', '.join(f'`{n}`' for n in near)}?" if near
+                    else f"modules in the data: {_names(sorted(present))}")
+            reader.in_spec(("modules", i), f"module `{m.name}` is not in {source.shown}", hint)
+
+
+def _layer_range(reader: _Reader, cells: dict[tuple[int, str], Any]) -> list[int]:
+    layers = reader.spec.layers
+    last = layers.last
+    if last is None:
+        seen = [layer for layer, _ in cells if layer >= layers.first]
+        if not seen:
+            if not reader.problems:
+                reader.in_spec(("data",), f"no rows for the listed modules at layer {layers.first} "
+                               "or above")
+            return []
+        last = max(seen)
+    return list(range(layers.first, last + 1))
+
+
+def _check_complete(reader: _Reader, source: _Rows, cells: dict[tuple[int, str], Any],
+                    layers: list[int]) -> None:
+    missing = [(layer, m.name) for layer in layers for m in reader.spec.modules
+               if (layer, m.name) not in cells]
+    present_modules = {name for _, name in cells}
+    # A module that is absent altogether was already reported once.
+    missing = [c for c in missing if c[1] in present_modules]
+    if missing:
+        shown = ", ".join(f"layer {layer} `{name}`" for layer, name in missing[:SHOW_MISSING])
+        more = f" and {len(missing) - SHOW_MISSING} more" if len(missing) > SHOW_MISSING else ""
+        loc: Loc = ("data", "path") if reader.spec.data.path is not None else ("data", "values")
+        reader.in_spec(loc, f"{len(missing)} cell{'s' if len(missing) > 1 else ''} in range "
+                       f"{'have' if len(missing) > 1 else 'has'} no row in {source.shown}: "
+                       f"{shown}{more}", "add the rows, or narrow `layers:`")
+
+
+# -- values ---------------------------------------------------------------------
+
+def _in_range(spec: Spec, layer: int) -> bool:
+    last = spec.layers.last
+    return layer >= spec.layers.first and (last is None or layer <= last)
+
+
+def _layer(reader: _Reader, source: _Rows, origin: Origin, raw: Any, column: str) -> int | None:
+    value: int | None = None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, float) and raw.is_integer():
+        value = int(raw)
+    elif isinstance(raw, str):
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = None
+    if value is None or value < 0:
+        reader.at(origin, source.shown, f"layer {_show(raw)} in column `{column}` is not a "
+                  "non-negative whole number")
+        return None
+    return value
+
+
+def _number(reader: _Reader, source: _Rows, origin: Origin, raw: Any, column: str) -> float | None:
+    value: float | None = None
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            value = None
+    if value is None or not math.isfinite(value):
+        what = "not a finite number" if value is not None else "not a number"
+        reader.at(origin, source.shown, f"value {_show(raw)} in column `{column}` is {what}")
+        return None
+    return value
+
+
+def _show(raw: Any) -> str:
+    return '""' if raw is None or raw == "" else json.dumps(raw, ensure_ascii=False)
+
+
+def _text(raw: Any) -> str:
+    if isinstance(raw, bool):
+        return str(raw).lower()
+    return "" if raw is None else str(raw)
+
+
+def _norm(v: Any) -> str:
+    """A value as compared by `where:`: "1", 1 and 1.0 are equal, so are true and "true"."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, str):
+        try:
+            f = float(v)
+        except ValueError:
+            return v.strip()
+        return repr(f) if math.isfinite(f) else v.strip()
+    if isinstance(v, (int, float)):
+        return repr(float(v))
+    return json.dumps(v, sort_keys=True)
+
+
+def _matches(row: dict[str, Any], where: dict[str, Any]) -> bool:
+    return all(_norm(row.get(col)) == _norm(want) for col, want in where.items())
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(f"`{n}`" for n in names[:12])
+    return shown + (", ..." if len(names) > 12 else "") if names else "(none)"
+
+
+# -- file formats ----------------------------------------------------------------
+
+class _ParseError(Exception):
+    def __init__(self, line: int | None, message: str, hint: str | None = None,
+                 column: int | None = None):
+        super().__init__(message)
+        self.line, self.message, self.hint, self.column = line, message, hint, column
+
+
+Parsed = tuple[list[tuple[Origin, dict[str, Any]]], list[str]]
+
+
+def _csv(text: str) -> Parsed:
+    return _delimited(text, ",")
+
+
+def _tsv(text: str) -> Parsed:
+    return _delimited(text, "\t")
+
+
+def _delimited(text: str, delimiter: str) -> Parsed:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            return [], []
+        header = [h.strip() for h in header]
+        if len(set(header)) != len(header):
+            dup = next(h for h in header if header.count(h) > 1)
+            raise _ParseError(1, f"column `{dup}` appears twice in the header")
+        rows: list[tuple[Origin, dict[str, Any]]] = []
+        for cells in reader:
+            if not cells or all(not c.strip() for c in cells):
+                continue  # blank line
+            if len(cells) != len(header):
+                raise _ParseError(reader.line_num, f"row has {len(cells)} fields, the header "
+                                  f"has {len(header)}")
+            rows.append((reader.line_num, dict(zip(header, cells))))
+    except csv.Error as e:
+        raise _ParseError(reader.line_num, f"malformed {'TSV' if delimiter == chr(9) else 'CSV'}:"
+                          f" {e}") from None
+    return rows, header
+
+
+def _jsonl(text: str) -> Parsed:
+    rows: list[tuple[Origin, dict[str, Any]]] = []
+    columns: dict[str, None] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise _ParseError(number, f"invalid JSON: {e.msg}", column=e.colno) from None
+        rows.append((number, _record(record, number)))
+        columns.update(dict.fromkeys(record))
+    return rows, list(columns)
+
+
+def _json(text: str) -> Parsed:
+    """A JSON list of records, each with the line it starts on."""
+    decoder = json.JSONDecoder()
+    try:
+        pos = _skip(text, 0)
+        if pos >= len(text) or text[pos] != "[":
+            # Not a list: parse it all for a precise syntax error, else say what it is.
+            json.loads(text)
+            raise _ParseError(1, "expected a JSON list of records ([{...}, ...])")
+        rows: list[tuple[Origin, dict[str, Any]]] = []
+        columns: dict[str, None] = {}
+        pos = _skip(text, pos + 1)
+        while pos < len(text) and text[pos] != "]":
+            record, end = decoder.raw_decode(text, pos)
+            line = text.count("\n", 0, pos) + 1
+            rows.append((line, _record(record, line)))
+            columns.update(dict.fromkeys(record))
+            pos = _skip(text, end)
+            if pos < len(text) and text[pos] == ",":
+                pos = _skip(text, pos + 1)
+            elif pos < len(text) and text[pos] != "]":
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+        if pos >= len(text):
+            raise json.JSONDecodeError("Expecting ']'", text, pos)
+        if _skip(text, pos + 1) < len(text):
+            raise json.JSONDecodeError("Extra data", text, _skip(text, pos + 1))
+    except json.JSONDecodeError as e:
+        raise _ParseError(e.lineno, f"invalid JSON: {e.msg}", column=e.colno) from None
+    except RecursionError:
+        raise _ParseError(1, "JSON nested too deeply") from None
+    return rows, list(columns)
+
+
+def _skip(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _record(record: Any, line: int) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise _ParseError(line, f"expected a record ({{...}}), got {type(record).__name__}")
+    return record
+
+
+def iter_cells(table: Table) -> Iterator[tuple[int, Module, float]]:
+    for layer in table.layers:
+        for m in table.modules:
+            yield layer, m, table.values[(layer, m.name)]

@@ -1,0 +1,227 @@
+"""Read a YAML spec safely and remember where every node came from.
+
+PyYAML composes the text into a node graph carrying line and column marks;
+we then build plain Python values from that graph ourselves, so that
+
+* no tag can construct an object or run code: only the standard scalar tags
+  are understood, anything else is a diagnostic;
+* aliases are allowed but their expansion is bounded (``MAX_NODES``), so a
+  "billion laughs" document fails fast; so is nesting (``MAX_DEPTH``),
+  during composition and during expansion (an anchor may refer to itself);
+* duplicate keys are errors instead of silently keeping the last one;
+* every value keeps its position: :meth:`Document.locate` maps a location
+  path such as ``("modules", 2, "name")`` to a line and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .diagnostics import Diagnostic, FigspecError, display_path
+
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+MAX_BYTES = 10_000_000
+
+Loc = tuple[str | int, ...]
+
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+# Timestamps are read as the text written: a spec has no use for dates, and
+# plain strings keep every value JSON-compatible.
+_AS_TEXT_TAGS = {"tag:yaml.org,2002:timestamp"}
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+
+
+@dataclass
+class Document:
+    """A loaded YAML file: its value and where each part of it was written."""
+
+    path: Path
+    data: Any
+    #: location path -> (line, column) of the value, 1-based
+    positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    #: location path -> (line, column) of the mapping key naming it
+    key_positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def shown_path(self) -> str:
+        return display_path(self.path)
+
+    def locate(self, loc: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
+        """Line and column of ``loc``, or of its nearest ancestor that exists."""
+        loc = tuple(loc)
+        if key and loc in self.key_positions:
+            return self.key_positions[loc]
+        while loc not in self.positions and loc:
+            loc = loc[:-1]
+        return self.positions.get(loc, (1, 1))
+
+    def diagnostic(
+        self, loc: Sequence[str | int], message: str, hint: str | None = None, *, key: bool = False
+    ) -> Diagnostic:
+        line, col = self.locate(loc, key=key)
+        return Diagnostic(self.shown_path, line, col, message, hint, yaml_path=dotted(loc))
+
+
+def dotted(loc: Sequence[str | int]) -> str:
+    """``("modules", 2, "name")`` -> ``modules[2].name``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses documents nested deeper than MAX_DEPTH."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:  # type: ignore[override]
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise yaml.MarkedYAMLError(
+                    problem=f"nesting deeper than {MAX_DEPTH} levels", problem_mark=mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
+    """The file's text, or a FigspecError saying why it cannot be read as UTF-8."""
+    shown = display_path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FigspecError([Diagnostic(shown, message="no such file")]) from None
+    except IsADirectoryError:
+        raise FigspecError([Diagnostic(shown, message="is a directory, not a file")]) from None
+    except OSError as e:
+        raise FigspecError([Diagnostic(shown, message=f"cannot read: {e.strerror}")]) from None
+    if len(raw) > max_bytes:
+        raise FigspecError([Diagnostic(shown, 1, 1, f"file is larger than {max_bytes:,} bytes")])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise FigspecError(
+            [Diagnostic(shown, line, col, f"not UTF-8 text (byte 0x{raw[e.start]:02x})",
+                        "save the file as UTF-8")]
+        ) from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise FigspecError([Diagnostic(shown, line, 1, "binary file (contains NUL bytes)")])
+    return text
+
+
+def load_yaml(path: Path) -> Document:
+    """Load one YAML document from ``path`` with positions, or raise FigspecError."""
+    text = read_text(path)
+    shown = display_path(path)
+    loader = _BoundedLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = e.problem or "invalid YAML"
+        if e.context and "deeper" not in problem:
+            problem = f"{e.context}: {problem}" if "found" in problem else problem
+        raise FigspecError([Diagnostic(shown, line, col, f"YAML syntax error: {problem}")]) from None
+    except yaml.YAMLError as e:
+        raise FigspecError([Diagnostic(shown, 1, 1, f"YAML error: {e}")]) from None
+    finally:
+        loader.dispose()
+    doc = Document(path=path, data=None)
+    if root is None:
+        doc.positions[()] = (1, 1)
+        return doc
+    builder = _Builder(doc)
+    doc.data = builder.build(root, (), 0)
+    if builder.problems:
+        raise FigspecError(builder.problems)
+    return doc
+
+
+class _Builder:
+    """Builds plain values from YAML nodes, recording positions and problems."""
+
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.count = 0
+        self.problems: list[Diagnostic] = []
+        self._constructor = SafeConstructor()
+
+    def _problem(self, node: Node, message: str, hint: str | None = None) -> None:
+        m = node.start_mark
+        self.problems.append(Diagnostic(self.doc.shown_path, m.line + 1, m.column + 1, message, hint))
+
+    def build(self, node: Node, loc: Loc, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES or depth > MAX_DEPTH:
+            what = f"more than {MAX_NODES:,} values" if self.count > MAX_NODES else f"nesting deeper than {MAX_DEPTH} levels"
+            self._problem(node, f"document expands to {what} (through aliases?)",
+                          "write the values out instead of nesting aliases")
+            raise FigspecError(self.problems)
+        self.doc.positions.setdefault(loc, (node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, ScalarNode):
+            return self._scalar(node)
+        if isinstance(node, SequenceNode):
+            if node.tag != _SEQ_TAG:
+                self._problem(node, f"tag `{node.tag}` is not allowed", "remove the tag")
+            return [self.build(item, loc + (i,), depth + 1) for i, item in enumerate(node.value)]
+        if isinstance(node, MappingNode):
+            return self._mapping(node, loc, depth)
+        self._problem(node, "unsupported YAML node")  # pragma: no cover - PyYAML has three kinds
+        return None
+
+    def _scalar(self, node: ScalarNode) -> Any:
+        if node.tag in _AS_TEXT_TAGS:
+            return node.value
+        if node.tag not in _SCALAR_TAGS:
+            self._problem(node, f"tag `{node.tag}` is not allowed", "remove the tag")
+            return None
+        try:
+            return self._constructor.construct_object(node, deep=False)
+        except (yaml.YAMLError, ValueError) as e:
+            self._problem(node, f"invalid {node.tag.rsplit(':', 1)[-1]}: {e}")
+            return None
+
+    def _mapping(self, node: MappingNode, loc: Loc, depth: int) -> dict[str, Any]:
+        if node.tag != _MAP_TAG:
+            self._problem(node, f"tag `{node.tag}` is not allowed", "remove the tag")
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self._problem(key_node, "merge keys (`<<`) are not supported",
+                              "use `extends:` or write the keys out")
+                continue
+            if not isinstance(key_node, ScalarNode):
+                self._problem(key_node, "a key must be a plain name, not a list or mapping")
+                continue
+            key = key_node.value
+            if key in out:
+                first = self.doc.key_positions[loc + (key,)]
+                self._problem(key_node, f"duplicate key `{key}` (first at line {first[0]})",
+                              "remove one of them")
+                continue
+            self.doc.key_positions[loc + (key,)] = (key_node.start_mark.line + 1,
+                                                    key_node.start_mark.column + 1)
+            out[key] = self.build(value_node, loc + (key,), depth + 1)
+        return out
