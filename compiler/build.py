@@ -125,17 +125,12 @@ def _check_unique_names(results: Iterable[Result]) -> None:
         if r.name in first:
             other = display_path(first[r.name].spec)
             r.status = "failed"
-            r.diagnostics.append(_name_diagnostic(r.spec, f"output name `{r.name}` is also used "
-                                                  f"by {other}"))
+            assert r.prepared is not None
+            r.diagnostics.append(r.prepared.loaded.doc.diagnostic(
+                ("output", "name"), f"output name `{r.name}` is also used by {other}",
+                "give each spec its own `output.name`"))
         else:
             first[r.name] = r
-
-
-def _name_diagnostic(spec: Path, message: str) -> Diagnostic:
-    from .source import load_yaml
-
-    doc = load_yaml(spec)
-    return doc.diagnostic(("output", "name"), message, "give each spec its own `output.name`")
 
 
 def build(paths: Sequence[Path], options: Options = Options(),

@@ -45,7 +45,12 @@ def build_chart(spec: Spec, table: Table) -> alt.Chart:
     height = len(layers) * spec.cell.height
     scale: dict[str, Any] = {"domain": [lo, hi], "clamp": True}
     if spec.color.colors:
+        # One domain stop per colour, evenly spaced, interpolated in RGB: said
+        # explicitly, as Vega-Lite would otherwise interpolate in HCL.
+        n = len(spec.color.colors) - 1
+        scale["domain"] = [lo + (hi - lo) * i / n for i in range(n)] + [hi]
         scale["range"] = list(spec.color.colors)
+        scale["interpolate"] = "rgb"
     else:
         scale["scheme"] = spec.color.effective_scheme
     legend: dict[str, Any] = {

@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, display_path
 from .models import Module, Spec
@@ -108,7 +108,7 @@ class _Reader:
         path = (self.doc.path.parent / relative).resolve()
         if self.root is not None and not self.allow_outside and not path.is_relative_to(self.root):
             self.in_spec(("data", "path"), f"data path {relative!r} lies outside the project "
-                         f"({display_path(self.root)})",
+                         "(the folder holding .git, figspec.yaml or pyproject.toml)",
                          "move the file into the project, or pass --allow-outside")
             raise self.fail()
         if not path.is_file():
@@ -171,9 +171,9 @@ def _long_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[st
         if module not in wanted:
             continue
         layer = _layer(reader, source, origin, row.get(data.layer), data.layer)
-        value = _number(reader, source, origin, row.get(data.value), data.value)
-        if layer is None or value is None or not _in_range(reader.spec, layer):
+        if layer is None or not _in_range(reader.spec, layer):
             continue
+        value = _number(reader, source, origin, row.get(data.value), data.value)
         _put(reader, source, cells, (layer, module), value, origin)
     return cells, present
 
@@ -190,20 +190,21 @@ def _wide_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[st
         for m in reader.spec.modules:
             if m.name in row:
                 value = _number(reader, source, origin, row[m.name], m.name)
-                if value is not None:
-                    _put(reader, source, cells, (layer, m.name), value, origin)
+                _put(reader, source, cells, (layer, m.name), value, origin)
     return cells, present
 
 
 def _put(reader: _Reader, source: _Rows, cells: dict[tuple[int, str], tuple[float, Origin]],
-         key: tuple[int, str], value: float, origin: Origin) -> None:
+         key: tuple[int, str], value: float | None, origin: Origin) -> None:
+    """Record a cell. A bad value (None, already reported) still marks the cell
+    as present, so it is not reported a second time as missing."""
     if key in cells:
         first = cells[key][1]
         where = f"line {first}" if isinstance(first, int) else f"record {first[-1]}"
         reader.at(origin, source.shown, f"a second row for layer {key[0]}, module `{key[1]}` "
                   f"(first at {where})", "keep one row per cell, or narrow the rows with `where:`")
         return
-    cells[key] = (value, origin)
+    cells[key] = (math.nan if value is None else value, origin)
 
 
 def _check_modules(reader: _Reader, source: _Rows, present: set[str]) -> None:
@@ -422,9 +423,3 @@ def _record(record: Any, line: int) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise _ParseError(line, f"expected a record ({{...}}), got {type(record).__name__}")
     return record
-
-
-def iter_cells(table: Table) -> Iterator[tuple[int, Module, float]]:
-    for layer in table.layers:
-        for m in table.modules:
-            yield layer, m, table.values[(layer, m.name)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -247,13 +247,6 @@ class Cell(Model):
     height: float = Field(12, gt=0, le=500, description="Height of one cell (px).")
 
 
-Domain = Annotated[
-    tuple[float, float],
-    Field(description="Colour scale domain [low, high]; values outside are drawn in the end "
-          "colours. Default: min..max of the drawn cells.", examples=[[0.12, 0.18]]),
-]
-
-
 class Spec(Model):
     """One figure: a layer-by-module heatmap."""
 
@@ -269,7 +262,10 @@ class Spec(Model):
         examples=[[{"name": "q_proj", "label": "attn. q"}, "gate_proj"]],
     )
     layers: Layers = Field(default_factory=Layers, description="The y axis.")
-    domain: Domain | None = None
+    domain: tuple[float, float] | None = Field(
+        None, description="Colour scale domain [low, high]; values outside are drawn in the end "
+        "colours. Default: min..max of the drawn cells.", examples=[[0.12, 0.18]],
+    )
     color: Color = Field(default_factory=Color, description="The colour scale.")
     legend: Legend = Field(default_factory=Legend, description="The colorbar.")
     cell: Cell = Field(default_factory=Cell, description="Size of one cell.")
@@ -283,18 +279,6 @@ class Spec(Model):
                 raise ValueError("must be two finite numbers")
             if not v[0] < v[1]:
                 raise ValueError(f"must be increasing (low, high), got [{v[0]}, {v[1]}]")
-        return v
-
-    @field_validator("modules")
-    @classmethod
-    def _distinct(cls, v: list[Module]) -> list[Module]:
-        for attr, what in (("name", "module"), ("shown", "label")):
-            seen: set[str] = set()
-            for m in v:
-                key = getattr(m, attr)
-                if key in seen:
-                    raise ValueError(f"{what} {key!r} is listed twice")
-                seen.add(key)
         return v
 
 

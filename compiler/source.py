@@ -84,6 +84,15 @@ def dotted(loc: Sequence[str | int]) -> str:
     return out
 
 
+class _TooDeep(yaml.MarkedYAMLError):
+    pass
+
+
+def show_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:python/object`` -> ``!!python/object``, as written."""
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org") else tag
+
+
 class _BoundedLoader(yaml.SafeLoader):
     """SafeLoader whose composer refuses documents nested deeper than MAX_DEPTH."""
 
@@ -94,9 +103,8 @@ class _BoundedLoader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark
-                raise yaml.MarkedYAMLError(
-                    problem=f"nesting deeper than {MAX_DEPTH} levels", problem_mark=mark
-                )
+                raise _TooDeep(problem=f"nesting deeper than {MAX_DEPTH} levels",
+                               problem_mark=mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -113,6 +121,9 @@ def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
         raise FigspecError([Diagnostic(shown, message="is a directory, not a file")]) from None
     except OSError as e:
         raise FigspecError([Diagnostic(shown, message=f"cannot read: {e.strerror}")]) from None
+    if b"\x00" in raw:
+        line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
+        raise FigspecError([Diagnostic(shown, line, 1, "binary file (contains NUL bytes), not text")])
     if len(raw) > max_bytes:
         raise FigspecError([Diagnostic(shown, 1, 1, f"file is larger than {max_bytes:,} bytes")])
     try:
@@ -124,9 +135,6 @@ def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
             [Diagnostic(shown, line, col, f"not UTF-8 text (byte 0x{raw[e.start]:02x})",
                         "save the file as UTF-8")]
         ) from None
-    if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
-        raise FigspecError([Diagnostic(shown, line, 1, "binary file (contains NUL bytes)")])
     return text
 
 
@@ -137,13 +145,25 @@ def load_yaml(path: Path) -> Document:
     loader = _BoundedLoader(text)
     try:
         root = loader.get_single_node()
+    except _TooDeep as e:
+        mark = e.problem_mark
+        raise FigspecError([Diagnostic(shown, mark.line + 1, mark.column + 1, str(e.problem),
+                                       "flatten the document")]) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = e.problem or "invalid YAML"
-        if e.context and "deeper" not in problem:
-            problem = f"{e.context}: {problem}" if "found" in problem else problem
-        raise FigspecError([Diagnostic(shown, line, col, f"YAML syntax error: {problem}")]) from None
+        if e.context and problem.startswith("but "):
+            problem = f"{e.context}, {problem}"
+        hint = None
+        if "expected <block end>" in problem or "mapping values are not allowed" in problem:
+            hint = "check the indentation of this line"
+        elif "another document" in problem:
+            hint = "a spec is one document: remove the `---` line"
+        elif "found character '\\t'" in problem:
+            hint = "indent with spaces, not tabs"
+        raise FigspecError([Diagnostic(shown, line, col, f"YAML syntax error: {problem}",
+                                       hint)]) from None
     except yaml.YAMLError as e:
         raise FigspecError([Diagnostic(shown, 1, 1, f"YAML error: {e}")]) from None
     finally:
@@ -184,7 +204,7 @@ class _Builder:
             return self._scalar(node)
         if isinstance(node, SequenceNode):
             if node.tag != _SEQ_TAG:
-                self._problem(node, f"tag `{node.tag}` is not allowed", "remove the tag")
+                self._problem(node, f"tag `{show_tag(node.tag)}` is not allowed", "remove the tag")
             return [self.build(item, loc + (i,), depth + 1) for i, item in enumerate(node.value)]
         if isinstance(node, MappingNode):
             return self._mapping(node, loc, depth)
@@ -195,7 +215,7 @@ class _Builder:
         if node.tag in _AS_TEXT_TAGS:
             return node.value
         if node.tag not in _SCALAR_TAGS:
-            self._problem(node, f"tag `{node.tag}` is not allowed", "remove the tag")
+            self._problem(node, f"tag `{show_tag(node.tag)}` is not allowed", "remove the tag")
             return None
         try:
             return self._constructor.construct_object(node, deep=False)
@@ -205,7 +225,7 @@ class _Builder:
 
     def _mapping(self, node: MappingNode, loc: Loc, depth: int) -> dict[str, Any]:
         if node.tag != _MAP_TAG:
-            self._problem(node, f"tag `{node.tag}` is not allowed", "remove the tag")
+            self._problem(node, f"tag `{show_tag(node.tag)}` is not allowed", "remove the tag")
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":

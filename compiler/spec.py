@@ -47,13 +47,34 @@ def validate(doc: Document) -> Spec:
         raise FigspecError([doc.diagnostic((), "empty spec: expected a mapping with at least "
                                            "`data` and `modules`")])
     if not isinstance(doc.data, dict):
-        kind = "a list" if isinstance(doc.data, list) else f"a {type(doc.data).__name__}"
+        kind = {list: "a list", str: "a string", int: "a number", float: "a number",
+                bool: "true/false"}.get(type(doc.data), type(doc.data).__name__)
         raise FigspecError([doc.diagnostic((), f"a spec must be a mapping of keys to values, "
                                            f"not {kind}", "start with `data:` and `modules:`")])
     try:
-        return Spec.model_validate(doc.data)
+        spec = Spec.model_validate(doc.data)
     except ValidationError as e:
         raise FigspecError([_diagnostic(doc, err) for err in e.errors()]) from None
+    problems = _listed_twice(doc, spec)
+    if problems:
+        raise FigspecError(problems)
+    return spec
+
+
+def _listed_twice(doc: Document, spec: Spec) -> list[Diagnostic]:
+    """A module listed twice, by name or by label, is reported at the second one."""
+    problems = []
+    for attr, what in (("name", "module"), ("shown", "label")):
+        first: dict[str, int] = {}
+        for i, m in enumerate(spec.modules):
+            key = getattr(m, attr)
+            if key in first:
+                line = doc.locate(("modules", first[key]))[0]
+                problems.append(doc.diagnostic(("modules", i), f"{what} `{key}` is listed twice "
+                                               f"(first at line {line})", "remove one of them"))
+            else:
+                first[key] = i
+    return problems
 
 
 def _diagnostic(doc: Document, err: Any) -> Diagnostic:
@@ -64,11 +85,14 @@ def _diagnostic(doc: Document, err: Any) -> Diagnostic:
         allowed = _fields_at(loc[:-1])
         return doc.diagnostic(loc, f"unknown key `{key}`", did_you_mean(key, allowed) if allowed
                               else None, key=True)
+    if kind == "missing" and isinstance(loc[-1], int):  # a tuple too short: the domain
+        return doc.diagnostic(loc[:-1], f"{dotted(loc[:-1])}: expected two numbers, [low, high]")
     if kind == "missing":
         return doc.diagnostic(loc[:-1], f"missing required key `{loc[-1]}`")
     message = err["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
+    message = message.replace(" after validation", "")
     hint = None
     if "; did you mean" in message:
         message, hint = message.split("; ", 1)

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import support
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project (a folder with a .git marker) as the working directory,
+    holding data/cells.csv: 6 layers x 7 modules of known values."""
+    (tmp_path / ".git").mkdir()
+    support.write_csv(tmp_path / "data" / "cells.csv", support.long_rows())
+    (tmp_path / "specs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]):
+    """Run the command line in this process: returns (exit status, stdout, stderr)."""
+    from compiler.cli import main
+
+    def _run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = main(list(argv))
+        except SystemExit as e:  # argparse on a misused command line
+            code = int(e.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    os.environ.setdefault("PYTHONHASHSEED", "0")

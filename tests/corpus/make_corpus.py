@@ -1,0 +1,126 @@
+"""Writes the corpus of broken specs and data files (run once; the files are
+committed). Each invalid/NAME.yaml has its expected `figspec check` output
+beside it in invalid/NAME.expected."""
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+INV = HERE / "invalid"
+DATA = HERE / "data"
+
+MODS = """modules:
+  - {name: q_proj, label: "attn. q"}
+  - {name: k_proj, label: "attn. k"}
+"""
+GOOD = "data:\n  path: ../data/good.csv\n" + MODS
+
+def rows(n=4, mods=("q_proj", "k_proj")):
+    return [(l, m, round(0.1 + l / 100 + i / 1000, 4)) for l in range(n) for i, m in enumerate(mods)]
+
+def csv(rs, header="layer,module,value"):
+    return header + "\n" + "".join(f"{l},{m},{v}\n" for l, m, v in rs)
+
+data_files = {
+    "good.csv": csv(rows()),
+    "good_wide.tsv": "layer\tq_proj\n0\t0.1\n1\t0.2\n",
+    "missing_cell.csv": csv([r for r in rows() if r[:2] != (2, "k_proj")]),
+    "duplicate_row.csv": csv(rows() + [(1, "q_proj", 0.5)]),
+    "not_a_number.csv": csv(rows()[:3]) + "1,k_proj,n/a\n" + csv(rows()[4:]).split("\n", 1)[1],
+    "nan.csv": csv(rows()[:5]) + "2,k_proj,nan\n" + csv(rows()[6:]).split("\n", 1)[1],
+    "bad_layer.csv": csv(rows()) + "three,q_proj,0.1\n",
+    "empty.csv": "",
+    "header_only.csv": "layer,module,value\n",
+    "ragged.csv": "layer,module,value\n0,q_proj,0.1\n0,k_proj\n",
+    "inf.jsonl": "".join('{"layer": %d, "module": "%s", "value": %s}\n' % (l, m, "Infinity" if (l, m) == (3, "q_proj") else v) for l, m, v in rows()),
+    "bad.jsonl": '{"layer": 0, "module": "q_proj", "value": 0.1}\n{"layer": 1, "module": "q_proj" "value": 0.1}\n',
+    "not_list.json": '{"layer": 0, "module": "q_proj", "value": 0.1}\n',
+    "syntax.json": '[\n  {"layer": 0, "module": "q_proj", "value": 0.1},\n  {"layer": 1, "module": "q_proj", "value": 0.1,}\n]\n',
+    "string_value.json": "[\n" + ",\n".join('  {"layer": %d, "module": "%s", "value": %s}' % (l, m, '"big"' if (l, m) == (2, "q_proj") else v) for l, m, v in rows()) + "\n]\n",
+}
+for name, text in data_files.items():
+    (DATA / name).write_text(text)
+(DATA / "binary.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")
+(DATA / "latin1.csv").write_bytes(csv(rows()).encode() + "2,caf\xe9,0.1\n".encode("latin-1"))
+
+specs = {
+    # -- YAML and document shape
+    "empty_file": "",
+    "only_comments": "# nothing here\n",
+    "not_a_mapping_list": "- data\n- modules\n",
+    "not_a_mapping_scalar": "heatmap please\n",
+    "yaml_syntax_error": "data:\n  path: ../data/good.csv\n modules: [q_proj]\n",
+    "yaml_unclosed_flow": "data: {path: ../data/good.csv\nmodules: [q_proj]\n",
+    "two_documents": GOOD + "---\n" + GOOD,
+    "duplicate_key": GOOD + "domain: [0.1, 0.2]\ndomain: [0.1, 0.3]\n",
+    "python_tag": GOOD + "title: !!python/object/apply:os.system ['echo pwned']\n",
+    "custom_tag": GOOD + "legend: !include legend.yaml\n",
+    "merge_key": "base: &b {first: 0}\n" + GOOD + "layers:\n  <<: *b\n  last: 3\n",
+    "billion_laughs": "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi")) + GOOD,
+    "deep_nesting": "title: " + "[" * 5000 + "]" * 5000 + "\n" + GOOD,
+    # -- keys
+    "unknown_key": GOOD + "colour: {scheme: blueorange}\n",
+    "unknown_nested_key": "data:\n  pth: ../data/good.csv\n" + MODS,
+    "missing_data": MODS,
+    "missing_modules": "data:\n  path: ../data/good.csv\n",
+    "wrong_type_modules": "data:\n  path: ../data/good.csv\nmodules: q_proj\n",
+    # -- data block
+    "data_url": "data:\n  path: https://example.com/cells.csv\n" + MODS,
+    "data_path_and_values": "data:\n  path: ../data/good.csv\n  values: [{layer: 0, module: q_proj, value: 0.1}]\n" + MODS,
+    "data_no_source": "data:\n  layout: long\n" + MODS,
+    "data_unknown_suffix": "data:\n  path: ../data/cells.xlsx\n" + MODS,
+    "data_missing_file": "data:\n  path: ../data/nope.csv\n" + MODS,
+    "data_outside_project": "data:\n  path: ../../../../../../../../etc/cells.csv\n" + MODS,
+    "data_bad_layout": "data:\n  path: ../data/good.csv\n  layout: wid\n" + MODS,
+    "column_missing": "data:\n  path: ../data/good.csv\n  value: val\n" + MODS,
+    "where_column_missing": "data:\n  path: ../data/good.csv\n  where: {run: grpo}\n" + MODS,
+    # -- modules
+    "modules_empty": "data:\n  path: ../data/good.csv\nmodules: []\n",
+    "modules_duplicate": GOOD + "  - q_proj\n",
+    "module_not_in_data": GOOD + "  - {name: k_prj, label: K}\n".replace("k_prj", "v_prj"),
+    "module_typo": "data:\n  path: ../data/good.csv\nmodules: [q_proj, k_prj]\n",
+    "module_label_typo": "data:\n  path: ../data/good.csv\nmodules:\n  - {name: q_proj, lable: Q}\n",
+    # -- layers
+    "tick_every_zero": GOOD + "layers: {tick_every: 0}\n",
+    "last_below_first": GOOD + "layers: {first: 3, last: 1}\n",
+    "first_negative": GOOD + "layers: {first: -1}\n",
+    "zero_at_middle": GOOD + "layers: {zero_at: middle}\n",
+    "layer_not_integer": GOOD + "layers: {last: three}\n",
+    # -- domain and colour
+    "domain_decreasing": GOOD + "domain: [0.18, 0.12]\n",
+    "domain_one_number": GOOD + "domain: [0.12]\n",
+    "domain_not_numbers": GOOD + "domain: [low, high]\n",
+    "scheme_typo": GOOD + "color: {scheme: blueornge}\n",
+    "scheme_and_colors": GOOD + "color: {scheme: blueorange, colors: ['#000000', '#ffffff']}\n",
+    "bad_hex_color": GOOD + "color: {colors: ['#2166ac', 'orange']}\n",
+    "legend_bad_format": GOOD + "legend: {format: .2z}\n",
+    # -- output
+    "format_unknown": GOOD + "output: {formats: [svg, jpg]}\n",
+    "format_twice": GOOD + "output: {formats: [svg, svg]}\n",
+    "output_name_escapes": GOOD + "output: {name: ../../evil}\n",
+    "output_name_folder": GOOD + "output: {name: figs/a}\n",
+    "png_scale_zero": GOOD + "output: {scale: 0}\n",
+    # -- data contents
+    "data_missing_cell": "data:\n  path: ../data/missing_cell.csv\n" + MODS,
+    "data_duplicate_row": "data:\n  path: ../data/duplicate_row.csv\n" + MODS,
+    "data_not_a_number": "data:\n  path: ../data/not_a_number.csv\n" + MODS,
+    "data_nan": "data:\n  path: ../data/nan.csv\n" + MODS,
+    "data_infinity_jsonl": "data:\n  path: ../data/inf.jsonl\n" + MODS,
+    "data_bad_layer": "data:\n  path: ../data/bad_layer.csv\n" + MODS,
+    "data_empty_file": "data:\n  path: ../data/empty.csv\n" + MODS,
+    "data_header_only": "data:\n  path: ../data/header_only.csv\n" + MODS,
+    "data_ragged_csv": "data:\n  path: ../data/ragged.csv\n" + MODS,
+    "data_binary": "data:\n  path: ../data/binary.csv\n" + MODS,
+    "data_not_utf8": "data:\n  path: ../data/latin1.csv\n" + MODS,
+    "data_jsonl_syntax": "data:\n  path: ../data/bad.jsonl\n" + MODS,
+    "data_json_not_list": "data:\n  path: ../data/not_list.json\n" + MODS,
+    "data_json_syntax": "data:\n  path: ../data/syntax.json\n" + MODS,
+    "data_json_string_value": "data:\n  path: ../data/string_value.json\n" + MODS,
+    "wide_missing_module": "data:\n  path: ../data/good_wide.tsv\n  layout: wide\n" + MODS,
+    "inline_bad_value": "data:\n  values:\n    - {layer: 0, module: q_proj, value: 0.1}\n    - {layer: 0, module: k_proj, value: .nan}\n" + MODS,
+    "several_problems": "data:\n  path: ../data/good.csv\n  layot: wide\n" + MODS + "domain: [2, 1]\ncolor: {scheme: viridiss}\n",
+}
+for name, text in specs.items():
+    (INV / f"{name}.yaml").write_text(text)
+(INV / "not_utf8.yaml").write_bytes(GOOD.encode() + "title: caf\xe9\n".encode("latin-1"))
+(INV / "binary_spec.yaml").write_bytes(b"\x00\x01\x02 binary \xff\xfe")

@@ -1,0 +1,125 @@
+"""Helpers shared by the tests: writing small projects, reading scenegraphs,
+and an independent oracle for Vega's colour schemes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"]
+LABELS = ["attn. q", "attn. k", "attn. v", "attn. o", "mlp. up", "mlp. down", "mlp. gate"]
+
+
+def value_of(layer: int, module_index: int) -> float:
+    """A distinct, known value per cell: 0.1 + layer/1000 + module/10000."""
+    return round(0.1 + layer / 1000 + module_index / 10000, 6)
+
+
+def long_rows(layers: int = 6, modules: list[str] = MODULES, **extra: Any) -> list[dict]:
+    return [{**extra, "layer": layer, "module": m, "value": value_of(layer, i)}
+            for layer in range(layers) for i, m in enumerate(modules)]
+
+
+def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
+    cols = list(rows[0])
+    lines = [delimiter.join(cols)] + [delimiter.join(str(r[c]) for c in cols) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def spec_text(data: str = "path: ../data/cells.csv", modules: list[str] = MODULES,
+              extra: str = "") -> str:
+    mods = "\n".join(f"  - {m}" for m in modules)
+    data = "\n".join("  " + line for line in data.splitlines())
+    return f"data:\n{data}\nmodules:\n{mods}\n" + textwrap.dedent(extra).lstrip("\n")
+
+
+# -- scenegraph ---------------------------------------------------------------
+
+def marks(node: Any, role: str, marktype: str | None = None) -> list[dict]:
+    """All items of every mark with this role (and type), depth first."""
+    out: list[dict] = []
+
+    def walk(n: Any) -> None:
+        if isinstance(n, dict):
+            if n.get("role") == role and (marktype is None or n.get("marktype") == marktype):
+                out.extend(n.get("items", []))
+            for it in n.get("items", []):
+                walk(it)
+
+    walk(node.get("scenegraph", node))
+    return out
+
+
+def axis_texts(sg: dict) -> list[list[str]]:
+    """The label texts of each axis, in scenegraph order (x first, then y)."""
+    texts = []
+    for axis in marks(sg, "axis"):
+        labels = [i["text"] for group in axis.get("items", [])
+                  if group.get("role") == "axis-label" for i in group["items"]]
+        texts.append(labels)
+    return texts
+
+
+def scenegraph(vl: dict) -> dict:
+    import vl_convert as vlc
+
+    return vlc.vegalite_to_scenegraph(vl, allowed_base_urls=[])
+
+
+def parse_rgb(fill: str) -> tuple[int, int, int]:
+    m = re.fullmatch(r"rgb\((\d+), (\d+), (\d+)\)", fill)
+    if m:
+        return tuple(int(g) for g in m.groups())  # type: ignore[return-value]
+    m = re.fullmatch(r"#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})", fill, re.I)
+    assert m, f"unexpected colour {fill!r}"
+    return tuple(int(g, 16) for g in m.groups())  # type: ignore[return-value]
+
+
+# -- colour oracle ----------------------------------------------------------------
+
+@functools.cache
+def scheme_stops(name: str) -> list[tuple[int, int, int]]:
+    """A continuous scheme's colour stops, read from the Vega source that
+    vl-convert bundles (vega-scale's schemes table)."""
+    import vl_convert as vlc
+
+    bundle = vlc.javascript_bundle()
+    m = re.search(r'[{,]%s:"([0-9a-f]+)"' % re.escape(name), bundle, re.I)
+    assert m, f"scheme {name} not found in the Vega bundle"
+    hexes = m.group(1)
+    return [tuple(int(hexes[i + j:i + j + 2], 16) for j in (0, 2, 4))  # type: ignore[misc]
+            for i in range(0, len(hexes), 6)]
+
+
+def piecewise_rgb(stops: list[tuple[int, int, int]], t: float) -> tuple[int, int, int]:
+    """d3.piecewise(d3.interpolateRgb, stops)(t), as Vega's continuous schemes do."""
+    t = min(max(t, 0.0), 1.0)
+    n = len(stops) - 1
+    i = min(int(t * n), n - 1)
+    f = t * n - i
+    return tuple(round(a + (b - a) * f) for a, b in zip(stops[i], stops[i + 1]))  # type: ignore
+
+
+def expected_color(value: float, lo: float, hi: float, stops: list[tuple[int, int, int]]
+                   ) -> tuple[int, int, int]:
+    return piecewise_rgb(stops, (value - lo) / (hi - lo))
+
+
+def close_colors(a: tuple[int, ...], b: tuple[int, ...], tol: int = 1) -> bool:
+    return all(abs(x - y) <= tol for x, y in zip(a, b))
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True)

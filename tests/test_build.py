@@ -1,0 +1,123 @@
+"""Building: files written, failures reported without stopping the others,
+and a good figure never destroyed by a bad build."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import support
+from compiler import build as build_module
+from compiler.build import Options, build, check, find_specs, write_atomic
+from compiler.diagnostics import UsageError
+
+
+def spec(project: Path, name: str, extra: str = "", data: str = "path: ../data/cells.csv") -> Path:
+    return support.write(project / "specs" / f"{name}.yaml", support.spec_text(data, extra=extra))
+
+
+def test_writes_the_requested_formats(project: Path):
+    spec(project, "a")
+    spec(project, "b", "output: {name: fig2, formats: [pdf, html]}\n")
+    results = build([project / "specs"], Options(out_dir=project / "out"))
+    assert [r.status for r in results] == ["built", "built"]
+    assert sorted(p.name for p in (project / "out").iterdir()) == [
+        "a.png", "a.svg", "fig2.html", "fig2.pdf"]
+
+
+def test_a_broken_spec_does_not_stop_the_others(project: Path):
+    spec(project, "a")
+    spec(project, "b", "domain: [2, 1]\n")
+    spec(project, "c")
+    results = build([project / "specs"], Options(out_dir=project / "out"))
+    assert [r.status for r in results] == ["built", "failed", "built"]
+    assert "domain: must be increasing" in results[1].diagnostics[0].message
+    assert sorted(p.name for p in (project / "out").iterdir()) == ["a.png", "a.svg", "c.png", "c.svg"]
+
+
+def test_a_failed_build_keeps_the_last_good_figure(project: Path):
+    spec(project, "a")
+    out = project / "out"
+    build([project / "specs"], Options(out_dir=out))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    rows = support.long_rows()
+    rows[5]["value"] = "oops"
+    support.write_csv(project / "data" / "cells.csv", rows)
+    (result,) = build([project / "specs"], Options(out_dir=out))
+    assert result.status == "failed"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_render_failure_writes_nothing(project: Path, monkeypatch: pytest.MonkeyPatch):
+    spec(project, "a", "output: {formats: [svg, png, pdf]}\n")
+    out = project / "out"
+    from compiler import render
+
+    def broken(svg: str) -> bytes:
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(render, "svg_to_pdf", broken)
+    with pytest.raises(RuntimeError):
+        build([project / "specs"], Options(out_dir=out))
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_write_atomic_leaves_the_old_file_when_interrupted(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    target = tmp_path / "fig.png"
+    target.write_bytes(b"old figure")
+
+    def crash(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, b"new figure, half written")
+    assert target.read_bytes() == b"old figure"
+    assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]  # no temporary file left
+
+
+def test_write_atomic_skips_identical_content(tmp_path: Path):
+    target = tmp_path / "fig.svg"
+    assert write_atomic(target, b"<svg/>") is True
+    os.utime(target, (1, 1))
+    assert write_atomic(target, b"<svg/>") is False
+    assert target.stat().st_mtime == 1
+    assert write_atomic(target, b"<svg></svg>") is True
+    assert target.read_bytes() == b"<svg></svg>"
+    assert oct(target.stat().st_mode & 0o777) != oct(0o600)
+
+
+def test_output_names_must_be_unique(project: Path):
+    spec(project, "a", "output: {name: fig}\n")
+    spec(project, "b", "output: {name: fig}\n")
+    results = check([project / "specs"])
+    assert [r.status for r in results] == ["checked", "failed"]
+    assert results[1].diagnostics[0].format() == (
+        "specs/b.yaml:11:16: error: output name `fig` is also used by specs/a.yaml; "
+        "give each spec its own `output.name`")
+
+
+def test_find_specs(project: Path):
+    a = spec(project, "a")
+    support.write(project / "specs" / "sub" / "b.yml", "x: 1\n")
+    support.write(project / "specs" / ".hidden" / "c.yaml", "x: 1\n")
+    (project / "specs" / "notes.txt").write_text("not a spec")
+    assert find_specs([project / "specs"]) == [a, project / "specs" / "sub" / "b.yml"]
+    assert find_specs([a, a]) == [a]
+    with pytest.raises(UsageError, match="no such file"):
+        find_specs([project / "nope"])
+
+
+def test_check_does_not_import_altair_or_vl_convert():
+    import subprocess
+    import sys
+
+    code = ("import sys; from compiler.cli import main; rc = main(['check', 'specs']); "
+            "heavy = [m for m in ('altair', 'vl_convert', 'pikepdf') if m in sys.modules]; "
+            "print(rc, heavy)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(build_module.__file__).parents[1],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "0 []"

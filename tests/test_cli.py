@@ -1,0 +1,82 @@
+"""The command line: exit statuses, output streams, defaults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import support
+
+
+def test_check_valid_and_invalid(project: Path, run):
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    assert run("check") == (0, "", "")
+    support.write(project / "specs" / "b.yaml", support.spec_text(extra="colour: x\n"))
+    code, out, err = run("check")
+    assert code == 1
+    assert err == "specs/b.yaml:11:1: error: unknown key `colour`; did you mean `color`?\n"
+
+
+def test_check_reports_every_problem_of_every_file(project: Path, run):
+    support.write(project / "specs" / "a.yaml", support.spec_text(extra="domain: [2, 1]\nlegend: {fromat: x}\n"))
+    support.write(project / "specs" / "b.yaml", support.spec_text(modules=["q_prj"]))
+    code, _, err = run("check", "specs")
+    assert code == 1
+    assert [line.split(": error: ")[0] for line in err.splitlines()] == [
+        "specs/a.yaml:11:9", "specs/a.yaml:12:10", "specs/b.yaml:4:5"]
+
+
+def test_check_json_format(project: Path, run):
+    support.write(project / "specs" / "a.yaml", support.spec_text(extra="layers: {zero_at: up}\n"))
+    code, out, err = run("check", "--format", "json")
+    assert code == 1 and err == ""
+    (problem,) = json.loads(out)
+    assert problem["file"] == "specs/a.yaml"
+    assert (problem["line"], problem["column"]) == (11, 19)
+    assert problem["yaml_path"] == "layers.zero_at"
+    assert problem["message"].startswith("layers.zero_at: input should be 'bottom' or 'top'")
+
+
+def test_misused_command_line_exits_2(project: Path, run):
+    assert run()[0] == 2
+    assert run("frobnicate")[0] == 2
+    assert run("build", "--no-such-flag")[0] == 2
+    code, _, err = run("check", "missing.yaml")
+    assert code == 2 and "missing.yaml: no such file or folder" in err
+    assert run("compile")[0] == 2
+
+
+def test_build_defaults_to_specs_and_out(project: Path, run):
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    code, out, err = run("build")
+    assert code == 0, err
+    assert sorted(p.name for p in (project / "out").iterdir()) == ["a.png", "a.svg"]
+    assert "[1/1] built  specs/a.yaml" in out
+    assert out.splitlines()[-1].startswith("1 built, 0 failed in ")
+
+
+def test_build_reports_failures_at_the_end_and_exits_1(project: Path, run):
+    support.write(project / "specs" / "a.yaml", support.spec_text(extra="domain: [2, 1]\n"))
+    support.write(project / "specs" / "b.yaml", support.spec_text())
+    code, out, err = run("build", "--out", "figures")
+    assert code == 1
+    assert "FAILED specs/a.yaml" in out and "1 built, 1 failed" in out
+    assert err.startswith("specs/a.yaml:11:9: error: domain: must be increasing")
+    assert (project / "figures" / "b.svg").exists()
+
+
+def test_compile_prints_self_contained_vega_lite(project: Path, run):
+    support.write(project / "specs" / "a.yaml", support.spec_text(extra="title: T\n"))
+    code, out, err = run("compile", "specs/a.yaml")
+    assert code == 0, err
+    vl = json.loads(out)
+    assert vl["title"] == "T" and len(vl["data"]["values"]) == 42
+    assert run("compile", "specs/none.yaml")[0] == 2
+    support.write(project / "specs" / "bad.yaml", "data: {path: x.csv}\n")
+    code, out, err = run("compile", "specs/bad.yaml")
+    assert code == 1 and out == "" and "missing required key `modules`" in err
+
+
+def test_version(run):
+    code, out, _ = run("--version")
+    assert code == 0 and out.startswith("figspec ")

@@ -1,0 +1,132 @@
+"""Reading data sources into the cell table: every file type, both layouts,
+inline records, `where:` filters, and the layer range."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import support
+from compiler.build import project_root
+from compiler.data import read_table
+from compiler.diagnostics import FigspecError
+from compiler.spec import load_spec
+from support import MODULES, value_of
+
+
+def table_for(project: Path, spec_body: str, **kw):
+    path = support.write(project / "specs" / "fig.yaml", spec_body)
+    loaded = load_spec(path)
+    return read_table(loaded.doc, loaded.spec, root=project_root(path), **kw)
+
+
+def expected_values(layers=range(6), modules=MODULES):
+    return {(layer, m): value_of(layer, MODULES.index(m)) for layer in layers for m in modules}
+
+
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "json", "jsonl"])
+def test_every_file_type_gives_the_same_table(project: Path, suffix: str):
+    rows = support.long_rows()
+    target = project / "data" / f"cells.{suffix}"
+    if suffix == "csv":
+        support.write_csv(target, rows)
+    elif suffix == "tsv":
+        support.write_csv(target, rows, "\t")
+    elif suffix == "json":
+        target.write_text(json.dumps(rows, indent=2))
+    else:
+        target.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = table_for(project, support.spec_text(f"path: ../data/cells.{suffix}"))
+    assert table.values == expected_values()
+    assert table.layers == tuple(range(6))
+    assert table.sources == (target.resolve(),)
+
+
+def test_wide_layout(project: Path):
+    wide = [{"step": layer, **{m: value_of(layer, i) for i, m in enumerate(MODULES)}}
+            for layer in range(6)]
+    support.write_csv(project / "data" / "wide.csv", wide)
+    table = table_for(project, support.spec_text("path: ../data/wide.csv\nlayout: wide\nlayer: step"))
+    assert table.values == expected_values()
+
+
+def test_inline_values(project: Path):
+    body = support.spec_text("values:\n  - {layer: 0, module: a, value: 1}\n"
+                             "  - {layer: 0, module: b, value: 2.5}", ["b", "a"])
+    table = table_for(project, body)
+    assert table.values == {(0, "a"): 1.0, (0, "b"): 2.5}
+    assert [r["module"] for r in table.records()] == ["b", "a"]
+
+
+def test_custom_column_names(project: Path):
+    rows = [{"L": r["layer"], "M": r["module"], "V": r["value"]} for r in support.long_rows()]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    table = table_for(project, support.spec_text("path: ../data/cells.csv\nlayer: L\nmodule: M\nvalue: V"))
+    assert table.values == expected_values()
+
+
+def test_where_keeps_only_matching_rows(project: Path):
+    rows = support.long_rows(run="grpo", seed=1) + [
+        {**r, "value": 9.0} for r in support.long_rows(run="sft", seed=1)]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    table = table_for(project, support.spec_text("path: ../data/cells.csv\nwhere: {run: grpo, seed: 1}"))
+    assert table.values == expected_values()
+    with pytest.raises(FigspecError, match="a second row"):
+        table_for(project, support.spec_text("path: ../data/cells.csv"))
+
+
+def test_only_listed_modules_and_layers_in_range(project: Path):
+    support.write_csv(project / "data" / "cells.csv", support.long_rows(layers=10))
+    table = table_for(project, support.spec_text(modules=["v_proj", "q_proj"],
+                                                 extra="layers: {first: 2, last: 4}\n"))
+    assert table.values == expected_values(range(2, 5), ["v_proj", "q_proj"])
+    assert [m.name for m in table.modules] == ["v_proj", "q_proj"]
+
+
+def test_last_defaults_to_the_largest_layer_in_the_data(project: Path):
+    support.write_csv(project / "data" / "cells.csv", support.long_rows(layers=9))
+    table = table_for(project, support.spec_text())
+    assert table.layers == tuple(range(9))
+
+
+def test_rows_outside_the_range_are_not_checked(project: Path):
+    rows = support.long_rows(layers=3) + [{"layer": 7, "module": "q_proj", "value": "n/a"},
+                                           {"layer": 1, "module": "other", "value": "x"}]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    table = table_for(project, support.spec_text(extra="layers: {last: 2}\n"))
+    assert len(table.values) == 3 * 7
+
+
+def test_several_problems_in_one_file_are_all_reported(project: Path):
+    rows = support.long_rows(layers=3)
+    rows[2]["value"] = "n/a"
+    rows[9]["value"] = "inf"
+    rows[12]["layer"] = "x"
+    support.write_csv(project / "data" / "cells.csv", rows)
+    with pytest.raises(FigspecError) as e:
+        table_for(project, support.spec_text())
+    lines = [d.format() for d in e.value.diagnostics]
+    assert lines[0].startswith("data/cells.csv:4: error: value \"n/a\"")
+    assert lines[1].startswith("data/cells.csv:11: error: value \"inf\"")
+    assert lines[2].startswith("data/cells.csv:14: error: layer \"x\"")
+
+
+def test_allow_outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    project = tmp_path / "proj"
+    (project / ".git").mkdir(parents=True)
+    support.write_csv(tmp_path / "shared" / "cells.csv", support.long_rows())
+    monkeypatch.chdir(project)
+    body = support.spec_text("path: ../../shared/cells.csv")
+    with pytest.raises(FigspecError, match="outside the project"):
+        table_for(project, body)
+    assert table_for(project, body, allow_outside=True).values == expected_values()
+
+
+def test_a_symlink_out_of_the_project_is_outside(project: Path, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    support.write_csv(elsewhere / "cells.csv", support.long_rows())
+    (project / "data" / "link.csv").symlink_to(elsewhere / "cells.csv")
+    with pytest.raises(FigspecError, match="outside the project"):
+        table_for(project, support.spec_text("path: ../data/link.csv"))
