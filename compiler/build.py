@@ -90,12 +90,34 @@ class Prepared:
     table: Table
 
 
+#: Largest PNG drawn, in pixels: 60 megapixels is ~240 MB of pixmap.
+MAX_PNG_PIXELS = 60_000_000
+#: Room around the cells for axes, labels, title and colorbar (px), generously.
+_MARGIN = 400
+
+
 def prepare(path: Path, options: Options) -> Prepared:
     """Load, validate and read the data of one spec (raises FigspecError)."""
     loaded = load_spec(path)
     table = read_table(loaded.doc, loaded.spec, root=project_root(path),
                        allow_outside=options.allow_outside)
+    _check_size(loaded, table)
     return Prepared(loaded, table)
+
+
+def _check_size(loaded: LoadedSpec, table: Table) -> None:
+    """Refuse a PNG so large that drawing it would exhaust memory."""
+    spec = loaded.spec
+    if "png" not in spec.output.formats:
+        return
+    width = len(table.modules) * spec.cell.width + _MARGIN
+    height = len(table.layers) * spec.cell.height + _MARGIN
+    pixels = width * height * spec.output.scale**2
+    if pixels > MAX_PNG_PIXELS:
+        raise FigspecError([loaded.doc.diagnostic(
+            ("output", "scale"), f"the PNG would have about {pixels / 1e6:.0f} million pixels, "
+            f"more than {MAX_PNG_PIXELS / 1e6:.0f} million",
+            "lower `output.scale` or `cell` size, or draw fewer layers")])
 
 
 def check(paths: Sequence[Path], options: Options = Options()) -> list[Result]:

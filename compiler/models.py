@@ -221,7 +221,7 @@ class Output(Model):
         ["svg", "png"], min_length=1, description="Files to write.",
         examples=[["svg", "png", "pdf", "html"]],
     )
-    scale: float = Field(2.0, gt=0, le=10, description="PNG pixels per SVG pixel (2: crisp on "
+    scale: float = Field(2.0, ge=0.25, le=8, description="PNG pixels per SVG pixel (2: crisp on "
                          "high-resolution screens and in print).")
 
     @field_validator("name")
@@ -243,8 +243,8 @@ class Output(Model):
 class Cell(Model):
     """The size of one heatmap cell, in pixels."""
 
-    width: float = Field(24, gt=0, le=500, description="Width of one cell (px).")
-    height: float = Field(12, gt=0, le=500, description="Height of one cell (px).")
+    width: float = Field(24, ge=1, le=200, description="Width of one cell (px).")
+    height: float = Field(12, ge=1, le=200, description="Height of one cell (px).")
 
 
 class Spec(Model):

@@ -142,9 +142,15 @@ def load_yaml(path: Path) -> Document:
     """Load one YAML document from ``path`` with positions, or raise FigspecError."""
     text = read_text(path)
     shown = display_path(path)
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)
         root = loader.get_single_node()
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        raise FigspecError([Diagnostic(shown, line, col, f"character U+{e.character:04X} is "
+                                       "not allowed in YAML", "remove it")]) from None
     except _TooDeep as e:
         mark = e.problem_mark
         raise FigspecError([Diagnostic(shown, mark.line + 1, mark.column + 1, str(e.problem),
@@ -167,7 +173,8 @@ def load_yaml(path: Path) -> Document:
     except yaml.YAMLError as e:
         raise FigspecError([Diagnostic(shown, 1, 1, f"YAML error: {e}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     doc = Document(path=path, data=None)
     if root is None:
         doc.positions[()] = (1, 1)

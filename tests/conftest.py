@@ -41,3 +41,12 @@ def run(capsys: pytest.CaptureFixture[str]):
 def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
     os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_chdir():
+    """chdir for hypothesis tests, which may not use function-scoped fixtures
+    per example; the original directory is restored at the end of the session."""
+    here = os.getcwd()
+    yield os.chdir
+    os.chdir(here)

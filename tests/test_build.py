@@ -121,3 +121,15 @@ def test_check_does_not_import_altair_or_vl_convert():
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(build_module.__file__).parents[1],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "0 []"
+
+
+def test_a_png_too_large_to_draw_is_refused_before_drawing(project: Path):
+    support.write_csv(project / "data" / "cells.csv", support.long_rows(layers=60))
+    path = spec(project, "a", "cell: {width: 200, height: 200}\noutput: {scale: 8}\n")
+    (result,) = build([path], Options(out_dir=project / "out"))
+    assert result.status == "failed"
+    assert "the PNG would have about" in result.diagnostics[0].message
+    assert result.diagnostics[0].yaml_path == "output.scale"
+    svg_only = spec(project, "a", "cell: {width: 200, height: 200}\n"
+                    "output: {scale: 8, formats: [svg]}\n")
+    assert check([svg_only])[0].status == "checked"

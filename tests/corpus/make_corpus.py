@@ -124,3 +124,4 @@ for name, text in specs.items():
     (INV / f"{name}.yaml").write_text(text)
 (INV / "not_utf8.yaml").write_bytes(GOOD.encode() + "title: caf\xe9\n".encode("latin-1"))
 (INV / "binary_spec.yaml").write_bytes(b"\x00\x01\x02 binary \xff\xfe")
+(INV / "control_character.yaml").write_bytes(b"data:\n  path: ../data/good.csv\n\x0cmodules: [q_proj]\n")
