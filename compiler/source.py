@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
+from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
 
 from .diagnostics import Diagnostic, FigspecError, display_path
 
@@ -93,8 +95,8 @@ def show_tag(tag: str) -> str:
     return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org") else tag
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader whose composer refuses documents nested deeper than MAX_DEPTH."""
+class _DepthLimit(Composer):
+    """PyYAML's composer (recursive) refusing documents nested deeper than MAX_DEPTH."""
 
     _depth = 0
 
@@ -108,6 +110,29 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    class _Loader(CParser, _DepthLimit, Resolver):  # type: ignore[misc]
+        """libyaml's parser (C, a state machine: no recursion) for events, ten
+        times faster than PyYAML's; the composer stays ours, in Python."""
+
+        #: ReaderError positions count UTF-8 bytes here, characters in PyYAML
+        offsets_in_bytes = True
+
+        def __init__(self, text: str):
+            CParser.__init__(self, text)
+            _DepthLimit.__init__(self)
+            Resolver.__init__(self)
+
+        get_single_node = Composer.get_single_node
+
+else:  # pragma: no cover - PyYAML wheels ship libyaml
+
+    class _Loader(_DepthLimit, yaml.SafeLoader):  # type: ignore[no-redef]
+        offsets_in_bytes = False
 
 
 def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
@@ -144,11 +169,13 @@ def load_yaml(path: Path) -> Document:
     shown = display_path(path)
     loader = None
     try:
-        loader = _BoundedLoader(text)
+        loader = _Loader(text)
         root = loader.get_single_node()
     except yaml.reader.ReaderError as e:
-        line = text.count("\n", 0, e.position) + 1
-        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        at = len(text.encode()[:e.position].decode(errors="ignore")) if _Loader.offsets_in_bytes \
+            else e.position
+        line = text.count("\n", 0, at) + 1
+        col = at - (text.rfind("\n", 0, at) + 1) + 1
         raise FigspecError([Diagnostic(shown, line, col, f"character U+{e.character:04X} is "
                                        "not allowed in YAML", "remove it")]) from None
     except _TooDeep as e:
@@ -162,8 +189,11 @@ def load_yaml(path: Path) -> Document:
         if e.context and problem.startswith("but "):
             problem = f"{e.context}, {problem}"
         hint = None
-        if "expected <block end>" in problem or "mapping values are not allowed" in problem:
+        if any(p in problem for p in ("expected <block end>", "mapping values are not allowed",
+                                      "did not find expected key")):
             hint = "check the indentation of this line"
+        elif "did not find expected ','" in problem:
+            hint = "close the bracket opened before, or quote values that hold `:`, `,` or `#`"
         elif "another document" in problem:
             hint = "a spec is one document: remove the `---` line"
         elif "found character '\\t'" in problem:

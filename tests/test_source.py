@@ -82,3 +82,15 @@ def test_unreadable_text(tmp_path: Path, raw: bytes, message: str):
 
 def test_byte_order_mark_is_accepted(tmp_path: Path):
     assert load(tmp_path, b"\xef\xbb\xbfa: 1\n").data == {"a": 1}
+
+
+def test_columns_count_characters_not_bytes(tmp_path: Path):
+    doc = load(tmp_path, "a: é\nb: [é, éé, x]\n")
+    assert doc.locate(("b", 2)) == (2, 12)
+
+
+def test_control_character_position(tmp_path: Path):
+    with pytest.raises(FigspecError) as e:
+        load(tmp_path, "a: é\nb: x\x0c\n")
+    assert e.value.diagnostics[0].format().endswith(
+        "s.yaml:2:5: error: character U+000C is not allowed in YAML; remove it")
