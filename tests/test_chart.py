@@ -146,3 +146,16 @@ def test_compiled_vega_lite_is_self_contained_and_valid(project: Path):
     vl, _ = compiled(project)
     assert "url" not in vl["data"] and len(vl["data"]["values"]) == 42
     jsonschema.validate(vl, alt.vegalite.v6.schema.core.load_schema())
+
+
+def test_fast_path_equals_altairs_validated_chart(project: Path):
+    """vegalite() skips Altair's per-record walk; it must give exactly what the
+    chart gives through Altair's validating to_dict()."""
+    from compiler.build import prepare
+    from compiler.chart import build_chart, vegalite
+
+    spec = support.write(project / "specs" / "fig.yaml", support.spec_text(
+        extra='title: T\ncolor: {colors: ["#000000", "#ffffff"]}\nlegend: {format: .1%}\n'))
+    prepared = prepare(spec, Options())
+    full = build_chart(prepared.loaded.spec, prepared.table).to_dict(validate=True)
+    assert vegalite(prepared.loaded.spec, prepared.table) == full
