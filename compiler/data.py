@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ SHOW_MISSING = 5
 
 #: Where a row came from: a line of a data file, or a location in the spec.
 Origin = int | Loc
+#: (layer, module) -> (the values of its rows, where the first row came from)
+Cells = dict[tuple[int, str], tuple[list[float], Origin]]
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,9 @@ def read_table(doc: Document, spec: Spec, *, root: Path | None = None,
         _check_complete(reader, source, cells, layers)
     if reader.problems:
         raise reader.fail()
-    values = {k: v for k, (v, _) in cells.items() if k[0] in set(layers)}
+    combine = _AGGREGATES[spec.data.aggregate or "min"]  # one value per cell unless aggregating
+    drawn = set(layers)
+    values = {k: float(combine(vs)) for k, (vs, _) in cells.items() if k[0] in drawn}
     return Table(tuple(layers), tuple(spec.modules), values, tuple(reader.sources))
 
 
@@ -160,10 +165,10 @@ def _check_columns(reader: _Reader, source: _Rows) -> bool:
 
 
 def _long_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[str, Any]]]
-                ) -> tuple[dict[tuple[int, str], tuple[float, Origin]], set[str]]:
+                ) -> tuple[Cells, set[str]]:
     data = reader.spec.data
     wanted = {m.name for m in reader.spec.modules}
-    cells: dict[tuple[int, str], tuple[float, Origin]] = {}
+    cells: Cells = {}
     present: set[str] = set()
     for origin, row in rows:
         module = _text(row.get(data.module))
@@ -179,10 +184,10 @@ def _long_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[st
 
 
 def _wide_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[str, Any]]]
-                ) -> tuple[dict[tuple[int, str], tuple[float, Origin]], set[str]]:
+                ) -> tuple[Cells, set[str]]:
     data = reader.spec.data
     present = set(source.columns) - {data.layer} - set(data.where)
-    cells: dict[tuple[int, str], tuple[float, Origin]] = {}
+    cells: Cells = {}
     for origin, row in rows:
         layer = _layer(reader, source, origin, row.get(data.layer), data.layer)
         if layer is None or not _in_range(reader.spec, layer):
@@ -194,17 +199,24 @@ def _wide_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[st
     return cells, present
 
 
-def _put(reader: _Reader, source: _Rows, cells: dict[tuple[int, str], tuple[float, Origin]],
-         key: tuple[int, str], value: float | None, origin: Origin) -> None:
-    """Record a cell. A bad value (None, already reported) still marks the cell
-    as present, so it is not reported a second time as missing."""
-    if key in cells:
+def _put(reader: _Reader, source: _Rows, cells: Cells, key: tuple[int, str],
+         value: float | None, origin: Origin) -> None:
+    """Record a cell's value. A bad value (None, already reported) still marks
+    the cell as present, so it is not reported a second time as missing."""
+    value = math.nan if value is None else value
+    if key not in cells:
+        cells[key] = ([value], origin)
+    elif reader.spec.data.aggregate:
+        cells[key][0].append(value)
+    else:
         first = cells[key][1]
         where = f"line {first}" if isinstance(first, int) else f"record {first[-1]}"
         reader.at(origin, source.shown, f"a second row for layer {key[0]}, module `{key[1]}` "
-                  f"(first at {where})", "keep one row per cell, or narrow the rows with `where:`")
-        return
-    cells[key] = (math.nan if value is None else value, origin)
+                  f"(first at {where})", "combine them with `aggregate: mean` (or median, min, "
+                  "max), or narrow the rows with `where:`")
+
+
+_AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
 
 
 def _check_modules(reader: _Reader, source: _Rows, present: set[str]) -> None:

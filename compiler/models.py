@@ -70,16 +70,24 @@ class Data(Model):
         "long",
         description="`long`: one row per cell, with layer, module and value columns. "
         "`wide`: one row per layer, with a layer column and one column per module.",
+        examples=["wide"],
     )
-    layer: str = Field("layer", description="Column holding the layer index.", min_length=1)
+    layer: str = Field("layer", description="Column holding the layer index.", min_length=1,
+                       examples=["layer_idx"])
     module: str = Field("module", description="Column holding the module name (long layout).",
-                        min_length=1)
+                        min_length=1, examples=["param"])
     value: str = Field("value", description="Column holding the number (long layout).",
-                       min_length=1)
+                       min_length=1, examples=["update_ratio"])
     where: dict[str, Scalar] = Field(
-        default_factory=dict,
+        {},
         description="Keep only rows whose columns equal these values.",
         examples=[{"run": "grpo"}],
+    )
+    aggregate: Literal["mean", "median", "min", "max"] | None = Field(
+        None,
+        description="Combine several rows for one cell (several seeds, say) into one value. "
+        "Without it, two rows for one cell are an error.",
+        examples=["mean"],
     )
 
     @field_validator("path")
@@ -129,13 +137,15 @@ class Module(Model):
 class Layers(Model):
     """The y axis: which layers are drawn, and how."""
 
-    first: int = Field(0, ge=0, description="First layer drawn.")
+    first: int = Field(0, ge=0, description="First layer drawn.", examples=[0])
     last: int | None = Field(None, ge=0, description="Last layer drawn; "
                              "defaults to the largest layer in the data.", examples=[27])
     tick_every: int = Field(1, gt=0, description="A tick every this many layers from `first`, "
                             "plus one at `last`.", examples=[4])
-    zero_at: Literal["bottom", "top"] = Field("bottom", description="Where layer `first` is drawn.")
-    title: str | None = Field("layer", description="Title of the layer axis; null for none.")
+    zero_at: Literal["bottom", "top"] = Field("bottom", description="Where layer `first` is drawn.",
+                                              examples=["top"])
+    title: str | None = Field("layer", description="Title of the layer axis; null for none.",
+                              examples=["layer", None])
 
     @model_validator(mode="after")
     def _ordered(self) -> Layers:
@@ -222,7 +232,7 @@ class Output(Model):
         examples=[["svg", "png", "pdf", "html"]],
     )
     scale: float = Field(2.0, ge=0.25, le=8, description="PNG pixels per SVG pixel (2: crisp on "
-                         "high-resolution screens and in print).")
+                         "high-resolution screens and in print).", examples=[2, 4])
 
     @field_validator("name")
     @classmethod
@@ -243,8 +253,8 @@ class Output(Model):
 class Cell(Model):
     """The size of one heatmap cell, in pixels."""
 
-    width: float = Field(24, ge=1, le=200, description="Width of one cell (px).")
-    height: float = Field(12, ge=1, le=200, description="Height of one cell (px).")
+    width: float = Field(24, ge=1, le=200, description="Width of one cell (px).", examples=[24])
+    height: float = Field(12, ge=1, le=200, description="Height of one cell (px).", examples=[12])
 
 
 class Spec(Model):
@@ -255,21 +265,28 @@ class Spec(Model):
 
     title: str | None = Field(None, description="Chart title.",
                               examples=["Qwen2.5-1.5B: update ratio"])
-    data: Data = Field(..., description="Where the numbers come from.")
+    data: Data = Field(..., title="Data", description="Where the numbers come from.",
+                       examples=[{"path": "../data/update_ratio.csv", "where": {"run": "grpo"}}])
     modules: list[Module] = Field(
         ..., min_length=1, description="The x axis, left to right: module names as in the data, "
         "each a string or {name, label}.",
         examples=[[{"name": "q_proj", "label": "attn. q"}, "gate_proj"]],
     )
-    layers: Layers = Field(default_factory=Layers, description="The y axis.")
+    # Defaults are instances, not factories, so that the JSON Schema shows them.
+    layers: Layers = Field(Layers(), title="Layers", description="The y axis.",
+                           examples=[{"first": 0, "last": 27, "tick_every": 4}])
     domain: tuple[float, float] | None = Field(
         None, description="Colour scale domain [low, high]; values outside are drawn in the end "
         "colours. Default: min..max of the drawn cells.", examples=[[0.12, 0.18]],
     )
-    color: Color = Field(default_factory=Color, description="The colour scale.")
-    legend: Legend = Field(default_factory=Legend, description="The colorbar.")
-    cell: Cell = Field(default_factory=Cell, description="Size of one cell.")
-    output: Output = Field(default_factory=Output, description="Files to write.")
+    color: Color = Field(Color(), title="Color", description="The colour scale.",
+                         examples=[{"scheme": "blueorange"}])
+    legend: Legend = Field(Legend(), title="Legend", description="The colorbar.",
+                           examples=[{"title": "update ratio", "format": ".2f"}])
+    cell: Cell = Field(Cell(), title="Cell", description="Size of one cell.",
+                       examples=[{"width": 24, "height": 12}])
+    output: Output = Field(Output(), title="Output", description="Files to write.",
+                           examples=[{"name": "fig3a", "formats": ["svg", "png", "pdf"]}])
 
     @field_validator("domain")
     @classmethod

@@ -159,3 +159,10 @@ def test_fast_path_equals_altairs_validated_chart(project: Path):
     prepared = prepare(spec, Options())
     full = build_chart(prepared.loaded.spec, prepared.table).to_dict(validate=True)
     assert vegalite(prepared.loaded.spec, prepared.table) == full
+
+
+@pytest.mark.parametrize("setting,expected", [("", ["layer"]), ("layers: {title: depth}\n", ["depth"]),
+                                              ("layers: {title: null}\n", [])])
+def test_layer_axis_title(project: Path, setting: str, expected: list[str]):
+    vl, sg = compiled(project, setting)
+    assert [i["text"] for i in marks(sg, "axis-title")] == expected

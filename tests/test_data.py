@@ -130,3 +130,21 @@ def test_a_symlink_out_of_the_project_is_outside(project: Path, tmp_path_factory
     (project / "data" / "link.csv").symlink_to(elsewhere / "cells.csv")
     with pytest.raises(FigspecError, match="outside the project"):
         table_for(project, support.spec_text("path: ../data/link.csv"))
+
+
+@pytest.mark.parametrize("how,expected", [("mean", 2.0), ("median", 1.75), ("min", 1.0),
+                                          ("max", 3.5)])
+def test_aggregate_combines_rows_of_one_cell(project: Path, how: str, expected: float):
+    rows = [{"seed": s, "layer": 0, "module": "a", "value": v}
+            for s, v in enumerate([1.0, 3.5, 1.0, 2.5])]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    table = table_for(project, support.spec_text(f"path: ../data/cells.csv\naggregate: {how}",
+                                                 ["a"]))
+    assert table.values == {(0, "a"): expected}
+
+
+def test_aggregate_still_refuses_bad_values(project: Path):
+    rows = [{"layer": 0, "module": "a", "value": v} for v in ["1.0", "nan"]]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    with pytest.raises(FigspecError, match="not a finite number"):
+        table_for(project, support.spec_text("path: ../data/cells.csv\naggregate: mean", ["a"]))

@@ -28,14 +28,17 @@ def test_example_specs_satisfy_the_schema(spec: Path):
         yaml.safe_load(spec.read_text()))
 
 
-def test_every_field_is_described():
+def test_every_field_has_a_title_description_default_and_example():
     schema = json_schema()
-    for name, model in schema["$defs"].items():
+    for name, model in [*schema["$defs"].items(), ("Spec", schema)]:
         assert model.get("description"), name
         for field, prop in model["properties"].items():
-            assert prop.get("description"), f"{name}.{field}"
-    for field, prop in schema["properties"].items():
-        assert prop.get("description"), field
+            # A field that refers to a model carries the title on the model's definition.
+            target = schema["$defs"][prop["$ref"].rsplit("/", 1)[1]] if "$ref" in prop else {}
+            for key in ("title", "description", "examples"):
+                assert prop.get(key, target.get(key)) is not None, f"{name}.{field} has no {key}"
+            if field not in model.get("required", []):
+                assert "default" in prop, f"{name}.{field} has no default"
 
 
 def test_the_schema_rejects_what_the_compiler_rejects():
