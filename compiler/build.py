@@ -1,5 +1,12 @@
 """Find specs, run the stages (spec -> table -> chart -> files), write the
 files, and return what happened. Nothing here prints.
+
+A build is incremental: the manifest in the out dir says which figures are
+up to date, and only the others are checked and drawn. Drawing happens in
+worker processes when more than one figure needs it. Heavy modules (pydantic
+through ``spec``/``data``, Altair and vl-convert through ``chart``/``render``)
+are imported only when something must be checked or drawn, so a no-op build
+loads none of them.
 """
 
 from __future__ import annotations
@@ -7,22 +14,30 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
 
-from .data import Table, read_table
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path
-from .spec import LoadedSpec, load_spec
+from .manifest import Manifest, Stamp, environment_key
+
+if TYPE_CHECKING:
+    from .data import Table
+    from .spec import LoadedSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 ROOT_MARKERS = (".git", "figspec.yaml", "pyproject.toml")
+#: Largest PNG drawn, in pixels: 60 megapixels is ~240 MB of pixmap.
+MAX_PNG_PIXELS = 60_000_000
+#: Room around the cells for axes, labels, title and colorbar (px), generously.
+_MARGIN = 400
 
 # mkstemp makes files private (0600); outputs get the usual permissions.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-Status = Literal["built", "checked", "failed"]
+Status = Literal["built", "checked", "up to date", "stale", "failed"]
 
 
 @dataclass
@@ -35,6 +50,8 @@ class Result:
     outputs: list[Path] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     seconds: float = 0.0
+    #: why the figure was (or would be) rebuilt
+    reason: str | None = None
     #: the checked spec and table, kept so that a build does not read them twice
     prepared: Prepared | None = field(default=None, repr=False, compare=False)
 
@@ -47,7 +64,12 @@ class Result:
 class Options:
     out_dir: Path = Path("out")
     allow_outside: bool = False
+    force: bool = False
+    #: worker processes for drawing; None: one per CPU
+    jobs: int | None = None
 
+
+# -- finding specs ----------------------------------------------------------------
 
 def find_specs(paths: Sequence[Path]) -> list[Path]:
     """Spec files named, and ``*.yaml``/``*.yml`` below folders named, sorted.
@@ -82,27 +104,39 @@ def project_root(spec: Path) -> Path:
     return cwd if spec.is_relative_to(cwd) else spec.parent
 
 
+# -- checking ---------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class Prepared:
     """A spec whose spec and data are valid: ready to draw."""
 
     loaded: LoadedSpec
     table: Table
-
-
-#: Largest PNG drawn, in pixels: 60 megapixels is ~240 MB of pixmap.
-MAX_PNG_PIXELS = 60_000_000
-#: Room around the cells for axes, labels, title and colorbar (px), generously.
-_MARGIN = 400
+    #: every file read, stamped before it was read
+    inputs: dict[Path, Stamp]
 
 
 def prepare(path: Path, options: Options) -> Prepared:
     """Load, validate and read the data of one spec (raises FigspecError)."""
+    from .data import read_table, source_path
+    from .spec import load_spec
+
+    inputs = {path.resolve(): _stamp(path)}
     loaded = load_spec(path)
+    data_path = source_path(loaded.doc, loaded.spec)
+    if data_path is not None and data_path.is_file():
+        inputs[data_path] = _stamp(data_path)
     table = read_table(loaded.doc, loaded.spec, root=project_root(path),
                        allow_outside=options.allow_outside)
     _check_size(loaded, table)
-    return Prepared(loaded, table)
+    return Prepared(loaded, table, inputs)
+
+
+def _stamp(path: Path) -> Stamp:
+    try:
+        return Stamp.of(path)
+    except OSError:  # unreadable: load_spec/read_table report it
+        return Stamp(-1, -1, "")
 
 
 def _check_size(loaded: LoadedSpec, table: Table) -> None:
@@ -127,63 +161,163 @@ def check(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
     return results
 
 
-def _check_one(path: Path, options: Options) -> Result:
+def _check_one(path: Path, options: Options, reason: str | None = None) -> Result:
     start = time.perf_counter()
     try:
         prepared = prepare(path, options)
     except FigspecError as e:
-        return Result(path, "failed", diagnostics=e.diagnostics,
+        return Result(path, "failed", diagnostics=e.diagnostics, reason=reason,
                       seconds=time.perf_counter() - start)
-    return Result(path, "checked", name=prepared.loaded.name,
+    return Result(path, "checked", name=prepared.loaded.name, reason=reason,
                   seconds=time.perf_counter() - start, prepared=prepared)
 
 
 def _check_unique_names(results: Iterable[Result]) -> None:
-    """Two specs writing the same output file is an error in the later one."""
+    """Two specs writing the same output file: an error in the one just checked
+    (up-to-date figures were checked before, and carry no document)."""
     first: dict[str, Result] = {}
     for r in results:
-        if r.name is None:
+        if r.name is None or not r.ok:
             continue
-        if r.name in first:
-            other = display_path(first[r.name].spec)
-            r.status = "failed"
-            assert r.prepared is not None
-            r.diagnostics.append(r.prepared.loaded.doc.diagnostic(
-                ("output", "name"), f"output name `{r.name}` is also used by {other}",
-                "give each spec its own `output.name`"))
-        else:
+        if r.name not in first:
             first[r.name] = r
+            continue
+        other = first[r.name]
+        culprit, kept = (r, other) if r.prepared is not None else (other, r)
+        if culprit.prepared is None:
+            continue  # both up to date: the clash was reported when one was built
+        culprit.status = "failed"
+        culprit.diagnostics.append(culprit.prepared.loaded.doc.diagnostic(
+            ("output", "name"), f"output name `{r.name}` is also used by "
+            f"{display_path(kept.spec)}", "give each spec its own `output.name`"))
+        first[r.name] = kept
 
 
-def build(paths: Sequence[Path], options: Options = Options(),
-          progress: Callable[[Result, int, int], None] | None = None) -> list[Result]:
-    """Check every spec, then draw and write the valid ones; keep going past failures."""
-    results = check(paths, options)
-    for i, r in enumerate(results, 1):
-        if r.ok:
-            _build_one(r, options)
-        if progress:
-            progress(r, i, len(results))
+# -- planning ---------------------------------------------------------------------
+
+def plan(paths: Sequence[Path], options: Options = Options()) -> tuple[list[Result], Manifest]:
+    """Each spec as up to date, or checked / failed with the reason it is stale."""
+    manifest = Manifest.load(options.out_dir)
+    env = environment_key()
+    results = []
+    for spec in find_specs(paths):
+        reason = "--force" if options.force else manifest.stale_reason(spec, env)
+        if reason is None:
+            results.append(Result(spec, "up to date", name=manifest.name_of(spec)))
+        else:
+            results.append(_check_one(spec, options, reason))
+    _check_unique_names(results)
+    return results, manifest
+
+
+def status(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
+    """What a build would do, without drawing: up to date, stale (and why), failed."""
+    results, manifest = plan(paths, options)
+    for r in results:
+        if r.status == "checked":
+            r.status = "stale"
+    manifest.save()  # refreshed stamps only
     return results
 
 
-def _build_one(result: Result, options: Options) -> None:
-    start = time.perf_counter()
-    prepared = result.prepared
-    assert prepared is not None, "only checked specs are drawn"
-    try:
-        files = draw(prepared)
-    except FigspecError as e:
-        result.status, result.diagnostics = "failed", e.diagnostics
-        return
+# -- building ---------------------------------------------------------------------
+
+Progress = Callable[[Result, int, int], None]
+
+
+def build(paths: Sequence[Path], options: Options = Options(),
+          progress: Progress | None = None) -> list[Result]:
+    """Draw and write every figure that is not up to date; keep going past failures."""
+    results, manifest = plan(paths, options)
+    total = len(results)
+    done = 0
+
+    def finish(r: Result) -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(r, done, total)
+
+    todo = [r for r in results if r.status == "checked"]
+    for r in results:
+        if r.status != "checked":
+            finish(r)
+
+    env = environment_key()
+
+    def drawn(r: Result, files: dict[str, bytes] | None, error: str | None) -> None:
+        if files is None:
+            r.status = "failed"
+            r.diagnostics = [Diagnostic(display_path(r.spec), message=f"rendering failed: {error}",
+                                        hint="this is a bug in figspec; please report it")]
+        else:
+            _write(r, files, options, manifest, env)
+        finish(r)
+
+    _draw_all(todo, options.jobs, drawn)
+    manifest.save()
+    return results
+
+
+def _write(r: Result, files: dict[str, bytes], options: Options, manifest: Manifest,
+           env: str) -> None:
+    assert r.prepared is not None and r.name is not None
     out_dir = options.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, tuple[Path, bytes]] = {}
     for fmt, content in files.items():
-        target = out_dir / f"{prepared.loaded.name}.{fmt}"
+        target = out_dir / f"{r.name}.{fmt}"
         write_atomic(target, content)
-        result.outputs.append(target)
-    result.status = "built"
-    result.seconds += time.perf_counter() - start
+        written[fmt] = (target, content)
+        r.outputs.append(target)
+    manifest.record(r.spec, r.name, env, r.prepared.inputs, written)
+    r.status = "built"
+
+
+def _draw_all(todo: list[Result], jobs: int | None,
+              drawn: Callable[[Result, dict[str, bytes] | None, str | None], None]) -> None:
+    """Draw each figure, in this process or in worker processes."""
+    jobs = min(jobs or os.cpu_count() or 1, len(todo))
+    if jobs <= 1:
+        for r in todo:
+            start = time.perf_counter()
+            files, error = _draw_task(r.prepared)
+            r.seconds += time.perf_counter() - start
+            drawn(r, files, error)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # forkserver: workers fork from a fresh server process, never from one
+    # that has run vl-convert (a process forked after a conversion hangs).
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                             initializer=_warm_worker) as pool:
+        futures: dict[Future[Any], Result] = {pool.submit(_draw_task, r.prepared): r
+                                              for r in todo}
+        for future in as_completed(futures):
+            r = futures[future]
+            try:
+                files, error = future.result()
+            except Exception as e:  # a worker died: report it, keep going
+                files, error = None, f"worker process failed: {e}"
+            drawn(r, files, error)
+
+
+def _draw_task(prepared: Prepared | None) -> tuple[dict[str, bytes] | None, str | None]:
+    """Runs in a worker: the figure's files, or the error that stopped them."""
+    assert prepared is not None
+    try:
+        return draw(prepared), None
+    except Exception as e:
+        return None, f"{type(e).__name__}: {e}"
+
+
+def _warm_worker() -> None:
+    """Pay vl-convert's first-conversion cost (~1 s) once per worker, up front."""
+    from .render import warm_up
+
+    warm_up()
 
 
 def draw(prepared: Prepared) -> dict[str, bytes]:
@@ -204,6 +338,56 @@ def compile_spec(path: Path, options: Options = Options()) -> dict:
     prepared = prepare(path, options)
     return vegalite(prepared.loaded.spec, prepared.table)
 
+
+# -- watching ---------------------------------------------------------------------
+
+def snapshot(paths: Sequence[Path], options: Options) -> dict[Path, tuple[int, int]]:
+    """Size and mtime of every spec and every file a figure was built from."""
+    files: set[Path] = set()
+    for spec in find_specs(paths):
+        files.add(spec.resolve())
+    manifest = Manifest.load(options.out_dir)
+    for spec in list(files):
+        files.update(manifest.inputs_of(spec))
+    stats: dict[Path, tuple[int, int]] = {}
+    for f in sorted(files):
+        try:
+            st = f.stat()
+            stats[f] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stats[f] = (-1, -1)
+    return stats
+
+
+def watch(paths: Sequence[Path], options: Options, on_build: Callable[[list[Result]], None],
+          progress: Progress | None = None, poll: float = 0.5,
+          rounds: int | None = None) -> None:
+    """Build, then rebuild whenever a spec or an input changes, until interrupted
+    (or after ``rounds`` builds, for tests). Polls: no dependency, and cheap."""
+    count = 0
+    while True:
+        results = build(paths, options, progress)
+        on_build(results)
+        count += 1
+        if rounds is not None and count >= rounds:
+            return
+        before = snapshot(paths, options)
+        if _changed_during(results, options):
+            continue
+        while snapshot(paths, options) == before:
+            time.sleep(poll)
+
+
+def _changed_during(results: list[Result], options: Options) -> bool:
+    """Whether an input of a figure just built changed while it was being built
+    (inputs are stamped before they are read, so the manifest knows)."""
+    manifest = Manifest.load(options.out_dir)
+    env = environment_key()
+    return any(manifest.stale_reason(r.spec, env) is not None
+               for r in results if r.status in ("built", "up to date"))
+
+
+# -- writing ----------------------------------------------------------------------
 
 def write_atomic(target: Path, content: bytes) -> bool:
     """Write ``content`` to ``target`` through a temporary file and a rename,

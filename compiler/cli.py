@@ -8,10 +8,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TYPE_CHECKING, Sequence, TextIO
 
 from . import __version__
 from .diagnostics import FigspecError, UsageError, display_path, format_json, format_text
+
+if TYPE_CHECKING:
+    from .build import Options, Result
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_SPECS = Path("specs")
@@ -42,12 +45,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"figspec {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    b = sub.add_parser("build", help="render specs into the out dir")
+    b = sub.add_parser("build", help="render the figures that are not up to date")
     _paths(b)
-    b.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                   help="where figures are written (default: out/)")
+    _out(b)
+    b.add_argument("--force", action="store_true", help="rebuild every figure")
+    b.add_argument("--jobs", "-j", type=_positive, default=None, metavar="N",
+                   help="worker processes for drawing (default: one per CPU)")
+    b.add_argument("--dry-run", action="store_true",
+                   help="say what would be built, and why, without building (as `status`)")
+    b.add_argument("--watch", action="store_true",
+                   help="rebuild whenever a spec or a data file changes, until interrupted")
+    b.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
     _outside(b)
     b.set_defaults(run=cmd_build)
+
+    st = sub.add_parser("status", help="list each figure as up to date, stale (and why) "
+                        "or failing")
+    _paths(st)
+    _out(st)
+    _outside(st)
+    st.set_defaults(run=cmd_status, force=False)
 
     c = sub.add_parser("check", help="validate specs and their data without rendering")
     _paths(c)
@@ -71,6 +88,21 @@ def _paths(p: argparse.ArgumentParser) -> None:
                    help="spec files, or folders searched for *.yaml/*.yml (default: specs/)")
 
 
+def _out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
+                   help="where figures are written (default: out/)")
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return n
+
+
 def _outside(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-outside", action="store_true",
                    help="let specs read data files outside their project")
@@ -92,20 +124,57 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_INVALID if problems else EXIT_OK
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    from .build import Options, build
+def _options(args: argparse.Namespace) -> Options:
+    from .build import Options
 
-    start = time.perf_counter()
+    return Options(out_dir=args.out, allow_outside=args.allow_outside,
+                   force=getattr(args, "force", False), jobs=getattr(args, "jobs", None))
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return cmd_status(args)
+    from .build import build, watch
+
     progress = _Progress(sys.stdout)
-    results = build(_spec_paths(args), Options(out_dir=args.out, allow_outside=args.allow_outside),
-                    progress=progress)
+    if args.watch:
+        print("watching specs and their data; Ctrl-C to stop", flush=True)
+        try:
+            watch(_spec_paths(args), _options(args), lambda rs: _report(rs, progress, None),
+                  progress, poll=args.poll)
+        except KeyboardInterrupt:
+            progress.done()
+        return EXIT_OK
+    start = time.perf_counter()
+    results = build(_spec_paths(args), _options(args), progress=progress)
+    return _report(results, progress, start)
+
+
+def _report(results: list[Result], progress: _Progress, start: float | None) -> int:
+    """Failures with their diagnostics, then one summary line."""
     progress.done()
     failed = [r for r in results if not r.ok]
     for r in failed:
         sys.stderr.write(format_text(r.diagnostics))
-    built = sum(r.status == "built" for r in results)
-    print(f"{built} built, {len(failed)} failed in {time.perf_counter() - start:.1f}s")
+    counts = [f"{sum(r.status == 'built' for r in results)} built",
+              f"{sum(r.status == 'up to date' for r in results)} up to date",
+              f"{len(failed)} failed"]
+    took = f" in {time.perf_counter() - start:.1f}s" if start is not None else ""
+    print(", ".join(counts) + took, flush=True)
     return EXIT_INVALID if failed else EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .build import status
+
+    results = status(_spec_paths(args), _options(args))
+    for r in results:
+        label = {"stale": "stale", "up to date": "up to date", "failed": "failing"}[r.status]
+        why = f" ({r.reason})" if r.status != "up to date" and r.reason else ""
+        print(f"{label:<11} {display_path(r.spec)}{why}")
+    for r in results:
+        sys.stderr.write(format_text(r.diagnostics))
+    return EXIT_INVALID if any(not r.ok for r in results) else EXIT_OK
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -133,15 +202,12 @@ class _Progress:
         self.stream = stream
         self.live = stream.isatty()
 
-    def __call__(self, result: object, done: int, total: int) -> None:
-        from .build import Result
-
-        assert isinstance(result, Result)
-        what = {"built": "built ", "failed": "FAILED"}.get(result.status, result.status)
-        line = f"[{done}/{total}] {what} {display_path(result.spec)}"
+    def __call__(self, result: Result, done: int, total: int) -> None:
+        what = {"built": "built", "failed": "FAILED"}.get(result.status, result.status)
+        line = f"[{done}/{total}] {what:<10} {display_path(result.spec)}"
         if self.live:
             self.stream.write("\r\033[K" + line)
-        else:
+        elif result.status != "up to date":  # a no-op build stays quiet in logs
             self.stream.write(line + "\n")
         self.stream.flush()
 

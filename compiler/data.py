@@ -92,7 +92,7 @@ class _Reader:
             rows = [(("data", "values", i), r) for i, r in enumerate(data.values)]
             columns = sorted({k for _, r in rows for k in r})
             return _Rows(rows, columns, "data.values")
-        path = self.resolve(data.path or "")
+        path = self.check_path(data.path or "")
         self.sources.append(path)
         text = read_text(path, MAX_DATA_BYTES)
         shown = display_path(path)
@@ -107,8 +107,9 @@ class _Reader:
                                            "add rows, or point `data.path` at another file")])
         return _Rows(rows, columns, shown)
 
-    def resolve(self, relative: str) -> Path:
-        path = (self.doc.path.parent / relative).resolve()
+    def check_path(self, relative: str) -> Path:
+        path = source_path(self.doc, self.spec)
+        assert path is not None
         if self.root is not None and not self.allow_outside and not path.is_relative_to(self.root):
             self.in_spec(("data", "path"), f"data path {relative!r} lies outside the project "
                          "(the folder holding .git, figspec.yaml or pyproject.toml)",
@@ -119,6 +120,11 @@ class _Reader:
             self.in_spec(("data", "path"), f"data file {display_path(path)} {what}")
             raise self.fail()
         return path
+
+
+def source_path(doc: Document, spec: Spec) -> Path | None:
+    """The data file a spec reads, resolved (None for inline values)."""
+    return (doc.path.parent / spec.data.path).resolve() if spec.data.path else None
 
 
 def read_table(doc: Document, spec: Spec, *, root: Path | None = None,

@@ -23,18 +23,33 @@ import functools
 import html
 import io
 import json
+import os
 import re
+import time
 from typing import Any, Iterable
 
 FORMATS = ("svg", "png", "pdf", "html")
+#: Number and date formatting are fixed, whatever the machine's settings.
+LOCALE = "en-US"
+
+
+@functools.cache
+def _vlc() -> Any:
+    """vl_convert, imported with the time zone fixed to UTC (Vega formats
+    dates in local time; figures must not depend on where they were drawn)."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    import vl_convert
+
+    return vl_convert
 
 _ID_REF = re.compile(r'(id="|url\(#|href="#)((?:gradient_|clip)\d+)(?=[")])')
 
 
 def to_svg(vl: dict[str, Any]) -> str:
-    import vl_convert as vlc
-
-    return normalize_svg(vlc.vegalite_to_svg(vl, allowed_base_urls=[]))
+    svg = _vlc().vegalite_to_svg(vl, allowed_base_urls=[], format_locale=LOCALE,
+                                 time_format_locale=LOCALE)
+    return normalize_svg(svg)
 
 
 def normalize_svg(svg: str) -> str:
@@ -52,16 +67,13 @@ def normalize_svg(svg: str) -> str:
 
 
 def svg_to_png(svg: str, scale: float) -> bytes:
-    import vl_convert as vlc
-
-    return vlc.svg_to_png(svg, scale=scale)
+    return _vlc().svg_to_png(svg, scale=scale)
 
 
 def svg_to_pdf(svg: str) -> bytes:
     import pikepdf
-    import vl_convert as vlc
 
-    raw = vlc.svg_to_pdf(svg)
+    raw = _vlc().svg_to_pdf(svg)
     with pikepdf.open(io.BytesIO(raw)) as pdf:
         out = io.BytesIO()
         pdf.save(out, deterministic_id=True, compress_streams=True,
@@ -72,9 +84,7 @@ def svg_to_pdf(svg: str) -> bytes:
 @functools.cache
 def javascript_bundle() -> str:
     """Vega, Vega-Lite and vega-embed in one script, so the page works offline."""
-    import vl_convert as vlc
-
-    bundle: str = vlc.javascript_bundle()
+    bundle: str = _vlc().javascript_bundle()
     if "</script" in bundle.lower():  # would end our script element early
         raise RuntimeError("vl-convert's JavaScript bundle contains '</script'")
     return bundle
@@ -125,3 +135,12 @@ def render(vl: dict[str, Any], formats: Iterable[str], *, scale: float = 2.0,
         else:
             raise ValueError(f"unknown format {fmt!r}")
     return out
+
+
+def warm_up() -> None:
+    """Run one tiny conversion: vl-convert's first one in a process costs ~1 s."""
+    vl = {"data": {"values": [{"v": 1}]}, "mark": "rect",
+          "encoding": {"color": {"field": "v", "type": "quantitative"}}}
+    svg = to_svg(vl)
+    svg_to_png(svg, 1)
+    svg_to_pdf(svg)

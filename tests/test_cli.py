@@ -50,9 +50,9 @@ def test_build_defaults_to_specs_and_out(project: Path, run):
     support.write(project / "specs" / "a.yaml", support.spec_text())
     code, out, err = run("build")
     assert code == 0, err
-    assert sorted(p.name for p in (project / "out").iterdir()) == ["a.png", "a.svg"]
-    assert "[1/1] built  specs/a.yaml" in out
-    assert out.splitlines()[-1].startswith("1 built, 0 failed in ")
+    assert support.figures(project / "out") == ["a.png", "a.svg"]
+    assert "[1/1] built      specs/a.yaml" in out
+    assert out.splitlines()[-1].startswith("1 built, 0 up to date, 0 failed in ")
 
 
 def test_build_reports_failures_at_the_end_and_exits_1(project: Path, run):
@@ -60,7 +60,7 @@ def test_build_reports_failures_at_the_end_and_exits_1(project: Path, run):
     support.write(project / "specs" / "b.yaml", support.spec_text())
     code, out, err = run("build", "--out", "figures")
     assert code == 1
-    assert "FAILED specs/a.yaml" in out and "1 built, 1 failed" in out
+    assert "FAILED     specs/a.yaml" in out and "1 built, 0 up to date, 1 failed" in out
     assert err.startswith("specs/a.yaml:11:9: error: domain: must be increasing")
     assert (project / "figures" / "b.svg").exists()
 

@@ -1,0 +1,161 @@
+"""What each figure was built from, so that a build redoes only what changed.
+
+The manifest (``<out dir>/.figspec-manifest.json``) records, per spec: the
+output name, the environment key (figspec's and the renderer's versions),
+and a stamp (size, mtime, SHA-256) of every input (the spec and its data
+files) and every output. A figure is up to date when the environment is the
+same, no input's content changed, and every output is there as written.
+Stamps make the common case cheap: a file whose size and mtime are unchanged
+is not read; one whose stat changed is hashed, so a ``touch`` or a checkout
+that restores the same bytes does not cause a rebuild.
+
+This module imports nothing heavy: a no-op build never loads pydantic,
+Altair or vl-convert.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .diagnostics import display_path
+
+MANIFEST = ".figspec-manifest.json"
+FORMAT = 1
+#: Distributions whose versions change the bytes of a figure.
+_RENDERERS = ("figspec", "vl-convert-python", "altair", "pikepdf")
+
+
+@functools.cache
+def environment_key() -> str:
+    """Versions of figspec and of everything that draws, as one string."""
+    versions = []
+    for dist in _RENDERERS:
+        try:
+            versions.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{dist}==?")
+    return ";".join(versions)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    @classmethod
+    def of(cls, path: Path, content: bytes | None = None) -> Stamp:
+        st = path.stat()
+        data = path.read_bytes() if content is None else content
+        return cls(st.st_size, st.st_mtime_ns, hashlib.sha256(data).hexdigest())
+
+
+def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+    """Whether ``path`` still holds what ``stamp`` recorded; and a refreshed
+    stamp when the content is the same but the stat changed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False, None
+    if st.st_size == stamp["size"] and st.st_mtime_ns == stamp["mtime_ns"]:
+        return True, None
+    if st.st_size != stamp["size"]:
+        return False, None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != stamp["sha256"]:
+        return False, None
+    return True, {**stamp, "mtime_ns": st.st_mtime_ns}
+
+
+class Manifest:
+    """The out dir's record of what was built from what."""
+
+    def __init__(self, out_dir: Path, entries: dict[str, dict[str, Any]] | None = None):
+        self.out_dir = out_dir
+        self.entries = entries or {}
+        self.dirty = False
+
+    @property
+    def path(self) -> Path:
+        return self.out_dir / MANIFEST
+
+    @classmethod
+    def load(cls, out_dir: Path) -> Manifest:
+        """The manifest, or an empty one if it is missing or unreadable (then
+        everything is rebuilt, which is always safe)."""
+        try:
+            data = json.loads((out_dir / MANIFEST).read_text())
+            if data.get("format") == FORMAT and isinstance(data.get("figures"), dict):
+                return cls(out_dir, data["figures"])
+        except (OSError, ValueError, AttributeError):
+            pass
+        return cls(out_dir)
+
+    def _key(self, path: Path) -> str:
+        """Paths are stored relative to the out dir, so a moved project stays valid."""
+        return os.path.relpath(path.resolve(), self.out_dir.resolve())
+
+    def _abs(self, key: str) -> Path:
+        return (self.out_dir / key).resolve()
+
+    def name_of(self, spec: Path) -> str | None:
+        entry = self.entries.get(self._key(spec))
+        return entry["name"] if entry else None
+
+    def inputs_of(self, spec: Path) -> list[Path]:
+        entry = self.entries.get(self._key(spec))
+        return [self._abs(k) for k in entry["inputs"]] if entry else []
+
+    def stale_reason(self, spec: Path, env: str) -> str | None:
+        """Why the figure of ``spec`` must be rebuilt, or None if it is up to date."""
+        entry = self.entries.get(self._key(spec))
+        if entry is None:
+            return "new"
+        if entry.get("env") != env:
+            return "figspec or renderer version changed"
+        for key, stamp in entry["inputs"].items():
+            same, fresh = _same(self._abs(key), stamp)
+            if not same:
+                return f"{display_path(self._abs(key))} changed"
+            if fresh:
+                entry["inputs"][key], self.dirty = fresh, True
+        for fmt, stamp in entry["outputs"].items():
+            target = self.out_dir / f"{entry['name']}.{fmt}"
+            if not target.exists():
+                return f"{display_path(target)} is missing"
+            same, fresh = _same(target, stamp)
+            if not same:
+                return f"{display_path(target)} was modified"
+            if fresh:
+                entry["outputs"][fmt], self.dirty = fresh, True
+        return None
+
+    def record(self, spec: Path, name: str, env: str, inputs: dict[Path, Stamp],
+               outputs: dict[str, tuple[Path, bytes]]) -> None:
+        """Remember a successful build. ``inputs`` were stamped before they were
+        read, so a file edited during the build shows as changed next time."""
+        self.entries[self._key(spec)] = {
+            "name": name,
+            "env": env,
+            "inputs": {self._key(p): stamp.__dict__ for p, stamp in inputs.items()},
+            "outputs": {fmt: Stamp.of(path, content).__dict__
+                        for fmt, (path, content) in outputs.items()},
+        }
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        from .build import write_atomic  # here to keep the import graph one-way
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"format": FORMAT, "figures": self.entries}, indent=1, sort_keys=True)
+        write_atomic(self.path, (text + "\n").encode())
+        self.dirty = False

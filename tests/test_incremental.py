@@ -1,0 +1,199 @@
+"""Incremental, parallel and watched builds: a figure is rebuilt exactly when
+something it depends on changed, whatever the number of workers."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import support
+from compiler import build as build_module
+from compiler.build import Options, build, status, watch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def spec(project: Path, name: str, data: str = "cells.csv", extra: str = "") -> Path:
+    return support.write(project / "specs" / f"{name}.yaml",
+                         support.spec_text(f"path: ../data/{data}", extra=extra))
+
+
+def statuses(project: Path, **kw) -> dict[str, str]:
+    results = build([project / "specs"], Options(out_dir=project / "out", jobs=1, **kw))
+    return {r.spec.stem: r.status for r in results}
+
+
+@pytest.fixture
+def three(project: Path) -> Path:
+    """a and b read cells.csv; c reads other.csv."""
+    support.write_csv(project / "data" / "other.csv", support.long_rows())
+    spec(project, "a")
+    spec(project, "b")
+    spec(project, "c", "other.csv")
+    assert statuses(project) == {"a": "built", "b": "built", "c": "built"}
+    return project
+
+
+def test_nothing_changed_nothing_built(three: Path):
+    mtimes = {p: p.stat().st_mtime_ns for p in (three / "out").iterdir()}
+    assert statuses(three) == {"a": "up to date", "b": "up to date", "c": "up to date"}
+    assert {p: p.stat().st_mtime_ns for p in (three / "out").iterdir()} == mtimes
+
+
+def test_a_data_change_rebuilds_exactly_its_readers(three: Path):
+    rows = support.long_rows()
+    rows[0]["value"] = 0.5
+    support.write_csv(three / "data" / "other.csv", rows)
+    assert statuses(three) == {"a": "up to date", "b": "up to date", "c": "built"}
+    support.write_csv(three / "data" / "cells.csv", rows)
+    assert statuses(three) == {"a": "built", "b": "built", "c": "up to date"}
+
+
+def test_touching_without_changing_content_rebuilds_nothing(three: Path):
+    for f in (three / "data" / "cells.csv", three / "specs" / "a.yaml", three / "out" / "a.svg"):
+        os.utime(f, (time.time() + 5, time.time() + 5))
+    assert set(statuses(three).values()) == {"up to date"}
+
+
+def test_spec_change_and_format_change(three: Path):
+    spec(three, "a", extra="title: new\n")
+    assert statuses(three)["a"] == "built"
+    spec(three, "b", extra="output: {formats: [svg, pdf]}\n")
+    assert statuses(three) == {"a": "up to date", "b": "built", "c": "up to date"}
+    assert support.figures(three / "out") == ["a.png", "a.svg", "b.pdf", "b.png", "b.svg",
+                                              "c.png", "c.svg"]
+
+
+def test_missing_or_hand_edited_output_is_rebuilt(three: Path):
+    original = (three / "out" / "a.svg").read_bytes()
+    (three / "out" / "a.svg").unlink()
+    (three / "out" / "b.png").write_bytes(b"edited by hand")
+    reasons = {r.spec.stem: r.reason for r in status([three / "specs"], Options(three / "out"))}
+    assert reasons == {"a": "out/a.svg is missing", "b": "out/b.png was modified", "c": None}
+    assert statuses(three) == {"a": "built", "b": "built", "c": "up to date"}
+    assert (three / "out" / "a.svg").read_bytes() == original
+
+
+def test_renderer_version_change_rebuilds_all(three: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(build_module, "environment_key", lambda: "vl-convert-python==99")
+    assert set(statuses(three).values()) == {"built"}
+
+
+def test_force(three: Path):
+    assert set(statuses(three, force=True).values()) == {"built"}
+
+
+def test_a_broken_manifest_means_a_full_rebuild(three: Path):
+    (three / "out" / ".figspec-manifest.json").write_text("{not json")
+    assert set(statuses(three).values()) == {"built"}
+
+
+def test_failing_spec_keeps_its_figure_and_is_retried(three: Path):
+    before = (three / "out" / "a.svg").read_bytes()
+    spec(three, "a", extra="domain: [2, 1]\n")
+    assert statuses(three) == {"a": "failed", "b": "up to date", "c": "up to date"}
+    assert (three / "out" / "a.svg").read_bytes() == before
+    assert statuses(three)["a"] == "failed"  # still failing, still reported
+    spec(three, "a")
+    assert statuses(three)["a"] == "up to date"  # back to what was built
+
+
+def test_status_command(three: Path, run):
+    support.write_csv(three / "data" / "other.csv", support.long_rows(layers=3))
+    spec(three, "b", extra="colour: x\n")
+    code, out, err = run("status")
+    assert code == 1
+    assert out.splitlines() == [
+        "up to date  specs/a.yaml",
+        "failing     specs/b.yaml (specs/b.yaml changed)",
+        "stale       specs/c.yaml (data/other.csv changed)",
+    ]
+    assert "unknown key `colour`" in err
+    assert run("build", "--dry-run")[1] == out
+    assert not (three / "out" / "b.png").read_bytes() == b""  # nothing was built
+
+
+def test_progress_on_a_terminal_rewrites_one_line():
+    from compiler.build import Result
+    from compiler.cli import _Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    progress = _Progress(stream)
+    progress(Result(Path("specs/a.yaml"), "built"), 1, 2)
+    progress(Result(Path("specs/b.yaml"), "up to date"), 2, 2)
+    progress.done()
+    assert stream.getvalue().count("\r\033[K") == 3 and "\n" not in stream.getvalue()
+    assert "[2/2] up to date" in stream.getvalue()
+
+
+def test_no_op_build_imports_nothing_heavy(three: Path):
+    code = ("import sys; from compiler.cli import main; rc = main(['build']); "
+            "heavy = [m for m in ('altair', 'vl_convert', 'pikepdf', 'pydantic') "
+            "if m in sys.modules]; print(rc, heavy)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=three, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 []"
+
+
+def test_watch_rebuilds_when_data_changes(project: Path):
+    spec(project, "a")
+    builds: list[list[str]] = []
+    thread = threading.Thread(target=watch, args=(
+        [project / "specs"], Options(out_dir=project / "out", jobs=1),
+        lambda rs: builds.append([r.status for r in rs])), kwargs={"poll": 0.05, "rounds": 2})
+    thread.start()
+    deadline = time.time() + 60
+    while not builds and time.time() < deadline:
+        time.sleep(0.05)
+    first = (project / "out" / "a.svg").read_bytes()
+    rows = support.long_rows()
+    rows[3]["value"] = 0.9
+    support.write_csv(project / "data" / "cells.csv", rows)
+    thread.join(60)
+    assert not thread.is_alive()
+    assert builds == [["built"], ["built"]]
+    assert (project / "out" / "a.svg").read_bytes() != first
+
+
+def test_watch_command_stops_cleanly_on_interrupt(project: Path):
+    spec(project, "a")
+    proc = subprocess.Popen([sys.executable, "-m", "compiler", "build", "--watch", "--poll", "0.1"],
+                            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (project / "out" / "a.svg").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "1 built, 0 up to date, 0 failed" in out
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()
+            for n in support.figures(folder)}
+
+
+@pytest.mark.slow
+def test_output_is_identical_whatever_the_number_of_workers(project: Path):
+    for i in range(6):
+        spec(project, f"fig{i}", extra=f"title: figure {i}\noutput: {{formats: [svg, png, pdf, html]}}\n")
+    one = build([project / "specs"], Options(out_dir=project / "one", jobs=1))
+    two = build([project / "specs"], Options(out_dir=project / "two", jobs=2))
+    assert {r.status for r in one + two} == {"built"}
+    assert _digests(project / "one") == _digests(project / "two")
+    assert len(_digests(project / "one")) == 24
