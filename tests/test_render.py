@@ -119,7 +119,8 @@ def test_script_json_escapes():
 
 
 def _digests(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    return {n: hashlib.sha256((folder / n).read_bytes()).hexdigest()
+            for n in support.figures(folder)}
 
 
 @pytest.mark.slow
