@@ -17,10 +17,11 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path
 from .manifest import Manifest, Stamp, environment_key
+from .render import RenderJob, render_task
 
 if TYPE_CHECKING:
     from .data import Table
@@ -227,36 +228,57 @@ Progress = Callable[[Result, int, int], None]
 
 def build(paths: Sequence[Path], options: Options = Options(),
           progress: Progress | None = None) -> list[Result]:
-    """Draw and write every figure that is not up to date; keep going past failures."""
-    results, manifest = plan(paths, options)
-    total = len(results)
-    done = 0
+    """Draw and write every figure that is not up to date; keep going past failures.
 
-    def finish(r: Result) -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(r, done, total)
-
-    todo = [r for r in results if r.status == "checked"]
-    for r in results:
-        if r.status != "checked":
-            finish(r)
-
+    Stale specs are checked here one by one and each valid one goes to the
+    drawing workers at once, so drawing overlaps checking. Files are written
+    only after every spec was checked: a clash of output names, found then,
+    must not overwrite anything."""
+    manifest = Manifest.load(options.out_dir)
     env = environment_key()
-
-    def drawn(r: Result, files: dict[str, bytes] | None, error: str | None) -> None:
-        if files is None:
-            r.status = "failed"
-            r.diagnostics = [Diagnostic(display_path(r.spec), message=f"rendering failed: {error}",
-                                        hint="this is a bug in figspec; please report it")]
-        else:
-            _write(r, files, options, manifest, env)
-        finish(r)
-
-    _draw_all(todo, options.jobs, drawn)
+    specs = find_specs(paths)
+    reasons = {s: "--force" if options.force else manifest.stale_reason(s, env) for s in specs}
+    results = {s: Result(s, "up to date", name=manifest.name_of(s)) for s in specs
+               if reasons[s] is None}
+    stale = [s for s in specs if reasons[s] is not None]
+    counter = _Counter(len(specs), progress)
+    for r in results.values():
+        counter.finish(r)
+    with _Drawer(options.jobs, len(stale)) as drawer:
+        for s in stale:
+            r = results[s] = _check_one(s, options, reasons[s])
+            if r.ok:
+                drawer.submit(r, render_job(r.prepared))
+        ordered = [results[s] for s in specs]
+        _check_unique_names(ordered)
+        for r in ordered:
+            if r.status == "failed":
+                counter.finish(r)
+        for r, files, error in drawer.results():
+            if r.status == "failed":  # a name clash found after it was sent to draw
+                continue
+            if files is None:
+                r.status = "failed"
+                r.diagnostics = [Diagnostic(display_path(r.spec),
+                                            message=f"rendering failed: {error}",
+                                            hint="this is a bug in figspec; please report it")]
+            else:
+                _write(r, files, options, manifest, env)
+            counter.finish(r)
     manifest.save()
-    return results
+    return ordered
+
+
+@dataclass
+class _Counter:
+    total: int
+    progress: Progress | None
+    done: int = 0
+
+    def finish(self, r: Result) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress(r, self.done, self.total)
 
 
 def _write(r: Result, files: dict[str, bytes], options: Options, manifest: Manifest,
@@ -274,43 +296,61 @@ def _write(r: Result, files: dict[str, bytes], options: Options, manifest: Manif
     r.status = "built"
 
 
-def _draw_all(todo: list[Result], jobs: int | None,
-              drawn: Callable[[Result, dict[str, bytes] | None, str | None], None]) -> None:
-    """Draw each figure, in this process or in worker processes."""
-    jobs = min(jobs or os.cpu_count() or 1, len(todo))
-    if jobs <= 1:
-        for r in todo:
+Drawn = tuple[Result, "dict[str, bytes] | None", "str | None"]
+
+
+class _Drawer:
+    """Draws figures in worker processes, or in this process when at most one
+    figure (or one job) is asked for: a worker's start costs ~2 s.
+
+    Workers get plain Vega-Lite and run only :mod:`compiler.render`: they load
+    neither pydantic nor Altair, which keeps them small (~130 MB, mostly V8)."""
+
+    def __init__(self, jobs: int | None, expected: int):
+        self.jobs = min(jobs or os.cpu_count() or 1, expected)
+        self.pool: Any = None
+        self.futures: dict[Future[Any], Result] = {}
+        self.local: list[tuple[Result, RenderJob]] = []
+
+    def __enter__(self) -> _Drawer:
+        if self.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # forkserver: workers fork from a fresh server process, never from
+            # one that has run vl-convert (a process forked after a conversion hangs).
+            self.pool = ProcessPoolExecutor(
+                max_workers=self.jobs, mp_context=multiprocessing.get_context("forkserver"),
+                initializer=_warm_worker)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def submit(self, r: Result, job: RenderJob) -> None:
+        if self.pool is None:
+            self.local.append((r, job))
+        else:
+            self.futures[self.pool.submit(render_task, job)] = r
+
+    def results(self) -> Iterator[Drawn]:
+        """Each submitted figure with its files (or the error), as they finish."""
+        for r, job in self.local:
             start = time.perf_counter()
-            files, error = _draw_task(r.prepared)
+            files, error = render_task(job)
             r.seconds += time.perf_counter() - start
-            drawn(r, files, error)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+            yield r, files, error
+        if self.futures:
+            from concurrent.futures import as_completed
 
-    # forkserver: workers fork from a fresh server process, never from one
-    # that has run vl-convert (a process forked after a conversion hangs).
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                             initializer=_warm_worker) as pool:
-        futures: dict[Future[Any], Result] = {pool.submit(_draw_task, r.prepared): r
-                                              for r in todo}
-        for future in as_completed(futures):
-            r = futures[future]
-            try:
-                files, error = future.result()
-            except Exception as e:  # a worker died: report it, keep going
-                files, error = None, f"worker process failed: {e}"
-            drawn(r, files, error)
-
-
-def _draw_task(prepared: Prepared | None) -> tuple[dict[str, bytes] | None, str | None]:
-    """Runs in a worker: the figure's files, or the error that stopped them."""
-    assert prepared is not None
-    try:
-        return draw(prepared), None
-    except Exception as e:
-        return None, f"{type(e).__name__}: {e}"
+            for future in as_completed(self.futures):
+                r = self.futures[future]
+                try:
+                    files, error = future.result()
+                except Exception as e:  # a worker died: report it, keep going
+                    files, error = None, f"worker process failed: {e}"
+                yield r, files, error
 
 
 def _warm_worker() -> None:
@@ -320,15 +360,22 @@ def _warm_worker() -> None:
     warm_up()
 
 
+def render_job(prepared: Prepared | None) -> RenderJob:
+    """What a worker needs to draw a figure: its Vega-Lite and output settings."""
+    from .chart import vegalite
+
+    assert prepared is not None
+    spec = prepared.loaded.spec
+    return RenderJob(vegalite(spec, prepared.table), tuple(spec.output.formats),
+                     spec.output.scale, spec.title or prepared.loaded.name)
+
+
 def draw(prepared: Prepared) -> dict[str, bytes]:
     """Every requested format's bytes, in memory: nothing is written unless all succeed."""
-    from .chart import vegalite
     from .render import render
 
-    spec = prepared.loaded.spec
-    vl = vegalite(spec, prepared.table)
-    return render(vl, spec.output.formats, scale=spec.output.scale,
-                  title=spec.title or prepared.loaded.name)
+    job = render_job(prepared)
+    return render(job.vegalite, job.formats, scale=job.scale, title=job.title)
 
 
 def compile_spec(path: Path, options: Options = Options()) -> dict:

@@ -26,6 +26,8 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 FORMATS = ("svg", "png", "pdf", "html")
@@ -83,11 +85,32 @@ def svg_to_pdf(svg: str) -> bytes:
 
 @functools.cache
 def javascript_bundle() -> str:
-    """Vega, Vega-Lite and vega-embed in one script, so the page works offline."""
-    bundle: str = _vlc().javascript_bundle()
+    """Vega, Vega-Lite and vega-embed in one script, so the page works offline.
+
+    vl-convert takes ~2 s to bundle it, so it is kept in the user's cache
+    folder, one file per vl-convert version (the bundle depends on nothing else)."""
+    from importlib import metadata
+
+    cache = _cache_dir() / f"vega-bundle-{metadata.version('vl-convert-python')}.js"
+    try:
+        bundle = cache.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        bundle = _vlc().javascript_bundle()
+        try:
+            from .build import write_atomic
+
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache, bundle.encode("utf-8"))
+        except OSError:
+            pass  # no cache then: slower, still right
     if "</script" in bundle.lower():  # would end our script element early
         raise RuntimeError("vl-convert's JavaScript bundle contains '</script'")
     return bundle
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "figspec"
 
 
 def script_json(value: Any) -> str:
@@ -135,6 +158,25 @@ def render(vl: dict[str, Any], formats: Iterable[str], *, scale: float = 2.0,
         else:
             raise ValueError(f"unknown format {fmt!r}")
     return out
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One figure to draw: plain data, cheap to send to a worker process."""
+
+    vegalite: dict[str, Any]
+    formats: tuple[str, ...]
+    scale: float
+    title: str
+
+
+def render_task(job: RenderJob) -> tuple[dict[str, bytes] | None, str | None]:
+    """Runs in a worker: the figure's files, or the error that stopped them
+    (reported for that figure; the build goes on)."""
+    try:
+        return render(job.vegalite, job.formats, scale=job.scale, title=job.title), None
+    except Exception as e:
+        return None, f"{type(e).__name__}: {e}"
 
 
 def warm_up() -> None:

@@ -140,3 +140,19 @@ def test_builds_are_byte_identical_across_processes_and_alone(tmp_path: Path):
     assert results[0].status == "built"
     for name, digest in _digests(alone).items():
         assert outs[0][name] == digest, name
+
+
+def test_the_javascript_bundle_is_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from compiler import render
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    render.javascript_bundle.cache_clear()
+    try:
+        bundle = render.javascript_bundle()
+        (cached,) = (tmp_path / "figspec").glob("vega-bundle-*.js")
+        assert cached.read_text() == bundle and "vegaEmbed" in bundle
+        cached.write_text("window.vegaEmbed = 1;")  # what is cached is what is used
+        render.javascript_bundle.cache_clear()
+        assert render.javascript_bundle() == "window.vegaEmbed = 1;"
+    finally:
+        render.javascript_bundle.cache_clear()
