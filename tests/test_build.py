@@ -135,3 +135,21 @@ def test_a_png_too_large_to_draw_is_refused_before_drawing(project: Path):
     svg_only = spec(project, "a", "cell: {width: 200, height: 200}\n"
                     "output: {scale: 8, formats: [svg]}\n")
     assert check([svg_only])[0].status == "checked"
+
+
+def test_a_chart_failure_fails_that_figure_only(project: Path, monkeypatch: pytest.MonkeyPatch):
+    spec(project, "a")
+    spec(project, "b", "title: boom\n")
+    from compiler import chart
+
+    real = chart.vegalite
+
+    def flaky(s, table):
+        if s.title == "boom":
+            raise ValueError("chart bug")
+        return real(s, table)
+
+    monkeypatch.setattr(chart, "vegalite", flaky)
+    results = build([project / "specs"], Options(out_dir=project / "out", jobs=1))
+    assert [r.status for r in results] == ["built", "failed"]
+    assert results[1].diagnostics[0].message == "rendering failed: ValueError: chart bug"
