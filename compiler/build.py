@@ -12,7 +12,6 @@ loads none of them.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -20,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path
-from .manifest import Manifest, Stamp, environment_key
-from .render import RenderJob, render_task
+from .files import Stamp, write_atomic
+from .manifest import Manifest, environment_key
+from .render import RenderJob, render_task, warm_up
 
 if TYPE_CHECKING:
     from .data import Table
@@ -33,10 +33,6 @@ ROOT_MARKERS = (".git", "figspec.yaml", "pyproject.toml")
 MAX_PNG_PIXELS = 60_000_000
 #: Room around the cells for axes, labels, title and colorbar (px), generously.
 _MARGIN = 400
-
-# mkstemp makes files private (0600); outputs get the usual permissions.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 Status = Literal["built", "checked", "up to date", "stale", "failed"]
 
@@ -113,31 +109,24 @@ class Prepared:
 
     loaded: LoadedSpec
     table: Table
-    #: every file read, stamped before it was read
-    inputs: dict[Path, Stamp]
+
+    @property
+    def inputs(self) -> dict[Path, Stamp]:
+        """Every file read (the spec and its data), stamped as it was read."""
+        assert self.loaded.doc.stamp is not None
+        return {self.loaded.path.resolve(): self.loaded.doc.stamp, **self.table.stamps}
 
 
 def prepare(path: Path, options: Options) -> Prepared:
     """Load, validate and read the data of one spec (raises FigspecError)."""
-    from .data import read_table, source_path
+    from .data import read_table
     from .spec import load_spec
 
-    inputs = {path.resolve(): _stamp(path)}
     loaded = load_spec(path)
-    data_path = source_path(loaded.doc, loaded.spec)
-    if data_path is not None and data_path.is_file():
-        inputs[data_path] = _stamp(data_path)
     table = read_table(loaded.doc, loaded.spec, root=project_root(path),
                        allow_outside=options.allow_outside)
     _check_size(loaded, table)
-    return Prepared(loaded, table, inputs)
-
-
-def _stamp(path: Path) -> Stamp:
-    try:
-        return Stamp.of(path)
-    except OSError:  # unreadable: load_spec/read_table report it
-        return Stamp(-1, -1, "")
+    return Prepared(loaded, table)
 
 
 def _check_size(loaded: LoadedSpec, table: Table) -> None:
@@ -330,7 +319,7 @@ class _Drawer:
             # one that has run vl-convert (a process forked after a conversion hangs).
             self.pool = ProcessPoolExecutor(
                 max_workers=self.jobs, mp_context=multiprocessing.get_context("forkserver"),
-                initializer=_warm_worker)
+                initializer=warm_up)  # vl-convert's first conversion costs ~1 s
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -362,13 +351,6 @@ class _Drawer:
                 yield r, files, error
 
 
-def _warm_worker() -> None:
-    """Pay vl-convert's first-conversion cost (~1 s) once per worker, up front."""
-    from .render import warm_up
-
-    warm_up()
-
-
 def render_job(prepared: Prepared | None) -> RenderJob:
     """What a worker needs to draw a figure: its Vega-Lite and output settings."""
     from .chart import vegalite
@@ -377,14 +359,6 @@ def render_job(prepared: Prepared | None) -> RenderJob:
     spec = prepared.loaded.spec
     return RenderJob(vegalite(spec, prepared.table), tuple(spec.output.formats),
                      spec.output.scale, spec.title or prepared.loaded.name)
-
-
-def draw(prepared: Prepared) -> dict[str, bytes]:
-    """Every requested format's bytes, in memory: nothing is written unless all succeed."""
-    from .render import render
-
-    job = render_job(prepared)
-    return render(job.vegalite, job.formats, scale=job.scale, title=job.title)
 
 
 def compile_spec(path: Path, options: Options = Options()) -> dict:
@@ -436,33 +410,8 @@ def watch(paths: Sequence[Path], options: Options, on_build: Callable[[list[Resu
 
 def _changed_during(results: list[Result], options: Options) -> bool:
     """Whether an input of a figure just built changed while it was being built
-    (inputs are stamped before they are read, so the manifest knows)."""
+    (the manifest holds the stamps of the inputs as they were read)."""
     manifest = Manifest.load(options.out_dir)
     env = environment_key()
     return any(manifest.stale_reason(r.spec, env) is not None
                for r in results if r.status in ("built", "up to date"))
-
-
-# -- writing ----------------------------------------------------------------------
-
-def write_atomic(target: Path, content: bytes) -> bool:
-    """Write ``content`` to ``target`` through a temporary file and a rename,
-    so a reader (or a crash) never sees a truncated file. Returns False, and
-    leaves the file untouched, when it already holds exactly ``content``."""
-    try:
-        if target.stat().st_size == len(content) and target.read_bytes() == content:
-            return False
-    except OSError:
-        pass
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True

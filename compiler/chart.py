@@ -44,7 +44,7 @@ def vegalite(spec: Spec, table: Table) -> dict[str, Any]:
     # Built without its records, which are put in afterwards: Altair walks
     # every record in to_dict(), and validates them in properties(); both
     # cost more than Vega's own rendering of the figure (measured: 62 ms per
-    # 28 x 7 figure, against 5 ms this way). The chart's shape is fixed and
+    # 28 x 7 figure, against 9 ms this way). The chart's shape is fixed and
     # tests validate the result against the Vega-Lite schema.
     vl = _chart(spec, table, []).to_dict(validate=False)
     vl["data"] = {"values": table.records()}

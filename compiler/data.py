@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, display_path
+from .files import Stamp
 from .models import Module, Spec
 from .source import Document, Loc, read_text
 
@@ -38,8 +39,12 @@ class Table:
     layers: tuple[int, ...]
     modules: tuple[Module, ...]
     values: dict[tuple[int, str], float]
-    #: data files read, for incremental builds
-    sources: tuple[Path, ...] = ()
+    #: data files read, stamped as they were read, for incremental builds
+    stamps: dict[Path, Stamp] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> tuple[Path, ...]:
+        return tuple(self.stamps)
 
     def records(self) -> list[dict[str, Any]]:
         """One record per cell, layer by layer, modules in the listed order."""
@@ -70,7 +75,7 @@ class _Reader:
     root: Path | None
     allow_outside: bool
     problems: list[Diagnostic] = field(default_factory=list)
-    sources: list[Path] = field(default_factory=list)
+    stamps: dict[Path, Stamp] = field(default_factory=dict)
 
     # -- where problems are reported ------------------------------------
     def at(self, origin: Origin, shown: str, message: str, hint: str | None = None) -> None:
@@ -93,8 +98,7 @@ class _Reader:
             columns = sorted({k for _, r in rows for k in r})
             return _Rows(rows, columns, "data.values")
         path = self.check_path(data.path or "")
-        self.sources.append(path)
-        text = read_text(path, MAX_DATA_BYTES)
+        text, self.stamps[path] = read_text(path, MAX_DATA_BYTES)
         shown = display_path(path)
         suffix = path.suffix.lower()
         parse = {".csv": _csv, ".tsv": _tsv, ".json": _json, ".jsonl": _jsonl}[suffix]
@@ -108,8 +112,7 @@ class _Reader:
         return _Rows(rows, columns, shown)
 
     def check_path(self, relative: str) -> Path:
-        path = source_path(self.doc, self.spec)
-        assert path is not None
+        path = (self.doc.path.parent / relative).resolve()
         if self.root is not None and not self.allow_outside and not path.is_relative_to(self.root):
             self.in_spec(("data", "path"), f"data path {relative!r} lies outside the project "
                          "(the folder holding .git, figspec.yaml or pyproject.toml)",
@@ -120,11 +123,6 @@ class _Reader:
             self.in_spec(("data", "path"), f"data file {display_path(path)} {what}")
             raise self.fail()
         return path
-
-
-def source_path(doc: Document, spec: Spec) -> Path | None:
-    """The data file a spec reads, resolved (None for inline values)."""
-    return (doc.path.parent / spec.data.path).resolve() if spec.data.path else None
 
 
 def read_table(doc: Document, spec: Spec, *, root: Path | None = None,
@@ -149,7 +147,7 @@ def read_table(doc: Document, spec: Spec, *, root: Path | None = None,
     combine = _AGGREGATES[spec.data.aggregate or "min"]  # one value per cell unless aggregating
     drawn = set(layers)
     values = {k: float(combine(vs)) for k, (vs, _) in cells.items() if k[0] in drawn}
-    return Table(tuple(layers), tuple(spec.modules), values, tuple(reader.sources))
+    return Table(tuple(layers), tuple(spec.modules), values, reader.stamps)
 
 
 # -- checks --------------------------------------------------------------------

@@ -19,12 +19,12 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .diagnostics import display_path
+from .files import Stamp, write_atomic
 
 MANIFEST = ".figspec-manifest.json"
 FORMAT = 1
@@ -42,19 +42,6 @@ def environment_key() -> str:
         except metadata.PackageNotFoundError:
             versions.append(f"{dist}==?")
     return ";".join(versions)
-
-
-@dataclass(frozen=True)
-class Stamp:
-    size: int
-    mtime_ns: int
-    sha256: str
-
-    @classmethod
-    def of(cls, path: Path, content: bytes | None = None) -> Stamp:
-        st = path.stat()
-        data = path.read_bytes() if content is None else content
-        return cls(st.st_size, st.st_mtime_ns, hashlib.sha256(data).hexdigest())
 
 
 def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
@@ -139,8 +126,8 @@ class Manifest:
 
     def record(self, spec: Path, name: str, env: str, inputs: dict[Path, Stamp],
                outputs: dict[str, tuple[Path, bytes]]) -> None:
-        """Remember a successful build. ``inputs`` were stamped before they were
-        read, so a file edited during the build shows as changed next time."""
+        """Remember a successful build. ``inputs`` were stamped as they were read
+        (see :func:`compiler.files.read_stamped`)."""
         self.entries[self._key(spec)] = {
             "name": name,
             "env": env,
@@ -153,8 +140,6 @@ class Manifest:
     def save(self) -> None:
         if not self.dirty:
             return
-        from .build import write_atomic  # here to keep the import graph one-way
-
         self.out_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"format": FORMAT, "figures": self.entries}, indent=1, sort_keys=True)
         write_atomic(self.path, (text + "\n").encode())

@@ -97,7 +97,7 @@ def javascript_bundle() -> str:
     except (OSError, UnicodeDecodeError):
         bundle = _vlc().javascript_bundle()
         try:
-            from .build import write_atomic
+            from .files import write_atomic
 
             cache.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(cache, bundle.encode("utf-8"))

@@ -26,6 +26,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from .diagnostics import Diagnostic, FigspecError, display_path
+from .files import Stamp, read_stamped
 
 MAX_DEPTH = 64
 MAX_NODES = 200_000
@@ -57,6 +58,8 @@ class Document:
     positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     #: location path -> (line, column) of the mapping key naming it
     key_positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    #: the file as it was read, for incremental builds
+    stamp: Stamp | None = None
 
     @property
     def shown_path(self) -> str:
@@ -135,11 +138,12 @@ else:  # pragma: no cover - PyYAML wheels ship libyaml
         offsets_in_bytes = False
 
 
-def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
-    """The file's text, or a FigspecError saying why it cannot be read as UTF-8."""
+def read_text(path: Path, max_bytes: int = MAX_BYTES) -> tuple[str, Stamp]:
+    """The file's text and its stamp as read, or a FigspecError saying why it
+    cannot be read as UTF-8."""
     shown = display_path(path)
     try:
-        raw = path.read_bytes()
+        raw, stamp = read_stamped(path)
     except FileNotFoundError:
         raise FigspecError([Diagnostic(shown, message="no such file")]) from None
     except IsADirectoryError:
@@ -160,12 +164,12 @@ def read_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
             [Diagnostic(shown, line, col, f"not UTF-8 text (byte 0x{raw[e.start]:02x})",
                         "save the file as UTF-8")]
         ) from None
-    return text
+    return text, stamp
 
 
 def load_yaml(path: Path) -> Document:
     """Load one YAML document from ``path`` with positions, or raise FigspecError."""
-    text = read_text(path)
+    text, stamp = read_text(path)
     shown = display_path(path)
     loader = None
     try:
@@ -205,7 +209,7 @@ def load_yaml(path: Path) -> Document:
     finally:
         if loader is not None:
             loader.dispose()
-    doc = Document(path=path, data=None)
+    doc = Document(path=path, data=None, stamp=stamp)
     if root is None:
         doc.positions[()] = (1, 1)
         return doc

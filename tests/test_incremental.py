@@ -118,8 +118,10 @@ def test_status_command(three: Path, run):
         "stale       specs/c.yaml (data/other.csv changed)",
     ]
     assert "unknown key `colour`" in err
+    c_svg = (three / "out" / "c.svg").read_bytes()
     assert run("build", "--dry-run")[1] == out
-    assert not (three / "out" / "b.png").read_bytes() == b""  # nothing was built
+    assert run("status")[1] == out  # nothing was built: c is still stale
+    assert (three / "out" / "c.svg").read_bytes() == c_svg
 
 
 def test_progress_on_a_terminal_rewrites_one_line():
