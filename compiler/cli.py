@@ -14,7 +14,8 @@ from . import __version__
 from .diagnostics import FigspecError, UsageError, display_path, format_json, format_text
 
 if TYPE_CHECKING:
-    from .build import Options, Result
+    from .builder import Options, Result
+    from .project import Project
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_SPECS = Path("specs")
@@ -89,8 +90,8 @@ def _paths(p: argparse.ArgumentParser) -> None:
 
 
 def _out(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
-                   help="where figures are written (default: out/)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="where figures are written (default: figspec.yaml's `out`, else out/)")
 
 
 def _positive(text: str) -> int:
@@ -108,15 +109,36 @@ def _outside(p: argparse.ArgumentParser) -> None:
                    help="let specs read data files outside their project")
 
 
+def _project() -> Project | None:
+    """The figspec.yaml from the working directory upward, if any."""
+    from . import project
+
+    return project.load(project.find())
+
+
 def _spec_paths(args: argparse.Namespace) -> list[Path]:
-    return list(args.paths) or [DEFAULT_SPECS]
+    if args.paths:
+        return list(args.paths)
+    settings = _project()
+    return [_relative(settings.folder_setting("specs", str(DEFAULT_SPECS)))
+            if settings else DEFAULT_SPECS]
+
+
+def _relative(path: Path) -> Path:
+    """A path as short as it can be written (for messages)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .build import Options, check
+    from .builder import Options, check
 
-    results = check(_spec_paths(args), Options(allow_outside=args.allow_outside))
-    problems = [d for r in results for d in r.diagnostics]
+    results = check(_spec_paths(args), Options(allow_outside=args.allow_outside,
+                                               project=_project()))
+    # A mistake inherited by several specs (in figspec.yaml, say) is shown once.
+    problems = list({d.format(): d for r in results for d in r.diagnostics}.values())
     if args.format == "json":
         sys.stdout.write(format_json(problems))
     else:
@@ -125,16 +147,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace) -> Options:
-    from .build import Options
+    from .builder import Options
 
-    return Options(out_dir=args.out, allow_outside=args.allow_outside,
+    settings = _project()
+    out = args.out or (_relative(settings.folder_setting("out", str(DEFAULT_OUT)))
+                       if settings else DEFAULT_OUT)
+    return Options(out_dir=out, allow_outside=args.allow_outside, project=settings,
                    force=getattr(args, "force", False), jobs=getattr(args, "jobs", None))
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     if args.dry_run:
         return cmd_status(args)
-    from .build import build, watch
+    from .builder import build, watch
 
     progress = _Progress(sys.stdout)
     if args.watch:
@@ -165,7 +190,7 @@ def _report(results: list[Result], progress: _Progress, start: float | None) -> 
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .build import status
+    from .builder import status
 
     results = status(_spec_paths(args), _options(args))
     for r in results:
@@ -178,11 +203,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from .build import Options, compile_spec
+    from .builder import Options, compile_spec
 
     if not args.spec.is_file():
         raise UsageError(f"{display_path(args.spec)}: no such file")
-    vl = compile_spec(args.spec, Options(allow_outside=args.allow_outside))
+    vl = compile_spec(args.spec, Options(allow_outside=args.allow_outside, project=_project()))
     json.dump(vl, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return EXIT_OK

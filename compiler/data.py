@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, display_path
-from .files import Stamp
-from .models import Module, Spec
+from .files import Stamp, read_stamped
+from .models import Module, Panel, Spec
 from .source import Document, Loc, read_text
 
 MAX_DATA_BYTES = 200_000_000
@@ -70,8 +70,10 @@ class _Rows:
 
 @dataclass
 class _Reader:
-    spec: Spec
+    view: Panel
     doc: Document
+    #: where the view was written: () or ("panels", i)
+    base: Loc
     root: Path | None
     allow_outside: bool
     problems: list[Diagnostic] = field(default_factory=list)
@@ -82,34 +84,56 @@ class _Reader:
         if isinstance(origin, int):
             self.problems.append(Diagnostic(shown, origin, None, message, hint))
         else:
-            self.problems.append(self.doc.diagnostic(origin, message, hint))
+            self.in_spec(origin, message, hint)
 
     def in_spec(self, loc: Loc, message: str, hint: str | None = None, key: bool = False) -> None:
-        self.problems.append(self.doc.diagnostic(loc, message, hint, key=key))
+        self.problems.append(self.doc.diagnostic(self.base + loc, message, hint, key=key))
 
     def fail(self) -> FigspecError:
         return FigspecError(self.problems)
 
     # -- reading ----------------------------------------------------------
     def rows(self) -> _Rows:
-        data = self.spec.data
+        data = self.view.data
         if data.values is not None:
             rows = [(("data", "values", i), r) for i, r in enumerate(data.values)]
             columns = sorted({k for _, r in rows for k in r})
             return _Rows(rows, columns, "data.values")
         path = self.check_path(data.path or "")
-        text, self.stamps[path] = read_text(path, MAX_DATA_BYTES)
         shown = display_path(path)
         suffix = path.suffix.lower()
-        parse = {".csv": _csv, ".tsv": _tsv, ".json": _json, ".jsonl": _jsonl}[suffix]
         try:
-            rows, columns = parse(text)
+            if suffix == ".parquet":
+                rows, columns = self.parquet(path)
+            else:
+                text, self.stamps[path] = read_text(path, MAX_DATA_BYTES)
+                if data.layout == "params" and suffix == ".json" and text.lstrip()[:1] == "{":
+                    rows, columns = _json_object(text, data.param, data.value)
+                else:
+                    parse = {".csv": _csv, ".tsv": _tsv, ".json": _json, ".jsonl": _jsonl}[suffix]
+                    rows, columns = parse(text)
         except _ParseError as e:
             raise FigspecError([Diagnostic(shown, e.line, e.column, e.message, e.hint)]) from None
         if not rows:
             raise FigspecError([Diagnostic(shown, 1, None, "the data file has no rows",
                                            "add rows, or point `data.path` at another file")])
         return _Rows(rows, columns, shown)
+
+    def parquet(self, path: Path) -> Parsed:
+        """Rows of a Parquet file (through pyarrow, the `parquet` extra); a row's
+        origin is its number, counted from 1."""
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            self.in_spec(("data", "path"), "reading .parquet files needs pyarrow, which is not "
+                         "installed", "pip install 'figspec[parquet]'")
+            raise self.fail() from None
+        raw, self.stamps[path] = read_stamped(path)
+        try:
+            table = pq.read_table(io.BytesIO(raw))
+        except Exception as e:  # pyarrow raises several types for a damaged file
+            raise _ParseError(None, f"not a readable Parquet file: {e}") from None
+        return [(i, r) for i, r in enumerate(table.to_pylist(), 1)], list(table.column_names)
 
     def check_path(self, relative: str) -> Path:
         path = (self.doc.path.parent / relative).resolve()
@@ -125,16 +149,34 @@ class _Reader:
         return path
 
 
-def read_table(doc: Document, spec: Spec, *, root: Path | None = None,
+def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
+                allow_outside: bool = False) -> list[Table]:
+    """One table per view (panel) of the spec, or FigspecError listing every
+    problem of every view."""
+    tables, problems = [], []
+    for i, view in enumerate(spec.views):
+        try:
+            tables.append(read_table(doc, view, spec.view_loc(i), root=root,
+                                     allow_outside=allow_outside))
+        except FigspecError as e:
+            problems += [d for d in e.diagnostics if d not in problems]
+    if problems:
+        raise FigspecError(problems)
+    return tables
+
+
+def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None = None,
                allow_outside: bool = False) -> Table:
-    """Read the spec's data into a complete table, or raise FigspecError
+    """Read one view's data into a complete table, or raise FigspecError
     listing every problem found."""
-    reader = _Reader(spec, doc, root.resolve() if root else None, allow_outside)
+    reader = _Reader(view, doc, base, root.resolve() if root else None, allow_outside)
     source = reader.rows()
     if not _check_columns(reader, source):
         raise reader.fail()
-    rows = [(o, r) for o, r in source.rows if _matches(r, spec.data.where)]
-    if spec.data.layout == "wide":
+    rows = [(o, r) for o, r in source.rows if _matches(r, view.data.where)]
+    if view.data.layout == "params":
+        rows = _param_rows(reader, source, rows)
+    if view.data.layout == "wide":
         cells, present = _wide_cells(reader, source, rows)
     else:
         cells, present = _long_cells(reader, source, rows)
@@ -144,17 +186,21 @@ def read_table(doc: Document, spec: Spec, *, root: Path | None = None,
         _check_complete(reader, source, cells, layers)
     if reader.problems:
         raise reader.fail()
-    combine = _AGGREGATES[spec.data.aggregate or "min"]  # one value per cell unless aggregating
+    combine = _AGGREGATES[view.data.aggregate or "min"]  # one value per cell unless aggregating
     drawn = set(layers)
     values = {k: float(combine(vs)) for k, (vs, _) in cells.items() if k[0] in drawn}
-    return Table(tuple(layers), tuple(spec.modules), values, reader.stamps)
+    return Table(tuple(layers), tuple(view.modules), values, reader.stamps)
 
 
 # -- checks --------------------------------------------------------------------
 
 def _check_columns(reader: _Reader, source: _Rows) -> bool:
-    data = reader.spec.data
-    needed: list[tuple[Loc, str]] = [(("data", "layer"), data.layer)]
+    data = reader.view.data
+    needed: list[tuple[Loc, str]] = []
+    if data.layout == "params":
+        needed += [(("data", "param"), data.param), (("data", "value"), data.value)]
+    else:
+        needed += [(("data", "layer"), data.layer)]
     if data.layout == "long":
         needed += [(("data", "module"), data.module), (("data", "value"), data.value)]
     needed += [(("data", "where", col), col) for col in data.where]
@@ -168,10 +214,30 @@ def _check_columns(reader: _Reader, source: _Rows) -> bool:
     return ok
 
 
+def _param_rows(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[str, Any]]]
+                ) -> list[tuple[Origin, dict[str, Any]]]:
+    """Parameter-name rows -> long rows: the layer and module found in each name.
+    Names without a layer (embeddings, lm_head, final norms) are skipped; a
+    module path matches a listed module exactly or by its last dotted parts."""
+    data = reader.view.data
+    pattern = data.param_pattern
+    names = sorted((m.name for m in reader.view.modules), key=len, reverse=True)
+    out = []
+    for origin, row in rows:
+        m = pattern.search(_text(row.get(data.param)))
+        if m is None:
+            continue
+        module = m.group("module")
+        module = next((n for n in names if module == n or module.endswith("." + n)), module)
+        out.append((origin, {data.layer: m.group("layer"), data.module: module,
+                             data.value: row.get(data.value)}))
+    return out
+
+
 def _long_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[str, Any]]]
                 ) -> tuple[Cells, set[str]]:
-    data = reader.spec.data
-    wanted = {m.name for m in reader.spec.modules}
+    data = reader.view.data
+    wanted = {m.name for m in reader.view.modules}
     cells: Cells = {}
     present: set[str] = set()
     for origin, row in rows:
@@ -180,7 +246,7 @@ def _long_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[st
         if module not in wanted:
             continue
         layer = _layer(reader, source, origin, row.get(data.layer), data.layer)
-        if layer is None or not _in_range(reader.spec, layer):
+        if layer is None or not _in_range(reader.view, layer):
             continue
         value = _number(reader, source, origin, row.get(data.value), data.value)
         _put(reader, source, cells, (layer, module), value, origin)
@@ -189,14 +255,14 @@ def _long_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[st
 
 def _wide_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[str, Any]]]
                 ) -> tuple[Cells, set[str]]:
-    data = reader.spec.data
+    data = reader.view.data
     present = set(source.columns) - {data.layer} - set(data.where)
     cells: Cells = {}
     for origin, row in rows:
         layer = _layer(reader, source, origin, row.get(data.layer), data.layer)
-        if layer is None or not _in_range(reader.spec, layer):
+        if layer is None or not _in_range(reader.view, layer):
             continue
-        for m in reader.spec.modules:
+        for m in reader.view.modules:
             if m.name in row:
                 value = _number(reader, source, origin, row[m.name], m.name)
                 _put(reader, source, cells, (layer, m.name), value, origin)
@@ -210,7 +276,7 @@ def _put(reader: _Reader, source: _Rows, cells: Cells, key: tuple[int, str],
     value = math.nan if value is None else value
     if key not in cells:
         cells[key] = ([value], origin)
-    elif reader.spec.data.aggregate:
+    elif reader.view.data.aggregate:
         cells[key][0].append(value)
     else:
         first = cells[key][1]
@@ -224,7 +290,7 @@ _AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "min": min
 
 
 def _check_modules(reader: _Reader, source: _Rows, present: set[str]) -> None:
-    for i, m in enumerate(reader.spec.modules):
+    for i, m in enumerate(reader.view.modules):
         if m.name not in present:
             near = closest(m.name, present, n=3, cutoff=0.5)
             hint = (f"did you mean {', '.join(f'`{n}`' for n in near)}?" if near
@@ -233,7 +299,7 @@ def _check_modules(reader: _Reader, source: _Rows, present: set[str]) -> None:
 
 
 def _layer_range(reader: _Reader, cells: dict[tuple[int, str], Any]) -> list[int]:
-    layers = reader.spec.layers
+    layers = reader.view.layers
     last = layers.last
     if last is None:
         seen = [layer for layer, _ in cells if layer >= layers.first]
@@ -248,7 +314,7 @@ def _layer_range(reader: _Reader, cells: dict[tuple[int, str], Any]) -> list[int
 
 def _check_complete(reader: _Reader, source: _Rows, cells: dict[tuple[int, str], Any],
                     layers: list[int]) -> None:
-    missing = [(layer, m.name) for layer in layers for m in reader.spec.modules
+    missing = [(layer, m.name) for layer in layers for m in reader.view.modules
                if (layer, m.name) not in cells]
     present_modules = {name for _, name in cells}
     # A module that is absent altogether was already reported once.
@@ -256,7 +322,7 @@ def _check_complete(reader: _Reader, source: _Rows, cells: dict[tuple[int, str],
     if missing:
         shown = ", ".join(f"layer {layer} `{name}`" for layer, name in missing[:SHOW_MISSING])
         more = f" and {len(missing) - SHOW_MISSING} more" if len(missing) > SHOW_MISSING else ""
-        loc: Loc = ("data", "path") if reader.spec.data.path is not None else ("data", "values")
+        loc: Loc = ("data", "path") if reader.view.data.path is not None else ("data", "values")
         reader.in_spec(loc, f"{len(missing)} cell{'s' if len(missing) > 1 else ''} in range "
                        f"{'have' if len(missing) > 1 else 'has'} no row in {source.shown}: "
                        f"{shown}{more}", "add the rows, or narrow `layers:`")
@@ -264,9 +330,9 @@ def _check_complete(reader: _Reader, source: _Rows, cells: dict[tuple[int, str],
 
 # -- values ---------------------------------------------------------------------
 
-def _in_range(spec: Spec, layer: int) -> bool:
-    last = spec.layers.last
-    return layer >= spec.layers.first and (last is None or layer <= last)
+def _in_range(view: Panel, layer: int) -> bool:
+    last = view.layers.last
+    return layer >= view.layers.first and (last is None or layer <= last)
 
 
 def _layer(reader: _Reader, source: _Rows, origin: Origin, raw: Any, column: str) -> int | None:
@@ -329,7 +395,9 @@ def _norm(v: Any) -> str:
 
 
 def _matches(row: dict[str, Any], where: dict[str, Any]) -> bool:
-    return all(_norm(row.get(col)) == _norm(want) for col, want in where.items())
+    return all(_norm(row.get(col)) in ({_norm(w) for w in want} if isinstance(want, list)
+                                       else {_norm(want)})
+               for col, want in where.items())
 
 
 def _names(names: list[str]) -> str:
@@ -427,6 +495,24 @@ def _json(text: str) -> Parsed:
     except RecursionError:
         raise _ParseError(1, "JSON nested too deeply") from None
     return rows, list(columns)
+
+
+def _json_object(text: str, key_column: str, value_column: str) -> Parsed:
+    """A JSON object of parameter name -> number, each with the line of its key."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _ParseError(e.lineno, f"invalid JSON: {e.msg}", column=e.colno) from None
+    except RecursionError:
+        raise _ParseError(1, "JSON nested too deeply") from None
+    rows: list[tuple[Origin, dict[str, Any]]] = []
+    pos = 0
+    for key, value in obj.items():
+        at = text.find(json.dumps(key), pos)  # keys appear in order; escapes may differ
+        line = text.count("\n", 0, at) + 1 if at >= 0 else 1
+        pos = at + 1 if at >= 0 else pos
+        rows.append((line, {key_column: key, value_column: value}))
+    return rows, [key_column, value_column]
 
 
 def _skip(text: str, pos: int) -> int:

@@ -13,9 +13,14 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, field_validator,
+                      model_validator)
 
 from .diagnostics import did_you_mean
+from .fonts import FAMILY_NAMES, family_of
+from .units import UNITS, VENUES, to_points
 
 #: Vega's continuous colour schemes (vega-scale), the ones that make sense for
 #: a quantitative scale. A test checks each against the bundled Vega.
@@ -36,7 +41,23 @@ SEQUENTIAL_SCHEMES = (
 SCHEMES = DIVERGING_SCHEMES + SEQUENTIAL_SCHEMES
 
 FORMATS = ("svg", "png", "pdf", "html")
-DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl")
+DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+
+#: Finds the layer and module in a full parameter name: Llama, Qwen and Mistral
+#: (``model.layers.12.self_attn.q_proj.weight``), GPT-2 (``transformer.h.3.attn.c_attn.weight``)
+#: and most others (``blocks.N``, ``layer.N``, ``layers.N``).
+DEFAULT_PARAM_PATTERN = (r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(?P<layer>\d+)\."
+                         r"(?P<module>.+?)(?:\.(?:weight|bias))?$")
+
+#: Module lists of common architectures, labelled as in the seed figures.
+_LLAMA = (("q_proj", "attn. q"), ("k_proj", "attn. k"), ("v_proj", "attn. v"),
+          ("o_proj", "attn. o"), ("up_proj", "mlp. up"), ("down_proj", "mlp. down"),
+          ("gate_proj", "mlp. gate"))
+MODULE_PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
+    "llama": _LLAMA, "qwen": _LLAMA, "qwen2": _LLAMA, "mistral": _LLAMA,
+    "gpt2": (("attn.c_attn", "attn. qkv"), ("attn.c_proj", "attn. o"),
+             ("mlp.c_fc", "mlp. up"), ("mlp.c_proj", "mlp. down")),
+}
 
 # d3-format's own specifier grammar (d3-format/src/formatSpecifier.js).
 _D3_FORMAT = re.compile(r"^(?:(.)?([<>=^]))?([+\-( ])?([$#])?(0)?(\d+)?(,)?(\.\d+)?(~)?([a-z%])?$", re.I)
@@ -66,11 +87,24 @@ class Data(Model):
         description="Records written inline, instead of `path`.",
         examples=[[{"layer": 0, "module": "q_proj", "value": 0.12}]],
     )
-    layout: Literal["long", "wide"] = Field(
+    layout: Literal["long", "wide", "params"] = Field(
         "long",
         description="`long`: one row per cell, with layer, module and value columns. "
-        "`wide`: one row per layer, with a layer column and one column per module.",
-        examples=["wide"],
+        "`wide`: one row per layer, with a layer column and one column per module. "
+        "`params`: keyed by full parameter names (`model.layers.12.self_attn.q_proj.weight`), "
+        "either a JSON object of name to number or a table with `param` and `value` columns; "
+        "the layer and module are found in the name by `pattern`, and parameters without a "
+        "layer (embeddings, `lm_head`, final norms) are skipped.",
+        examples=["wide", "params"],
+    )
+    param: str = Field("param", min_length=1, description="Column holding the full parameter "
+                       "name (`layout: params`, tables only).", examples=["name"])
+    pattern: str | None = Field(
+        None, description="Regular expression finding the layer and module in a parameter name "
+        "(`layout: params`), with named groups `layer` and `module`. The default handles "
+        "Llama, Qwen, Mistral and GPT-2 style names. A module in the spec matches the "
+        "`module` group exactly or as its last dotted parts (`q_proj` matches "
+        "`self_attn.q_proj`).", examples=[r"blk\.(?P<layer>\d+)\.(?P<module>\w+)"],
     )
     layer: str = Field("layer", description="Column holding the layer index.", min_length=1,
                        examples=["layer_idx"])
@@ -78,10 +112,10 @@ class Data(Model):
                         min_length=1, examples=["param"])
     value: str = Field("value", description="Column holding the number (long layout).",
                        min_length=1, examples=["update_ratio"])
-    where: dict[str, Scalar] = Field(
+    where: dict[str, Scalar | list[Scalar]] = Field(
         {},
-        description="Keep only rows whose columns equal these values.",
-        examples=[{"run": "grpo"}],
+        description="Keep only rows whose columns equal these values; a list allows any of "
+        "its values.", examples=[{"run": "grpo"}, {"seed": [1, 2, 3]}],
     )
     aggregate: Literal["mean", "median", "min", "max"] | None = Field(
         None,
@@ -105,6 +139,25 @@ class Data(Model):
             raise ValueError(f"unknown data file type {suffix or '(no suffix)'!r}; "
                              f"use one of {', '.join(DATA_SUFFIXES)}")
         return v
+
+    @field_validator("pattern")
+    @classmethod
+    def _groups(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            compiled = re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a regular expression: {e}") from None
+        missing = {"layer", "module"} - set(compiled.groupindex)
+        if missing:
+            raise ValueError("needs the named groups `(?P<layer>...)` and `(?P<module>...)`; "
+                             f"missing: {', '.join(sorted(missing))}")
+        return v
+
+    @property
+    def param_pattern(self) -> re.Pattern[str]:
+        return re.compile(self.pattern or DEFAULT_PARAM_PATTERN)
 
     @model_validator(mode="after")
     def _one_source(self) -> Data:
@@ -132,6 +185,24 @@ class Module(Model):
     @property
     def shown(self) -> str:
         return self.label if self.label is not None else self.name
+
+
+def _preset(v: Any) -> Any:
+    """``modules: llama`` -> the preset's seven modules, labelled."""
+    if not isinstance(v, str):
+        return v
+    if v.lower() in MODULE_PRESETS:
+        return [{"name": n, "label": label} for n, label in MODULE_PRESETS[v.lower()]]
+    hint = did_you_mean(v, MODULE_PRESETS)
+    raise ValueError(f"unknown module preset {v!r}; " + (hint or "presets are "
+                     + ", ".join(MODULE_PRESETS) + f"; for modules of your own, write a list: "
+                     f"`[{v}]`"))
+
+
+Modules = Annotated[list[Module], BeforeValidator(_preset)]
+_MODULES_DOC = ("The x axis, left to right: module names as in the data, each a string or "
+                "{name, label}; or a preset naming an architecture's modules: "
+                + ", ".join(f"`{k}`" for k in MODULE_PRESETS) + ".")
 
 
 class Layers(Model):
@@ -166,6 +237,13 @@ class Color(Model):
         None, min_length=2, description="Colours from low to high, as #rgb or #rrggbb, "
         "interpolated evenly over the domain.", examples=[["#2166ac", "#f7f7f7", "#b35806"]],
     )
+    mid: float | None = Field(
+        None, description="The value drawn in the scale's middle colour (a diverging scheme's "
+        "white); it must lie inside the domain. Default: the middle of the domain.",
+        examples=[0.12],
+    )
+    reverse: bool = Field(False, description="Flip the colours: high values get the low end.",
+                          examples=[True])
 
     @field_validator("scheme")
     @classmethod
@@ -184,6 +262,13 @@ class Color(Model):
         for c in v or []:
             if not _HEX_COLOR.match(c):
                 raise ValueError(f"colour {c!r} is not #rgb or #rrggbb")
+        return v
+
+    @field_validator("mid")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number")
         return v
 
     @model_validator(mode="after")
@@ -221,6 +306,73 @@ class Legend(Model):
         return _check_d3_format(v)
 
 
+class Font(Model):
+    """The typeface of every text in the figure. Fonts ship with figspec, so a
+    figure looks the same on every machine."""
+
+    family: str = Field(
+        "sans-serif", description="`serif` (STIX, a Times design: the body text of the NeurIPS, "
+        "ICML, ICLR, ACL and CVPR templates), `sans-serif` (DejaVu Sans), or a family by name.",
+        examples=["serif"], json_schema_extra={"enum": list(FAMILY_NAMES)},
+    )
+    size: float | None = Field(None, ge=4, le=72, description="Size of labels and axis titles "
+                               "in pt; the figure's title is 2 pt larger. Default: Vega's "
+                               "(10 pt labels, 11 pt titles).", examples=[8])
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, v: str) -> str:
+        if family_of(v) is not None:
+            return v
+        hint = did_you_mean(v, FAMILY_NAMES)
+        raise ValueError(f"font family {v!r} does not ship with figspec; "
+                         + (hint or "use one of: " + ", ".join(FAMILY_NAMES)))
+
+
+_LENGTH_DOC = (f"A length with a unit ({', '.join(UNITS)}: `3.25in`, `8.2cm`, `234pt`) or a "
+               "venue's width (`neurips.text`, `icml.column`; listed in the README).")
+
+
+class Size(Model):
+    """The size of the whole figure: axes, labels, title and colorbar included.
+    The cells grow or shrink to fit; with only one side given they keep their
+    shape."""
+
+    width: str | None = Field(None, description=_LENGTH_DOC, examples=["3.25in", "icml.column"])
+    height: str | None = Field(None, description=_LENGTH_DOC.replace(" or a venue's width "
+                               "(`neurips.text`, `icml.column`; listed in the README)", ""),
+                               examples=["2.4in"])
+
+    @field_validator("width", "height")
+    @classmethod
+    def _length(cls, v: str | None) -> str | None:
+        if v is not None:
+            to_points(v)  # raises ValueError with the reason
+        return v
+
+    @model_validator(mode="after")
+    def _some(self) -> Size:
+        if self.width is None and self.height is None:
+            raise ValueError("give `width`, `height` or both")
+        return self
+
+
+class Annotate(Model):
+    """Each cell's value written in it, in black or white, whichever is more
+    readable on the cell's colour."""
+
+    format: str = Field(".2f", description="d3-format specifier of the values.",
+                        examples=[".3f", ".2~e"])
+    size: float | None = Field(None, ge=2, le=72, description="Font size in pt; default: "
+                               "2 pt below the label size.", examples=[6])
+
+    @field_validator("format")
+    @classmethod
+    def _d3(cls, v: str) -> str:
+        _check_d3_format(v)
+        return v
+
+
 class Output(Model):
     """Which files are written."""
 
@@ -232,7 +384,11 @@ class Output(Model):
         examples=[["svg", "png", "pdf", "html"]],
     )
     scale: float = Field(2.0, ge=0.25, le=8, description="PNG pixels per SVG pixel (2: crisp on "
-                         "high-resolution screens and in print).", examples=[2, 4])
+                         "high-resolution screens and in print), for figures without `size`.",
+                         examples=[2, 4])
+    dpi: float | None = Field(None, ge=30, le=2400, description="PNG pixels per inch (an SVG "
+                              "pixel is 1 pt, 1/72 in). Default: 300 when `size` is given, "
+                              "else `scale` applies.", examples=[300, 600])
 
     @field_validator("name")
     @classmethod
@@ -257,21 +413,61 @@ class Cell(Model):
     height: float = Field(12, ge=1, le=200, description="Height of one cell (px).", examples=[12])
 
 
+class Panel(Model):
+    """One heatmap of several drawn side by side. `data`, `modules` and `layers`
+    written at the top level apply to every panel; a panel's own override
+    them (its `data` merges key by key)."""
+
+    title: str | None = Field(None, description="Title above this panel.",
+                              examples=["Qwen2.5-7B"])
+    data: Data | None = Field(None, title="Data", description="Where this panel's numbers come "
+                              "from, merged over the top-level `data`.",
+                              examples=[{"where": {"model": "7b"}}])
+    modules: Modules | None = Field(None, min_length=1, description=_MODULES_DOC + " Default: "
+                                    "the top-level `modules`.", examples=["llama"])
+
+    @model_validator(mode="after")
+    def _complete(self) -> Panel:
+        missing = [k for k in ("data", "modules") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"missing `{missing[0]}`: give it in this panel or at the top level")
+        return self
+    layers: Layers = Field(Layers(), title="Layers", description="This panel's layer axis.",
+                           examples=[{"last": 35, "tick_every": 5}])
+
+
 class Spec(Model):
-    """One figure: a layer-by-module heatmap."""
+    """One figure: a layer-by-module heatmap, or several side by side."""
 
     model_config = ConfigDict(title="figspec", json_schema_extra={
         "$comment": "Generated by `figspec schema` from compiler/models.py; do not edit."})
 
     title: str | None = Field(None, description="Chart title.",
                               examples=["Qwen2.5-1.5B: update ratio"])
-    data: Data = Field(..., title="Data", description="Where the numbers come from.",
-                       examples=[{"path": "../data/update_ratio.csv", "where": {"run": "grpo"}}])
-    modules: list[Module] = Field(
-        ..., min_length=1, description="The x axis, left to right: module names as in the data, "
-        "each a string or {name, label}.",
-        examples=[[{"name": "q_proj", "label": "attn. q"}, "gate_proj"]],
+    extends: str | None = Field(
+        None, description="Another spec file (relative to this one) whose fields this spec "
+        "inherits: mappings merge key by key, this spec wins, lists are replaced.",
+        examples=["_base.yaml"])
+    data: Data | None = Field(None, title="Data", description="Where the numbers come from "
+                              "(required unless every panel gives its own).",
+                              examples=[{"path": "../data/update_ratio.csv",
+                                         "where": {"run": "grpo"}}])
+    modules: Modules | None = Field(
+        None, min_length=1, description=_MODULES_DOC + " Required unless every panel gives them.",
+        examples=[[{"name": "q_proj", "label": "attn. q"}, "gate_proj"], "llama"],
     )
+    panels: list[Panel] | None = Field(
+        None, min_length=1, description="Several heatmaps side by side, each with its own "
+        "`title` and `data`, and optionally its own `layers` and `modules`.",
+        examples=[[{"title": "1.5B", "data": {"where": {"model": "1.5b"}}},
+                   {"title": "7B", "data": {"where": {"model": "7b"}}}]],
+    )
+    scale: Literal["shared", "independent"] = Field(
+        "shared", description="With panels: `shared` gives all panels one colour domain and one "
+        "colorbar, so equal values get equal colours; `independent` gives each its own.",
+        examples=["independent"])
+    columns: int | None = Field(None, ge=1, description="With panels: at most this many per "
+                                "row; default: all in one row.", examples=[2])
     # Defaults are instances, not factories, so that the JSON Schema shows them.
     layers: Layers = Field(Layers(), title="Layers", description="The y axis.",
                            examples=[{"first": 0, "last": 27, "tick_every": 4}])
@@ -285,6 +481,13 @@ class Spec(Model):
                            examples=[{"title": "update ratio", "format": ".2f"}])
     cell: Cell = Field(Cell(), title="Cell", description="Size of one cell.",
                        examples=[{"width": 24, "height": 12}])
+    size: Size | None = Field(None, title="Size", description="Size of the whole figure; "
+                              "default: the cells' size plus what surrounds them.",
+                              examples=[{"width": "3.25in", "height": "2.4in"}])
+    font: Font = Field(Font(), title="Font", description="Typeface and size of all text.",
+                       examples=[{"family": "serif", "size": 8}])
+    annotate: Annotate | None = Field(None, title="Annotate", description="Write each cell's "
+                                      "value in it.", examples=[{"format": ".3f"}])
     output: Output = Field(Output(), title="Output", description="Files to write.",
                            examples=[{"name": "fig3a", "formats": ["svg", "png", "pdf"]}])
 
@@ -298,13 +501,54 @@ class Spec(Model):
                 raise ValueError(f"must be increasing (low, high), got [{v[0]}, {v[1]}]")
         return v
 
+    @model_validator(mode="after")
+    def _views(self) -> Spec:
+        if self.panels is None:
+            missing = [k for k in ("data", "modules") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"missing required key `{missing[0]}`")
+        mid = self.color.mid
+        if mid is not None and self.domain is not None and not self.domain[0] < mid < self.domain[1]:
+            raise ValueError(f"`color.mid` ({mid}) must lie inside the domain "
+                             f"[{self.domain[0]}, {self.domain[1]}]")
+        return self
+
+    @property
+    def views(self) -> list[Panel]:
+        """The heatmaps drawn: the panels, or the one the spec describes."""
+        if self.panels is not None:
+            return list(self.panels)
+        assert self.data is not None and self.modules is not None
+        return [Panel.model_construct(title=None, data=self.data, modules=self.modules,
+                                      layers=self.layers)]
+
+    def view_loc(self, i: int) -> tuple[str | int, ...]:
+        """Where view ``i`` was written: ``("panels", i)``, or the top level."""
+        return ("panels", i) if self.panels is not None else ()
+
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of a spec, as committed in ``schemas/figspec.schema.json``."""
     schema = Spec.model_json_schema(mode="validation")
-    # A module may also be written as a bare string (see Module._from_string).
-    modules = schema["properties"]["modules"]
-    modules["items"] = {"anyOf": [{"type": "string", "minLength": 1}, modules["items"]]}
+    # A module may also be written as a bare string (see Module._from_string),
+    # and the list as a preset's name (see _preset).
+    preset = {"enum": list(MODULE_PRESETS), "description": "A preset list of modules."}
+    for props in (schema["properties"], schema["$defs"]["Panel"]["properties"]):
+        modules = props["modules"]
+        for option in modules.get("anyOf", [modules]):
+            if option.get("type") == "array":
+                option["items"] = {"anyOf": [{"type": "string", "minLength": 1},
+                                             option["items"]]}
+        if "anyOf" in modules:
+            modules["anyOf"].insert(0, preset)
+        else:
+            meta = ("title", "description", "examples", "default")
+            props["modules"] = {"anyOf": [preset, {k: v for k, v in modules.items()
+                                                   if k not in meta}],
+                                **{k: v for k, v in modules.items() if k in meta}}
+    # `data` and `modules` are required unless `panels` are given (Spec._views).
+    schema["anyOf"] = [{"required": ["data", "modules"]}, {"required": ["panels"]},
+                       {"required": ["extends"]}]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://figspec.dev/schemas/figspec.schema.json"
     return schema

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 FORMATS = ("svg", "png", "pdf", "html")
+#: SVG width and height attributes, and the same in points: ("3.25in", "2.4in", 234.0, 172.8)
+Size = tuple[str, str, float, float]
 #: Number and date formatting are fixed, whatever the machine's settings.
 LOCALE = "en-US"
 
@@ -38,11 +40,17 @@ LOCALE = "en-US"
 @functools.cache
 def _vlc() -> Any:
     """vl_convert, imported with the time zone fixed to UTC (Vega formats
-    dates in local time; figures must not depend on where they were drawn)."""
+    dates in local time) and with figspec's fonts only (see compiler.fonts):
+    figures must not depend on where they were drawn."""
+    from .fonts import isolate
+
     os.environ["TZ"] = "UTC"
     time.tzset()
+    folder = isolate(_cache_dir())
     import vl_convert
 
+    if folder is not None:
+        vl_convert.register_font_directory(str(folder))
     return vl_convert
 
 _ID_REF = re.compile(r'(id="|url\(#|href="#)((?:gradient_|clip)\d+)(?=[")])')
@@ -66,6 +74,26 @@ def normalize_svg(svg: str) -> str:
         return m.group(1) + mapping[old]
 
     return _ID_REF.sub(rename, svg)
+
+
+def scenegraph(vl: dict[str, Any]) -> dict[str, Any]:
+    """Every mark Vega draws, with its position, size and colour."""
+    return _vlc().vegalite_to_scenegraph(vl, allowed_base_urls=[], format_locale=LOCALE,
+                                         time_format_locale=LOCALE)
+
+
+_ROOT_SIZE = re.compile(r'^(<svg[^>]*?) width="([\d.]+)" height="([\d.]+)" viewBox="[^"]*"')
+
+
+def sized(svg: str, width: str, height: str) -> str:
+    """The SVG shown at ``width`` x ``height`` (``3.25in``, or plain numbers:
+    points in a PDF), its drawing scaled to fit exactly."""
+    m = _ROOT_SIZE.match(svg)
+    if m is None:
+        raise ValueError("unexpected SVG root element from vl-convert")
+    return (f'{m.group(1)} width="{width}" height="{height}" '
+            f'viewBox="0 0 {m.group(2)} {m.group(3)}" preserveAspectRatio="none"'
+            + svg[m.end():])
 
 
 def svg_to_png(svg: str, scale: float) -> bytes:
@@ -141,18 +169,24 @@ def html_page(vl: dict[str, Any], title: str) -> str:
 
 
 def render(vl: dict[str, Any], formats: Iterable[str], *, scale: float = 2.0,
-           title: str = "figure") -> dict[str, bytes]:
-    """The requested formats' bytes, drawing the Vega once."""
+           title: str = "figure", size: Size | None = None) -> dict[str, bytes]:
+    """The requested formats' bytes, drawing the Vega once. With ``size``, the
+    SVG says its width and height in their unit, the PDF page is that size in
+    points, and the PNG has ``scale`` pixels per point."""
     formats = list(formats)
     out: dict[str, bytes] = {}
     svg = to_svg(vl) if {"svg", "png", "pdf"} & set(formats) else ""
+    in_points = svg
+    if size is not None and svg:
+        in_points = sized(svg, f"{size[2]:g}", f"{size[3]:g}")
+        svg = sized(svg, size[0], size[1])
     for fmt in formats:
         if fmt == "svg":
             out[fmt] = svg.encode("utf-8")
         elif fmt == "png":
-            out[fmt] = svg_to_png(svg, scale)
+            out[fmt] = svg_to_png(in_points, scale)
         elif fmt == "pdf":
-            out[fmt] = svg_to_pdf(svg)
+            out[fmt] = svg_to_pdf(in_points)
         elif fmt == "html":
             out[fmt] = html_page(vl, title).encode("utf-8")
         else:
@@ -168,13 +202,15 @@ class RenderJob:
     formats: tuple[str, ...]
     scale: float
     title: str
+    size: Size | None = None
 
 
 def render_task(job: RenderJob) -> tuple[dict[str, bytes] | None, str | None]:
     """Runs in a worker: the figure's files, or the error that stopped them
     (reported for that figure; the build goes on)."""
     try:
-        return render(job.vegalite, job.formats, scale=job.scale, title=job.title), None
+        return render(job.vegalite, job.formats, scale=job.scale, title=job.title,
+                      size=job.size), None
     except Exception as e:
         return None, f"{type(e).__name__}: {e}"
 

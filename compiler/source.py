@@ -50,7 +50,13 @@ _MAP_TAG = "tag:yaml.org,2002:map"
 
 @dataclass
 class Document:
-    """A loaded YAML file: its value and where each part of it was written."""
+    """A loaded YAML file: its value and where each part of it was written.
+
+    A document may also hold values written elsewhere (inherited from
+    ``figspec.yaml``, an ``extends:`` file, or a panel's top-level fields):
+    ``origins`` maps the location of each such value to the document and
+    location it was written at, so a diagnostic points at that file and line.
+    """
 
     path: Path
     data: Any
@@ -60,25 +66,64 @@ class Document:
     key_positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
     #: the file as it was read, for incremental builds
     stamp: Stamp | None = None
+    #: location path -> (document, location) where an inherited value was written
+    origins: dict[Loc, tuple[Document, Loc]] = field(default_factory=dict)
+    #: every document inherited from, whether or not a value of it survived
+    inherited: list[Document] = field(default_factory=list)
 
     @property
     def shown_path(self) -> str:
         return display_path(self.path)
 
-    def locate(self, loc: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
-        """Line and column of ``loc``, or of its nearest ancestor that exists."""
+    def where(self, loc: Sequence[str | int], *, key: bool = False) -> tuple[Document, int, int]:
+        """The document that wrote ``loc`` (or its nearest ancestor), and the line and column."""
         loc = tuple(loc)
         if key and loc in self.key_positions:
-            return self.key_positions[loc]
-        while loc not in self.positions and loc:
-            loc = loc[:-1]
-        return self.positions.get(loc, (1, 1))
+            return self, *self.key_positions[loc]
+        for n in range(len(loc), -1, -1):
+            prefix = loc[:n]
+            if prefix in self.origins:
+                doc, at = self.origins[prefix]
+                return doc.where(at + loc[n:], key=key)
+            if prefix in self.positions:
+                return self, *self.positions[prefix]
+        return self, 1, 1
+
+    def locate(self, loc: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
+        """Line and column of ``loc``, or of its nearest ancestor that exists."""
+        _, line, col = self.where(loc, key=key)
+        return line, col
 
     def diagnostic(
         self, loc: Sequence[str | int], message: str, hint: str | None = None, *, key: bool = False
     ) -> Diagnostic:
-        line, col = self.locate(loc, key=key)
-        return Diagnostic(self.shown_path, line, col, message, hint, yaml_path=dotted(loc))
+        doc, line, col = self.where(loc, key=key)
+        return Diagnostic(doc.shown_path, line, col, message, hint, yaml_path=dotted(loc))
+
+    def files(self) -> dict[Path, Stamp]:
+        """Every file this document's values were read from, stamped as read."""
+        out = {self.path.resolve(): self.stamp} if self.stamp is not None else {}
+        for doc in self.inherited:
+            out.update(doc.files())
+        return out
+
+
+def overlay(lower: Any, lower_at: tuple[Document, Loc], upper: Any, loc: Loc,
+            origins: dict[Loc, tuple[Document, Loc]]) -> Any:
+    """``upper`` over ``lower``: mappings merge key by key, anything else
+    (lists included) is replaced. Each value taken from ``lower`` is recorded
+    in ``origins`` at its new location ``loc + (key,)``."""
+    if not (isinstance(lower, dict) and isinstance(upper, dict)):
+        return upper
+    doc, at = lower_at
+    out = dict(upper)
+    for k, v in lower.items():
+        if k not in upper:
+            out[k] = v
+            origins[loc + (k,)] = (doc, at + (k,))
+        else:
+            out[k] = overlay(v, (doc, at + (k,)), upper[k], loc + (k,), origins)
+    return out
 
 
 def dotted(loc: Sequence[str | int]) -> str:

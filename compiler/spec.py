@@ -17,9 +17,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .diagnostics import Diagnostic, FigspecError, did_you_mean
+from .diagnostics import Diagnostic, FigspecError, did_you_mean, display_path
 from .models import Spec
-from .source import Document, dotted, load_yaml
+from .source import Document, Loc, dotted, load_yaml, overlay
+
+if typing.TYPE_CHECKING:
+    from .files import Stamp
+    from .project import Project
+
+#: Longest chain of `extends:` followed.
+MAX_EXTENDS = 16
 
 
 @dataclass(frozen=True)
@@ -35,11 +42,87 @@ class LoadedSpec:
         """Base name of the output files."""
         return self.spec.output.name or self.path.stem
 
+    @property
+    def inputs(self) -> dict[Path, Stamp]:
+        """The spec file and every file it inherits from, stamped as read."""
+        return self.doc.files()
 
-def load_spec(path: Path) -> LoadedSpec:
-    """Read and validate one spec file, or raise FigspecError with every problem."""
-    doc = load_yaml(path)
+
+def load_spec(path: Path, project: Project | None = None, root: Path | None = None) -> LoadedSpec:
+    """Read and validate one spec file, with what it inherits (the project's
+    ``defaults``, ``extends:`` files), or raise FigspecError with every problem."""
+    doc = inherit(load_yaml(path), project, root)
     return LoadedSpec(path=path, doc=doc, spec=validate(doc))
+
+
+def inherit(doc: Document, project: Project | None, root: Path | None) -> Document:
+    """The spec with its inherited values merged under it, and panels with the
+    top-level fields merged under each; every value keeps where it was written."""
+    if not isinstance(doc.data, dict):
+        return doc  # validate() says what is wrong
+    chain = _extends_chain(doc, root)
+    merged: Document | None = None
+    inherited = chain[1:]
+    if project is not None and project.defaults:
+        merged = Document(project.path, project.defaults,
+                          origins={(): (project.doc, ("defaults",))})
+        inherited.append(project.doc)
+    for layer in reversed(chain):  # the most basic file first, the spec last
+        if merged is None:
+            merged = layer
+            continue
+        origins: dict[Loc, tuple[Document, Loc]] = dict(layer.origins)
+        data = overlay(merged.data, (merged, ()), layer.data, (), origins)
+        merged = Document(layer.path, data, layer.positions, layer.key_positions, layer.stamp,
+                          origins)
+    assert merged is not None
+    merged.inherited = inherited
+    _spread_panels(merged)
+    return merged
+
+
+def _extends_chain(doc: Document, root: Path | None) -> list[Document]:
+    """The spec, the file it extends, the file that one extends, ..."""
+    chain = [doc]
+    while isinstance(chain[-1].data, dict) and "extends" in chain[-1].data:
+        current = chain[-1]
+        target = current.data["extends"]
+        if not isinstance(target, str) or not target.strip():
+            break  # validate() reports the type
+        path = (current.path.parent / target).resolve()
+        seen = [d.path.resolve() for d in chain]
+
+        def fail(message: str, hint: str | None = None) -> FigspecError:
+            return FigspecError([current.diagnostic(("extends",), message, hint)])
+
+        if path in seen:
+            raise fail(f"`extends` cycle: {' -> '.join(display_path(p) for p in seen + [path])}",
+                       "remove one of the `extends:`")
+        if len(chain) > MAX_EXTENDS:
+            raise fail(f"more than {MAX_EXTENDS} files extend one another")
+        if path.suffix not in (".yaml", ".yml"):
+            raise fail(f"`extends` must name a .yaml file, got {target!r}")
+        if root is not None and not path.is_relative_to(root.resolve()):
+            raise fail(f"{target!r} lies outside the project", "move the file into the project")
+        if not path.is_file():
+            raise fail(f"{display_path(path)} does not exist")
+        base = load_yaml(path)
+        if not isinstance(base.data, dict):
+            raise FigspecError([base.diagnostic((), "a file named by `extends` must be a mapping "
+                                                "of spec fields")])
+        chain.append(base)
+    return chain
+
+
+def _spread_panels(doc: Document) -> None:
+    """Top-level `data`, `modules` and `layers` apply to every panel."""
+    panels = doc.data.get("panels")
+    if not isinstance(panels, list):
+        return
+    shared = {k: doc.data.pop(k) for k in ("data", "modules", "layers") if k in doc.data}
+    for i, panel in enumerate(panels):
+        if isinstance(panel, dict):
+            panels[i] = overlay(shared, (doc, ()), panel, ("panels", i), doc.origins)
 
 
 def validate(doc: Document) -> Spec:
@@ -54,26 +137,40 @@ def validate(doc: Document) -> Spec:
     try:
         spec = Spec.model_validate(doc.data)
     except ValidationError as e:
-        raise FigspecError([_diagnostic(doc, err) for err in e.errors()]) from None
+        problems: list[Diagnostic] = []
+        for err in e.errors():  # an inherited mistake is reported once, not once per panel
+            d = _diagnostic(doc, err)
+            if not any(_same_place(d, p) for p in problems):
+                problems.append(d)
+        raise FigspecError(problems) from None
     problems = _listed_twice(doc, spec)
     if problems:
         raise FigspecError(problems)
     return spec
 
 
+def _same_place(a: Diagnostic, b: Diagnostic) -> bool:
+    return (a.file, a.line, a.column, a.message.split(": ", 1)[-1]) == \
+        (b.file, b.line, b.column, b.message.split(": ", 1)[-1])
+
+
 def _listed_twice(doc: Document, spec: Spec) -> list[Diagnostic]:
     """A module listed twice, by name or by label, is reported at the second one."""
-    problems = []
-    for attr, what in (("name", "module"), ("shown", "label")):
-        first: dict[str, int] = {}
-        for i, m in enumerate(spec.modules):
-            key = getattr(m, attr)
-            if key in first:
-                line = doc.locate(("modules", first[key]))[0]
-                problems.append(doc.diagnostic(("modules", i), f"{what} `{key}` is listed twice "
-                                               f"(first at line {line})", "remove one of them"))
-            else:
-                first[key] = i
+    problems: list[Diagnostic] = []
+    for v, view in enumerate(spec.views):
+        base = spec.view_loc(v)
+        for attr, what in (("name", "module"), ("shown", "label")):
+            first: dict[str, int] = {}
+            for i, m in enumerate(view.modules):
+                key = getattr(m, attr)
+                if key in first:
+                    line = doc.locate(base + ("modules", first[key]))[0]
+                    d = doc.diagnostic(base + ("modules", i), f"{what} `{key}` is listed twice "
+                                       f"(first at line {line})", "remove one of them")
+                    if not any(_same_place(d, p) for p in problems):
+                        problems.append(d)
+                else:
+                    first[key] = i
     return problems
 
 

@@ -78,9 +78,9 @@ def axis_texts(sg: dict) -> list[list[str]]:
 
 
 def scenegraph(vl: dict) -> dict:
-    import vl_convert as vlc
+    from compiler.render import _vlc
 
-    return vlc.vegalite_to_scenegraph(vl, allowed_base_urls=[])
+    return _vlc().vegalite_to_scenegraph(vl, allowed_base_urls=[])
 
 
 def parse_rgb(fill: str) -> tuple[int, int, int]:
@@ -98,9 +98,9 @@ def parse_rgb(fill: str) -> tuple[int, int, int]:
 def scheme_stops(name: str) -> list[tuple[int, int, int]]:
     """A continuous scheme's colour stops, read from the Vega source that
     vl-convert bundles (vega-scale's schemes table)."""
-    import vl_convert as vlc
+    from compiler.render import javascript_bundle
 
-    bundle = vlc.javascript_bundle()
+    bundle = javascript_bundle()
     m = re.search(r'[{,]%s:"([0-9a-f]+)"' % re.escape(name), bundle, re.I)
     assert m, f"scheme {name} not found in the Vega bundle"
     hexes = m.group(1)
@@ -128,3 +128,50 @@ def close_colors(a: tuple[int, ...], b: tuple[int, ...], tol: int = 1) -> bool:
 
 def dump(obj: Any) -> str:
     return json.dumps(obj, indent=1, sort_keys=True)
+
+
+def placed(sg: dict, role: str, marktype: str | None = None) -> list[dict]:
+    """Items of marks with this role, with x and y made absolute (group
+    offsets added): panels are groups inside groups."""
+    out: list[dict] = []
+
+    def walk(node: Any, dx: float, dy: float) -> None:
+        if not isinstance(node, dict):
+            return
+        hit = node.get("role") == role and (marktype is None or node.get("marktype") == marktype)
+        for item in node.get("items", []):
+            if hit:
+                out.append({**item, "x": item.get("x", 0) + dx, "y": item.get("y", 0) + dy})
+            if node.get("marktype") == "group":
+                walk(item, dx + item.get("x", 0), dy + item.get("y", 0))
+            else:
+                walk(item, dx, dy)
+
+    walk(sg.get("scenegraph", sg), 0, 0)
+    return out
+
+
+def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours."""
+    def lum(c: tuple[int, int, int]) -> float:
+        ch = [v / 255 for v in c]
+        ch = [v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4 for v in ch]
+        return 0.2126 * ch[0] + 0.7152 * ch[1] + 0.0722 * ch[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def pdf_fonts(path: Path) -> set[str]:
+    """The base names of the fonts a PDF embeds (subset prefixes removed)."""
+    import pikepdf
+
+    with pikepdf.open(path) as pdf:
+        return {str(f.BaseFont).split("+", 1)[-1] for page in pdf.pages
+                for f in (page.Resources.get("/Font") or {}).values()}
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    import struct
+
+    return struct.unpack(">II", path.read_bytes()[16:24])

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler import build as build_module
-from compiler.build import Options, build, status, watch
+from compiler import builder as build_module
+from compiler.builder import Options, build, status, watch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -125,7 +125,7 @@ def test_status_command(three: Path, run):
 
 
 def test_progress_on_a_terminal_rewrites_one_line():
-    from compiler.build import Result
+    from compiler.builder import Result
     from compiler.cli import _Progress
 
     class Tty(io.StringIO):

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import support
-from compiler.build import Options, build, check
+from compiler.builder import Options, build, check
 from compiler.diagnostics import Diagnostic
 
 REPO = Path(__file__).resolve().parent.parent

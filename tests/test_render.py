@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.build import Options, build, compile_spec
+from compiler.builder import Options, build, compile_spec
 from compiler.render import html_page, normalize_svg, render, script_json, to_svg
 
 REPO = Path(__file__).resolve().parent.parent

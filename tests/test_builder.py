@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler import build as build_module
-from compiler.build import Options, build, check, find_specs, write_atomic
+from compiler import builder as build_module
+from compiler.builder import Options, build, check, find_specs, write_atomic
 from compiler.diagnostics import UsageError
 
 
@@ -144,10 +144,10 @@ def test_a_chart_failure_fails_that_figure_only(project: Path, monkeypatch: pyte
 
     real = chart.vegalite
 
-    def flaky(s, table):
+    def flaky(s, tables, cell=None):
         if s.title == "boom":
             raise ValueError("chart bug")
-        return real(s, table)
+        return real(s, tables, cell)
 
     monkeypatch.setattr(chart, "vegalite", flaky)
     results = build([project / "specs"], Options(out_dir=project / "out", jobs=1))

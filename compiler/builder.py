@@ -24,7 +24,9 @@ from .manifest import Manifest, environment_key
 from .render import RenderJob, render_task, warm_up
 
 if TYPE_CHECKING:
+    from .chart import Figure
     from .data import Table
+    from .project import Project
     from .spec import LoadedSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -64,12 +66,15 @@ class Options:
     force: bool = False
     #: worker processes for drawing; None: one per CPU
     jobs: int | None = None
+    #: the project's figspec.yaml, if any (its defaults apply under every spec)
+    project: Project | None = None
 
 
 # -- finding specs ----------------------------------------------------------------
 
 def find_specs(paths: Sequence[Path]) -> list[Path]:
-    """Spec files named, and ``*.yaml``/``*.yml`` below folders named, sorted.
+    """Spec files named, and ``*.yaml``/``*.yml`` below folders named, sorted
+    (but not hidden ones, or partial specs whose names start with ``_``).
 
     A path that does not exist is a usage error (exit status 2)."""
     found: dict[Path, None] = {}
@@ -86,7 +91,10 @@ def find_specs(paths: Sequence[Path]) -> list[Path]:
 
 
 def _hidden(f: Path, base: Path) -> bool:
-    return any(part.startswith(".") for part in f.relative_to(base).parts)
+    """Hidden files, and partial specs (``_base.yaml``): shared fields that
+    other specs `extends:`, not figures of their own."""
+    parts = f.relative_to(base).parts
+    return any(part.startswith(".") for part in parts) or parts[-1].startswith("_")
 
 
 def project_root(spec: Path) -> Path:
@@ -108,40 +116,70 @@ class Prepared:
     """A spec whose spec and data are valid: ready to draw."""
 
     loaded: LoadedSpec
-    table: Table
+    #: one table per heatmap (panel)
+    tables: list[Table]
 
     @property
     def inputs(self) -> dict[Path, Stamp]:
-        """Every file read (the spec and its data), stamped as it was read."""
-        assert self.loaded.doc.stamp is not None
-        return {self.loaded.path.resolve(): self.loaded.doc.stamp, **self.table.stamps}
+        """Every file read (the spec, what it inherits, its data), stamped as read."""
+        out = dict(self.loaded.inputs)
+        for t in self.tables:
+            out.update(t.stamps)
+        return out
 
 
 def prepare(path: Path, options: Options) -> Prepared:
     """Load, validate and read the data of one spec (raises FigspecError)."""
-    from .data import read_table
+    from .data import read_tables
     from .spec import load_spec
 
-    loaded = load_spec(path)
-    table = read_table(loaded.doc, loaded.spec, root=project_root(path),
-                       allow_outside=options.allow_outside)
-    _check_size(loaded, table)
-    return Prepared(loaded, table)
+    root = project_root(path)
+    loaded = load_spec(path, options.project, root)
+    _check_font(loaded)
+    tables = read_tables(loaded.doc, loaded.spec, root=root, allow_outside=options.allow_outside)
+    _check_size(loaded, tables)
+    return Prepared(loaded, tables)
 
 
-def _check_size(loaded: LoadedSpec, table: Table) -> None:
+def _check_font(loaded: LoadedSpec) -> None:
+    """A family whose files are missing would draw no text at all (vl-convert
+    drops text it has no font for): refuse it."""
+    from .fonts import family_of, font_dir, missing
+
+    family = family_of(loaded.spec.font.family)
+    assert family is not None  # the model checked the name
+    lost = missing(family)
+    if lost:
+        raise FigspecError([loaded.doc.diagnostic(
+            ("font", "family"), f"font family {family!r} is not installed: {', '.join(lost)} "
+            f"missing from {font_dir() or 'matplotlib (not installed)'}",
+            "reinstall figspec's fonts: pip install --force-reinstall matplotlib")])
+
+
+def _check_size(loaded: LoadedSpec, tables: list[Table]) -> None:
     """Refuse a PNG so large that drawing it would exhaust memory."""
+    from .chart import png_scale
+    from .units import to_points
+
     spec = loaded.spec
     if "png" not in spec.output.formats:
         return
-    width = len(table.modules) * spec.cell.width + _MARGIN
-    height = len(table.layers) * spec.cell.height + _MARGIN
-    pixels = width * height * spec.output.scale**2
+    if spec.size is not None:
+        width = to_points(spec.size.width) if spec.size.width else None
+        height = to_points(spec.size.height) if spec.size.height else None
+        width = width or height * 4 or 0  # one side given: the other is at most 4x as long
+        height = height or width * 4
+        where: tuple[str, ...] = ("output", "dpi")
+    else:
+        width = sum(len(t.modules) * spec.cell.width + _MARGIN for t in tables)
+        height = max(len(t.layers) * spec.cell.height for t in tables) + _MARGIN
+        where = ("output", "dpi") if spec.output.dpi else ("output", "scale")
+    pixels = width * height * png_scale(spec) ** 2
     if pixels > MAX_PNG_PIXELS:
         raise FigspecError([loaded.doc.diagnostic(
-            ("output", "scale"), f"the PNG would have about {pixels / 1e6:.0f} million pixels, "
+            where, f"the PNG would have about {pixels / 1e6:.0f} million pixels, "
             f"more than {MAX_PNG_PIXELS / 1e6:.0f} million",
-            "lower `output.scale` or `cell` size, or draw fewer layers")])
+            "lower `output.scale` or `output.dpi`, the size, or draw fewer layers")])
 
 
 def check(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
@@ -185,9 +223,16 @@ def _check_unique_names(results: Iterable[Result]) -> None:
 
 # -- planning ---------------------------------------------------------------------
 
+def _environment(options: Options) -> str:
+    """Versions that shape every figure, and which figspec.yaml applies: adding
+    or removing one changes every figure (editing one is caught by its stamp)."""
+    project = options.project.path.resolve() if options.project else None
+    return f"{environment_key()}|project={project}"
+
+
 def _reasons(specs: list[Path], manifest: Manifest, options: Options) -> dict[Path, str | None]:
     """Why each spec's figure must be rebuilt; None for those up to date."""
-    env = environment_key()
+    env = _environment(options)
     return {s: "--force" if options.force else manifest.stale_reason(s, env) for s in specs}
 
 
@@ -226,7 +271,7 @@ def build(paths: Sequence[Path], options: Options = Options(),
     only after every spec was checked: a clash of output names, found then,
     must not overwrite anything."""
     manifest = Manifest.load(options.out_dir)
-    env = environment_key()
+    env = _environment(options)
     specs = find_specs(paths)
     reasons = _reasons(specs, manifest, options)
     results = {s: Result(s, "up to date", name=manifest.name_of(s)) for s in specs
@@ -241,6 +286,8 @@ def build(paths: Sequence[Path], options: Options = Options(),
             if r.ok:
                 try:
                     drawer.submit(r, render_job(r.prepared))
+                except FigspecError as e:
+                    r.status, r.diagnostics = "failed", e.diagnostics
                 except Exception as e:  # a bug building the chart: fail this figure only
                     _render_failed(r, f"{type(e).__name__}: {e}")
         ordered = [results[s] for s in specs]
@@ -353,20 +400,28 @@ class _Drawer:
 
 def render_job(prepared: Prepared | None) -> RenderJob:
     """What a worker needs to draw a figure: its Vega-Lite and output settings."""
-    from .chart import vegalite
-
     assert prepared is not None
     spec = prepared.loaded.spec
-    return RenderJob(vegalite(spec, prepared.table), tuple(spec.output.formats),
-                     spec.output.scale, spec.title or prepared.loaded.name)
+    fig = fitted(prepared)
+    return RenderJob(fig.vegalite, tuple(spec.output.formats), fig.png_scale,
+                     spec.title or prepared.loaded.name, fig.svg_size)
 
 
 def compile_spec(path: Path, options: Options = Options()) -> dict:
     """The self-contained Vega-Lite of one spec."""
-    from .chart import vegalite
+    return fitted(prepare(path, options)).vegalite
 
-    prepared = prepare(path, options)
-    return vegalite(prepared.loaded.spec, prepared.table)
+
+def fitted(prepared: Prepared) -> Figure:
+    """The figure, or FigspecError at `size` when it cannot be that size."""
+    from .chart import FitError, figure
+
+    try:
+        return figure(prepared.loaded.spec, prepared.tables)
+    except FitError as e:
+        raise FigspecError([prepared.loaded.doc.diagnostic(
+            ("size",), str(e), "give a larger size, a smaller `font.size`, or fewer layers")]
+        ) from None
 
 
 # -- watching ---------------------------------------------------------------------
@@ -412,6 +467,6 @@ def _changed_during(results: list[Result], options: Options) -> bool:
     """Whether an input of a figure just built changed while it was being built
     (the manifest holds the stamps of the inputs as they were read)."""
     manifest = Manifest.load(options.out_dir)
-    env = environment_key()
+    env = _environment(options)
     return any(manifest.stale_reason(r.spec, env) is not None
                for r in results if r.status in ("built", "up to date"))

@@ -1,0 +1,77 @@
+"""The fonts figures are drawn with. They ship with figspec, never the machine's.
+
+The font files come from matplotlib's wheel, the one well-kept PyPI package
+that ships freely licensed fonts: DejaVu (Bitstream Vera licence) and STIX
+(SIL OFL), a Times design that matches the body text of the NeurIPS, ICML,
+ICLR, ACL and CVPR templates. matplotlib itself is never imported.
+
+vl-convert finds fonts through fontdb, which reads the fontconfig file named
+by ``FONTCONFIG_FILE``; pointing that at a file listing only our folder keeps
+a system font with the same family name from taking over, so a figure is
+drawn alike on every machine (vl-convert's built-in Liberation Sans stays).
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import os
+from pathlib import Path
+
+#: Family name as Vega writes it -> its files (regular, bold, italic, bold italic).
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "DejaVu Sans": ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+                    "DejaVuSans-BoldOblique.ttf"),
+    "DejaVu Serif": ("DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf",
+                     "DejaVuSerif-BoldItalic.ttf"),
+    "STIXGeneral": ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf",
+                    "STIXGeneralBolIta.ttf"),
+}
+#: What a spec may write -> the family drawn.
+ALIASES = {"sans-serif": "DejaVu Sans", "sans": "DejaVu Sans", "serif": "STIXGeneral",
+           "stix": "STIXGeneral", "times": "STIXGeneral"}
+FAMILY_NAMES = ("serif", "sans-serif", "DejaVu Sans", "DejaVu Serif", "STIX")
+DEFAULT = "DejaVu Sans"
+
+
+def family_of(name: str) -> str | None:
+    """The family drawn for a spec's ``font.family`` (case-insensitive), or None."""
+    key = name.strip().lower()
+    if key in ALIASES:
+        return ALIASES[key]
+    return next((f for f in FAMILIES if f.lower() == key), None)
+
+
+def font_dir() -> Path | None:
+    """matplotlib's folder of TrueType fonts, found without importing matplotlib."""
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "mpl-data" / "fonts" / "ttf"
+
+
+def missing(family: str) -> list[str]:
+    """The files of a family that are not installed (empty when all are)."""
+    folder = font_dir()
+    return [f for f in FAMILIES[family] if folder is None or not (folder / f).is_file()]
+
+
+def isolate(cache: Path) -> Path | None:
+    """Make fontdb see our fonts only: write a fontconfig file listing our
+    folder and name it in ``FONTCONFIG_FILE``. Call before vl-convert is imported."""
+    folder = font_dir()
+    if folder is None:
+        return None
+    conf = cache / "fonts.conf"
+    text = ('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n'
+            f"<fontconfig><dir>{html.escape(str(folder))}</dir></fontconfig>\n")
+    try:
+        if not conf.is_file() or conf.read_text() != text:
+            from .files import write_atomic
+
+            conf.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(conf, text.encode())
+    except OSError:
+        return folder  # the machine's fonts may then take over; registered fonts still draw
+    os.environ["FONTCONFIG_FILE"] = str(conf)
+    return folder

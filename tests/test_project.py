@@ -1,0 +1,120 @@
+"""figspec.yaml defaults and `extends:`: what is inherited, what wins, where a
+mistake in an inherited value is reported, and what a change rebuilds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import support
+from compiler.builder import Options, build, check, compile_spec
+from compiler.project import find, load
+
+
+def options(project: Path) -> Options:
+    return Options(out_dir=project / "out", project=load(find(project)))
+
+
+def test_defaults_apply_under_every_spec_and_the_spec_wins(project: Path):
+    support.write(project / "figspec.yaml", """
+        defaults:
+          font: {family: serif, size: 8}
+          color: {scheme: redblue}
+          output: {formats: [svg, pdf]}
+        """)
+    a = support.write(project / "specs" / "a.yaml", support.spec_text())
+    b = support.write(project / "specs" / "b.yaml", support.spec_text(
+        extra="color: {reverse: true}\noutput: {formats: [png]}\n"))
+    opts = options(project)
+    va, vb = compile_spec(a, opts), compile_spec(b, opts)
+    assert va["config"]["font"] == vb["config"]["font"] == "STIXGeneral"
+    assert va["config"]["axis"]["labelFontSize"] == 8
+    assert va["encoding"]["color"]["scale"]["scheme"] == "redblue"
+    # Mappings merge key by key: b keeps the default scheme and adds `reverse`.
+    assert vb["encoding"]["color"]["scale"]["scheme"] == "redblue"
+    assert vb["encoding"]["color"]["scale"]["reverse"] is True
+    build([project / "specs"], opts)
+    # Lists are replaced, not merged.
+    assert support.figures(project / "out") == ["a.pdf", "a.svg", "b.png"]
+
+
+def test_extends_merges_and_chains(project: Path):
+    support.write(project / "specs" / "_root.yaml", "domain: [0.1, 0.2]\ntitle: root\n")
+    support.write(project / "specs" / "_base.yaml",
+                  "extends: _root.yaml\ncolor: {scheme: viridis}\ntitle: base\n")
+    spec = support.write(project / "specs" / "fig.yaml",
+                         support.spec_text(extra="extends: _base.yaml\ntitle: mine\n"))
+    vl = compile_spec(spec, Options())
+    assert vl["title"] == "mine"
+    assert vl["encoding"]["color"]["scale"]["scheme"] == "viridis"
+    assert vl["encoding"]["color"]["scale"]["domain"] == [0.1, 0.2]
+    # Partial specs (`_name.yaml`) are not figures of their own.
+    assert [r.spec.name for r in check([project / "specs"])] == ["fig.yaml"]
+
+
+def test_a_mistake_in_an_inherited_value_is_reported_where_it_was_written(project: Path, run):
+    support.write(project / "figspec.yaml", "defaults:\n  color:\n    scheme: blueorang\n")
+    support.write(project / "specs" / "_base.yaml", "legend:\n  format: nope\n")
+    support.write(project / "specs" / "a.yaml", support.spec_text(extra="extends: _base.yaml\n"))
+    support.write(project / "specs" / "b.yaml", support.spec_text())
+    code, _, err = run("check")
+    assert code == 1
+    lines = err.splitlines()
+    # Reported once although both specs inherit it, at the file and line.
+    assert [ln for ln in lines if ln.startswith("figspec.yaml:3:13: error:")] == [
+        "figspec.yaml:3:13: error: color.scheme: unknown colour scheme 'blueorang'; "
+        "did you mean `blueorange`?"]
+    assert any(ln.startswith("specs/_base.yaml:2:11: error: legend.format:") for ln in lines)
+
+
+def test_extends_problems(project: Path, run):
+    support.write(project / "specs" / "_a.yaml", "extends: _b.yaml\n")
+    support.write(project / "specs" / "_b.yaml", "extends: _a.yaml\n")
+    support.write(project / "specs" / "cycle.yaml", support.spec_text(extra="extends: _a.yaml\n"))
+    support.write(project / "specs" / "gone.yaml", support.spec_text(extra="extends: nope.yaml\n"))
+    code, _, err = run("check")
+    assert code == 1
+    assert "specs/_b.yaml:1:10: error: `extends` cycle: specs/cycle.yaml -> specs/_a.yaml -> " \
+        "specs/_b.yaml -> specs/_a.yaml" in err
+    assert "specs/gone.yaml:" in err and "specs/nope.yaml does not exist" in err
+
+
+def test_figspec_yaml_names_the_specs_and_out_folders(project: Path, run):
+    support.write(project / "figspec.yaml", "specs: figures\nout: build/figs\n")
+    support.write(project / "figures" / "a.yaml", support.spec_text())
+    (project / "sub").mkdir()
+    os.chdir(project / "sub")  # found from the working directory upward
+    code, out, err = run("build")
+    assert code == 0, err
+    assert support.figures(project / "build" / "figs") == ["a.png", "a.svg"]
+
+
+def test_figspec_yaml_mistakes(project: Path, run):
+    support.write(project / "figspec.yaml", "defults: {}\ndefaults: {panels: []}\n")
+    code, _, err = run("check")
+    assert code == 1
+    assert "figspec.yaml:1:1: error: unknown key `defults` in figspec.yaml; did you mean " \
+        "`defaults`?" in err
+    assert "figspec.yaml:2:12: error: `panels` cannot be a default" in err
+
+
+def test_a_change_rebuilds_exactly_the_figures_it_affects(project: Path):
+    support.write(project / "specs" / "_base.yaml", "title: base\n")
+    support.write(project / "specs" / "a.yaml", support.spec_text(extra="extends: _base.yaml\n"))
+    support.write(project / "specs" / "b.yaml", support.spec_text())
+
+    def rebuilt() -> list[str]:
+        return [r.spec.name for r in build([project / "specs"], options(project))
+                if r.status == "built"]
+
+    assert rebuilt() == ["a.yaml", "b.yaml"]
+    assert rebuilt() == []
+    support.write(project / "specs" / "_base.yaml", "title: changed\n")
+    assert rebuilt() == ["a.yaml"]
+    support.write(project / "figspec.yaml", "defaults: {title: everyone}\n")  # added
+    assert rebuilt() == ["a.yaml", "b.yaml"]
+    assert rebuilt() == []
+    support.write(project / "figspec.yaml", "defaults: {title: all}\n")  # changed
+    assert rebuilt() == ["a.yaml", "b.yaml"]  # a's title is _base's, but it could change
+    support.write(project / "specs" / "b.yaml", support.spec_text(extra="title: own\n"))
+    assert rebuilt() == ["b.yaml"]
