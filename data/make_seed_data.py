@@ -157,6 +157,22 @@ def main() -> None:
     # 004: JSON Lines
     rows = values(SEED_004, 28, 0.002, 4)
     (HERE / "activation_28l.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # The multi-panel example: seed 003's pattern for two model sizes, keyed by
+    # full parameter names. The 36-layer model stretches the 28-layer anchors.
+    write_csv(HERE / "update_ratio_params.csv", params_rows())
+
+
+def params_rows() -> list[dict]:
+    stretched = {m: [(round(layer * 35 / 27), v) for layer, v in a] for m, a in SEED_003.items()}
+    rows = []
+    for model, anchors, n, seed in (("1.5b", SEED_003, 28, 5), ("3b", stretched, 36, 6)):
+        rows.append({"model": model, "param": "model.embed_tokens.weight", "value": 0.2})
+        for r in values(anchors, n, 0.003, seed):
+            part = "mlp" if r["module"] in ("up_proj", "down_proj", "gate_proj") else "self_attn"
+            rows.append({"model": model, "param": f"model.layers.{r['layer']}.{part}."
+                         f"{r['module']}.weight", "value": r["value"]})
+        rows.append({"model": model, "param": "lm_head.weight", "value": 0.2})
+    return rows
 
 
 if __name__ == "__main__":
