@@ -1,0 +1,183 @@
+"""The HTML output in a real browser: Debian's Chromium, headless, driven by
+Playwright, with every request but the page itself blocked.
+
+Needs /usr/bin/chromium (`apt-get install chromium`) and the `playwright`
+package (in the test extra). Without them these tests are skipped, with the
+reason shown in pytest's summary; with FIGSPEC_REQUIRE_BROWSER=1 (set by CI)
+they fail instead, so CI can never pass them by skipping.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import support
+from compiler.builder import Options, build
+
+CHROMIUM = os.environ.get("FIGSPEC_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _missing() -> str | None:
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[test]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    reason = _missing()
+    if reason:
+        if os.environ.get("FIGSPEC_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests required but {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    # The browser gets the machine's fontconfig settings, as a reader's would:
+    # figspec points FONTCONFIG_FILE at its own fonts once it has drawn in this
+    # process, and Chromium's text hinting (so its text widths) follows that file.
+    env = {k: v for k, v in os.environ.items() if k != "FONTCONFIG_FILE"}
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, args=FLAGS, headless=True, env=env,
+            device_scale_factor=2)  # as the PNGs' default output.scale
+        yield context
+        context.close()
+
+
+class Visit:
+    """A page opened with the network cut off, and what happened on it."""
+
+    def __init__(self, context, html: Path):
+        self.blocked: list[str] = []
+        self.console_errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page = page = context.new_page()
+        page.set_viewport_size({"width": 1600, "height": 1200})
+        url = html.resolve().as_uri()
+
+        def route(r):
+            if r.request.url == url:
+                r.continue_()
+            else:
+                self.blocked.append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        page.on("pageerror", lambda e: self.console_errors.append(str(e)))
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        page.goto(url)
+        page.wait_for_selector("#figure svg .role-mark", timeout=15000)
+
+    def count(self, selector: str) -> int:
+        return self.page.eval_on_selector_all(selector, "els => els.length")
+
+    def texts(self) -> list[str]:
+        return self.page.eval_on_selector_all("#figure svg text", "els => els.map(e => e.textContent)")
+
+
+def built_html(project: Path, body: str, name: str = "fig") -> Path:
+    support.write(project / "specs" / f"{name}.yaml", body)
+    (r,) = build([project / "specs" / f"{name}.yaml"], Options(out_dir=project / "out"))
+    assert r.status == "built", r.diagnostics
+    return project / "out" / f"{name}.html"
+
+
+def test_a_seed_figure_renders_offline_with_every_cell_and_label(browser, project: Path):
+    html = built_html(project, support.spec_text(extra='title: "Update ratio"\nlegend: {title: ratio}\n'
+                                                 "output: {formats: [html, png]}\n"))
+    visit = Visit(browser, html)
+    assert visit.blocked == [] and visit.console_errors == []
+    assert visit.count("#figure svg .mark-rect.role-mark path") == 6 * 7
+    texts = visit.texts()
+    for label in ["Update ratio", "ratio", "layer", *support.MODULES, "0", "5"]:
+        assert label in texts, label
+    visit.page.close()
+
+
+def test_a_multi_panel_figure_renders(browser, project: Path):
+    rows = support.long_rows(layers=28, model="a") + support.long_rows(layers=36, model="b")
+    support.write_csv(project / "data" / "models.csv", rows)
+    html = built_html(project, """
+        data: {path: ../data/models.csv}
+        modules: llama
+        font: {family: serif}
+        panels:
+          - {title: small, data: {where: {model: a}}}
+          - {title: big, data: {where: {model: b}}}
+        output: {formats: [html]}
+        """)
+    visit = Visit(browser, html)
+    assert visit.blocked == [] and visit.console_errors == []
+    assert visit.count("#figure svg .mark-rect.role-mark path") == (28 + 36) * 7
+    assert {"small", "big", "attn. q", "mlp. gate"} <= set(visit.texts())
+    visit.page.close()
+
+
+HOSTILE = '</script><script>alert("title")</script><img src=x onerror=alert(1)>'
+
+
+def test_hostile_strings_are_inert(browser, project: Path):
+    html = built_html(project, f"""
+        title: {_yaml(HOSTILE)}
+        data:
+          values:
+            - {{layer: 0, module: "<img src=x onerror=alert(2)>", value: 0.1}}
+            - {{layer: 1, module: "<img src=x onerror=alert(2)>", value: 0.2}}
+        modules:
+          - {{name: "<img src=x onerror=alert(2)>", label: "<svg onload=alert(3)>"}}
+        legend: {{title: "<script>alert(4)</script>"}}
+        layers: {{title: "javascript:alert(5)"}}
+        output: {{formats: [html]}}
+        """)
+    visit = Visit(browser, html)
+    assert visit.dialogs == [] and visit.blocked == [] and visit.console_errors == []
+    assert visit.page.evaluate("document.title") == HOSTILE
+    # Only the elements the page itself made: no <img>, no extra <script>, no
+    # element from a string outside the figure's SVG text nodes.
+    assert visit.count("img") == 0
+    assert visit.count("script") == 3
+    assert visit.count("#figure svg svg") == 0
+    assert HOSTILE in visit.texts() and "<svg onload=alert(3)>" in visit.texts()
+    visit.page.close()
+
+
+def _yaml(text: str) -> str:
+    import json
+
+    return json.dumps(text)
+
+
+def test_the_page_matches_the_png(browser, project: Path):
+    """Screenshot of the drawn chart against the PNG figspec wrote: same size,
+    and every cell's colour within a small tolerance."""
+    from PIL import Image
+
+    html = built_html(project, support.spec_text(extra="title: T\nlegend: {title: L}\n"
+                                                 "output: {formats: [html, png], scale: 2}\n"))
+    png = Image.open(project / "out" / "fig.png").convert("RGB")
+    visit = Visit(browser, html)
+    svg = visit.page.query_selector("#figure svg")
+    shot = Image.open(io.BytesIO(svg.screenshot())).convert("RGB")
+    assert shot.size == png.size
+    from compiler.builder import compile_spec
+
+    sg = support.scenegraph(compile_spec(project / "specs" / "fig.yaml"))
+    origin = sg["origin"]
+    for cell in support.marks(sg, "mark", "rect"):
+        x = round((origin[0] + cell["x"] + cell["width"] / 2) * 2)
+        y = round((origin[1] + cell["y"] + cell["height"] / 2) * 2)
+        assert support.close_colors(shot.getpixel((x, y)), png.getpixel((x, y)), tol=3), (x, y)
+    visit.page.close()
