@@ -22,10 +22,10 @@ if TYPE_CHECKING:
 
 
 def _options(**kw: Any) -> Any:
-    from . import project
     from .builder import Options
+    from .project import current
 
-    return Options(project=project.load(project.find()), **kw)
+    return Options(project=current(), **kw)
 
 
 @dataclass(frozen=True)

@@ -167,8 +167,9 @@ def _check_size(loaded: LoadedSpec, tables: list[Table]) -> None:
     if spec.size is not None:
         width = to_points(spec.size.width) if spec.size.width else None
         height = to_points(spec.size.height) if spec.size.height else None
-        width = width or height * 4 or 0  # one side given: the other is at most 4x as long
-        height = height or width * 4
+        # One side given: take the other as 4x as long, more than any heatmap's shape.
+        width = width or 4 * height  # type: ignore[operator]
+        height = height or 4 * width
         where: tuple[str, ...] = ("output", "dpi")
     else:
         width = sum(len(t.modules) * spec.cell.width + _MARGIN for t in tables)

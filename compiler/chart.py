@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .data import Table
 from .fonts import family_of
 from .models import Panel, Spec
-from .units import UNITS, resolve, svg_length, to_points
+from .units import UNITS, svg_length, to_points, unit_of
 
 if TYPE_CHECKING:
     import altair as alt
@@ -84,7 +84,7 @@ def _attr(given: str | None, points: float, other: str | None) -> str:
     """An SVG length: as written, or the measured size in the other side's unit."""
     if given is not None:
         return svg_length(given)
-    unit = svg_length(other or "1pt").lstrip("0123456789.")
+    unit = unit_of(other or "1pt")
     return f"{round(points / UNITS[unit], 4):g}{unit}"
 
 
@@ -111,7 +111,9 @@ def _fit(spec: Spec, tables: list[Table], cell: tuple[float, float]
             raise FitError(f"{spec.size.width or spec.size.height} leaves no room for the "
                            "cells once the labels, titles and colorbar are drawn")
         cw, ch = new_cw, new_ch
-    got_w, got_h = measure(vegalite(spec, tables, (cw, ch)))
+    if want_w and want_h:
+        return (cw, ch), want_w, want_h
+    got_w, got_h = measure(vegalite(spec, tables, (cw, ch)))  # the side not given
     return (cw, ch), want_w or got_w, want_h or got_h
 
 

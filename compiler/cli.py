@@ -110,26 +110,17 @@ def _outside(p: argparse.ArgumentParser) -> None:
 
 
 def _project() -> Project | None:
-    """The figspec.yaml from the working directory upward, if any."""
-    from . import project
+    from .project import current
 
-    return project.load(project.find())
+    return current()
 
 
 def _spec_paths(args: argparse.Namespace) -> list[Path]:
     if args.paths:
         return list(args.paths)
     settings = _project()
-    return [_relative(settings.folder_setting("specs", str(DEFAULT_SPECS)))
+    return [Path(display_path(settings.folder_setting("specs", str(DEFAULT_SPECS))))
             if settings else DEFAULT_SPECS]
-
-
-def _relative(path: Path) -> Path:
-    """A path as short as it can be written (for messages)."""
-    try:
-        return path.resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -150,7 +141,7 @@ def _options(args: argparse.Namespace) -> Options:
     from .builder import Options
 
     settings = _project()
-    out = args.out or (_relative(settings.folder_setting("out", str(DEFAULT_OUT)))
+    out = args.out or (Path(display_path(settings.folder_setting("out", str(DEFAULT_OUT))))
                        if settings else DEFAULT_OUT)
     return Options(out_dir=out, allow_outside=args.allow_outside, project=settings,
                    force=getattr(args, "force", False), jobs=getattr(args, "jobs", None))

@@ -86,6 +86,11 @@ def _load(path: Path, size: int, mtime_ns: int) -> Project:
     return Project(path, doc)
 
 
+def current() -> Project | None:
+    """The settings that apply here: the figspec.yaml from the working directory up."""
+    return load(find())
+
+
 def load(path: Path | None) -> Project | None:
     """The project settings at ``path`` (None: no figspec.yaml), or FigspecError."""
     if path is None:

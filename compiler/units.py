@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from .diagnostics import did_you_mean
+
 #: Points per unit.
 UNITS = {"in": 72.0, "cm": 72 / 2.54, "mm": 72 / 25.4, "pt": 1.0, "px": 0.75}
 
@@ -37,8 +39,6 @@ def resolve(text: str) -> str:
 
 def to_points(text: str) -> float:
     """``"3.25in"`` -> 234.0; ValueError saying what is wrong otherwise."""
-    from .diagnostics import did_you_mean
-
     m = _LENGTH.match(resolve(text))
     if not m:
         hint = did_you_mean(text, VENUES) if "." in text else None
@@ -54,8 +54,18 @@ def to_points(text: str) -> float:
     return points
 
 
+def _parts(text: str) -> tuple[float, str]:
+    m = _LENGTH.match(resolve(text))
+    assert m is not None, text  # checked by to_points when the spec was validated
+    return float(m.group(1)), m.group(2).lower()
+
+
 def svg_length(text: str) -> str:
     """The length as an SVG width or height attribute (``3.25in``)."""
-    m = _LENGTH.match(resolve(text))
-    assert m is not None
-    return f"{float(m.group(1)):g}{m.group(2).lower()}"
+    number, unit = _parts(text)
+    return f"{number:g}{unit}"
+
+
+def unit_of(text: str) -> str:
+    """``"3.25in"`` -> ``"in"``; a venue's width is in its own unit."""
+    return _parts(text)[1]

@@ -79,16 +79,22 @@ def test_columns_wrap_panels_into_rows(project: Path):
     assert min(c["x"] for c in third) == min(c["x"] for c in first)
 
 
-def test_a_panel_mistake_points_at_the_panel_and_an_inherited_one_is_reported_once(project, run):
+def check_panels(project: Path, run, data: str) -> tuple[int, str]:
+    """`check` on two panels over models.csv, the second's `where` misspelt."""
     two_models(project)
-    support.write(project / "specs" / "fig.yaml", """
-        data: {path: ../data/models.csv, layot: long}
+    support.write(project / "specs" / "fig.yaml", f"""
+        data: {{{data}}}
         modules: llama
         panels:
-          - data: {where: {model: small}}
-          - data: {where: {modle: big}}
+          - data: {{where: {{model: small}}}}
+          - data: {{where: {{modle: big}}}}
         """)
     code, _, err = run("check")
+    return code, err
+
+
+def test_a_panel_mistake_points_at_the_panel_and_an_inherited_one_is_reported_once(project, run):
+    code, err = check_panels(project, run, "path: ../data/models.csv, layot: long")
     assert code == 1
     lines = err.splitlines()
     assert sum("unknown key `layot`" in ln for ln in lines) == 1
@@ -96,15 +102,7 @@ def test_a_panel_mistake_points_at_the_panel_and_an_inherited_one_is_reported_on
 
 
 def test_a_panel_data_problem_points_at_the_panel(project: Path, run):
-    two_models(project)
-    support.write(project / "specs" / "fig.yaml", """
-        data: {path: ../data/models.csv}
-        modules: llama
-        panels:
-          - data: {where: {model: small}}
-          - data: {where: {modle: big}}
-        """)
-    code, _, err = run("check")
+    code, err = check_panels(project, run, "path: ../data/models.csv")
     assert code == 1
     assert "specs/fig.yaml:5:20: error: column `modle` is not in data/models.csv; did you mean " \
         "`module`?" in err
