@@ -160,10 +160,17 @@ class _DepthLimit(Composer):
             self._depth -= 1
 
 
+class _PyLoader(_DepthLimit, yaml.SafeLoader):
+    """PyYAML's own parser (Python): slower, but it has no nesting limit of
+    its own, so our composer's limit is the one that speaks."""
+
+    offsets_in_bytes = False
+
+
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
-    class _Loader(CParser, _DepthLimit, Resolver):  # type: ignore[misc]
+    class _CLoader(CParser, _DepthLimit, Resolver):  # type: ignore[misc]
         """libyaml's parser (C, a state machine: no recursion) for events, ten
         times faster than PyYAML's; the composer stays ours, in Python."""
 
@@ -177,10 +184,23 @@ if yaml.__with_libyaml__:
 
         get_single_node = Composer.get_single_node
 
+    _Loader: type = _CLoader
 else:  # pragma: no cover - PyYAML wheels ship libyaml
+    _Loader = _PyLoader
 
-    class _Loader(_DepthLimit, yaml.SafeLoader):  # type: ignore[no-redef]
-        offsets_in_bytes = False
+#: libyaml's own nesting limit (about 1,000 levels since PyYAML 6.0.4) reads
+#: ahead of our composer in flow collections and would speak first, with its
+#: own message and position: such a file is parsed again by PyYAML's Python
+#: parser, whatever the release, so the message is always ours.
+_LIBYAML_DEPTH = "maximum nesting depth"
+
+
+def _compose(text: str, loader_class: type) -> Node | None:
+    loader = loader_class(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
 
 
 def read_text(path: Path, max_bytes: int = MAX_BYTES) -> tuple[str, Stamp]:
@@ -216,13 +236,18 @@ def load_yaml(path: Path) -> Document:
     """Load one YAML document from ``path`` with positions, or raise FigspecError."""
     text, stamp = read_text(path)
     shown = display_path(path)
-    loader = None
+    loader_class = _Loader
     try:
-        loader = _Loader(text)
-        root = loader.get_single_node()
+        try:
+            root = _compose(text, loader_class)
+        except yaml.MarkedYAMLError as e:
+            if loader_class is _PyLoader or _LIBYAML_DEPTH not in str(e.problem):
+                raise
+            loader_class = _PyLoader
+            root = _compose(text, loader_class)
     except yaml.reader.ReaderError as e:
-        at = len(text.encode()[:e.position].decode(errors="ignore")) if _Loader.offsets_in_bytes \
-            else e.position
+        at = len(text.encode()[:e.position].decode(errors="ignore")) \
+            if loader_class.offsets_in_bytes else e.position
         line = text.count("\n", 0, at) + 1
         col = at - (text.rfind("\n", 0, at) + 1) + 1
         raise FigspecError([Diagnostic(shown, line, col, f"character U+{e.character:04X} is "
@@ -251,9 +276,6 @@ def load_yaml(path: Path) -> Document:
                                        hint)]) from None
     except yaml.YAMLError as e:
         raise FigspecError([Diagnostic(shown, 1, 1, f"YAML error: {e}")]) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
     doc = Document(path=path, data=None, stamp=stamp)
     if root is None:
         doc.positions[()] = (1, 1)

@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
+from compiler import source
 from compiler.diagnostics import FigspecError
 from compiler.source import load_yaml
 
@@ -57,11 +59,50 @@ def test_self_referencing_alias(tmp_path: Path):
         load(tmp_path, "a: &a [*a]\n")
 
 
+class _LibyamlWithDepthLimit:
+    """Stands for libyaml as PyYAML 6.0.4 bundles it, whatever release is
+    installed: it refuses nesting past ~1,000 levels with its own message."""
+
+    offsets_in_bytes = True
+    installed = source._Loader
+
+    def __init__(self, text: str):
+        if text.count("[") + text.count("{") + text.count("- ") > 1000:
+            raise yaml.scanner.ScannerError("while increasing flow level", None,
+                                            "exceeded maximum nesting depth", None)
+        self.inner = self.installed(text)
+
+    def get_single_node(self):
+        return self.inner.get_single_node()
+
+    def dispose(self) -> None:
+        self.inner.dispose()
+
+
+@pytest.fixture(params=["installed", "pure-python", "libyaml-6.0.4"])
+def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The same YAML tests with whatever PyYAML parses by default, with its
+    Python parser alone (a PyYAML built without libyaml), and with a libyaml
+    that has a nesting limit of its own."""
+    if request.param == "pure-python":
+        monkeypatch.setattr(source, "_Loader", source._PyLoader)
+    elif request.param == "libyaml-6.0.4":
+        monkeypatch.setattr(source, "_Loader", _LibyamlWithDepthLimit)
+    return request.param
+
+
 @pytest.mark.parametrize("deep", ["[" * 5000 + "]" * 5000, "{a: " * 5000 + "1" + "}" * 5000,
-                                  "".join("  " * i + "- \n" for i in range(2000))])
-def test_deep_nesting_fails_cleanly(tmp_path: Path, deep: str):
-    with pytest.raises(FigspecError, match="nesting deeper than"):
+                                  "".join("  " * i + "- \n" for i in range(2000)),
+                                  "[" * 1500 + "]" * 1500, "[" * 200 + "]" * 200])
+def test_deep_nesting_fails_cleanly(tmp_path: Path, deep: str, yaml_parser: str):
+    """figspec's own limit and message, whatever the parser's own limits."""
+    with pytest.raises(FigspecError) as e:
         load(tmp_path, "a: " + deep + "\n" if deep.startswith(("[", "{")) else deep)
+    (d,) = e.value.diagnostics
+    assert d.message == "nesting deeper than 64 levels"
+    assert d.hint == "flatten the document"
+    if deep.startswith("["):
+        assert (d.line, d.column) == (1, 4 + 63)  # level 65: the mapping, then 64 brackets
 
 
 def test_duplicate_keys(tmp_path: Path):
