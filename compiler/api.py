@@ -37,9 +37,7 @@ class Loaded:
 
     @property
     def figure(self) -> Figure:
-        from .builder import fitted
-
-        return fitted(self.prepared)
+        return self.prepared.figure
 
     @property
     def vegalite(self) -> dict[str, Any]:

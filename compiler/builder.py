@@ -118,6 +118,8 @@ class Prepared:
     loaded: LoadedSpec
     #: one table per heatmap (panel)
     tables: list[Table]
+    #: the Vega-Lite, fitted to `size` and checked for overlapping text
+    figure: Figure
 
     @property
     def inputs(self) -> dict[Path, Stamp]:
@@ -138,7 +140,7 @@ def prepare(path: Path, options: Options) -> Prepared:
     _check_font(loaded)
     tables = read_tables(loaded.doc, loaded.spec, root=root, allow_outside=options.allow_outside)
     _check_size(loaded, tables)
-    return Prepared(loaded, tables)
+    return Prepared(loaded, tables, _layout(loaded, tables))
 
 
 def _check_font(loaded: LoadedSpec) -> None:
@@ -285,12 +287,7 @@ def build(paths: Sequence[Path], options: Options = Options(),
         for s in stale:
             r = results[s] = _check_one(s, options, reasons[s])
             if r.ok:
-                try:
-                    drawer.submit(r, render_job(r.prepared))
-                except FigspecError as e:
-                    r.status, r.diagnostics = "failed", e.diagnostics
-                except Exception as e:  # a bug building the chart: fail this figure only
-                    _render_failed(r, f"{type(e).__name__}: {e}")
+                drawer.submit(r, render_job(r.prepared))
         ordered = [results[s] for s in specs]
         _check_unique_names(ordered)
         for r in ordered:
@@ -310,8 +307,12 @@ def build(paths: Sequence[Path], options: Options = Options(),
 
 def _render_failed(r: Result, error: str | None) -> None:
     r.status = "failed"
-    r.diagnostics = [Diagnostic(display_path(r.spec), message=f"rendering failed: {error}",
-                                hint="this is a bug in figspec; please report it")]
+    r.diagnostics = [_bug(r.spec, error)]
+
+
+def _bug(spec: Path, error: str | None) -> Diagnostic:
+    return Diagnostic(display_path(spec), message=f"rendering failed: {error}",
+                      hint="this is a bug in figspec; please report it")
 
 
 @dataclass
@@ -403,26 +404,29 @@ def render_job(prepared: Prepared | None) -> RenderJob:
     """What a worker needs to draw a figure: its Vega-Lite and output settings."""
     assert prepared is not None
     spec = prepared.loaded.spec
-    fig = fitted(prepared)
+    fig = prepared.figure
     return RenderJob(fig.vegalite, tuple(spec.output.formats), fig.png_scale,
                      spec.title or prepared.loaded.name, fig.svg_size)
 
 
 def compile_spec(path: Path, options: Options = Options()) -> dict:
     """The self-contained Vega-Lite of one spec."""
-    return fitted(prepare(path, options)).vegalite
+    return prepare(path, options).figure.vegalite
 
 
-def fitted(prepared: Prepared) -> Figure:
-    """The figure, or FigspecError at `size` when it cannot be that size."""
-    from .chart import FitError, figure
+def _layout(loaded: LoadedSpec, tables: list[Table]) -> Figure:
+    """The figure, or FigspecError where it cannot be drawn readably: a size
+    too small for the labels, labels or values that would overlap. Part of
+    checking, so `check` refuses what `build` would; a figure with a `size`
+    is measured on Vega's scenegraph for it (vl-convert is imported)."""
+    from .chart import LayoutError, figure
 
     try:
-        return figure(prepared.loaded.spec, prepared.tables)
-    except FitError as e:
-        raise FigspecError([prepared.loaded.doc.diagnostic(
-            ("size",), str(e), "give a larger size, a smaller `font.size`, or fewer layers")]
-        ) from None
+        return figure(loaded.spec, tables)
+    except LayoutError as e:
+        raise FigspecError([loaded.doc.diagnostic(e.loc, str(e), e.hint)]) from None
+    except Exception as e:  # a bug building the chart: fail this figure only
+        raise FigspecError([_bug(loaded.path, f"{type(e).__name__}: {e}")]) from None
 
 
 # -- watching ---------------------------------------------------------------------

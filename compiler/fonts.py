@@ -13,6 +13,7 @@ drawn alike on every machine (vl-convert's built-in Liberation Sans stays).
 
 from __future__ import annotations
 
+import functools
 import html
 import importlib.util
 import os
@@ -75,3 +76,27 @@ def isolate(cache: Path) -> Path | None:
         return folder  # the machine's fonts may then take over; registered fonts still draw
     os.environ["FONTCONFIG_FILE"] = str(conf)
     return folder
+
+
+def text_width(family: str, text: str) -> float:
+    """Width of ``text`` in ``family``'s regular face, in em (multiply by the
+    size in pt), from the font's own advance widths: what Vega will measure,
+    without running Vega. A character the font lacks counts as 1 em."""
+    advances = _advances(family)
+    return sum(advances.get(ch, 1.0) for ch in text)
+
+
+@functools.cache
+def _advances(family: str) -> dict[str, float]:
+    from fontTools.ttLib import TTFont  # ships with matplotlib; ~50 ms, only when needed
+
+    folder = font_dir()
+    if folder is None:
+        return {}
+    font = TTFont(str(folder / FAMILIES[family][0]), lazy=True)
+    per_em = font["head"].unitsPerEm
+    metrics = font["hmtx"]
+    # Characters numbers are written with (d3 writes U+2212 for minus).
+    chars = "0123456789.,-+e%\u2212\u00b5kMGTmnpEfgGyzaPZY "
+    cmap = font.getBestCmap()
+    return {ch: metrics[cmap[ord(ch)]][0] / per_em for ch in chars if ord(ch) in cmap}

@@ -211,8 +211,11 @@ class Layers(Model):
     first: int = Field(0, ge=0, description="First layer drawn.", examples=[0])
     last: int | None = Field(None, ge=0, description="Last layer drawn; "
                              "defaults to the largest layer in the data.", examples=[27])
-    tick_every: int = Field(1, gt=0, description="A tick every this many layers from `first`, "
-                            "plus one at `last`.", examples=[4])
+    tick_every: int | None = Field(
+        None, gt=0, description="A tick every this many layers from `first`, plus one at "
+        "`last`. Default: the smallest of 1, 2, 3, 4, 5, 10, 15, 20, 25, 50, ... that leaves "
+        "1.5 label heights between ticks. Labels that would overlap are an error.",
+        examples=[4])
     zero_at: Literal["bottom", "top"] = Field("bottom", description="Where layer `first` is drawn.",
                                               examples=["top"])
     title: str | None = Field("layer", description="Title of the layer axis; null for none.",

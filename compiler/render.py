@@ -85,19 +85,39 @@ def scenegraph(vl: dict[str, Any]) -> dict[str, Any]:
 _ROOT_SIZE = re.compile(r'^(<svg[^>]*?) width="([\d.]+)" height="([\d.]+)" viewBox="[^"]*"')
 
 
-def sized(svg: str, width: str, height: str) -> str:
-    """The SVG shown at ``width`` x ``height`` (``3.25in``, or plain numbers:
-    points in a PDF), its drawing scaled to fit exactly."""
+def drawn_size(svg: str) -> tuple[float, float]:
+    """Width and height Vega drew at, in drawing units (points)."""
     m = _ROOT_SIZE.match(svg)
     if m is None:
         raise ValueError("unexpected SVG root element from vl-convert")
+    return float(m.group(2)), float(m.group(3))
+
+
+def sized(svg: str, width: str, height: str, box: tuple[float, float]) -> str:
+    """The SVG shown at ``width`` x ``height`` (``3.25in``, ``308pt``, or plain
+    numbers: points in a PDF), showing the drawing's ``box`` (points) from its
+    top left corner. ``box`` has the proportions of width x height, so nothing
+    is stretched; Vega rounds its drawing up to whole points, and what lies
+    past ``box`` is the drawing's padding, never cut into by more than a point."""
+    m = _ROOT_SIZE.match(svg)
+    if m is None:
+        raise ValueError("unexpected SVG root element from vl-convert")
+    rest = svg[m.end():]
+    # Vega's white background covers what it drew: make it cover the box.
+    rest = _BACKGROUND.sub(f'\\1<rect width="{box[0]:g}" height="{box[1]:g}"', rest, count=1)
     return (f'{m.group(1)} width="{width}" height="{height}" '
-            f'viewBox="0 0 {m.group(2)} {m.group(3)}" preserveAspectRatio="none"'
-            + svg[m.end():])
+            f'viewBox="0 0 {box[0]:g} {box[1]:g}"' + rest)
+
+
+_BACKGROUND = re.compile(r'^(>)<rect width="[\d.]+" height="[\d.]+"(?= fill=)')
 
 
 def svg_to_png(svg: str, scale: float) -> bytes:
-    return _vlc().svg_to_png(svg, scale=scale)
+    """The PNG at ``scale`` pixels per point, its pHYs chunk saying so
+    (``scale * 72`` pixels per inch), so LaTeX and Word place it at its size.
+    resvg rounds the pixel size down, in single precision: the nudge makes 5.5in at 300 dpi
+    1650 pixels, not the 1649 that 396 * 300/72 gives in floating point."""
+    return _vlc().svg_to_png(svg, ppi=scale * 72 * (1 + 1e-6))
 
 
 def svg_to_pdf(svg: str) -> bytes:
@@ -216,16 +236,21 @@ def _subset(path: Path, text: str) -> bytes:
 
 def render(vl: dict[str, Any], formats: Iterable[str], *, scale: float = 2.0,
            title: str = "figure", size: Size | None = None) -> dict[str, bytes]:
-    """The requested formats' bytes, drawing the Vega once. With ``size``, the
-    SVG says its width and height in their unit, the PDF page is that size in
-    points, and the PNG has ``scale`` pixels per point."""
+    """The requested formats' bytes, drawing the Vega once. Every format has
+    one physical size: a drawing unit is a point (1/72 in). The SVG says its
+    size in points, or with ``size`` in the unit written there (``3.25in``);
+    the PDF page is that many points; the PNG has ``scale`` pixels per point."""
     formats = list(formats)
     out: dict[str, bytes] = {}
     svg = to_svg(vl) if {"svg", "png", "pdf"} & set(formats) else ""
     in_points = svg
-    if size is not None and svg:
-        in_points = sized(svg, f"{size[2]:g}", f"{size[3]:g}")
-        svg = sized(svg, size[0], size[1])
+    if svg:
+        if size is None:
+            w, h = drawn_size(svg)
+            size = (f"{w:g}pt", f"{h:g}pt", w, h)
+        box = (size[2], size[3])
+        in_points = sized(svg, f"{box[0]:g}", f"{box[1]:g}", box)
+        svg = sized(svg, size[0], size[1], box)
     for fmt in formats:
         if fmt == "svg":
             out[fmt] = svg.encode("utf-8")

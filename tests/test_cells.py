@@ -23,7 +23,7 @@ def compiled(project: Path, extra: str = "", data: str = "path: ../data/cells.cs
 
 
 def test_annotations_write_each_value_readably(project: Path):
-    _, sg = compiled(project, "annotate: {format: .4f}\n")
+    _, sg = compiled(project, "annotate: {format: .4f, size: 5}\n")
     cells = support.marks(sg, "mark", "rect")
     texts = support.marks(sg, "mark", "text")
     assert len(texts) == len(cells) == 42

@@ -77,7 +77,8 @@ def test_ticks_function():
 
 @pytest.mark.parametrize("zero_at", ["bottom", "top"])
 def test_zero_at_puts_the_first_layer_at_the_bottom_or_top(project: Path, zero_at: str):
-    vl, sg = compiled(project, f"layers: {{first: 1, last: 4, zero_at: {zero_at}}}\n")
+    vl, sg = compiled(project, f"layers: {{first: 1, last: 4, tick_every: 1, "
+                               f"zero_at: {zero_at}}}\n")
     ys = {}
     for axis in marks(sg, "axis")[1:]:
         for group in axis["items"]:
@@ -151,7 +152,7 @@ def test_compiled_vega_lite_is_self_contained_and_valid(project: Path):
 def test_the_altair_chart_is_the_compiled_vega_lite(project: Path):
     """chart.vegalite() writes Vega-Lite as dicts; Altair must accept it as
     valid and give it back unchanged (the notebook's chart is the built figure)."""
-    from compiler.builder import fitted, prepare
+    from compiler.builder import prepare
     from compiler.chart import build_chart
 
     spec = support.write(project / "specs" / "fig.yaml", support.spec_text(
@@ -161,7 +162,7 @@ def test_the_altair_chart_is_the_compiled_vega_lite(project: Path):
 
     chart = build_chart(prepared.loaded.spec, prepared.tables)
     # Altair adds its theme and moves the records into `datasets`: compare drawings.
-    assert to_svg(chart.to_dict(validate=True)) == to_svg(fitted(prepared).vegalite)
+    assert to_svg(chart.to_dict(validate=True)) == to_svg(prepared.figure.vegalite)
 
 
 @pytest.mark.parametrize("setting,expected", [("", ["layer"]), ("layers: {title: depth}\n", ["depth"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -165,3 +166,140 @@ def test_a_system_font_of_the_same_name_does_not_take_over(project: Path, tmp_pa
                    capture_output=True)
     fonts = support.pdf_fonts(project / "out" / "fig.pdf")
     assert fonts and all(f.startswith("DejaVuSans") for f in fonts), fonts
+
+
+# -- the drawing fits its size exactly, in every format -----------------------
+
+def png_dpi(path: Path) -> float:
+    """Pixels per inch in the PNG's pHYs chunk (pixels per metre, unit 1)."""
+    png = path.read_bytes()
+    at = png.index(b"pHYs")
+    x, y, unit = struct.unpack(">IIB", png[at + 4:at + 13])
+    assert unit == 1 and x == y
+    return x * 0.0254
+
+
+@pytest.mark.parametrize("size,dpi,pixels", [
+    ("{width: 5.5in, height: 2.6in}", 300, (1650, 780)),
+    ("{width: icml.column, height: 2in}", 300, (975, 600)),
+    ("{width: 8cm, height: 5cm}", 600, (1889, 1181)),  # 1889.76: whole pixels, down
+])
+def test_png_has_the_size_and_resolution_asked_for(project: Path, size: str, dpi: int,
+                                                   pixels: tuple[int, int]):
+    out = built(project, f"size: {size}\noutput: {{formats: [png], dpi: {dpi}}}\n")
+    assert support.png_size(out / "fig.png") == pixels
+    assert png_dpi(out / "fig.png") == pytest.approx(dpi, abs=0.01)
+
+
+def test_a_sized_svg_is_never_stretched(project: Path):
+    """The viewBox has the proportions of the size asked for: text is not squashed."""
+    two_models = support.long_rows(layers=28, model="a") + support.long_rows(layers=36, model="b")
+    support.write_csv(project / "data" / "cells.csv", two_models)
+    out = built(project, "size: {width: 5.5in, height: 2.6in}\ntitle: T\n"
+                         "panels: [{data: {where: {model: a}}}, {data: {where: {model: b}}}]\n"
+                         "output: {formats: [svg]}\n")
+    root = svg_root(out / "fig.svg")
+    assert 'preserveAspectRatio="none"' not in root
+    box = [float(v) for v in root.split('viewBox="')[1].split('"')[0].split()]
+    assert box[:2] == [0, 0]
+    assert box[2] / box[3] == pytest.approx(5.5 / 2.6, rel=1e-6)
+    assert box[2:] == pytest.approx([396, 187.2])
+
+
+def test_without_size_every_format_has_one_physical_size(project: Path):
+    """SVG in points, PDF page in points, PNG at `scale` pixels per point (144 dpi)."""
+    out = built(project, "output: {formats: [svg, png, pdf], scale: 2}\n")
+    root = svg_root(out / "fig.svg")
+    w = float(root.split(' width="')[1].split('pt"')[0])
+    h = float(root.split(' height="')[1].split('pt"')[0])
+    assert page_size(out / "fig.pdf") == pytest.approx((w, h), abs=0.01)
+    assert support.png_size(out / "fig.png") == (round(2 * w), round(2 * h))
+    assert png_dpi(out / "fig.png") == pytest.approx(144, abs=0.01)
+
+
+# -- the colorbar and the panels line up with the cells -----------------------
+
+def extent(items: list[dict]) -> tuple[float, float]:
+    return (round(min(i["y"] for i in items), 3),
+            round(max(i["y"] + i.get("height", 0) for i in items), 3))
+
+
+@pytest.mark.parametrize("legend", ["", "legend: {title: update ratio}\n"])
+def test_the_colorbar_spans_the_cells_exactly(project: Path, legend: str):
+    from compiler.builder import compile_spec
+
+    spec = support.write(project / "specs" / "fig.yaml", support.spec_text(extra=legend))
+    sg = support.scenegraph(compile_spec(spec))
+    assert extent(support.placed(sg, "legend-gradient")) == \
+        extent(support.placed(sg, "mark", "rect"))
+
+
+def test_panels_share_one_plot_height_and_the_colorbar_spans_it(project: Path):
+    from compiler.builder import compile_spec
+
+    rows = support.long_rows(layers=28, model="a") + support.long_rows(layers=36, model="b")
+    support.write_csv(project / "data" / "cells.csv", rows)
+    spec = support.write(project / "specs" / "fig.yaml", support.spec_text(extra=(
+        "title: Two models\nsize: {width: 5.5in, height: 2.6in}\n"
+        "legend: {title: update ratio}\n"
+        "panels: [{title: A, data: {where: {model: a}}}, {title: B, data: {where: {model: b}}}]\n")))
+    vl = compile_spec(spec)
+    sg = support.scenegraph(vl)
+    cells = support.placed(sg, "mark", "rect")
+    a, b = cells[:28 * 7], cells[28 * 7:]
+    assert extent(a) == extent(b)  # tops and bottoms line up
+    assert extent(support.placed(sg, "legend-gradient")) == extent(a)
+    labels = support.placed(sg, "axis-label")
+    x_labels = [lab for lab in labels if lab["text"] in support.MODULES]
+    assert len({round(lab["y"], 3) for lab in x_labels}) == 1  # one baseline for the x labels
+    assert vl["config"]["title"]["anchor"] == "middle"  # as the panel titles are
+
+
+# -- text that cannot be read is an error -------------------------------------
+
+def layer_label_ys(sg: dict) -> list[float]:
+    return sorted(lab["y"] for lab in support.placed(sg, "axis-label") if lab["text"].isdigit())
+
+
+def test_default_ticks_leave_room_between_labels(project: Path):
+    from compiler.builder import compile_spec
+
+    support.write_csv(project / "data" / "cells.csv", support.long_rows(layers=32))
+    spec = support.write(project / "specs" / "fig.yaml", support.spec_text(
+        extra="size: {width: icml.column, height: 2in}\nfont: {size: 8}\n"))
+    ys = layer_label_ys(support.scenegraph(compile_spec(spec)))
+    assert len(ys) > 2
+    assert min(b - a for a, b in zip(ys, ys[1:])) >= 8  # no two labels overlap
+
+
+def test_overlapping_layer_labels_are_an_error_with_the_step_that_fits(project: Path, run):
+    support.write_csv(project / "data" / "cells.csv", support.long_rows(layers=32))
+    support.write(project / "specs" / "fig.yaml", support.spec_text(
+        extra="size: {width: icml.column, height: 2in}\nfont: {size: 8}\n"
+              "layers: {tick_every: 1}\n"))
+    code, _, err = run("check", "specs")
+    assert code == 1
+    assert err.startswith("specs/fig.yaml:13:22: error: layer labels every 1 overlap: the cells "
+                          "are ")
+    assert "use `tick_every: 3` or more" in err
+
+
+def test_annotations_that_run_into_each_other_are_an_error(project: Path, run):
+    support.write(project / "specs" / "fig.yaml", support.spec_text(
+        extra="cell: {width: 19}\nannotate: {format: .3f, size: 7}\n"))
+    code, _, err = run("check", "specs")
+    assert code == 1
+    assert err == ("specs/fig.yaml:12:31: error: values written in 7 pt do not fit cells 19 x 12 "
+                   "pt: they would run into each other; use `annotate: {size: 5.5}` or less, a "
+                   "shorter `format`, or larger cells\n")
+    # The size it suggests fits.
+    support.write(project / "specs" / "fig.yaml", support.spec_text(
+        extra="cell: {width: 19}\nannotate: {format: .3f, size: 5.5}\n"))
+    assert run("check", "specs")[0] == 0
+
+
+def test_check_refuses_a_size_build_would_refuse(project: Path, run):
+    support.write(project / "specs" / "fig.yaml", support.spec_text(extra="size: {width: 1in}\n"))
+    code, _, err = run("check", "specs")
+    assert code == 1
+    assert "specs/fig.yaml:11:7: error: 1in leaves no room for the cells" in err

@@ -47,8 +47,9 @@ def test_panels_with_their_own_layers_and_one_shared_scale(project: Path):
     stops = support.scheme_stops("blueOrange")
     for group, layers in ((small, 28), (big, 36)):
         assert max(c["x"] for c in group) - min(c["x"] for c in group) == 6 * 24
+        height = 36 * 12 / layers  # one plot height: the 28 layers' cells are taller
         for c in group:
-            layer = layers - 1 - round((c["y"] - min(g["y"] for g in group)) / 12)
+            layer = layers - 1 - round((c["y"] - min(g["y"] for g in group)) / height)
             col = round((c["x"] - min(g["x"] for g in group)) / 24)
             want = support.expected_color(value_of(layer, col), lo, hi, stops)
             assert support.close_colors(support.parse_rgb(c["fill"]), want), (layer, col)

@@ -46,8 +46,9 @@ def test_svg_is_identical_on_every_render_in_one_process(vl: dict):
 def test_png_is_scaled_and_pdf_page_matches_the_svg(vl: dict):
     files = render(vl, ["svg", "png", "pdf"], scale=2)
     svg = files["svg"].decode()
-    width = int(svg.split('width="', 1)[1].split('"', 1)[0])
-    height = int(svg.split('height="', 1)[1].split('"', 1)[0])
+    # Every format has one physical size: the SVG says it in points.
+    width = int(svg.split('width="', 1)[1].split('pt"', 1)[0])
+    height = int(svg.split('height="', 1)[1].split('pt"', 1)[0])
     assert files["png"][:8] == b"\x89PNG\r\n\x1a\n"
     png_w, png_h = struct.unpack(">II", files["png"][16:24])
     assert (png_w, png_h) == (2 * width, 2 * height)
