@@ -62,7 +62,7 @@ def tick_step(given: int | None, cell_height: float, label_size: float,
 
 def color_domain(spec: Spec, tables: list[Table] | Table) -> tuple[float, float]:
     """The spec's domain, else min..max of the drawn cells (widened if all are equal)."""
-    if spec.domain is not None:
+    if isinstance(spec.domain, tuple):
         return spec.domain
     if isinstance(tables, Table):
         tables = [tables]
@@ -71,7 +71,19 @@ def color_domain(spec: Spec, tables: list[Table] | Table) -> tuple[float, float]
     if lo == hi:
         pad = abs(lo) * 0.01 or 1.0
         lo, hi = lo - pad, hi + pad
-    return lo, hi
+    return nice(lo, hi) if spec.domain == "nice" else (lo, hi)
+
+
+def nice(lo: float, hi: float) -> tuple[float, float]:
+    """``lo..hi`` rounded outward to a multiple of the smallest step of 1, 2 or
+    5 times a power of ten that cuts it into at most 10 parts: 0.096..0.172 ->
+    0.09..0.18 (the colorbar's middle label is then round too, or half a step)."""
+    power = 10.0 ** math.floor(math.log10(hi - lo))
+    step = next(power * m for m in (0.1, 0.2, 0.5, 1, 2, 5, 10) if (hi - lo) / (power * m) <= 10)
+    # Rounding in units of the step, then back, keeps 0.18 from becoming 0.18000000000000002.
+    digits = max(0, -math.floor(math.log10(step)))
+    return (round(math.floor(lo / step + 1e-9) * step, digits + 1),
+            round(math.ceil(hi / step - 1e-9) * step, digits + 1))
 
 
 def png_scale(spec: Spec) -> float:
@@ -238,7 +250,6 @@ def _heatmap(spec: Spec, view: Panel, table: Table, domain: tuple[float, float],
     labels = [m.shown for m in table.modules]
     layers = list(table.layers)
     order = layers[::-1] if view.layers.zero_at == "bottom" else layers
-    fmt = spec.legend.format
     cell_height = plot[1] / len(layers)
     label_size = spec.font.size or _LABEL_SIZE
     step = tick_step(view.layers.tick_every, cell_height, label_size, strict)
@@ -253,7 +264,8 @@ def _heatmap(spec: Spec, view: Panel, table: Table, domain: tuple[float, float],
     rect = {"mark": "rect", "encoding": {
         "x": x, "y": y, "color": color,
         "tooltip": [{"field": "layer", "type": "ordinal"}, {"field": "module", "type": "nominal"},
-                    {"field": "value", "type": "quantitative", "format": fmt or ".4f"}]}}
+                    # In full, not in the colorbar's format (15 digits: as written).
+                    {"field": "value", "type": "quantitative", "format": ".15~g"}]}}
     chart: dict[str, Any] = {"data": {"values": table.records()},
                              "width": len(labels) * plot[0], "height": plot[1]}
     if view.title:

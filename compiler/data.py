@@ -25,6 +25,8 @@ from .source import Document, Loc, read_text
 
 MAX_DATA_BYTES = 200_000_000
 SHOW_MISSING = 5
+#: Problems of one kind shown one by one before the rest are summed up.
+SHOW_REPEATED = 5
 
 #: Where a row came from: a line of a data file, or a location in the spec.
 Origin = int | Loc
@@ -78,19 +80,36 @@ class _Reader:
     allow_outside: bool
     problems: list[Diagnostic] = field(default_factory=list)
     stamps: dict[Path, Stamp] = field(default_factory=dict)
+    #: problems of each kind seen, and the first of those not shown
+    kinds: dict[str, tuple[int, Diagnostic | None]] = field(default_factory=dict)
 
     # -- where problems are reported ------------------------------------
-    def at(self, origin: Origin, shown: str, message: str, hint: str | None = None) -> None:
+    def at(self, origin: Origin, shown: str, message: str, hint: str | None = None,
+           kind: str | None = None) -> None:
+        """A problem in a row. Problems of one ``kind`` (a second row for a cell,
+        say) are shown SHOW_REPEATED times, then summed up in one line."""
         if isinstance(origin, int):
-            self.problems.append(Diagnostic(shown, origin, None, message, hint))
+            problem = Diagnostic(shown, origin, None, message, hint)
         else:
-            self.in_spec(origin, message, hint)
+            problem = self.doc.diagnostic(self.base + origin, message, hint)
+        if kind is not None:
+            seen, first_hidden = self.kinds.get(kind, (0, None))
+            if seen >= SHOW_REPEATED:
+                first_hidden = first_hidden or problem
+            self.kinds[kind] = (seen + 1, first_hidden)
+            if first_hidden is not None:
+                return
+        self.problems.append(problem)
 
     def in_spec(self, loc: Loc, message: str, hint: str | None = None, key: bool = False) -> None:
         self.problems.append(self.doc.diagnostic(self.base + loc, message, hint, key=key))
 
     def fail(self) -> FigspecError:
-        return FigspecError(self.problems)
+        summaries = [Diagnostic(hidden.file, hidden.line, hidden.column,
+                                f"... and {seen - SHOW_REPEATED} more {kind} from here on",
+                                hidden.hint)
+                     for kind, (seen, hidden) in self.kinds.items() if hidden is not None]
+        return FigspecError(self.problems + summaries)
 
     # -- reading ----------------------------------------------------------
     def rows(self) -> _Rows:
@@ -205,10 +224,15 @@ def _check_columns(reader: _Reader, source: _Rows) -> bool:
         needed += [(("data", "module"), data.module), (("data", "value"), data.value)]
     needed += [(("data", "where", col), col) for col in data.where]
     ok = True
+    modules_as_columns = data.layout == "long" and \
+        any(m.name in source.columns for m in reader.view.modules)
     for loc, col in needed:
         if col not in source.columns:
             ok = False
             hint = did_you_mean(col, source.columns) or f"columns are: {_names(source.columns)}"
+            if modules_as_columns and loc == ("data", "module"):
+                hint = ("the columns are module names, one row per layer: add `layout: wide`; "
+                        + hint)
             reader.in_spec(loc, f"column `{col}` is not in {source.shown}", hint,
                            key=loc[-1] == col)
     return ok
@@ -283,7 +307,7 @@ def _put(reader: _Reader, source: _Rows, cells: Cells, key: tuple[int, str],
         where = f"line {first}" if isinstance(first, int) else f"record {first[-1]}"
         reader.at(origin, source.shown, f"a second row for layer {key[0]}, module `{key[1]}` "
                   f"(first at {where})", "combine them with `aggregate: mean` (or median, min, "
-                  "max), or narrow the rows with `where:`")
+                  "max), or narrow the rows with `where:`", kind="second rows for a cell")
 
 
 _AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
@@ -319,10 +343,16 @@ def _check_complete(reader: _Reader, source: _Rows, cells: dict[tuple[int, str],
     present_modules = {name for _, name in cells}
     # A module that is absent altogether was already reported once.
     missing = [c for c in missing if c[1] in present_modules]
-    if missing:
+    loc: Loc = ("data", "path") if reader.view.data.path is not None else ("data", "values")
+    first_in_data = min((layer for layer, _ in cells), default=None)
+    if missing and first_in_data is not None and first_in_data > layers[0] and \
+            all(layer < first_in_data for layer, _ in missing):
+        reader.in_spec(loc, f"the data starts at layer {first_in_data}, the figure at layer "
+                       f"{layers[0]}: {len(missing)} cells in range have no row in {source.shown}",
+                       f"add `layers: {{first: {first_in_data}}}`")
+    elif missing:
         shown = ", ".join(f"layer {layer} `{name}`" for layer, name in missing[:SHOW_MISSING])
         more = f" and {len(missing) - SHOW_MISSING} more" if len(missing) > SHOW_MISSING else ""
-        loc: Loc = ("data", "path") if reader.view.data.path is not None else ("data", "values")
         reader.in_spec(loc, f"{len(missing)} cell{'s' if len(missing) > 1 else ''} in range "
                        f"{'have' if len(missing) > 1 else 'has'} no row in {source.shown}: "
                        f"{shown}{more}", "add the rows, or narrow `layers:`")
@@ -348,7 +378,7 @@ def _layer(reader: _Reader, source: _Rows, origin: Origin, raw: Any, column: str
             value = None
     if value is None or value < 0:
         reader.at(origin, source.shown, f"layer {_show(raw)} in column `{column}` is not a "
-                  "non-negative whole number")
+                  "non-negative whole number", kind="layers that are not whole numbers")
         return None
     return value
 
@@ -364,7 +394,8 @@ def _number(reader: _Reader, source: _Rows, origin: Origin, raw: Any, column: st
             value = None
     if value is None or not math.isfinite(value):
         what = "not a finite number" if value is not None else "not a number"
-        reader.at(origin, source.shown, f"value {_show(raw)} in column `{column}` is {what}")
+        reader.at(origin, source.shown, f"value {_show(raw)} in column `{column}` is {what}",
+                  kind="values that are not finite numbers")
         return None
     return value
 

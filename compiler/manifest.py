@@ -61,6 +61,33 @@ def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | Non
     return True, {**stamp, "mtime_ns": st.st_mtime_ns}
 
 
+def env_change(old: str, new: str) -> str:
+    """What differs between two environment keys, said plainly:
+    ``vl-convert-python 1.9.0 -> 1.10.0``, ``figspec.yaml added``."""
+
+    def parts(key: str) -> dict[str, str]:
+        versions, _, project = key.partition("|project=")
+        out = dict(v.split("==", 1) for v in versions.split(";") if "==" in v)
+        out["figspec.yaml"] = project
+        return out
+
+    before, after = parts(old), parts(new)
+    changes = []
+    for name in sorted(before.keys() | after.keys()):
+        was, now = before.get(name, "?"), after.get(name, "?")
+        if was == now:
+            continue
+        if name != "figspec.yaml":
+            changes.append(f"{name} {was} -> {now}")
+        elif was in ("None", "?", ""):
+            changes.append(f"figspec.yaml added ({display_path(now)})")
+        elif now == "None":
+            changes.append(f"figspec.yaml removed ({display_path(was)})")
+        else:
+            changes.append(f"figspec.yaml is now {display_path(now)}, was {display_path(was)}")
+    return ", ".join(changes) or "figspec or renderer version changed"
+
+
 class Manifest:
     """The out dir's record of what was built from what."""
 
@@ -106,7 +133,7 @@ class Manifest:
         if entry is None:
             return "new"
         if entry.get("env") != env:
-            return "figspec or renderer version changed"
+            return env_change(str(entry.get("env")), env)
         for key, stamp in entry["inputs"].items():
             same, fresh = _same(self._abs(key), stamp)
             if not same:

@@ -474,9 +474,11 @@ class Spec(Model):
     # Defaults are instances, not factories, so that the JSON Schema shows them.
     layers: Layers = Field(Layers(), title="Layers", description="The y axis.",
                            examples=[{"first": 0, "last": 27, "tick_every": 4}])
-    domain: tuple[float, float] | None = Field(
+    domain: tuple[float, float] | Literal["nice"] | None = Field(
         None, description="Colour scale domain [low, high]; values outside are drawn in the end "
-        "colours. Default: min..max of the drawn cells.", examples=[[0.12, 0.18]],
+        "colours. Default: min..max of the drawn cells. `nice`: min..max rounded outward to a "
+        "multiple of 1, 2 or 5 times a power of ten, so the colorbar's labels are round.",
+        examples=[[0.12, 0.18], "nice"],
     )
     color: Color = Field(Color(), title="Color", description="The colour scale.",
                          examples=[{"scheme": "blueorange"}])
@@ -496,8 +498,8 @@ class Spec(Model):
 
     @field_validator("domain")
     @classmethod
-    def _increasing(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
-        if v is not None:
+    def _increasing(cls, v: tuple[float, float] | str | None) -> tuple[float, float] | str | None:
+        if isinstance(v, tuple):
             if not all(math.isfinite(x) for x in v):
                 raise ValueError("must be two finite numbers")
             if not v[0] < v[1]:
@@ -511,7 +513,8 @@ class Spec(Model):
             if missing:
                 raise ValueError(f"missing required key `{missing[0]}`")
         mid = self.color.mid
-        if mid is not None and self.domain is not None and not self.domain[0] < mid < self.domain[1]:
+        if mid is not None and isinstance(self.domain, tuple) and \
+                not self.domain[0] < mid < self.domain[1]:
             raise ValueError(f"`color.mid` ({mid}) must lie inside the domain "
                              f"[{self.domain[0]}, {self.domain[1]}]")
         return self

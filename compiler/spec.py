@@ -138,7 +138,7 @@ def validate(doc: Document) -> Spec:
         spec = Spec.model_validate(doc.data)
     except ValidationError as e:
         problems: list[Diagnostic] = []
-        for err in e.errors():  # an inherited mistake is reported once, not once per panel
+        for err in _one_branch(e.errors()):  # an inherited mistake: once, not once per panel
             d = _diagnostic(doc, err)
             if not any(_same_place(d, p) for p in problems):
                 problems.append(d)
@@ -147,6 +147,46 @@ def validate(doc: Document) -> Spec:
     if problems:
         raise FigspecError(problems)
     return spec
+
+
+def _branch(part: Any) -> bool:
+    """Whether a part of an error's location names a branch of a union
+    (``tuple[float, float]``, ``literal['nice']``, ``str``) rather than a key:
+    keys of the spec language are lower-case identifiers, never these."""
+    return isinstance(part, str) and (not part.isidentifier() or part in _TYPE_NAMES)
+
+
+_TYPE_NAMES = {"str", "int", "float", "bool", "list", "dict", "tuple", "none"}
+_KEY_ERRORS = {"extra_forbidden", "invalid_key"}
+
+
+def _one_branch(errors: list[Any]) -> list[Any]:
+    """pydantic reports a value that fits no branch of a union once per branch,
+    with the branch's name in the location (``domain.literal['nice']``). Keep
+    the errors of the branch the value was meant for (a string for a literal,
+    anything else for the rest) and take the branch names out of locations,
+    so each diagnostic lands on its key and reads as one mistake."""
+    out = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        # The last part of an unknown key's location is the key as written.
+        key = loc[-1:] if err["type"] in _KEY_ERRORS else ()
+        branches = [p for p in loc[:len(loc) - len(key)] if _branch(p)]
+        if branches:
+            literal = str(branches[-1]).startswith("literal[")
+            if literal != isinstance(err.get("input"), str) and _other_branches(errors, err):
+                continue
+            err = {**err, "loc": tuple(p for p in loc[:len(loc) - len(key)]
+                                       if not _branch(p)) + key}
+        out.append(err)
+    return out
+
+
+def _other_branches(errors: list[Any], err: Any) -> bool:
+    """Whether another branch of the same union reported on the same value."""
+    key = tuple(p for p in err["loc"] if not _branch(p))
+    return any(other is not err and tuple(p for p in other["loc"] if not _branch(p))[:len(key)]
+               == key for other in errors)
 
 
 def _same_place(a: Diagnostic, b: Diagnostic) -> bool:

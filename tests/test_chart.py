@@ -170,3 +170,11 @@ def test_the_altair_chart_is_the_compiled_vega_lite(project: Path):
 def test_layer_axis_title(project: Path, setting: str, expected: list[str]):
     vl, sg = compiled(project, setting)
     assert [i["text"] for i in marks(sg, "axis-title")] == expected
+
+
+def test_the_tooltip_shows_the_value_in_full(project: Path):
+    """Not in the colorbar's `.2f`: 0.14028 must not show as 0.14."""
+    vl, _ = compiled(project, "legend: {format: .2f}\n")
+    (value,) = [t for t in vl["encoding"]["tooltip"] if t["field"] == "value"]
+    assert value["format"] == ".15~g"  # d3: 15 significant digits, trailing zeros trimmed
+    assert vl["encoding"]["color"]["legend"]["format"] == ".2f"

@@ -80,3 +80,20 @@ def test_compile_prints_self_contained_vega_lite(project: Path, run):
 def test_version(run):
     code, out, _ = run("--version")
     assert code == 0 and out.startswith("figspec ")
+
+
+def test_a_closed_pipe_ends_quietly(project: Path):
+    """`figspec compile s.yaml | head -1`: no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    pipe = subprocess.run(f"{sys.executable} -m compiler compile specs/a.yaml | head -1",
+                          shell=True, cwd=project, capture_output=True, text=True,
+                          executable="/bin/bash")
+    assert pipe.stdout == "{\n"
+    assert pipe.stderr == ""
+    status = subprocess.run(f"set -o pipefail; {sys.executable} -m compiler compile "
+                            "specs/a.yaml | head -1 >/dev/null; echo $?", shell=True,
+                            cwd=project, capture_output=True, text=True, executable="/bin/bash")
+    assert status.stdout.strip() == "141" and "Traceback" not in status.stderr

@@ -148,3 +148,55 @@ def test_aggregate_still_refuses_bad_values(project: Path):
     support.write_csv(project / "data" / "cells.csv", rows)
     with pytest.raises(FigspecError, match="not a finite number"):
         table_for(project, support.spec_text("path: ../data/cells.csv\naggregate: mean", ["a"]))
+
+
+def test_repeated_problems_of_one_kind_are_summed_up(project: Path, run):
+    """Three seeds and no `aggregate:`: five lines, then one, with the one hint."""
+    rows = [r for seed in (1, 2, 3) for r in support.long_rows(layers=28, seed=seed)]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    support.write(project / "specs" / "fig.yaml", support.spec_text())
+    code, _, err = run("check")
+    lines = err.splitlines()
+    assert code == 1
+    assert len(lines) == 6
+    assert all("a second row for layer" in line for line in lines[:5])
+    hidden = 2 * 28 * 7 - 5
+    assert lines[5] == (f"data/cells.csv:203: error: ... and {hidden} more second rows for a "
+                        "cell from here on; combine them with `aggregate: mean` (or median, min, "
+                        "max), or narrow the rows with `where:`")
+
+
+def test_data_starting_above_layer_0_says_so(project: Path, run):
+    rows = [{**r, "layer": r["layer"] + 1} for r in support.long_rows(layers=32)]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    support.write(project / "specs" / "fig.yaml", support.spec_text())
+    code, _, err = run("check")
+    assert code == 1
+    assert err == ("specs/fig.yaml:2:9: error: the data starts at layer 1, the figure at layer 0: "
+                   "7 cells in range have no row in data/cells.csv; add `layers: {first: 1}`\n")
+    support.write(project / "specs" / "fig.yaml", support.spec_text(extra="layers: {first: 1}\n"))
+    assert run("check")[0] == 0
+
+
+def test_a_wide_file_read_as_long_suggests_layout_wide(project: Path, run):
+    wide = [{"layer": layer, **{m: value_of(layer, i) for i, m in enumerate(MODULES)}}
+            for layer in range(6)]
+    support.write_csv(project / "data" / "cells.csv", wide)
+    support.write(project / "specs" / "fig.yaml", support.spec_text())
+    code, _, err = run("check")
+    assert code == 1
+    assert "column `module` is not in data/cells.csv; the columns are module names, one row " \
+           "per layer: add `layout: wide`" in err
+    assert "column `value` is not in data/cells.csv" in err
+
+
+def test_domain_nice_rounds_outward(project: Path):
+    from compiler.builder import compile_spec
+
+    rows = [{**r, "value": 0.096 + r["layer"] * 0.0152} for r in support.long_rows()]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    for domain, want in (("", [0.096, 0.172]), ("domain: nice\n", [0.09, 0.18])):
+        spec = support.write(project / "specs" / "fig.yaml", support.spec_text(extra=domain))
+        scale = compile_spec(spec)["encoding"]["color"]["scale"]
+        assert scale["domain"] == pytest.approx(want)
+        assert scale["domain"] == want or not domain  # round numbers, not 0.18000000000000002

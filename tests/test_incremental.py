@@ -199,3 +199,19 @@ def test_output_is_identical_whatever_the_number_of_workers(project: Path):
     assert {r.status for r in one + two} == {"built"}
     assert _digests(project / "one") == _digests(project / "two")
     assert len(_digests(project / "one")) == 24
+
+
+def test_status_says_what_changed_in_the_environment(three: Path, run,
+                                                     monkeypatch: pytest.MonkeyPatch):
+    """Not "figspec or renderer version changed": which version, or which figspec.yaml."""
+    real = build_module.environment_key()
+    newer = real.replace("vl-convert-python==", "vl-convert-python==99.0+was-")
+    with monkeypatch.context() as m:
+        m.setattr(build_module, "environment_key", lambda: newer)
+        reasons = {r.spec.stem: r.reason
+                   for r in status([three / "specs"], Options(three / "out"))}
+    was = real.split("vl-convert-python==")[1].split(";")[0]
+    assert reasons["a"] == f"vl-convert-python {was} -> 99.0+was-{was}"
+    support.write(three / "figspec.yaml", "defaults: {legend: {format: .2f}}\n")
+    code, out, _ = run("status")
+    assert out.splitlines()[0] == "stale       specs/a.yaml (figspec.yaml added (figspec.yaml))"

@@ -90,6 +90,7 @@ specs = {
     "domain_decreasing": GOOD + "domain: [0.18, 0.12]\n",
     "domain_one_number": GOOD + "domain: [0.12]\n",
     "domain_not_numbers": GOOD + "domain: [low, high]\n",
+    "domain_word_typo": GOOD + "domain: nicer\n",
     "scheme_typo": GOOD + "color: {scheme: blueornge}\n",
     "scheme_and_colors": GOOD + "color: {scheme: blueorange, colors: ['#000000', '#ffffff']}\n",
     "bad_hex_color": GOOD + "color: {colors: ['#2166ac', 'orange']}\n",
