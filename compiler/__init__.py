@@ -8,11 +8,13 @@ one problem type and ``cli`` the command line.
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "build"]
+from .diagnostics import Diagnostic, FigspecError, UsageError
+
+__all__ = ["load", "build", "FigspecError", "UsageError", "Diagnostic", "__version__"]
 
 
 def __getattr__(name: str):  # imported on first use: the command line needs neither
-    if name in __all__:
+    if name in ("load", "build", "Loaded"):
         from . import api
 
         return getattr(api, name)

@@ -1,5 +1,6 @@
-"""figspec from Python: ``compiler.load`` for a notebook, ``compiler.builder``
-for a script. Both apply the project's figspec.yaml, as the command line does.
+"""figspec from Python: ``figspec.load`` for a notebook, ``figspec.build``
+for a script. Both apply the spec's project's figspec.yaml, as the command
+line does.
 
     fig = compiler.load("specs/update_ratio_1p5b.yaml")
     fig.chart                 # the Altair chart, shown inline by Jupyter
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .diagnostics import UsageError
+from .diagnostics import FigspecError, UsageError
+
+__all__ = ["load", "build", "Loaded", "FigspecError"]
 
 if TYPE_CHECKING:
     import altair as alt
@@ -23,9 +26,8 @@ if TYPE_CHECKING:
 
 def _options(**kw: Any) -> Any:
     from .builder import Options
-    from .project import current
 
-    return Options(project=current(), **kw)
+    return Options(**kw)
 
 
 @dataclass(frozen=True)
@@ -69,20 +71,55 @@ class Loaded:
         return path
 
 
-def load(path: str | Path, *, allow_outside: bool = False) -> Loaded:
-    """Check one spec and read its data; FigspecError says what is wrong."""
-    from .builder import prepare
+def load(spec: str | Path | Mapping[str, Any], *, data: Any = None,
+         allow_outside: bool = False) -> Loaded:
+    """Check one spec and read its data; FigspecError says what is wrong.
 
-    path = Path(path)
+    ``spec`` is a spec file, or the spec as a mapping (a notebook's dict; a
+    relative ``data.path`` is then relative to the working directory).
+    ``data`` gives the data instead of ``data.path``/``data.values``: records
+    (a list of mappings) or a pandas DataFrame (anything with
+    ``to_dict("records")``; pandas itself is never imported here)."""
+    from .builder import prepare
+    from .source import Document
+
+    if isinstance(spec, Mapping):
+        values = _with_data(dict(spec), data)
+        path = Path.cwd() / "<spec>"
+        doc = Document(path, values, positions={(): (1, 1)})
+        return Loaded(path, prepare(path, _options(allow_outside=allow_outside), doc))
+    if data is not None:
+        raise UsageError("`data=` goes with a spec given as a mapping; in a file, use "
+                         "`data.path` or `data.values`")
+    path = Path(spec)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     return Loaded(path, prepare(path, _options(allow_outside=allow_outside)))
 
 
-def build(paths: Sequence[str | Path] = ("specs",), *, out_dir: str | Path = "out",
-          force: bool = False, jobs: int | None = None) -> list[Result]:
-    """What ``figspec build`` does: draw every figure not up to date; one Result per spec."""
-    from .builder import build as run
+def _with_data(spec: dict[str, Any], data: Any) -> dict[str, Any]:
+    """The spec with ``data`` (records or a DataFrame) as its inline values."""
+    if data is None:
+        return spec
+    if hasattr(data, "to_dict") and not isinstance(data, Mapping):  # a pandas DataFrame
+        data = data.to_dict("records")
+    if not isinstance(data, list) or not all(isinstance(r, Mapping) for r in data):
+        raise UsageError("`data=` takes records (a list of mappings) or a pandas DataFrame")
+    given = spec.get("data") if isinstance(spec.get("data"), Mapping) else {}
+    settings = {k: v for k, v in given.items() if k not in ("path", "values")}
+    return {**spec, "data": {**settings, "values": [dict(r) for r in data]}}
 
-    return run([Path(p) for p in paths],
-               _options(out_dir=Path(out_dir), force=force, jobs=jobs))
+
+def build(paths: Sequence[str | Path] = (), *, out_dir: str | Path | None = None,
+          force: bool = False, jobs: int | None = None) -> list[Result]:
+    """What ``figspec build`` does: draw every figure not up to date; one Result
+    per spec. As on the command line, the project (of the first path, else of
+    the working directory) gives the default specs folder and out folder."""
+    from .builder import build as run
+    from .project import of_command
+
+    found = [Path(p) for p in paths]
+    project = of_command(found)
+    return run(found or [project.specs_dir],
+               _options(out_dir=Path(out_dir) if out_dir else project.out_dir,
+                        force=force, jobs=jobs))

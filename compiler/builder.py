@@ -19,18 +19,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path
-from .files import Stamp, write_atomic
+from .files import Stamp, recording, write_atomic
 from .manifest import Manifest, environment_key
 from .render import RenderJob, render_task, warm_up
 
 if TYPE_CHECKING:
     from .chart import Figure
     from .data import Table
-    from .project import Project
+    from .source import Document
     from .spec import LoadedSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
-ROOT_MARKERS = (".git", "figspec.yaml", "pyproject.toml")
 #: Largest PNG drawn, in pixels: 60 megapixels is ~240 MB of pixmap.
 MAX_PNG_PIXELS = 60_000_000
 #: Room around the cells for axes, labels, title and colorbar (px), generously.
@@ -53,6 +52,9 @@ class Result:
     reason: str | None = None
     #: the checked spec and table, kept so that a build does not read them twice
     prepared: Prepared | None = field(default=None, repr=False, compare=False)
+    #: every file checking looked at (read, or looked for), failed or not: a
+    #: watch retries a failed figure when one of them changes
+    looked_at: set[Path] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -66,8 +68,6 @@ class Options:
     force: bool = False
     #: worker processes for drawing; None: one per CPU
     jobs: int | None = None
-    #: the project's figspec.yaml, if any (its defaults apply under every spec)
-    project: Project | None = None
 
 
 # -- finding specs ----------------------------------------------------------------
@@ -97,18 +97,6 @@ def _hidden(f: Path, base: Path) -> bool:
     return any(part.startswith(".") for part in parts) or parts[-1].startswith("_")
 
 
-def project_root(spec: Path) -> Path:
-    """The project holding a spec: the nearest folder up with a ``.git``,
-    ``figspec.yaml`` or ``pyproject.toml``; else the working directory if the
-    spec lies below it; else the spec's own folder."""
-    spec = spec.resolve()
-    for folder in spec.parents:
-        if any((folder / m).exists() for m in ROOT_MARKERS):
-            return folder
-    cwd = Path.cwd().resolve()
-    return cwd if spec.is_relative_to(cwd) else spec.parent
-
-
 # -- checking ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -130,13 +118,16 @@ class Prepared:
         return out
 
 
-def prepare(path: Path, options: Options) -> Prepared:
-    """Load, validate and read the data of one spec (raises FigspecError)."""
+def prepare(path: Path, options: Options, doc: Document | None = None) -> Prepared:
+    """Load, validate and read the data of one spec (raises FigspecError);
+    ``doc``: the spec as values already (from Python), its file never read."""
+    from . import project
     from .data import read_tables
     from .spec import load_spec
 
-    root = project_root(path)
-    loaded = load_spec(path, options.project, root)
+    where = project.of(path)
+    root = where.root
+    loaded = load_spec(path, where.settings, root, doc)
     _check_font(loaded)
     tables = read_tables(loaded.doc, loaded.spec, root=root, allow_outside=options.allow_outside)
     _check_size(loaded, tables)
@@ -194,13 +185,14 @@ def check(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
 
 def _check_one(path: Path, options: Options, reason: str | None = None) -> Result:
     start = time.perf_counter()
-    try:
-        prepared = prepare(path, options)
-    except FigspecError as e:
-        return Result(path, "failed", diagnostics=e.diagnostics, reason=reason,
-                      seconds=time.perf_counter() - start)
+    with recording() as seen:
+        try:
+            prepared = prepare(path, options)
+        except FigspecError as e:
+            return Result(path, "failed", diagnostics=e.diagnostics, reason=reason,
+                          seconds=time.perf_counter() - start, looked_at=seen)
     return Result(path, "checked", name=prepared.loaded.name, reason=reason,
-                  seconds=time.perf_counter() - start, prepared=prepared)
+                  seconds=time.perf_counter() - start, prepared=prepared, looked_at=seen)
 
 
 def _check_unique_names(results: Iterable[Result]) -> None:
@@ -226,17 +218,19 @@ def _check_unique_names(results: Iterable[Result]) -> None:
 
 # -- planning ---------------------------------------------------------------------
 
-def _environment(options: Options) -> str:
-    """Versions that shape every figure, and which figspec.yaml applies: adding
-    or removing one changes every figure (editing one is caught by its stamp)."""
-    project = options.project.path.resolve() if options.project else None
-    return f"{environment_key()}|project={project}"
+def _environment(spec: Path) -> str:
+    """Versions that shape every figure, and which figspec.yaml applies to the
+    spec: adding or removing one changes its figures (editing one is caught by
+    its stamp)."""
+    from . import project
+
+    return f"{environment_key()}|project={project.of(spec).settings_key}"
 
 
 def _reasons(specs: list[Path], manifest: Manifest, options: Options) -> dict[Path, str | None]:
     """Why each spec's figure must be rebuilt; None for those up to date."""
-    env = _environment(options)
-    return {s: "--force" if options.force else manifest.stale_reason(s, env) for s in specs}
+    return {s: "--force" if options.force else manifest.stale_reason(s, _environment(s))
+            for s in specs}
 
 
 def plan(paths: Sequence[Path], options: Options = Options()) -> tuple[list[Result], Manifest]:
@@ -274,7 +268,6 @@ def build(paths: Sequence[Path], options: Options = Options(),
     only after every spec was checked: a clash of output names, found then,
     must not overwrite anything."""
     manifest = Manifest.load(options.out_dir)
-    env = _environment(options)
     specs = find_specs(paths)
     reasons = _reasons(specs, manifest, options)
     results = {s: Result(s, "up to date", name=manifest.name_of(s)) for s in specs
@@ -299,7 +292,7 @@ def build(paths: Sequence[Path], options: Options = Options(),
             if files is None:
                 _render_failed(r, error)
             else:
-                _write(r, files, options, manifest, env)
+                _write(r, files, options, manifest)
             counter.finish(r)
     manifest.save()
     return ordered
@@ -327,8 +320,7 @@ class _Counter:
             self.progress(r, self.done, self.total)
 
 
-def _write(r: Result, files: dict[str, bytes], options: Options, manifest: Manifest,
-           env: str) -> None:
+def _write(r: Result, files: dict[str, bytes], options: Options, manifest: Manifest) -> None:
     assert r.prepared is not None and r.name is not None
     out_dir = options.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -338,7 +330,7 @@ def _write(r: Result, files: dict[str, bytes], options: Options, manifest: Manif
         write_atomic(target, content)
         written[fmt] = (target, content)
         r.outputs.append(target)
-    manifest.record(r.spec, r.name, env, r.prepared.inputs, written)
+    manifest.record(r.spec, r.name, _environment(r.spec), r.prepared.inputs, written)
     r.status = "built"
 
 
@@ -431,14 +423,18 @@ def _layout(loaded: LoadedSpec, tables: list[Table]) -> Figure:
 
 # -- watching ---------------------------------------------------------------------
 
-def snapshot(paths: Sequence[Path], options: Options) -> dict[Path, tuple[int, int]]:
-    """Size and mtime of every spec and every file a figure was built from."""
+def snapshot(paths: Sequence[Path], options: Options, failed: Iterable[Result] = ()
+             ) -> dict[Path, tuple[int, int]]:
+    """Size and mtime of every spec, every file a figure was built from, and
+    every file a failed figure looked at (so fixing its data retries it)."""
     files: set[Path] = set()
     for spec in find_specs(paths):
         files.add(spec.resolve())
     manifest = Manifest.load(options.out_dir)
     for spec in list(files):
         files.update(manifest.inputs_of(spec))
+    for r in failed:
+        files.update(r.looked_at)
     stats: dict[Path, tuple[int, int]] = {}
     for f in sorted(files):
         try:
@@ -461,10 +457,11 @@ def watch(paths: Sequence[Path], options: Options, on_build: Callable[[list[Resu
         count += 1
         if rounds is not None and count >= rounds:
             return
-        before = snapshot(paths, options)
+        failed = [r for r in results if not r.ok]
+        before = snapshot(paths, options, failed)
         if _changed_during(results, options):
             continue
-        while snapshot(paths, options) == before:
+        while snapshot(paths, options, failed) == before:
             time.sleep(poll)
 
 
@@ -472,6 +469,5 @@ def _changed_during(results: list[Result], options: Options) -> bool:
     """Whether an input of a figure just built changed while it was being built
     (the manifest holds the stamps of the inputs as they were read)."""
     manifest = Manifest.load(options.out_dir)
-    env = _environment(options)
-    return any(manifest.stale_reason(r.spec, env) is not None
+    return any(manifest.stale_reason(r.spec, _environment(r.spec)) is not None
                for r in results if r.status in ("built", "up to date"))

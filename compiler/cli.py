@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from .project import Project
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-DEFAULT_SPECS = Path("specs")
-DEFAULT_OUT = Path("out")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("schema", help="print the JSON Schema of a spec")
     s.set_defaults(run=cmd_schema)
+
+    cl = sub.add_parser("clean", help="remove figures of specs that were deleted or renamed "
+                        "(only files figspec wrote, unchanged since)")
+    _out(cl)
+    cl.set_defaults(run=cmd_clean, paths=[])
     return p
 
 
@@ -115,25 +118,23 @@ def _outside(p: argparse.ArgumentParser) -> None:
                    help="let specs read data files outside their project")
 
 
-def _project() -> Project | None:
-    from .project import current
+def _project(args: argparse.Namespace) -> Project:
+    """The command's project: that of the first PATH, else of the working directory."""
+    from .project import of_command
 
-    return current()
+    return of_command(list(getattr(args, "paths", None) or []))
 
 
 def _spec_paths(args: argparse.Namespace) -> list[Path]:
     if args.paths:
         return list(args.paths)
-    settings = _project()
-    return [Path(display_path(settings.folder_setting("specs", str(DEFAULT_SPECS))))
-            if settings else DEFAULT_SPECS]
+    return [Path(display_path(_project(args).specs_dir))]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from .builder import Options, check
 
-    results = check(_spec_paths(args), Options(allow_outside=args.allow_outside,
-                                               project=_project()))
+    results = check(_spec_paths(args), Options(allow_outside=args.allow_outside))
     # A mistake inherited by several specs (in figspec.yaml, say) is shown once.
     problems = list({d.format(): d for r in results for d in r.diagnostics}.values())
     if args.format == "json":
@@ -146,10 +147,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _options(args: argparse.Namespace) -> Options:
     from .builder import Options
 
-    settings = _project()
-    out = args.out or (Path(display_path(settings.folder_setting("out", str(DEFAULT_OUT))))
-                       if settings else DEFAULT_OUT)
-    return Options(out_dir=out, allow_outside=args.allow_outside, project=settings,
+    out = args.out or Path(display_path(_project(args).out_dir))
+    return Options(out_dir=out, allow_outside=args.allow_outside,
                    force=getattr(args, "force", False), jobs=getattr(args, "jobs", None))
 
 
@@ -162,28 +161,62 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.watch:
         print("watching specs and their data; Ctrl-C to stop", flush=True)
         try:
-            watch(_spec_paths(args), _options(args), lambda rs: _report(rs, progress, None),
-                  progress, poll=args.poll)
+            options = _options(args)
+            watch(_spec_paths(args), options,
+                  lambda rs: _report(rs, progress, None, options.out_dir), progress,
+                  poll=args.poll)
         except KeyboardInterrupt:
             progress.done()
         return EXIT_OK
     start = time.perf_counter()
-    results = build(_spec_paths(args), _options(args), progress=progress)
-    return _report(results, progress, start)
+    options = _options(args)
+    results = build(_spec_paths(args), options, progress=progress)
+    return _report(results, progress, start, options.out_dir)
 
 
-def _report(results: list[Result], progress: _Progress, start: float | None) -> int:
-    """Failures with their diagnostics, then one summary line."""
+def _report(results: list[Result], progress: _Progress, start: float | None,
+            out_dir: Path | None = None) -> int:
+    """Failures with their diagnostics, figures left behind, then one summary line."""
     progress.done()
     failed = [r for r in results if not r.ok]
     for r in failed:
         sys.stderr.write(format_text(r.diagnostics))
+    if out_dir is not None:
+        _report_orphans(out_dir)
     counts = [f"{sum(r.status == 'built' for r in results)} built",
               f"{sum(r.status == 'up to date' for r in results)} up to date",
               f"{len(failed)} failed"]
     took = f" in {time.perf_counter() - start:.1f}s" if start is not None else ""
     print(", ".join(counts) + took, flush=True)
     return EXIT_INVALID if failed else EXIT_OK
+
+
+def _report_orphans(out_dir: Path) -> None:
+    from .manifest import Manifest
+
+    orphans = Manifest.load(out_dir).orphans()
+    if orphans:
+        names = ", ".join(display_path(p) for p in orphans)
+        print(f"{len(orphans)} file{'s' if len(orphans) > 1 else ''} in "
+              f"{display_path(out_dir)} belong{'s' if len(orphans) == 1 else ''} to no spec now "
+              f"(deleted or renamed): {names}; `figspec clean` removes them", flush=True)
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    """Remove what figspec wrote for specs that are gone: its manifest says
+    which files; a file edited since it was written is kept."""
+    from .manifest import Manifest
+
+    out_dir = args.out or Path(display_path(_project(args).out_dir))
+    manifest = Manifest.load(out_dir)
+    removed, kept = manifest.clean()
+    manifest.save()
+    for p in removed:
+        print(f"removed {display_path(p)}")
+    for p in kept:
+        print(f"kept    {display_path(p)} (edited since figspec wrote it)")
+    print(f"{len(removed)} removed, {len(kept)} kept")
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -204,7 +237,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     if not args.spec.is_file():
         raise UsageError(f"{display_path(args.spec)}: no such file")
-    vl = compile_spec(args.spec, Options(allow_outside=args.allow_outside, project=_project()))
+    vl = compile_spec(args.spec, Options(allow_outside=args.allow_outside))
     json.dump(vl, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return EXIT_OK

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, display_path
-from .files import Stamp, read_stamped
+from .files import Stamp, looked_at, read_stamped
 from .models import Module, Panel, Spec
 from .source import Document, Loc, read_text
 
@@ -156,6 +156,7 @@ class _Reader:
 
     def check_path(self, relative: str) -> Path:
         path = (self.doc.path.parent / relative).resolve()
+        looked_at(path)  # a watch retries this figure when the file appears
         if self.root is not None and not self.allow_outside and not path.is_relative_to(self.root):
             self.in_spec(("data", "path"), f"data path {relative!r} lies outside the project "
                          "(the folder holding .git, figspec.yaml or pyproject.toml)",

@@ -6,11 +6,13 @@ compares stamps, and everything that writes (``build``, ``render``'s cache).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 # mkstemp makes files private (0600); outputs get the usual permissions.
 _UMASK = os.umask(0)
@@ -32,10 +34,33 @@ class Stamp:
         return cls(st.st_size, st.st_mtime_ns, hashlib.sha256(content).hexdigest())
 
 
+#: Collectors of the files looked at, innermost last (see ``recording``).
+_RECORDERS: list[set[Path]] = []
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[set[Path]]:
+    """Collect every file the stages look at (read, or looked for and missing)
+    while the block runs: what a watch must watch to retry a failed figure."""
+    seen: set[Path] = set()
+    _RECORDERS.append(seen)
+    try:
+        yield seen
+    finally:
+        _RECORDERS.remove(seen)
+
+
+def looked_at(path: Path) -> None:
+    """Note that a stage depends on ``path``, whether or not it exists."""
+    for seen in _RECORDERS:
+        seen.add(path.absolute())
+
+
 def read_stamped(path: Path) -> tuple[bytes, Stamp]:
     """A file's bytes and its stamp: stat taken before reading, hash of the
     bytes read. A file edited while it is read thus shows as changed later,
     never as unchanged."""
+    looked_at(path)
     with path.open("rb") as f:
         st = os.fstat(f.fileno())
         raw = f.read()

@@ -28,8 +28,9 @@ from .files import Stamp, write_atomic
 
 MANIFEST = ".figspec-manifest.json"
 FORMAT = 1
-#: Distributions whose versions change the bytes of a figure.
-_RENDERERS = ("figspec", "vl-convert-python", "altair", "pikepdf")
+#: Distributions whose versions change the bytes of a figure (matplotlib
+#: ships the fonts; fontTools subsets them into HTML pages).
+_RENDERERS = ("figspec", "vl-convert-python", "altair", "pikepdf", "matplotlib", "fonttools")
 
 
 @functools.cache
@@ -91,9 +92,13 @@ def env_change(old: str, new: str) -> str:
 class Manifest:
     """The out dir's record of what was built from what."""
 
-    def __init__(self, out_dir: Path, entries: dict[str, dict[str, Any]] | None = None):
+    def __init__(self, out_dir: Path, entries: dict[str, dict[str, Any]] | None = None,
+                 orphaned: dict[str, dict[str, Any]] | None = None):
         self.out_dir = out_dir
         self.entries = entries or {}
+        #: outputs figspec wrote that no spec writes any more (a renamed
+        #: `output.name`, a dropped format): file name -> stamp as written
+        self.orphaned = orphaned or {}
         self.dirty = False
 
     @property
@@ -107,7 +112,8 @@ class Manifest:
         try:
             data = json.loads((out_dir / MANIFEST).read_text())
             if data.get("format") == FORMAT and isinstance(data.get("figures"), dict):
-                return cls(out_dir, data["figures"])
+                orphaned = data.get("orphaned")
+                return cls(out_dir, data["figures"], orphaned if isinstance(orphaned, dict) else {})
         except (OSError, ValueError, AttributeError):
             pass
         return cls(out_dir)
@@ -154,7 +160,15 @@ class Manifest:
     def record(self, spec: Path, name: str, env: str, inputs: dict[Path, Stamp],
                outputs: dict[str, tuple[Path, bytes]]) -> None:
         """Remember a successful build. ``inputs`` were stamped as they were read
-        (see :func:`compiler.files.read_stamped`)."""
+        (see :func:`compiler.files.read_stamped`). Outputs the figure had before
+        and has no more are remembered as orphaned."""
+        old = self.entries.get(self._key(spec))
+        if isinstance(old, dict):
+            for fmt, stamp in old.get("outputs", {}).items():
+                if old.get("name") != name or fmt not in outputs:
+                    self.orphaned[f"{old.get('name')}.{fmt}"] = stamp
+        for fmt in outputs:
+            self.orphaned.pop(f"{name}.{fmt}", None)
         self.entries[self._key(spec)] = {
             "name": name,
             "env": env,
@@ -164,10 +178,47 @@ class Manifest:
         }
         self.dirty = True
 
+    def orphans(self) -> dict[Path, bool]:
+        """Files in the out dir that figspec wrote for a spec that is gone, or
+        under a name or format no spec writes now; each with whether it still
+        holds what figspec wrote (a file edited since is never removed)."""
+        candidates = dict(self.orphaned)
+        live: set[str] = set()
+        for key, entry in self.entries.items():
+            files = {f"{entry['name']}.{fmt}": stamp for fmt, stamp in entry["outputs"].items()}
+            if self._abs(key).exists():
+                live.update(files)
+            else:
+                candidates.update(files)
+        out = {}
+        for name, stamp in sorted(candidates.items()):
+            target = self.out_dir / name
+            if name not in live and target.is_file():
+                out[target] = _same(target, stamp)[0]
+        return out
+
+    def clean(self) -> tuple[list[Path], list[Path]]:
+        """Remove the orphans that still hold what figspec wrote, and forget
+        specs that are gone. Returns (removed, kept because edited since)."""
+        removed, kept = [], []
+        for target, unchanged in self.orphans().items():
+            if unchanged:
+                target.unlink()
+                removed.append(target)
+            else:
+                kept.append(target)
+        gone = [k for k in self.entries if not self._abs(k).exists()]
+        for key in gone:
+            del self.entries[key]
+        self.orphaned = {}
+        self.dirty = True
+        return removed, kept
+
     def save(self) -> None:
         if not self.dirty:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"format": FORMAT, "figures": self.entries}, indent=1, sort_keys=True)
+        text = json.dumps({"format": FORMAT, "figures": self.entries, "orphaned": self.orphaned},
+                          indent=1, sort_keys=True)
         write_atomic(self.path, (text + "\n").encode())
         self.dirty = False

@@ -1,4 +1,14 @@
-"""``figspec.yaml``: project settings, found from the working directory upward.
+"""The project a spec belongs to, and its settings (``figspec.yaml``).
+
+A spec's project is found from the spec, never from the working directory:
+its **root** is the nearest folder above the spec holding ``.git``,
+``figspec.yaml`` or ``pyproject.toml`` (or, where there is none, the folder
+holding the spec's folder: for ``paper/specs/fig.yaml``, ``paper``); data and
+``extends:`` files must lie inside it. Its **settings** are the nearest
+``figspec.yaml`` above the spec. A command's project (where ``specs/`` and
+``out/`` are by default) is that of the first PATH named, or found from the
+working directory when none is; a folder named is taken as a folder of specs.
+
 
     specs: specs          # folder searched for specs (default: specs)
     out: out              # where figures are written (default: out)
@@ -21,11 +31,67 @@ from .diagnostics import FigspecError, did_you_mean
 from .source import Document
 
 FILENAME = "figspec.yaml"
+ROOT_MARKERS = (".git", FILENAME, "pyproject.toml")
 _KEYS = ("specs", "out", "defaults")
 
 
 @dataclass(frozen=True)
 class Project:
+    """Where a spec's project is, and its settings."""
+
+    root: Path
+    settings: Settings | None
+
+    @property
+    def specs_dir(self) -> Path:
+        """The folder ``build`` and ``check`` search when no PATH is given."""
+        return self._folder("specs")
+
+    @property
+    def out_dir(self) -> Path:
+        """Where figures are written unless ``--out`` says otherwise."""
+        return self._folder("out")
+
+    def _folder(self, key: str) -> Path:
+        if self.settings is not None and key in self.settings.doc.data:
+            return self.settings.folder_setting(key, key)
+        return self.root / key
+
+    @property
+    def settings_key(self) -> str:
+        """Which figspec.yaml applies, for the build's environment key."""
+        return str(self.settings.path.resolve()) if self.settings else "None"
+
+
+def root_of(spec: Path) -> Path:
+    """The root of the project holding ``spec`` (see the module's docstring)."""
+    spec = spec.absolute()
+    for folder in spec.parents:
+        if any((folder / m).exists() for m in ROOT_MARKERS):
+            return folder.resolve()
+    return spec.parent.parent.resolve()
+
+
+def of(spec: Path) -> Project:
+    """The project of one spec file: its root and the figspec.yaml above it."""
+    return Project(root_of(spec), load(find(spec.absolute().parent)))
+
+
+def of_command(paths: list[Path]) -> Project:
+    """The project of a command: that of the first PATH (a folder is a folder
+    of specs), else the one found from the working directory (with no root
+    marker above it, the working directory itself)."""
+    if paths:
+        first = paths[0]
+        return of(first / "_" if first.is_dir() else first)
+    here = Path.cwd()
+    root = next((f for f in (here, *here.parents) if any((f / m).exists() for m in ROOT_MARKERS)),
+                here)
+    return Project(root.resolve(), load(find(here)))
+
+
+@dataclass(frozen=True)
+class Settings:
     """A loaded ``figspec.yaml``."""
 
     path: Path
@@ -45,7 +111,8 @@ class Project:
 
 
 def find(start: Path | None = None) -> Path | None:
-    """The nearest ``figspec.yaml`` from ``start`` (the working directory) upward."""
+    """The nearest ``figspec.yaml`` from ``start`` (a folder; by default the
+    working directory) upward."""
     start = (start or Path.cwd()).resolve()
     for folder in (start, *start.parents):
         candidate = folder / FILENAME
@@ -55,7 +122,7 @@ def find(start: Path | None = None) -> Path | None:
 
 
 @functools.cache
-def _load(path: Path, size: int, mtime_ns: int) -> Project:
+def _load(path: Path, size: int, mtime_ns: int) -> Settings:
     from .source import load_yaml
 
     doc = load_yaml(path)
@@ -83,15 +150,10 @@ def _load(path: Path, size: int, mtime_ns: int) -> Project:
                                        "belongs to one figure", "move it into the spec", key=True))
     if problems:
         raise FigspecError(problems)
-    return Project(path, doc)
+    return Settings(path, doc)
 
 
-def current() -> Project | None:
-    """The settings that apply here: the figspec.yaml from the working directory up."""
-    return load(find())
-
-
-def load(path: Path | None) -> Project | None:
+def load(path: Path | None) -> Settings | None:
     """The project settings at ``path`` (None: no figspec.yaml), or FigspecError."""
     if path is None:
         return None

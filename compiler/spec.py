@@ -18,12 +18,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .diagnostics import Diagnostic, FigspecError, did_you_mean, display_path
+from .files import looked_at
 from .models import Spec
 from .source import Document, Loc, dotted, load_yaml, overlay
 
 if typing.TYPE_CHECKING:
     from .files import Stamp
-    from .project import Project
+    from .project import Settings
 
 #: Longest chain of `extends:` followed.
 MAX_EXTENDS = 16
@@ -48,14 +49,16 @@ class LoadedSpec:
         return self.doc.files()
 
 
-def load_spec(path: Path, project: Project | None = None, root: Path | None = None) -> LoadedSpec:
+def load_spec(path: Path, project: Settings | None = None, root: Path | None = None,
+              doc: Document | None = None) -> LoadedSpec:
     """Read and validate one spec file, with what it inherits (the project's
-    ``defaults``, ``extends:`` files), or raise FigspecError with every problem."""
-    doc = inherit(load_yaml(path), project, root)
+    ``defaults``, ``extends:`` files), or raise FigspecError with every problem.
+    ``doc``: the spec already loaded (a mapping given in Python), not read."""
+    doc = inherit(doc or load_yaml(path), project, root)
     return LoadedSpec(path=path, doc=doc, spec=validate(doc))
 
 
-def inherit(doc: Document, project: Project | None, root: Path | None) -> Document:
+def inherit(doc: Document, project: Settings | None, root: Path | None) -> Document:
     """The spec with its inherited values merged under it, and panels with the
     top-level fields merged under each; every value keeps where it was written."""
     if not isinstance(doc.data, dict):
@@ -90,6 +93,7 @@ def _extends_chain(doc: Document, root: Path | None) -> list[Document]:
         if not isinstance(target, str) or not target.strip():
             break  # validate() reports the type
         path = (current.path.parent / target).resolve()
+        looked_at(path)
         seen = [d.path.resolve() for d in chain]
 
         def fail(message: str, hint: str | None = None) -> FigspecError:

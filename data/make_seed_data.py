@@ -1,7 +1,7 @@
 """Make the ILLUSTRATIVE data behind the five example figures.
 
 These numbers are not measurements. They were reconstructed by hand from the
-written descriptions of five published-style figures in ``shared/seeds/``:
+written descriptions of five published-style figures (restated in ``docs/seeds.md``):
 for each module, the description's pattern ("orange at the top, blue in the
 middle", or the table of approximate values given for seed 003) became a few
 anchor points (layer -> value); values in between are interpolated linearly,

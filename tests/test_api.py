@@ -8,6 +8,7 @@ import pytest
 
 import compiler
 import support
+from support import MODULES, value_of
 from compiler.diagnostics import FigspecError, UsageError
 
 
@@ -41,3 +42,42 @@ def test_build_returns_one_result_per_spec(project: Path):
     results = compiler.build(["specs"], out_dir="figs")
     assert [(r.spec.name, r.status) for r in results] == [("a.yaml", "built"), ("b.yaml", "failed")]
     assert support.figures(project / "figs") == ["a.png", "a.svg"]
+
+
+def test_import_figspec_is_the_package():
+    """`import figspec` works, and is the same objects as `compiler`."""
+    import subprocess
+    import sys
+
+    code = ("import figspec, compiler; from figspec.diagnostics import FigspecError; "
+            "import figspec.builder; "
+            "print(figspec is compiler, FigspecError is compiler.FigspecError, "
+            "figspec.builder is compiler.builder, figspec.__version__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["True", "True", "True", compiler.__version__]
+
+
+def test_load_takes_a_mapping_and_records(project: Path):
+    records = [{"layer": layer, "module": m, "value": value_of(layer, i)}
+               for layer in range(3) for i, m in enumerate(MODULES)]
+    fig = compiler.load({"modules": "qwen2", "legend": {"format": ".2f"}}, data=records)
+    values = fig.vegalite["data"]["values"]
+    assert len(values) == 3 * 7
+    assert values[0] == {"layer": 0, "module": "attn. q", "value": value_of(0, 0)}
+
+
+def test_load_takes_a_dataframe_without_importing_pandas_itself(project: Path):
+    class Frame:  # what figspec asks of a DataFrame: to_dict("records")
+        def to_dict(self, orient: str):
+            assert orient == "records"
+            return [{"layer": 0, "module": "q_proj", "value": 0.5}]
+
+    fig = compiler.load({"modules": ["q_proj"]}, data=Frame())
+    assert fig.vegalite["data"]["values"] == [{"layer": 0, "module": "q_proj", "value": 0.5}]
+
+
+def test_a_bad_mapping_raises_the_exported_error(project: Path):
+    with pytest.raises(compiler.FigspecError, match=r"unknown key `colour`; did you mean `color`"):
+        compiler.load({"modules": ["q_proj"], "colour": {}},
+                      data=[{"layer": 0, "module": "q_proj", "value": 1}])

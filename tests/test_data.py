@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import project_root
+from compiler.project import root_of
 from compiler.data import read_table
 from compiler.diagnostics import FigspecError
 from compiler.spec import load_spec
@@ -19,7 +19,7 @@ from support import MODULES, value_of
 def table_for(project: Path, spec_body: str, **kw):
     path = support.write(project / "specs" / "fig.yaml", spec_body)
     loaded = load_spec(path)
-    return read_table(loaded.doc, loaded.spec.views[0], root=project_root(path), **kw)
+    return read_table(loaded.doc, loaded.spec.views[0], root=root_of(path), **kw)
 
 
 def expected_values(layers=range(6), modules=MODULES):

@@ -215,3 +215,51 @@ def test_status_says_what_changed_in_the_environment(three: Path, run,
     support.write(three / "figspec.yaml", "defaults: {legend: {format: .2f}}\n")
     code, out, _ = run("status")
     assert out.splitlines()[0] == "stale       specs/a.yaml (figspec.yaml added (figspec.yaml))"
+
+
+@pytest.mark.parametrize("broken", ["missing", "bad value"])
+def test_watch_retries_a_figure_that_never_built_when_its_data_is_fixed(project: Path,
+                                                                        broken: str):
+    """A spec that failed before it ever built has no manifest entry: its
+    files are watched from what checking looked at."""
+    data = project / "data" / "cells.csv"
+    rows = support.long_rows()
+    if broken == "missing":
+        data.unlink()
+    else:
+        rows[3]["value"] = "n/a"
+        support.write_csv(data, rows)
+    spec(project, "a")
+    builds: list[list[str]] = []
+    thread = threading.Thread(target=watch, args=(
+        [project / "specs"], Options(out_dir=project / "out", jobs=1),
+        lambda rs: builds.append([r.status for r in rs])), kwargs={"poll": 0.05, "rounds": 2})
+    thread.start()
+    deadline = time.time() + 60
+    while not builds and time.time() < deadline:
+        time.sleep(0.05)
+    assert builds == [["failed"]]
+    rows[3]["value"] = 0.5
+    support.write_csv(data, rows)
+    thread.join(60)
+    assert not thread.is_alive()
+    assert builds == [["failed"], ["built"]]
+
+
+def test_figures_of_deleted_or_renamed_specs_are_reported_and_cleaned(three: Path, run):
+    """Only files figspec wrote, and only while they hold what it wrote."""
+    (three / "specs" / "c.yaml").unlink()
+    spec(three, "b", extra="output: {name: bee}\n")
+    code, out, _ = run("build")
+    assert code == 0
+    assert ("4 files in out belong to no spec now (deleted or renamed): out/b.png, out/b.svg, "
+            "out/c.png, out/c.svg; `figspec clean` removes them") in out
+    (three / "out" / "c.png").write_bytes(b"edited by hand")
+    (three / "out" / "notes.txt").write_text("not figspec's")
+    code, out, _ = run("clean")
+    assert code == 0
+    assert out.splitlines()[-1] == "3 removed, 1 kept"
+    assert support.figures(three / "out") == ["a.png", "a.svg", "bee.png", "bee.svg", "c.png",
+                                              "notes.txt"]
+    code, out, _ = run("build")
+    assert "belong to no spec" not in out

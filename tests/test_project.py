@@ -3,16 +3,16 @@ mistake in an inherited value is reported, and what a change rebuilds."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
+import pytest
+
 import support
 from compiler.builder import Options, build, check, compile_spec
-from compiler.project import find, load
-
-
 def options(project: Path) -> Options:
-    return Options(out_dir=project / "out", project=load(find(project)))
+    return Options(out_dir=project / "out")
 
 
 def test_defaults_apply_under_every_spec_and_the_spec_wins(project: Path):
@@ -118,3 +118,63 @@ def test_a_change_rebuilds_exactly_the_figures_it_affects(project: Path):
     assert rebuilt() == ["a.yaml", "b.yaml"]  # a's title is _base's, but it could change
     support.write(project / "specs" / "b.yaml", support.spec_text(extra="title: own\n"))
     assert rebuilt() == ["b.yaml"]
+
+
+def _bare_project(folder: Path) -> Path:
+    """A project with no .git, figspec.yaml or pyproject.toml anywhere above it
+    (below /tmp, whose parents hold none)."""
+    support.write_csv(folder / "data" / "cells.csv", support.long_rows())
+    support.write(folder / "specs" / "fig.yaml", support.spec_text())
+    return folder
+
+
+def test_the_project_is_the_same_from_any_working_directory(tmp_path: Path, run,
+                                                             monkeypatch: pytest.MonkeyPatch):
+    """No root marker: the project is the folder holding the spec's folder, from
+    wherever figspec is run (it was the working directory: check passed in
+    the project and failed, "outside the project", from anywhere else)."""
+    from compiler.project import ROOT_MARKERS
+
+    assert not any((p / m).exists() for p in tmp_path.parents for m in ROOT_MARKERS)
+    proj = _bare_project(tmp_path / "myproj")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for cwd, args in ((proj, ["check"]), (elsewhere, ["check", str(proj / "specs")]),
+                      (proj / "specs", ["check", "."]), (elsewhere, ["check", str(proj / "specs" / "fig.yaml")])):
+        monkeypatch.chdir(cwd)
+        assert run(*args)[0] == 0, (cwd, args)
+    # A data file outside that project is still refused, from anywhere.
+    support.write_csv(tmp_path / "outside.csv", support.long_rows())
+    support.write(proj / "specs" / "fig.yaml", support.spec_text("path: ../../outside.csv"))
+    for cwd in (proj, elsewhere, tmp_path):
+        monkeypatch.chdir(cwd)
+        code, _, err = run("check", str(proj / "specs"))
+        assert code == 1 and "lies outside the project" in err
+
+
+def test_settings_come_from_the_spec_s_own_project(tmp_path: Path, run,
+                                                   monkeypatch: pytest.MonkeyPatch):
+    """`figspec compile ../B/specs/s.yaml` run in project A applies B's figspec.yaml."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    for proj, family in ((a, "serif"), (b, "DejaVu Serif")):
+        _bare_project(proj)
+        support.write(proj / "figspec.yaml", f"defaults: {{font: {{family: {family}}}}}\n")
+    monkeypatch.chdir(a)
+    code, out, _ = run("compile", "../B/specs/fig.yaml")
+    assert code == 0
+    assert json.loads(out)["config"]["font"] == "DejaVu Serif"
+
+
+def test_the_python_api_writes_where_figspec_yaml_says(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    import compiler
+
+    proj = _bare_project(tmp_path / "paper")
+    support.write(proj / "figspec.yaml", "out: figures\n")
+    monkeypatch.chdir(proj)
+    results = compiler.build()
+    assert [r.status for r in results] == ["built"]
+    assert support.figures(proj / "figures") == ["fig.png", "fig.svg"]
+    assert not (proj / "out").exists()
+    monkeypatch.chdir(tmp_path)  # from elsewhere, naming the specs: the same project
+    assert [r.status for r in compiler.build([proj / "specs"])] == ["up to date"]

@@ -7,6 +7,7 @@ import re
 import typing
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from compiler.models import Spec
@@ -63,9 +64,36 @@ def test_readme_example_is_the_shipped_spec():
     assert "\n".join(body) in shipped
 
 
+def pinned() -> dict[str, str]:
+    """constraints.txt: the releases that drew the committed figures."""
+    lines = (REPO / "constraints.txt").read_text().splitlines()
+    return dict(line.split("#")[0].strip().split("==") for line in lines
+                if line.split("#")[0].strip())
+
+
+def test_the_build_command_pins_every_renderer():
+    """Every distribution that shapes a figure's bytes is pinned for the README's
+    build command (figspec is this checkout; Altair only serves notebooks)."""
+    from compiler.manifest import _RENDERERS
+
+    build_cmd = _fences("sh")[0]
+    assert "-c constraints.txt" in build_cmd
+    assert set(pinned()) == set(_RENDERERS) - {"figspec", "altair"}
+
+
 def test_every_figure_the_readme_shows_is_built_from_the_specs(tmp_path: Path):
-    """The gallery's images are what `figspec build` writes from specs/, byte for byte."""
+    """The gallery's images are what `figspec build` writes from specs/, byte for
+    byte, with the pinned renderers (the README's build command installs them)."""
+    from importlib import metadata
+
     from compiler.builder import Options, build
+
+    drift = {d: (v, metadata.version(d)) for d, v in pinned().items()
+             if metadata.version(d) != v}
+    if drift:
+        pytest.skip("committed figures were drawn with the releases in constraints.txt; "
+                    "installed: " + ", ".join(f"{d} {now} (pinned {v})"
+                                              for d, (v, now) in drift.items()))
 
     shown = set(re.findall(r"\]\((out/[^)]+\.png)\)", README))
     assert len(shown) >= 6  # the five seed figures and the multi-panel one
