@@ -11,6 +11,7 @@ loads none of them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from concurrent.futures import Future
@@ -19,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path
-from .files import Stamp, recording, write_atomic
+from .files import Stamp, recording, sweep_temporaries, write_atomic, write_together
 from .manifest import Manifest, environment_key
-from .render import RenderJob, render_task, warm_up
+from .render import MAX_PNG_PIXELS, RenderJob, render_task, warm_up
 
 if TYPE_CHECKING:
     from .chart import Figure
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from .spec import LoadedSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml")
-#: Largest PNG drawn, in pixels: 60 megapixels is ~240 MB of pixmap.
-MAX_PNG_PIXELS = 60_000_000
 #: Room around the cells for axes, labels, title and colorbar (px), generously.
 _MARGIN = 400
 
@@ -72,15 +71,17 @@ class Options:
 
 # -- finding specs ----------------------------------------------------------------
 
-def find_specs(paths: Sequence[Path]) -> list[Path]:
+def find_specs(paths: Sequence[Path], unreadable: list[Result] | None = None) -> list[Path]:
     """Spec files named, and ``*.yaml``/``*.yml`` below folders named, sorted
     (but not hidden ones, or partial specs whose names start with ``_``).
+    A folder that cannot be read is a failed Result in ``unreadable``, never
+    skipped in silence.
 
     A path that does not exist is a usage error (exit status 2)."""
     found: dict[Path, None] = {}
     for p in paths:
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
+            for f in _walk(p, unreadable):
                 if f.suffix in SPEC_SUFFIXES and f.is_file() and not _hidden(f, p):
                     found[f] = None
         elif p.is_file():
@@ -90,11 +91,26 @@ def find_specs(paths: Sequence[Path]) -> list[Path]:
     return list(found)
 
 
+def _walk(folder: Path, unreadable: list[Result] | None) -> list[Path]:
+    """Every file below ``folder``, sorted; unreadable folders reported."""
+    def failed(e: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append(Result(Path(e.filename), "failed", diagnostics=[Diagnostic(
+                display_path(e.filename), message=f"cannot read this folder: {e.strerror}",
+                hint="make it readable, or move it out of the specs folder")]))
+
+    files = []
+    for top, dirs, names in os.walk(folder, onerror=failed):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [Path(top) / n for n in names]
+    return sorted(files)
+
+
 def _hidden(f: Path, base: Path) -> bool:
     """Hidden files, and partial specs (``_base.yaml``): shared fields that
     other specs `extends:`, not figures of their own."""
     parts = f.relative_to(base).parts
-    return any(part.startswith(".") for part in parts) or parts[-1].startswith("_")
+    return any(part.startswith(".") for part in parts) or _partial(f)
 
 
 # -- checking ---------------------------------------------------------------------
@@ -129,9 +145,22 @@ def prepare(path: Path, options: Options, doc: Document | None = None) -> Prepar
     root = where.root
     loaded = load_spec(path, where.settings, root, doc)
     _check_font(loaded)
+    _check_characters(loaded)
     tables = read_tables(loaded.doc, loaded.spec, root=root, allow_outside=options.allow_outside)
     _check_size(loaded, tables)
     return Prepared(loaded, tables, _layout(loaded, tables))
+
+
+def _partial(path: Path) -> bool:
+    """Partial specs (``_base.yaml``): shared fields that others `extends:`."""
+    return path.name.startswith("_")
+
+
+def _check_partial(path: Path) -> None:
+    from . import project
+    from .spec import load_partial
+
+    load_partial(path, None, project.of(path).root)
 
 
 def _check_font(loaded: LoadedSpec) -> None:
@@ -147,6 +176,33 @@ def _check_font(loaded: LoadedSpec) -> None:
             ("font", "family"), f"font family {family!r} is not installed: {', '.join(lost)} "
             f"missing from {font_dir() or 'matplotlib (not installed)'}",
             "reinstall figspec's fonts: pip install --force-reinstall matplotlib")])
+
+
+def _check_characters(loaded: LoadedSpec) -> None:
+    """Text in characters the figure's font lacks would be drawn as empty boxes
+    in PNG and PDF (the SVG keeps the text, so nobody notices): refuse it."""
+    from .fonts import family_of, missing_characters
+
+    spec = loaded.spec
+    family = family_of(spec.font.family)
+    assert family is not None
+    texts: list[tuple[tuple[str | int, ...], str | None]] = [
+        (("title",), spec.title), (("legend", "title"), spec.legend.title)]
+    for i, view in enumerate(spec.views):
+        base = spec.view_loc(i)
+        texts += [(base + ("title",), view.title), (base + ("layers", "title"), view.layers.title)]
+        texts += [(base + ("modules", j), m.shown) for j, m in enumerate(view.modules)]
+    problems = []
+    for loc, text in texts:
+        lost = missing_characters(family, text or "")
+        if lost:
+            shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in lost[:5])
+            problems.append(loaded.doc.diagnostic(
+                loc, f"the font ({family}) has no {shown}{' ...' if len(lost) > 5 else ''}: "
+                "they would be drawn as empty boxes", "write the text in Latin, Greek or "
+                "Cyrillic letters, or choose another `font.family`"))
+    if problems:
+        raise FigspecError(list(dict.fromkeys(problems)))
 
 
 def _check_size(loaded: LoadedSpec, tables: list[Table]) -> None:
@@ -178,15 +234,20 @@ def _check_size(loaded: LoadedSpec, tables: list[Table]) -> None:
 
 def check(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
     """Validate specs and their data without rendering."""
-    results = [_check_one(p, options) for p in find_specs(paths)]
+    unreadable: list[Result] = []
+    results = [_check_one(p, options) for p in find_specs(paths, unreadable)]
     _check_unique_names(results)
-    return results
+    return unreadable + results
 
 
 def _check_one(path: Path, options: Options, reason: str | None = None) -> Result:
     start = time.perf_counter()
     with recording() as seen:
         try:
+            if _partial(path):  # named on the command line: no figure of its own
+                _check_partial(path)
+                return Result(path, "checked", reason=reason, looked_at=seen,
+                              seconds=time.perf_counter() - start)
             prepared = prepare(path, options)
         except FigspecError as e:
             return Result(path, "failed", diagnostics=e.diagnostics, reason=reason,
@@ -236,12 +297,13 @@ def _reasons(specs: list[Path], manifest: Manifest, options: Options) -> dict[Pa
 def plan(paths: Sequence[Path], options: Options = Options()) -> tuple[list[Result], Manifest]:
     """Each spec as up to date, or checked / failed with the reason it is stale."""
     manifest = Manifest.load(options.out_dir)
-    specs = find_specs(paths)
+    unreadable: list[Result] = []
+    specs = find_specs(paths, unreadable)
     results = [Result(s, "up to date", name=manifest.name_of(s)) if reason is None
                else _check_one(s, options, reason)
                for s, reason in _reasons(specs, manifest, options).items()]
     _check_unique_names(results)
-    return results, manifest
+    return unreadable + results, manifest
 
 
 def status(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
@@ -250,7 +312,7 @@ def status(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
     for r in results:
         if r.status == "checked":
             r.status = "stale"
-    manifest.save()  # refreshed stamps only
+    manifest.save(refresh_only=True)
     return results
 
 
@@ -268,7 +330,9 @@ def build(paths: Sequence[Path], options: Options = Options(),
     only after every spec was checked: a clash of output names, found then,
     must not overwrite anything."""
     manifest = Manifest.load(options.out_dir)
-    specs = find_specs(paths)
+    sweep_temporaries(options.out_dir)
+    unreadable: list[Result] = []
+    specs = find_specs(paths, unreadable)
     reasons = _reasons(specs, manifest, options)
     results = {s: Result(s, "up to date", name=manifest.name_of(s)) for s in specs
                if reasons[s] is None}
@@ -279,28 +343,60 @@ def build(paths: Sequence[Path], options: Options = Options(),
     with _Drawer(options.jobs, len(stale)) as drawer:
         for s in stale:
             r = results[s] = _check_one(s, options, reasons[s])
-            if r.ok:
+            if r.ok and r.prepared is not None:
                 drawer.submit(r, render_job(r.prepared))
         ordered = [results[s] for s in specs]
         _check_unique_names(ordered)
         for r in ordered:
             if r.status == "failed":
                 counter.finish(r)
-        for r, files, error in drawer.results():
+        saver = _Saver(manifest)
+        for r, files, error, bug in drawer.results():
             if r.status == "failed":  # a name clash found after it was sent to draw
                 continue
             if files is None:
-                _render_failed(r, error)
+                _render_failed(r, error, bug)
             else:
                 _write(r, files, options, manifest)
+                if r.status == "built":
+                    saver.soon()
             counter.finish(r)
-    manifest.save()
-    return ordered
+    saver.done()
+    return unreadable + ordered
 
 
-def _render_failed(r: Result, error: str | None) -> None:
+class _Saver:
+    """Saves the manifest while figures are written (at most every
+    SAVE_EVERY seconds), so a build killed half-way keeps what it built."""
+
+    SAVE_EVERY = 0.5
+
+    def __init__(self, manifest: Manifest):
+        self.manifest = manifest
+        self.last = time.monotonic()
+        self.built = False
+
+    def soon(self) -> None:
+        self.built = True
+        if time.monotonic() - self.last >= self.SAVE_EVERY:
+            self._save()
+
+    def done(self) -> None:
+        self._save()
+
+    def _save(self) -> None:
+        try:
+            self.manifest.save(refresh_only=not self.built)
+        except OSError:
+            pass  # the figures' own writes failed too, and said why
+        self.last = time.monotonic()
+
+
+def _render_failed(r: Result, error: str | None, bug: bool = True) -> None:
     r.status = "failed"
-    r.diagnostics = [_bug(r.spec, error)]
+    r.diagnostics = [_bug(r.spec, error) if bug else Diagnostic(
+        display_path(r.spec), message=f"cannot draw the figure: {error}",
+        hint="lower `output.scale` or `output.dpi`, shorten long texts, or draw fewer layers")]
 
 
 def _bug(spec: Path, error: str | None) -> Diagnostic:
@@ -321,20 +417,27 @@ class _Counter:
 
 
 def _write(r: Result, files: dict[str, bytes], options: Options, manifest: Manifest) -> None:
+    """Replace the figure's files together, or leave them all as they were and
+    fail this figure with the reason (a full disk, a read-only out dir)."""
     assert r.prepared is not None and r.name is not None
     out_dir = options.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written: dict[str, tuple[Path, bytes]] = {}
-    for fmt, content in files.items():
-        target = out_dir / f"{r.name}.{fmt}"
-        write_atomic(target, content)
-        written[fmt] = (target, content)
-        r.outputs.append(target)
+    written = {fmt: (out_dir / f"{r.name}.{fmt}", content) for fmt, content in files.items()}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_together(dict(written.values()))
+    except OSError as e:
+        r.status = "failed"
+        where = e.filename if isinstance(e.filename, str) else out_dir
+        r.diagnostics = [Diagnostic(display_path(where), message=f"cannot write the figure: "
+                                    f"{e.strerror or e}", hint="free some space, or make the out "
+                                    "dir writable; the figure's previous files are unchanged")]
+        return
+    r.outputs += [target for target, _ in written.values()]
     manifest.record(r.spec, r.name, _environment(r.spec), r.prepared.inputs, written)
     r.status = "built"
 
 
-Drawn = tuple[Result, "dict[str, bytes] | None", "str | None"]
+Drawn = tuple[Result, "dict[str, bytes] | None", "str | None", bool]
 
 
 class _Drawer:
@@ -348,48 +451,107 @@ class _Drawer:
     def __init__(self, jobs: int | None, expected: int):
         self.jobs = min(jobs or os.cpu_count() or 1, expected)
         self.pool: Any = None
-        self.futures: dict[Future[Any], Result] = {}
+        self.futures: dict[Future[Any], tuple[Result, RenderJob]] = {}
         self.local: list[tuple[Result, RenderJob]] = []
 
     def __enter__(self) -> _Drawer:
         if self.jobs > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            # forkserver: workers fork from a fresh server process, never from
-            # one that has run vl-convert (a process forked after a conversion hangs).
-            self.pool = ProcessPoolExecutor(
-                max_workers=self.jobs, mp_context=multiprocessing.get_context("forkserver"),
-                initializer=warm_up)  # vl-convert's first conversion costs ~1 s
+            self.pool = self._pool()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
+    def _pool(self) -> Any:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import forkserver
+
+        # Workers report their errors as values; what they would print on
+        # stderr is the noise of a worker started as the build is interrupted
+        # (a traceback about a semaphore already gone). The fork server, and
+        # the workers it forks, get no stderr.
+        with _stderr_to_devnull():
+            forkserver.ensure_running()
+
+        # forkserver: workers fork from a fresh server process, never from
+        # one that has run vl-convert (a process forked after a conversion hangs).
+        # warm_up: vl-convert's first conversion costs ~1 s; and each worker
+        # ends when this process does, however it ends.
+        return ProcessPoolExecutor(
+            max_workers=self.jobs, mp_context=multiprocessing.get_context("forkserver"),
+            initializer=warm_up, initargs=(os.getpid(),))
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if self.pool is None:
+            return
+        if kind is None:
             self.pool.shutdown(cancel_futures=True)
+            return
+        # Interrupted (Ctrl-C, SIGTERM), perhaps inside the pool's own start-up:
+        # stop the workers now rather than wait for them, and never let the
+        # pool's half-made state turn the interruption into a traceback.
+        for worker in list((getattr(self.pool, "_processes", None) or {}).values()):
+            worker.kill()
+        with contextlib.suppress(Exception):
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
     def submit(self, r: Result, job: RenderJob) -> None:
         if self.pool is None:
             self.local.append((r, job))
         else:
-            self.futures[self.pool.submit(render_task, job)] = r
+            self.futures[self.pool.submit(render_task, job)] = (r, job)
 
     def results(self) -> Iterator[Drawn]:
-        """Each submitted figure with its files (or the error), as they finish."""
+        """Each submitted figure with its files (or the error), as they finish.
+        When a worker dies (killed: out of memory?), the pool is lost with
+        every figure not yet drawn; those are drawn again, once, by fresh
+        workers, and a figure whose worker dies twice fails saying so."""
         for r, job in self.local:
             start = time.perf_counter()
-            files, error = render_task(job)
+            files, error, bug = render_task(job)
             r.seconds += time.perf_counter() - start
-            yield r, files, error
-        if self.futures:
-            from concurrent.futures import as_completed
+            yield r, files, error, bug
+        jobs = dict(self.futures)
+        for attempt in (1, 2):
+            lost: list[tuple[Result, RenderJob]] = []
+            yield from self._collect(jobs, lost, last=attempt == 2)
+            if not lost:
+                return
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = self._pool()
+            jobs = {self.pool.submit(render_task, job): (r, job) for r, job in lost}
 
-            for future in as_completed(self.futures):
-                r = self.futures[future]
-                try:
-                    files, error = future.result()
-                except Exception as e:  # a worker died: report it, keep going
-                    files, error = None, f"worker process failed: {e}"
-                yield r, files, error
+    def _collect(self, futures: dict[Future[Any], tuple[Result, RenderJob]],
+                 lost: list[tuple[Result, RenderJob]], last: bool) -> Iterator[Drawn]:
+        from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        for future in as_completed(futures):
+            r, job = futures[future]
+            try:
+                files, error, bug = future.result()
+            except BrokenProcessPool:
+                if not last:
+                    lost.append((r, job))
+                    continue
+                files, error, bug = None, ("a drawing worker died twice drawing this figure "
+                                           "(killed: out of memory?)"), False
+            except Exception as e:  # a worker failed otherwise: report it, keep going
+                files, error, bug = None, f"worker process failed: {e}", True
+            yield r, files, error, bug
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null while the block runs (a process
+    started then inherits that), and is restored after."""
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def render_job(prepared: Prepared | None) -> RenderJob:

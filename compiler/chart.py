@@ -310,9 +310,14 @@ def _stop(lo: float, hi: float, mid: float | None, t: float) -> float:
 def _legend(spec: Spec, domain: tuple[float, float], length: float) -> dict[str, Any]:
     lo, hi = domain
     mid = spec.color.mid if spec.color.mid is not None else (lo + hi) / 2
+    # Labels at the ends and the middle, as many as fit without overlapping
+    # (a one-layer heatmap has a colorbar one cell high).
+    size = spec.font.size or _LABEL_SIZE
+    values = [lo, mid, hi] if length >= 2.4 * size else [lo, hi] if length >= 1.2 * size \
+        else [hi]
     # The title stands beside the colorbar, turned, not above it: the gradient
     # then spans exactly the cells' height.
-    legend: dict[str, Any] = {"values": [lo, mid, hi], "gradientLength": length,
+    legend: dict[str, Any] = {"values": values, "gradientLength": length,
                               "title": spec.legend.title, "titleOrient": "right"}
     if spec.legend.format:
         legend["format"] = spec.legend.format

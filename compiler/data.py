@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +22,15 @@ from typing import Any
 
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, display_path
 from .files import Stamp, looked_at, read_stamped
-from .models import Module, Panel, Spec
+from .models import MAX_LAYER_INDEX, Module, Panel, Spec
 from .source import Document, Loc, read_text
 
-MAX_DATA_BYTES = 200_000_000
+#: Largest data file read. Reading one costs at most ~30 times its size in
+#: memory (tests/test_limits.py measures it): 1.5 GB at this limit.
+MAX_DATA_BYTES = 50_000_000
+#: Most layers one heatmap may draw (the grid is bounded before anything
+#: proportional to it is built).
+MAX_LAYERS = 10_000
 SHOW_MISSING = 5
 #: Problems of one kind shown one by one before the rest are summed up.
 SHOW_REPEATED = 5
@@ -147,7 +154,11 @@ class _Reader:
             self.in_spec(("data", "path"), "reading .parquet files needs pyarrow, which is not "
                          "installed", "pip install 'figspec[parquet]'")
             raise self.fail() from None
-        raw, self.stamps[path] = read_stamped(path)
+        try:
+            raw, self.stamps[path] = read_stamped(path, MAX_DATA_BYTES)
+        except OSError as e:
+            self.in_spec(("data", "path"), f"cannot read {display_path(path)}: {e.strerror}")
+            raise self.fail() from None
         try:
             table = pq.read_table(io.BytesIO(raw))
         except Exception as e:  # pyarrow raises several types for a damaged file
@@ -194,6 +205,9 @@ def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None 
     if not _check_columns(reader, source):
         raise reader.fail()
     rows = [(o, r) for o, r in source.rows if _matches(r, view.data.where)]
+    if not rows and view.data.where:
+        _no_row_matches(reader, source)
+        raise reader.fail()
     if view.data.layout == "params":
         rows = _param_rows(reader, source, rows)
     if view.data.layout == "wide":
@@ -237,6 +251,22 @@ def _check_columns(reader: _Reader, source: _Rows) -> bool:
             reader.in_spec(loc, f"column `{col}` is not in {source.shown}", hint,
                            key=loc[-1] == col)
     return ok
+
+
+def _no_row_matches(reader: _Reader, source: _Rows) -> None:
+    """``where:`` left no row: say which condition, and what the column holds."""
+    where = reader.view.data.where
+    for col, want in where.items():
+        if not any(_matches(r, {col: want}) for _, r in source.rows):
+            held = sorted({_text(r.get(col)) for _, r in source.rows}, key=str)
+            shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10
+                                             else "")
+            reader.in_spec(("data", "where", col), f"no row of {source.shown} has `{col}` "
+                           f"equal to {_show(want)}; the column holds: {shown}",
+                           did_you_mean(str(want), held))
+            return
+    reader.in_spec(("data", "where"), f"no row of {source.shown} matches all of `where:` at "
+                   "once (each condition alone matches some rows)")
 
 
 def _param_rows(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[str, Any]]]
@@ -334,29 +364,41 @@ def _layer_range(reader: _Reader, cells: dict[tuple[int, str], Any]) -> list[int
                                "or above")
             return []
         last = max(seen)
+    if last - layers.first + 1 > MAX_LAYERS:
+        where: Loc = ("layers", "last") if layers.last is not None else ("data",)
+        reader.in_spec(where, f"layers {layers.first} to {last} are {last - layers.first + 1:,} "
+                       f"layers, more than the {MAX_LAYERS:,} a heatmap may have",
+                       "set `layers: {first, last}` to the layers to draw")
+        return []
     return list(range(layers.first, last + 1))
 
 
 def _check_complete(reader: _Reader, source: _Rows, cells: dict[tuple[int, str], Any],
                     layers: list[int]) -> None:
-    missing = [(layer, m.name) for layer in layers for m in reader.view.modules
-               if (layer, m.name) not in cells]
     present_modules = {name for _, name in cells}
-    # A module that is absent altogether was already reported once.
-    missing = [c for c in missing if c[1] in present_modules]
+    # A module that is absent altogether was already reported once. Missing
+    # cells are counted, not listed: a sparse file can leave millions out.
+    names = [m.name for m in reader.view.modules if m.name in present_modules]
+    first, last = layers[0], layers[-1]
+    wanted = set(names)
+    count = len(layers) * len(names) - sum(1 for layer, name in cells
+                                           if name in wanted and first <= layer <= last)
+    if not count:
+        return
+    shown = list(itertools.islice(((layer, name) for layer in layers for name in names
+                                   if (layer, name) not in cells), SHOW_MISSING))
     loc: Loc = ("data", "path") if reader.view.data.path is not None else ("data", "values")
-    first_in_data = min((layer for layer, _ in cells), default=None)
-    if missing and first_in_data is not None and first_in_data > layers[0] and \
-            all(layer < first_in_data for layer, _ in missing):
+    first_in_data = min(layer for layer, _ in cells)
+    if first_in_data > first and count == (first_in_data - first) * len(names):
         reader.in_spec(loc, f"the data starts at layer {first_in_data}, the figure at layer "
-                       f"{layers[0]}: {len(missing)} cells in range have no row in {source.shown}",
+                       f"{first}: {count} cells in range have no row in {source.shown}",
                        f"add `layers: {{first: {first_in_data}}}`")
-    elif missing:
-        shown = ", ".join(f"layer {layer} `{name}`" for layer, name in missing[:SHOW_MISSING])
-        more = f" and {len(missing) - SHOW_MISSING} more" if len(missing) > SHOW_MISSING else ""
-        reader.in_spec(loc, f"{len(missing)} cell{'s' if len(missing) > 1 else ''} in range "
-                       f"{'have' if len(missing) > 1 else 'has'} no row in {source.shown}: "
-                       f"{shown}{more}", "add the rows, or narrow `layers:`")
+        return
+    listed = ", ".join(f"layer {layer} `{name}`" for layer, name in shown)
+    more = f" and {count - len(shown):,} more" if count > len(shown) else ""
+    reader.in_spec(loc, f"{count:,} cell{'s' if count > 1 else ''} in range "
+                   f"{'have' if count > 1 else 'has'} no row in {source.shown}: "
+                   f"{listed}{more}", "add the rows, or narrow `layers:`")
 
 
 # -- values ---------------------------------------------------------------------
@@ -366,35 +408,65 @@ def _in_range(view: Panel, layer: int) -> bool:
     return layer >= view.layers.first and (last is None or layer <= last)
 
 
-def _layer(reader: _Reader, source: _Rows, origin: Origin, raw: Any, column: str) -> int | None:
-    value: int | None = None
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        value = raw
-    elif isinstance(raw, float) and raw.is_integer():
-        value = int(raw)
-    elif isinstance(raw, str):
+#: The number syntax data files define (JSON's, and CSV's in practice): ASCII
+#: digits, a point, an exponent. Python's float() also takes `0_5`, `٥` and
+#: `５`, which would turn typos into data.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity",
+               "-infinity"}
+#: The magnitudes a value may have: Vega's colour
+#: scale divides by the domain's width, which overflows past 1e300 apart and
+#: loses every digit among subnormal numbers (it then draws no cell at all).
+_SMALLEST, _LARGEST = 1e-300, 1e300
+
+
+def parse_number(raw: Any) -> float | None:
+    """A number as the data file wrote it: a JSON number, or text in the number
+    syntax above (``nan``/``inf`` too, refused later as not finite); else None."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, (int, float)):
         try:
-            value = int(raw.strip())
-        except ValueError:
-            value = None
+            return float(raw)
+        except OverflowError:  # a 400-digit integer
+            return math.inf
+    if isinstance(raw, str):
+        text = raw.strip()
+        if _NUMBER.fullmatch(text):
+            return float(text)
+        if text.lower() in _NON_FINITE:
+            return float(text)
+    return None
+
+
+def _layer(reader: _Reader, source: _Rows, origin: Origin, raw: Any, column: str) -> int | None:
+    """One rule for every format: a whole number, written `12` or `12.0`."""
+    number = parse_number(raw)
+    value = None
+    if number is not None and math.isfinite(number) and number.is_integer():
+        value = int(raw) if isinstance(raw, int) else int(number)
     if value is None or value < 0:
         reader.at(origin, source.shown, f"layer {_show(raw)} in column `{column}` is not a "
                   "non-negative whole number", kind="layers that are not whole numbers")
+        return None
+    if value > MAX_LAYER_INDEX:
+        reader.at(origin, source.shown, f"layer {_show(raw)} in column `{column}` is larger "
+                  f"than {MAX_LAYER_INDEX:,}", kind="layers that are not whole numbers")
         return None
     return value
 
 
 def _number(reader: _Reader, source: _Rows, origin: Origin, raw: Any, column: str) -> float | None:
-    value: float | None = None
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        value = float(raw)
-    elif isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            value = None
-    if value is None or not math.isfinite(value):
-        what = "not a finite number" if value is not None else "not a number"
+    value = parse_number(raw)
+    what = None
+    if value is None:
+        what = "not a number"
+    elif not math.isfinite(value):
+        what = "not a finite number"
+    elif abs(value) > _LARGEST or 0 < abs(value) < _SMALLEST:
+        what = (f"outside what a colour scale can compute with (0, or {_SMALLEST:g} to "
+                f"{_LARGEST:g} in size)")
+    if what is not None:
         reader.at(origin, source.shown, f"value {_show(raw)} in column `{column}` is {what}",
                   kind="values that are not finite numbers")
         return None
@@ -416,13 +488,11 @@ def _norm(v: Any) -> str:
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, str):
-        try:
-            f = float(v)
-        except ValueError:
-            return v.strip()
-        return repr(f) if math.isfinite(f) else v.strip()
+        f = parse_number(v)
+        return repr(f) if f is not None and math.isfinite(f) else v.strip()
     if isinstance(v, (int, float)):
-        return repr(float(v))
+        f = parse_number(v)
+        return repr(f) if f is not None and math.isfinite(f) else str(v)
     return json.dumps(v, sort_keys=True)
 
 
@@ -488,9 +558,14 @@ def _jsonl(text: str) -> Parsed:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as e:
             raise _ParseError(number, f"invalid JSON: {e.msg}", column=e.colno) from None
+        except RecursionError:
+            raise _ParseError(number, "JSON nested too deeply") from None
+        except _DuplicateKey as e:
+            raise _ParseError(number, f"key `{e}` appears twice in one record",
+                              "keep one of them") from None
         rows.append((number, _record(record, number)))
         columns.update(dict.fromkeys(record))
     return rows, list(columns)
@@ -498,7 +573,7 @@ def _jsonl(text: str) -> Parsed:
 
 def _json(text: str) -> Parsed:
     """A JSON list of records, each with the line it starts on."""
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
     try:
         pos = _skip(text, 0)
         if pos >= len(text) or text[pos] != "[":
@@ -509,7 +584,11 @@ def _json(text: str) -> Parsed:
         columns: dict[str, None] = {}
         pos = _skip(text, pos + 1)
         while pos < len(text) and text[pos] != "]":
-            record, end = decoder.raw_decode(text, pos)
+            try:
+                record, end = decoder.raw_decode(text, pos)
+            except _DuplicateKey as e:
+                raise _ParseError(text.count("\n", 0, pos) + 1, f"key `{e}` appears twice in "
+                                  "one record", "keep one of them") from None
             line = text.count("\n", 0, pos) + 1
             rows.append((line, _record(record, line)))
             columns.update(dict.fromkeys(record))
@@ -529,10 +608,27 @@ def _json(text: str) -> Parsed:
     return rows, list(columns)
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: a key twice in one object is an error (as in
+    YAML), not the last value silently kept."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def _json_object(text: str, key_column: str, value_column: str) -> Parsed:
     """A JSON object of parameter name -> number, each with the line of its key."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+        raise _ParseError(None, f"parameter `{e}` appears twice", "keep one of them") from None
     except json.JSONDecodeError as e:
         raise _ParseError(e.lineno, f"invalid JSON: {e.msg}", column=e.colno) from None
     except RecursionError:

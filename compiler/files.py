@@ -7,9 +7,13 @@ compares stamps, and everything that writes (``build``, ``render``'s cache).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import os
+import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -56,35 +60,136 @@ def looked_at(path: Path) -> None:
         seen.add(path.absolute())
 
 
-def read_stamped(path: Path) -> tuple[bytes, Stamp]:
+class TooLarge(OSError):
+    """A file larger than the caller allows."""
+
+
+def open_regular(path: Path) -> io.BufferedReader:
+    """``path`` opened for reading if it is a regular file, else OSError: a
+    FIFO is never waited on (opened without blocking, then refused) and a
+    device such as /dev/zero never read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_stamped(path: Path, limit: int | None = None) -> tuple[bytes, Stamp]:
     """A file's bytes and its stamp: stat taken before reading, hash of the
     bytes read. A file edited while it is read thus shows as changed later,
-    never as unchanged."""
+    never as unchanged. More than ``limit`` bytes: TooLarge, having read no
+    more than that."""
     looked_at(path)
-    with path.open("rb") as f:
+    with open_regular(path) as f:
         st = os.fstat(f.fileno())
-        raw = f.read()
+        raw = f.read() if limit is None else f.read(limit + 1)
+    if limit is not None and len(raw) > limit:
+        raise TooLarge(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
     return raw, Stamp(st.st_size, st.st_mtime_ns, hashlib.sha256(raw).hexdigest())
+
+
+#: Bytes read at a time when hashing: memory stays bounded whatever the size.
+_CHUNK = 1 << 20
+
+
+def hash_file(path: Path, size: int) -> str:
+    """SHA-256 of the first ``size`` bytes of a file, streamed."""
+    digest = hashlib.sha256()
+    with open_regular(path) as f:
+        left = size
+        while left > 0:
+            chunk = f.read(min(_CHUNK, left))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    return digest.hexdigest()
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, or OSError when it is not a regular file or is
+    larger than ``limit``: a hostile name never makes us read without end."""
+    with open_regular(path) as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise TooLarge(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
+    return raw
 
 
 def write_atomic(target: Path, content: bytes) -> bool:
     """Write ``content`` to ``target`` through a temporary file and a rename,
     so a reader (or a crash) never sees a truncated file. Returns False, and
     leaves the file untouched, when it already holds exactly ``content``."""
+    return bool(write_together({target: content}))
+
+
+def write_together(contents: dict[Path, bytes]) -> list[Path]:
+    """Write several files so that they change together or not at all: every
+    temporary file is written (and synced) first, and only then renamed over
+    its target, so a full disk or a read-only folder leaves every target as
+    it was (an OSError says why). Files already holding their content are
+    not rewritten. Returns the files written."""
+    pending: list[tuple[str, Path]] = []
     try:
-        if target.stat().st_size == len(content) and target.read_bytes() == content:
-            return False
-    except OSError:
-        pass
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, target)
+        for target, content in contents.items():
+            if _holds(target, content):
+                continue
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                       suffix=TEMP_SUFFIX)
+            pending.append((tmp, target))
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_UMASK)
+        for tmp, target in pending:
+            os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _ in pending:
+            Path(tmp).unlink(missing_ok=True)
         raise
-    return True
+    return [target for _, target in pending]
+
+
+def _holds(target: Path, content: bytes) -> bool:
+    try:
+        st = target.stat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size != len(content):
+            return False
+        with open_regular(target) as f:
+            return f.read(len(content) + 1) == content
+    except OSError:
+        return False
+
+
+#: How figspec's temporary files end; ``.NAME.<random>.tmp`` in the target's folder.
+TEMP_SUFFIX = ".tmp"
+#: A temporary file older than this was left by a write that was killed.
+STALE_TEMP_SECONDS = 3600
+
+
+def sweep_temporaries(folder: Path) -> list[Path]:
+    """Remove temporary files of figspec's own naming that a killed write left
+    in ``folder``. Only old ones: a concurrent build may be writing a fresh one."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(TEMP_SUFFIX) and name.count(".") >= 3):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and \
+                    now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed

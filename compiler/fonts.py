@@ -86,6 +86,25 @@ def text_width(family: str, text: str) -> float:
     return sum(advances.get(ch, 1.0) for ch in text)
 
 
+def missing_characters(family: str, text: str) -> list[str]:
+    """The characters of ``text`` that ``family``'s regular face cannot draw
+    (vl-convert would draw each as an empty box in PNG and PDF)."""
+    if text.isascii():
+        return []  # every shipped family covers ASCII; no font file read
+    covered = _coverage(family)
+    return sorted({ch for ch in text if ch.isprintable() and ord(ch) not in covered})
+
+
+@functools.cache
+def _coverage(family: str) -> frozenset[int]:
+    from fontTools.ttLib import TTFont
+
+    folder = font_dir()
+    if folder is None:
+        return frozenset(range(32, 127))
+    return frozenset(TTFont(str(folder / FAMILIES[family][0]), lazy=True).getBestCmap())
+
+
 @functools.cache
 def _advances(family: str) -> dict[str, float]:
     from fontTools.ttLib import TTFont  # ships with matplotlib; ~50 ms, only when needed

@@ -16,18 +16,20 @@ Altair or vl-convert.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
+import stat
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .diagnostics import display_path
-from .files import Stamp, write_atomic
+from .files import Stamp, hash_file, read_bounded, write_atomic
 
 MANIFEST = ".figspec-manifest.json"
 FORMAT = 1
+#: A manifest larger than this is not read (it is rebuilt): ~1 KB per figure.
+MAX_MANIFEST_BYTES = 64_000_000
 #: Distributions whose versions change the bytes of a figure (matplotlib
 #: ships the fonts; fontTools subsets them into HTML pages).
 _RENDERERS = ("figspec", "vl-convert-python", "altair", "pikepdf", "matplotlib", "fonttools")
@@ -47,19 +49,41 @@ def environment_key() -> str:
 
 def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
     """Whether ``path`` still holds what ``stamp`` recorded; and a refreshed
-    stamp when the content is the same but the stat changed."""
+    stamp when the content is the same but the stat changed. Only a regular
+    file can be the same: a FIFO or a device named by a damaged manifest is
+    never opened (a FIFO would block, /dev/zero never end)."""
     try:
         st = path.stat()
     except OSError:
         return False, None
-    if st.st_size == stamp["size"] and st.st_mtime_ns == stamp["mtime_ns"]:
-        return True, None
-    if st.st_size != stamp["size"]:
+    if not stat.S_ISREG(st.st_mode) or st.st_size != stamp["size"]:
         return False, None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if st.st_mtime_ns == stamp["mtime_ns"]:
+        return True, None
+    try:
+        digest = hash_file(path, st.st_size)
+    except OSError:
+        return False, None
     if digest != stamp["sha256"]:
         return False, None
     return True, {**stamp, "mtime_ns": st.st_mtime_ns}
+
+
+def _valid_stamp(stamp: Any) -> bool:
+    return (isinstance(stamp, dict) and isinstance(stamp.get("size"), int)
+            and isinstance(stamp.get("mtime_ns"), int) and isinstance(stamp.get("sha256"), str))
+
+
+def _valid_entry(key: Any, entry: Any) -> bool:
+    """One figure's record, as :meth:`Manifest.record` writes it."""
+    def stamps(value: Any) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and "\x00" not in k and _valid_stamp(v) for k, v in value.items())
+
+    return (isinstance(key, str) and "\x00" not in key and isinstance(entry, dict)
+            and isinstance(entry.get("name"), str) and "\x00" not in entry["name"]
+            and "/" not in entry["name"] and isinstance(entry.get("env"), str)
+            and stamps(entry.get("inputs")) and stamps(entry.get("outputs")))
 
 
 def env_change(old: str, new: str) -> str:
@@ -110,13 +134,18 @@ class Manifest:
         """The manifest, or an empty one if it is missing or unreadable (then
         everything is rebuilt, which is always safe)."""
         try:
-            data = json.loads((out_dir / MANIFEST).read_text())
-            if data.get("format") == FORMAT and isinstance(data.get("figures"), dict):
-                orphaned = data.get("orphaned")
-                return cls(out_dir, data["figures"], orphaned if isinstance(orphaned, dict) else {})
-        except (OSError, ValueError, AttributeError):
-            pass
-        return cls(out_dir)
+            data = json.loads(read_bounded(out_dir / MANIFEST, MAX_MANIFEST_BYTES))
+        except (OSError, ValueError, RecursionError):
+            return cls(out_dir)
+        if not isinstance(data, dict) or data.get("format") != FORMAT or \
+                not isinstance(data.get("figures"), dict):
+            return cls(out_dir)
+        # A damaged entry is dropped (its figure is rebuilt), never trusted.
+        figures = {k: v for k, v in data["figures"].items() if _valid_entry(k, v)}
+        orphaned = data.get("orphaned")
+        orphaned = {k: v for k, v in orphaned.items() if isinstance(k, str) and "/" not in k
+                    and _valid_stamp(v)} if isinstance(orphaned, dict) else {}
+        return cls(out_dir, figures, orphaned)
 
     def _key(self, path: Path) -> str:
         """Paths are stored relative to the out dir, so a moved project stays valid."""
@@ -214,8 +243,17 @@ class Manifest:
         self.dirty = True
         return removed, kept
 
-    def save(self) -> None:
+    def save(self, *, refresh_only: bool = False) -> None:
+        """Write the manifest. ``refresh_only``: nothing was built, only stamps
+        refreshed; then a read-only out dir is no error (reading must not
+        require writing), the refresh is merely not kept."""
         if not self.dirty:
+            return
+        if refresh_only:
+            try:
+                self.save()
+            except OSError:
+                pass
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"format": FORMAT, "figures": self.entries, "orphaned": self.orphaned},

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from typing import Annotated
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo,
+                      field_validator, model_validator)
 
 from .diagnostics import did_you_mean
 from .fonts import FAMILY_NAMES, family_of
@@ -41,6 +41,13 @@ SEQUENTIAL_SCHEMES = (
 SCHEMES = DIVERGING_SCHEMES + SEQUENTIAL_SCHEMES
 
 FORMATS = ("svg", "png", "pdf", "html")
+#: Bounds that keep a hostile spec from costing time or memory: the largest
+#: layer index, the most modules, and the longest texts (a 10,000-character
+#: title made a 229-megapixel PNG).
+MAX_LAYER_INDEX = 1_000_000_000
+MAX_MODULES = 1_000
+MAX_TITLE = 300
+MAX_LABEL = 100
 DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 
 #: Finds the layer and module in a full parameter name: Llama, Qwen and Mistral
@@ -67,6 +74,12 @@ _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^data:", re.I)
 
 Scalar = str | int | float | bool
+
+
+def _partial(info: ValidationInfo) -> bool:
+    """Validating a partial spec (``_base.yaml``): what is there must be valid,
+    nothing is required (the specs extending it give the rest)."""
+    return bool(info.context and info.context.get("partial"))
 
 
 class Model(BaseModel):
@@ -160,7 +173,9 @@ class Data(Model):
         return re.compile(self.pattern or DEFAULT_PARAM_PATTERN)
 
     @model_validator(mode="after")
-    def _one_source(self) -> Data:
+    def _one_source(self, info: ValidationInfo) -> Data:
+        if _partial(info) and self.path is None and self.values is None:
+            return self  # the spec extending it gives the source
         if (self.path is None) == (self.values is None):
             raise ValueError("give exactly one of `path` (a data file) or `values` (inline records)")
         return self
@@ -169,10 +184,11 @@ class Data(Model):
 class Module(Model):
     """One column of the heatmap."""
 
-    name: str = Field(..., min_length=1, description="The module's name as it appears in the data.",
+    name: str = Field(..., min_length=1, max_length=MAX_TITLE,
+                      description="The module's name as it appears in the data.",
                       examples=["q_proj"])
-    label: str | None = Field(None, description="The label drawn under the column; "
-                              "defaults to the name.", examples=["attn. q"])
+    label: str | None = Field(None, max_length=MAX_LABEL, description="The label drawn under "
+                              "the column; defaults to the name.", examples=["attn. q"])
 
     @model_validator(mode="before")
     @classmethod
@@ -199,7 +215,7 @@ def _preset(v: Any) -> Any:
                      f"`[{v}]`"))
 
 
-Modules = Annotated[list[Module], BeforeValidator(_preset)]
+Modules = Annotated[list[Module], BeforeValidator(_preset), Field(max_length=MAX_MODULES)]
 _MODULES_DOC = ("The x axis, left to right: module names as in the data, each a string or "
                 "{name, label}; or a preset naming an architecture's modules: "
                 + ", ".join(f"`{k}`" for k in MODULE_PRESETS) + ".")
@@ -208,9 +224,11 @@ _MODULES_DOC = ("The x axis, left to right: module names as in the data, each a 
 class Layers(Model):
     """The y axis: which layers are drawn, and how."""
 
-    first: int = Field(0, ge=0, description="First layer drawn.", examples=[0])
-    last: int | None = Field(None, ge=0, description="Last layer drawn; "
-                             "defaults to the largest layer in the data.", examples=[27])
+    first: int = Field(0, ge=0, le=MAX_LAYER_INDEX, description="First layer drawn.",
+                       examples=[0])
+    last: int | None = Field(None, ge=0, le=MAX_LAYER_INDEX, description="Last layer drawn; "
+                             "defaults to the largest layer in the data. At most 10,000 layers "
+                             "are drawn.", examples=[27])
     tick_every: int | None = Field(
         None, gt=0, description="A tick every this many layers from `first`, plus one at "
         "`last`. Default: the smallest of 1, 2, 3, 4, 5, 10, 15, 20, 25, 50, ... that leaves "
@@ -218,7 +236,8 @@ class Layers(Model):
         examples=[4])
     zero_at: Literal["bottom", "top"] = Field("bottom", description="Where layer `first` is drawn.",
                                               examples=["top"])
-    title: str | None = Field("layer", description="Title of the layer axis; null for none.",
+    title: str | None = Field("layer", max_length=MAX_LABEL,
+                              description="Title of the layer axis; null for none.",
                               examples=["layer", None])
 
     @model_validator(mode="after")
@@ -297,7 +316,7 @@ def _check_d3_format(v: str | None) -> str | None:
 class Legend(Model):
     """The colorbar on the right."""
 
-    title: str | None = Field(None, description="Title above the colorbar.",
+    title: str | None = Field(None, max_length=MAX_LABEL, description="Title of the colorbar.",
                               examples=["update ratio"])
     format: str | None = Field(None, description="d3-format specifier for the colorbar's labels "
                                "(https://d3js.org/d3-format); default: Vega's choice.",
@@ -421,7 +440,7 @@ class Panel(Model):
     written at the top level apply to every panel; a panel's own override
     them (its `data` merges key by key)."""
 
-    title: str | None = Field(None, description="Title above this panel.",
+    title: str | None = Field(None, max_length=MAX_TITLE, description="Title above this panel.",
                               examples=["Qwen2.5-7B"])
     data: Data | None = Field(None, title="Data", description="Where this panel's numbers come "
                               "from, merged over the top-level `data`.",
@@ -430,7 +449,9 @@ class Panel(Model):
                                     "the top-level `modules`.", examples=["llama"])
 
     @model_validator(mode="after")
-    def _complete(self) -> Panel:
+    def _complete(self, info: ValidationInfo) -> Panel:
+        if _partial(info):
+            return self
         missing = [k for k in ("data", "modules") if getattr(self, k) is None]
         if missing:
             raise ValueError(f"missing `{missing[0]}`: give it in this panel or at the top level")
@@ -445,7 +466,7 @@ class Spec(Model):
     model_config = ConfigDict(title="figspec", json_schema_extra={
         "$comment": "Generated by `figspec schema` from compiler/models.py; do not edit."})
 
-    title: str | None = Field(None, description="Chart title.",
+    title: str | None = Field(None, max_length=MAX_TITLE, description="Chart title.",
                               examples=["Qwen2.5-1.5B: update ratio"])
     extends: str | None = Field(
         None, description="Another spec file (relative to this one) whose fields this spec "
@@ -500,15 +521,15 @@ class Spec(Model):
     @classmethod
     def _increasing(cls, v: tuple[float, float] | str | None) -> tuple[float, float] | str | None:
         if isinstance(v, tuple):
-            if not all(math.isfinite(x) for x in v):
-                raise ValueError("must be two finite numbers")
+            if not all(math.isfinite(x) and (x == 0 or 1e-300 <= abs(x) <= 1e300) for x in v):
+                raise ValueError("must be two finite numbers, each 0 or 1e-300 to 1e300 in size")
             if not v[0] < v[1]:
                 raise ValueError(f"must be increasing (low, high), got [{v[0]}, {v[1]}]")
         return v
 
     @model_validator(mode="after")
-    def _views(self) -> Spec:
-        if self.panels is None:
+    def _views(self, info: ValidationInfo) -> Spec:
+        if self.panels is None and not _partial(info):
             missing = [k for k in ("data", "modules") if getattr(self, k) is None]
             if missing:
                 raise ValueError(f"missing required key `{missing[0]}`")

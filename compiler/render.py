@@ -31,6 +31,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 FORMATS = ("svg", "png", "pdf", "html")
+#: Largest PNG drawn, in pixels: 60 megapixels is ~240 MB of pixmap.
+MAX_PNG_PIXELS = 60_000_000
+
+
+class TooLargeToDraw(ValueError):
+    """The drawing, as Vega laid it out, would make too large a PNG."""
 #: SVG width and height attributes, and the same in points: ("3.25in", "2.4in", 234.0, 172.8)
 Size = tuple[str, str, float, float]
 #: Number and date formatting are fixed, whatever the machine's settings.
@@ -249,6 +255,13 @@ def render(vl: dict[str, Any], formats: Iterable[str], *, scale: float = 2.0,
             w, h = drawn_size(svg)
             size = (f"{w:g}pt", f"{h:g}pt", w, h)
         box = (size[2], size[3])
+        # The real drawn size, not an estimate: long text can make a drawing
+        # far wider than its cells.
+        pixels = box[0] * box[1] * scale ** 2
+        if "png" in formats and pixels > MAX_PNG_PIXELS:
+            raise TooLargeToDraw(f"the PNG would have {pixels / 1e6:.0f} million pixels "
+                                 f"({box[0]:g} x {box[1]:g} pt), more than "
+                                 f"{MAX_PNG_PIXELS / 1e6:.0f} million")
         in_points = sized(svg, f"{box[0]:g}", f"{box[1]:g}", box)
         svg = sized(svg, size[0], size[1], box)
     for fmt in formats:
@@ -276,20 +289,57 @@ class RenderJob:
     size: Size | None = None
 
 
-def render_task(job: RenderJob) -> tuple[dict[str, bytes] | None, str | None]:
+#: What a worker returns: the files, or why there are none and whether that is
+#: figspec's fault (a bug) rather than the figure's (too large to draw).
+Drawing = tuple["dict[str, bytes] | None", "str | None", bool]
+
+
+def render_task(job: RenderJob) -> Drawing:
     """Runs in a worker: the figure's files, or the error that stopped them
     (reported for that figure; the build goes on)."""
     try:
         return render(job.vegalite, job.formats, scale=job.scale, title=job.title,
-                      size=job.size), None
+                      size=job.size), None, False
+    except TooLargeToDraw as e:
+        return None, str(e), False
     except Exception as e:
-        return None, f"{type(e).__name__}: {e}"
+        return None, f"{type(e).__name__}: {e}", True
 
 
-def warm_up() -> None:
-    """Run one tiny conversion: vl-convert's first one in a process costs ~1 s."""
+def warm_up(parent: int | None = None) -> None:
+    """Run one tiny conversion: vl-convert's first one in a process costs ~1 s.
+    In a worker, also watch the process that started the build: a worker
+    outlives it never (killed with -9, it cannot tell its workers)."""
+    if parent is not None:
+        import threading
+
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     vl = {"data": {"values": [{"v": 1}]}, "mark": "rect",
           "encoding": {"color": {"field": "v", "type": "quantitative"}}}
     svg = to_svg(vl)
     svg_to_png(svg, 1)
     svg_to_pdf(svg)
+
+
+def _exit_with(pid: int, every: float = 0.5) -> None:
+    """End this process as soon as process ``pid`` is gone (or a zombie: dead,
+    but not yet waited for by its own parent)."""
+    while True:
+        time.sleep(every)
+        if not _alive(pid):
+            os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: kill(0) is all we know
+    return state not in (b"Z", b"X")

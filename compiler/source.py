@@ -10,7 +10,11 @@ we then build plain Python values from that graph ourselves, so that
   during composition and during expansion (an anchor may refer to itself);
 * duplicate keys are errors instead of silently keeping the last one;
 * every value keeps its position: :meth:`Document.locate` maps a location
-  path such as ``("modules", 2, "name")`` to a line and column.
+  path such as ``("modules", 2, "name")`` to a line and column;
+* plain scalars are read as YAML 1.2's core schema says, as editors' YAML
+  language servers and JSON do, not as YAML 1.1 (PyYAML's default), which
+  made ``where: {country: NO}`` false, ``{run: 012}`` 10 and ``{time: 1:30}``
+  90: here they are the text ``NO``, the number 12 and the text ``1:30``.
 """
 
 from __future__ import annotations
@@ -19,14 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import math
+import re
+
 import yaml
 from yaml.composer import Composer
-from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
-from yaml.resolver import Resolver
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import BaseResolver
+from yaml.scanner import Scanner
 
 from .diagnostics import Diagnostic, FigspecError, display_path
-from .files import Stamp, read_stamped
+from .files import Stamp, TooLarge, read_stamped
 
 MAX_DEPTH = 64
 MAX_NODES = 200_000
@@ -34,18 +43,63 @@ MAX_BYTES = 10_000_000
 
 Loc = tuple[str | int, ...]
 
-_SCALAR_TAGS = {
-    "tag:yaml.org,2002:str",
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
-}
-# Timestamps are read as the text written: a spec has no use for dates, and
-# plain strings keep every value JSON-compatible.
+_STR, _INT, _FLOAT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}"
+                                    for t in ("str", "int", "float", "bool", "null"))
+_SCALAR_TAGS = {_STR, _INT, _FLOAT, _BOOL, _NULL}
+# Timestamps (explicitly tagged) are read as the text written: a spec has no
+# use for dates, and plain strings keep every value JSON-compatible.
 _AS_TEXT_TAGS = {"tag:yaml.org,2002:timestamp"}
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAP_TAG = "tag:yaml.org,2002:map"
+
+
+class _Core12(BaseResolver):
+    """Plain scalars resolved by YAML 1.2's core schema (section 10.3.2)."""
+
+
+for _tag, _pattern, _first in (
+    (_NULL, r"~|null|Null|NULL|", "~nN"),
+    (_BOOL, r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    (_INT, r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    (_FLOAT, r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+             r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)", "-+.0123456789"),
+    # Not YAML 1.2, but recognised so that `<<:` is refused with its own message.
+    ("tag:yaml.org,2002:merge", r"<<", "<"),
+):
+    _Core12.add_implicit_resolver(_tag, re.compile(f"^(?:{_pattern})$"),
+                                  list(_first) + ([""] if _tag == _NULL else []))
+
+
+def construct_scalar(tag: str, value: str) -> Any:
+    """A core-schema scalar's value; ValueError when the text is not of its
+    (explicit) tag."""
+    if tag == _STR:
+        return value
+    if tag == _NULL:
+        if value not in ("~", "null", "Null", "NULL", ""):
+            raise ValueError(f"{value!r} is not null")
+        return None
+    if tag == _BOOL:
+        if value.lower() not in ("true", "false"):
+            raise ValueError(f"{value!r} is not true or false")
+        return value.lower() == "true"
+    if tag == _INT:
+        text = value.strip()
+        sign = -1 if text.startswith("-") else 1
+        digits = text.lstrip("+-")
+        if digits[:2] in ("0o", "0x"):
+            return sign * int(digits[2:], 8 if digits[1] == "o" else 16)
+        if not digits.isascii() or not digits.isdigit():
+            raise ValueError(f"{value!r} is not a whole number")
+        return sign * int(digits)
+    text = value.strip().lower()
+    if text.lstrip("+-") == ".inf":
+        return -math.inf if text.startswith("-") else math.inf
+    if text == ".nan":
+        return math.nan
+    if not re.fullmatch(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:e[-+]?[0-9]+)?", text):
+        raise ValueError(f"{value!r} is not a number")
+    return float(text)
 
 
 @dataclass
@@ -160,17 +214,24 @@ class _DepthLimit(Composer):
             self._depth -= 1
 
 
-class _PyLoader(_DepthLimit, yaml.SafeLoader):
+class _PyLoader(Reader, Scanner, Parser, _DepthLimit, _Core12):
     """PyYAML's own parser (Python): slower, but it has no nesting limit of
     its own, so our composer's limit is the one that speaks."""
 
     offsets_in_bytes = False
 
+    def __init__(self, text: str):
+        Reader.__init__(self, text)
+        Scanner.__init__(self)
+        Parser.__init__(self)
+        _DepthLimit.__init__(self)
+        _Core12.__init__(self)
+
 
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
-    class _CLoader(CParser, _DepthLimit, Resolver):  # type: ignore[misc]
+    class _CLoader(CParser, _DepthLimit, _Core12):  # type: ignore[misc]
         """libyaml's parser (C, a state machine: no recursion) for events, ten
         times faster than PyYAML's; the composer stays ours, in Python."""
 
@@ -180,7 +241,7 @@ if yaml.__with_libyaml__:
         def __init__(self, text: str):
             CParser.__init__(self, text)
             _DepthLimit.__init__(self)
-            Resolver.__init__(self)
+            _Core12.__init__(self)
 
         get_single_node = Composer.get_single_node
 
@@ -208,18 +269,19 @@ def read_text(path: Path, max_bytes: int = MAX_BYTES) -> tuple[str, Stamp]:
     cannot be read as UTF-8."""
     shown = display_path(path)
     try:
-        raw, stamp = read_stamped(path)
+        raw, stamp = read_stamped(path, max_bytes)
     except FileNotFoundError:
         raise FigspecError([Diagnostic(shown, message="no such file")]) from None
     except IsADirectoryError:
         raise FigspecError([Diagnostic(shown, message="is a directory, not a file")]) from None
+    except TooLarge:
+        raise FigspecError([Diagnostic(shown, 1, 1, f"file is larger than {max_bytes:,} bytes")]
+                           ) from None
     except OSError as e:
         raise FigspecError([Diagnostic(shown, message=f"cannot read: {e.strerror}")]) from None
     if b"\x00" in raw:
         line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
         raise FigspecError([Diagnostic(shown, line, 1, "binary file (contains NUL bytes), not text")])
-    if len(raw) > max_bytes:
-        raise FigspecError([Diagnostic(shown, 1, 1, f"file is larger than {max_bytes:,} bytes")])
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -230,6 +292,14 @@ def read_text(path: Path, max_bytes: int = MAX_BYTES) -> tuple[str, Stamp]:
                         "save the file as UTF-8")]
         ) from None
     return text, stamp
+
+
+def _char_at(text: str, mark: Any) -> str:
+    """The character a parser's mark points at ('' past the end)."""
+    lines = text.splitlines(keepends=True)
+    if mark.line < len(lines) and mark.column < len(lines[mark.line]):
+        return lines[mark.line][mark.column]
+    return ""
 
 
 def load_yaml(path: Path) -> Document:
@@ -270,8 +340,8 @@ def load_yaml(path: Path) -> Document:
             hint = "close the bracket opened before, or quote values that hold `:`, `,` or `#`"
         elif "another document" in problem:
             hint = "a spec is one document: remove the `---` line"
-        elif "found character '\\t'" in problem:
-            hint = "indent with spaces, not tabs"
+        elif "found character '\\t'" in problem or (mark and _char_at(text, mark) == "\t"):
+            hint = "indent with spaces, not tabs"  # libyaml does not name the character
         raise FigspecError([Diagnostic(shown, line, col, f"YAML syntax error: {problem}",
                                        hint)]) from None
     except yaml.YAMLError as e:
@@ -294,7 +364,6 @@ class _Builder:
         self.doc = doc
         self.count = 0
         self.problems: list[Diagnostic] = []
-        self._constructor = SafeConstructor()
 
     def _problem(self, node: Node, message: str, hint: str | None = None) -> None:
         m = node.start_mark
@@ -326,8 +395,8 @@ class _Builder:
             self._problem(node, f"tag `{show_tag(node.tag)}` is not allowed", "remove the tag")
             return None
         try:
-            return self._constructor.construct_object(node, deep=False)
-        except (yaml.YAMLError, ValueError) as e:
+            return construct_scalar(node.tag, node.value)
+        except ValueError as e:
             self._problem(node, f"invalid {node.tag.rsplit(':', 1)[-1]}: {e}")
             return None
 

@@ -129,7 +129,16 @@ def _spread_panels(doc: Document) -> None:
             panels[i] = overlay(shared, (doc, ()), panel, ("panels", i), doc.origins)
 
 
-def validate(doc: Document) -> Spec:
+def load_partial(path: Path, project: Settings | None = None, root: Path | None = None) -> Document:
+    """Check a partial spec as a partial: everything in it (and in what it
+    extends) must be valid; nothing is required. Raises FigspecError."""
+    doc = inherit(load_yaml(path), None, root)
+    if doc.data is not None:
+        validate(doc, partial=True)
+    return doc
+
+
+def validate(doc: Document, partial: bool = False) -> Spec:
     if doc.data is None:
         raise FigspecError([doc.diagnostic((), "empty spec: expected a mapping with at least "
                                            "`data` and `modules`")])
@@ -139,7 +148,7 @@ def validate(doc: Document) -> Spec:
         raise FigspecError([doc.diagnostic((), f"a spec must be a mapping of keys to values, "
                                            f"not {kind}", "start with `data:` and `modules:`")])
     try:
-        spec = Spec.model_validate(doc.data)
+        spec = Spec.model_validate(doc.data, context={"partial": partial})
     except ValidationError as e:
         problems: list[Diagnostic] = []
         for err in _one_branch(e.errors()):  # an inherited mistake: once, not once per panel
@@ -201,11 +210,13 @@ def _same_place(a: Diagnostic, b: Diagnostic) -> bool:
 def _listed_twice(doc: Document, spec: Spec) -> list[Diagnostic]:
     """A module listed twice, by name or by label, is reported at the second one."""
     problems: list[Diagnostic] = []
-    for v, view in enumerate(spec.views):
-        base = spec.view_loc(v)
+    # Each list of modules with where it was written (a partial spec may have none).
+    lists = [(("panels", v), panel.modules) for v, panel in enumerate(spec.panels or [])] \
+        if spec.panels is not None else [((), spec.modules)]
+    for base, modules in lists:
         for attr, what in (("name", "module"), ("shown", "label")):
             first: dict[str, int] = {}
-            for i, m in enumerate(view.modules):
+            for i, m in enumerate(modules or []):
                 key = getattr(m, attr)
                 if key in first:
                     line = doc.locate(base + ("modules", first[key]))[0]

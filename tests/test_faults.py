@@ -1,0 +1,201 @@
+"""Faults of the machine: a full disk, a read-only or missing out dir, a build
+killed (-9, SIGTERM) or whose worker is killed. Real tmpfs mounts, real
+signals, real child processes; skipped, saying why, where the machine does
+not allow them (mounting needs root)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import support
+from compiler.builder import Options, build, status
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def specs(project: Path, n: int, extra: str = "output: {formats: [svg, png, pdf]}\n") -> None:
+    for i in range(n):
+        support.write(project / "specs" / f"f{i:03d}.yaml", support.spec_text(extra=extra))
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """A real tmpfs of 1 MB, unmounted afterwards."""
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'not root'})")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def change_data(project: Path) -> None:
+    rows = support.long_rows()
+    rows[0]["value"] = 0.5
+    support.write_csv(project / "data" / "cells.csv", rows)
+
+
+def test_a_full_disk_leaves_every_figure_whole_and_says_so(project: Path, tmpfs: Path, run):
+    specs(project, 2)
+    assert run("build", "--out", str(tmpfs), "-j", "1")[0] == 0
+    before = contents(tmpfs)
+    filler = tmpfs / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:  # fill the disk to the last byte
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    change_data(project)
+    code, out, err = run("build", "--out", str(tmpfs), "-j", "1")
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.count("cannot write the figure: No space left on device") == 2
+    after = contents(tmpfs)
+    del after["filler"]
+    # Every figure is all old (never a new SVG beside an old PNG), and no
+    # temporary file is left behind.
+    assert {k: v for k, v in after.items() if not k.startswith(".figspec")} == \
+        {k: v for k, v in before.items() if not k.startswith(".figspec")}
+    assert not [n for n in os.listdir(tmpfs) if n.endswith(".tmp")]
+    filler.unlink()  # room again: the next build writes the new figures
+    assert run("build", "--out", str(tmpfs), "-j", "1")[0] == 0
+    assert contents(tmpfs)["f000.svg"] != before["f000.svg"]
+
+
+def test_a_read_only_out_dir(project: Path, tmpfs: Path, run):
+    specs(project, 2)
+    assert run("build", "--out", str(tmpfs))[0] == 0
+    (project / "data" / "cells.csv").touch()  # stamps to refresh, nothing to build
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    for command in (["status"], ["build"], ["build", "--dry-run"]):
+        code, out, err = run(*command, "--out", str(tmpfs))
+        assert (code, "Traceback" in err) == (0, False), (command, err)
+    change_data(project)
+    code, _, err = run("build", "--out", str(tmpfs))
+    assert code == 1 and "Traceback" not in err
+    assert err.count("cannot write the figure: Read-only file system") == 2
+
+
+@pytest.mark.parametrize("what", ["a file", "a dangling symlink"])
+def test_an_out_dir_that_cannot_be_one(project: Path, run, what: str):
+    specs(project, 2)
+    out = project / "out"
+    if what == "a file":
+        out.write_text("not a folder")
+    else:
+        out.symlink_to(project / "nowhere" / "deeper")
+    code, _, err = run("build", "-j", "1")
+    assert code == 1 and "Traceback" not in err
+    assert err.count("cannot write the figure") == 2
+
+
+def test_stale_temporaries_are_swept_fresh_ones_kept(project: Path):
+    specs(project, 1)
+    out = project / "out"
+    out.mkdir()
+    old, fresh = out / ".f000.svg.k3j4h5g6.tmp", out / ".f000.png.a1b2c3d4.tmp"
+    old.write_bytes(b"half a figure")
+    fresh.write_bytes(b"another build's, being written")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    build([project / "specs"], Options(out_dir=out, jobs=1))
+    assert not old.exists() and fresh.exists()
+
+
+# -- killed builds ----------------------------------------------------------------
+
+def marked_env() -> tuple[dict[str, str], str]:
+    """An environment whose mark every child process inherits, to find them."""
+    mark = uuid.uuid4().hex
+    return {**os.environ, "FIGSPEC_TEST_MARK": mark}, mark
+
+
+def processes_with(mark: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"FIGSPEC_TEST_MARK={mark}".encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def start_build(project: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    env, mark = marked_env()
+    proc = subprocess.Popen([sys.executable, "-m", "compiler", "build", *args], cwd=project,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return proc, mark
+
+
+def wait_for(condition, seconds: float = 60) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def workers_started(mark: str, proc: subprocess.Popen) -> bool:
+    return len([p for p in processes_with(mark) if p != proc.pid]) >= 3  # forkserver + 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_build_leaves_no_process_behind(project: Path, sig: int):
+    specs(project, 40)
+    proc, mark = start_build(project, "-j", "2")
+    assert wait_for(lambda: workers_started(mark, proc))
+    proc.send_signal(sig)
+    # The caller reading the build's output sees its end: nothing holds it open.
+    out, err = proc.communicate(timeout=30)
+    assert wait_for(lambda: not processes_with(mark), 15), processes_with(mark)
+    if sig == signal.SIGTERM:  # as Ctrl-C: quietly, status 130
+        assert proc.returncode == 130 and b"Traceback" not in err
+
+
+def test_a_build_killed_half_way_keeps_what_it_built(project: Path):
+    specs(project, 40)
+    proc, mark = start_build(project, "-j", "1")
+    assert wait_for(lambda: len(list((project / "out").glob("*.pdf"))) >= 5)
+    time.sleep(0.6)  # the manifest is saved at least every half second
+    proc.kill()
+    proc.communicate(timeout=30)
+    written = {p.stem for p in (project / "out").glob("*.pdf")}
+    results = status([project / "specs"], Options(out_dir=project / "out"))
+    up_to_date = {r.spec.stem for r in results if r.status == "up to date"}
+    assert len(up_to_date) >= 5 and up_to_date <= written
+
+
+def test_a_worker_killed_mid_build_is_replaced_and_its_figures_drawn(project: Path):
+    """As the kernel's out-of-memory killer would: the figures it had not
+    drawn are drawn by fresh workers, and nothing is called a bug."""
+    specs(project, 40)
+    proc, mark = start_build(project, "-j", "2")
+    assert wait_for(lambda: workers_started(mark, proc))
+    assert wait_for(lambda: len(list((project / "out").glob("*.pdf"))) >= 2)
+    server = min(p for p in processes_with(mark) if p != proc.pid)  # the forkserver came first
+    workers = [p for p in processes_with(mark) if p not in (proc.pid, server)]
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert b"bug" not in err
+    assert len(list((project / "out").glob("*.pdf"))) == 40
