@@ -560,7 +560,8 @@ def render_job(prepared: Prepared | None) -> RenderJob:
     spec = prepared.loaded.spec
     fig = prepared.figure
     return RenderJob(fig.vegalite, tuple(spec.output.formats), fig.png_scale,
-                     spec.title or prepared.loaded.name, fig.svg_size)
+                     spec.title or prepared.loaded.name, fig.svg_size,
+                     sum(len(t.layers) * len(t.modules) for t in prepared.tables))
 
 
 def compile_spec(path: Path, options: Options = Options()) -> dict:

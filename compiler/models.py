@@ -398,7 +398,8 @@ class Annotate(Model):
 class Output(Model):
     """Which files are written."""
 
-    name: str | None = Field(None, description="Base name of the files written into the out dir; "
+    name: str | None = Field(None, max_length=200,
+                             description="Base name of the files written into the out dir; "
                              "defaults to the spec's file name. A plain file name, no folders.",
                              examples=["fig3a"])
     formats: list[Literal["svg", "png", "pdf", "html"]] = Field(

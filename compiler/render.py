@@ -35,7 +35,11 @@ FORMATS = ("svg", "png", "pdf", "html")
 MAX_PNG_PIXELS = 60_000_000
 
 
-class TooLargeToDraw(ValueError):
+class NotDrawable(ValueError):
+    """The figure cannot be drawn as asked (the message says why): not a bug."""
+
+
+class TooLargeToDraw(NotDrawable):
     """The drawing, as Vega laid it out, would make too large a PNG."""
 #: SVG width and height attributes, and the same in points: ("3.25in", "2.4in", 234.0, 172.8)
 Size = tuple[str, str, float, float]
@@ -241,7 +245,8 @@ def _subset(path: Path, text: str) -> bytes:
 
 
 def render(vl: dict[str, Any], formats: Iterable[str], *, scale: float = 2.0,
-           title: str = "figure", size: Size | None = None) -> dict[str, bytes]:
+           title: str = "figure", size: Size | None = None,
+           cells: int | None = None) -> dict[str, bytes]:
     """The requested formats' bytes, drawing the Vega once. Every format has
     one physical size: a drawing unit is a point (1/72 in). The SVG says its
     size in points, or with ``size`` in the unit written there (``3.25in``);
@@ -249,6 +254,8 @@ def render(vl: dict[str, Any], formats: Iterable[str], *, scale: float = 2.0,
     formats = list(formats)
     out: dict[str, bytes] = {}
     svg = to_svg(vl) if {"svg", "png", "pdf"} & set(formats) else ""
+    if svg and cells is not None:
+        _check_cells(svg, cells)
     in_points = svg
     if svg:
         if size is None:
@@ -287,6 +294,8 @@ class RenderJob:
     scale: float
     title: str
     size: Size | None = None
+    #: the cells Vega must draw (None: not checked)
+    cells: int | None = None
 
 
 #: What a worker returns: the files, or why there are none and whether that is
@@ -294,13 +303,26 @@ class RenderJob:
 Drawing = tuple["dict[str, bytes] | None", "str | None", bool]
 
 
+#: How Vega's SVG marks each drawn cell (the container says "rect mark container").
+_CELL = 'aria-roledescription="rect mark"'
+
+
+def _check_cells(svg: str, cells: int) -> None:
+    """Vega drops a cell it cannot scale (and logs, at most): a figure missing
+    cells is never written."""
+    drawn = svg.count(_CELL)
+    if drawn < cells:
+        raise NotDrawable(f"Vega drew {drawn} of the {cells} cells; a value its colour scale "
+                          "cannot compute with?")
+
+
 def render_task(job: RenderJob) -> Drawing:
     """Runs in a worker: the figure's files, or the error that stopped them
     (reported for that figure; the build goes on)."""
     try:
         return render(job.vegalite, job.formats, scale=job.scale, title=job.title,
-                      size=job.size), None, False
-    except TooLargeToDraw as e:
+                      size=job.size, cells=job.cells), None, False
+    except NotDrawable as e:
         return None, str(e), False
     except Exception as e:
         return None, f"{type(e).__name__}: {e}", True

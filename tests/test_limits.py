@@ -348,3 +348,25 @@ def test_a_one_cell_colorbar_has_no_overlapping_labels(project: Path):
     sg = support.scenegraph(compile_spec(spec))
     ys = sorted(label["y"] for label in support.placed(sg, "legend-label"))
     assert all(b - a >= 10 for a, b in zip(ys, ys[1:])), ys
+
+
+def test_a_figure_vega_draws_without_its_cells_is_never_written(project: Path):
+    """Should a value slip past the checks, the drawing is counted: Vega drops
+    cells it cannot scale, and such a figure must not be written."""
+    from compiler.render import RenderJob, render_task
+
+    vl = {"data": {"values": [{"m": "a", "v": 0.0}, {"m": "b", "v": 5e-320}]},
+          "mark": "rect", "encoding": {"x": {"field": "m", "type": "nominal"},
+                                       "color": {"field": "v", "type": "quantitative"}}}
+    files, error, bug = render_task(RenderJob(vl, ("svg",), 1, "t", cells=2))
+    assert files is None and not bug
+    assert error.startswith("Vega drew 0 of the 2 cells")
+    files, error, _ = render_task(RenderJob({**vl, "data": {"values": [{"m": "a", "v": 1}]}},
+                                            ("svg",), 1, "t", cells=1))
+    assert error is None and files is not None
+
+
+def test_an_output_name_too_long_for_a_file_system(project: Path, run):
+    fig(project, f"output: {{name: {'n' * 250}}}\n")
+    code, err = check(run)
+    assert code == 1 and "output.name: string should have at most 200 characters" in err
