@@ -17,9 +17,10 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
 
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path
+from .events import Event, FigureDone, Finished, Started, Waiting
 from .files import Stamp, recording, sweep_temporaries, write_atomic, write_together
 from .manifest import Manifest, environment_key
 from .render import MAX_PNG_PIXELS, RenderJob, render_task, warm_up
@@ -318,17 +319,24 @@ def status(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
 
 # -- building ---------------------------------------------------------------------
 
-Progress = Callable[[Result, int, int], None]
+def build(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
+    """Draw and write every figure that is not up to date; keep going past
+    failures. One Result per spec (and per unreadable folder)."""
+    for event in build_events(paths, options):
+        if isinstance(event, Finished):
+            return event.results
+    raise AssertionError("a build always finishes")  # pragma: no cover
 
 
-def build(paths: Sequence[Path], options: Options = Options(),
-          progress: Progress | None = None) -> list[Result]:
-    """Draw and write every figure that is not up to date; keep going past failures.
+def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterator[Event]:
+    """The build as events: Started, a FigureDone per spec as it is done,
+    Finished. Closing the iterator early stops the build (its workers too).
 
     Stale specs are checked here one by one and each valid one goes to the
     drawing workers at once, so drawing overlaps checking. Files are written
     only after every spec was checked: a clash of output names, found then,
     must not overwrite anything."""
+    start = time.perf_counter()
     manifest = Manifest.load(options.out_dir)
     sweep_temporaries(options.out_dir)
     unreadable: list[Result] = []
@@ -337,9 +345,10 @@ def build(paths: Sequence[Path], options: Options = Options(),
     results = {s: Result(s, "up to date", name=manifest.name_of(s)) for s in specs
                if reasons[s] is None}
     stale = [s for s in specs if reasons[s] is not None]
-    counter = _Counter(len(specs), progress)
-    for r in results.values():
-        counter.finish(r)
+    count = _Count(len(specs) + len(unreadable))
+    yield Started(count.total)
+    for r in [*unreadable, *results.values()]:
+        yield count.done(r)
     with _Drawer(options.jobs, len(stale)) as drawer:
         for s in stale:
             r = results[s] = _check_one(s, options, reasons[s])
@@ -347,22 +356,31 @@ def build(paths: Sequence[Path], options: Options = Options(),
                 drawer.submit(r, render_job(r.prepared))
         ordered = [results[s] for s in specs]
         _check_unique_names(ordered)
-        for r in ordered:
-            if r.status == "failed":
-                counter.finish(r)
+        for s in stale:  # failed checks, partial specs: done now
+            if not drawer.drawing(results[s]):
+                yield count.done(results[s])
         saver = _Saver(manifest)
         for r, files, error, bug in drawer.results():
-            if r.status == "failed":  # a name clash found after it was sent to draw
-                continue
-            if files is None:
-                _render_failed(r, error, bug)
-            else:
-                _write(r, files, options, manifest)
-                if r.status == "built":
-                    saver.soon()
-            counter.finish(r)
+            if r.status != "failed":  # else a name clash found after it was sent to draw
+                if files is None:
+                    _render_failed(r, error, bug)
+                else:
+                    _write(r, files, options, manifest)
+                    if r.status == "built":
+                        saver.soon()
+            yield count.done(r)
     saver.done()
-    return unreadable + ordered
+    yield Finished(unreadable + ordered, time.perf_counter() - start)
+
+
+@dataclass
+class _Count:
+    total: int
+    so_far: int = 0
+
+    def done(self, r: Result) -> FigureDone:
+        self.so_far += 1
+        return FigureDone(r, self.so_far, self.total)
 
 
 class _Saver:
@@ -402,18 +420,6 @@ def _render_failed(r: Result, error: str | None, bug: bool = True) -> None:
 def _bug(spec: Path, error: str | None) -> Diagnostic:
     return Diagnostic(display_path(spec), message=f"rendering failed: {error}",
                       hint="this is a bug in figspec; please report it")
-
-
-@dataclass
-class _Counter:
-    total: int
-    progress: Progress | None
-    done: int = 0
-
-    def finish(self, r: Result) -> None:
-        self.done += 1
-        if self.progress:
-            self.progress(r, self.done, self.total)
 
 
 def _write(r: Result, files: dict[str, bytes], options: Options, manifest: Manifest) -> None:
@@ -492,6 +498,11 @@ class _Drawer:
             worker.kill()
         with contextlib.suppress(Exception):
             self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def drawing(self, r: Result) -> bool:
+        """Whether ``r`` was sent to be drawn."""
+        return any(x is r for x, _ in self.local) or \
+            any(x is r for x, _ in self.futures.values())
 
     def submit(self, r: Result, job: RenderJob) -> None:
         if self.pool is None:
@@ -608,22 +619,22 @@ def snapshot(paths: Sequence[Path], options: Options, failed: Iterable[Result] =
     return stats
 
 
-def watch(paths: Sequence[Path], options: Options, on_build: Callable[[list[Result]], None],
-          progress: Progress | None = None, poll: float = 0.5,
-          rounds: int | None = None) -> None:
-    """Build, then rebuild whenever a spec or an input changes, until interrupted
-    (or after ``rounds`` builds, for tests). Polls: no dependency, and cheap."""
-    count = 0
+def watch(paths: Sequence[Path], options: Options, poll: float = 0.5) -> Iterator[Event]:
+    """Build, then build again whenever a spec, a file a figure was built from,
+    or a file a failed figure looked at changes: the events of every build,
+    and Waiting between them, for as long as the consumer takes them. Polls:
+    no dependency, and cheap (a stat per file per round)."""
     while True:
-        results = build(paths, options, progress)
-        on_build(results)
-        count += 1
-        if rounds is not None and count >= rounds:
-            return
+        results: list[Result] = []
+        for event in build_events(paths, options):
+            if isinstance(event, Finished):
+                results = event.results
+            yield event
         failed = [r for r in results if not r.ok]
         before = snapshot(paths, options, failed)
         if _changed_during(results, options):
             continue
+        yield Waiting(tuple(before))
         while snapshot(paths, options, failed) == before:
             time.sleep(poll)
 

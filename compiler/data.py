@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, display_path
+from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, display_path, unique
 from .files import Stamp, looked_at, read_stamped
 from .models import MAX_LAYER_INDEX, Module, Panel, Spec
 from .source import Document, Loc, read_text
@@ -190,9 +190,9 @@ def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
             tables.append(read_table(doc, view, spec.view_loc(i), root=root,
                                      allow_outside=allow_outside))
         except FigspecError as e:
-            problems += [d for d in e.diagnostics if d not in problems]
+            problems += e.diagnostics
     if problems:
-        raise FigspecError(problems)
+        raise FigspecError(unique(problems))
     return tables
 
 

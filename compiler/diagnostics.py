@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -88,6 +88,16 @@ def closest(word: str, choices: Iterable[str], *, n: int = 3, cutoff: float = 0.
     return [by_lower[h] for h in hits]
 
 
+def unique(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Each problem once: a mistake inherited by several specs or panels (in
+    figspec.yaml, say) is one mistake, reported at the place it was written,
+    whatever dotted path (``panels[1].data.x``) led to it."""
+    seen: dict[tuple[object, ...], Diagnostic] = {}
+    for d in diagnostics:
+        seen.setdefault((d.file, d.line, d.column, d.message.split(": ", 1)[-1], d.hint), d)
+    return list(seen.values())
+
+
 def format_text(diagnostics: Iterable[Diagnostic]) -> str:
     return "".join(d.format() + "\n" for d in diagnostics)
 
@@ -95,19 +105,3 @@ def format_text(diagnostics: Iterable[Diagnostic]) -> str:
 def format_json(diagnostics: Iterable[Diagnostic]) -> str:
     return json.dumps([d.to_json() for d in diagnostics], indent=2) + "\n"
 
-
-@dataclass
-class Collector:
-    """Gathers diagnostics so that every problem of a file is reported at once."""
-
-    items: list[Diagnostic] = field(default_factory=list)
-
-    def add(self, diagnostic: Diagnostic) -> None:
-        self.items.append(diagnostic)
-
-    def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
-        self.items.extend(diagnostics)
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise FigspecError(self.items)

@@ -57,24 +57,21 @@ def missing(family: str) -> list[str]:
     return [f for f in FAMILIES[family] if folder is None or not (folder / f).is_file()]
 
 
-def isolate(cache: Path) -> Path | None:
+def isolate() -> Path | None:
     """Make fontdb see our fonts only: write a fontconfig file listing our
-    folder and name it in ``FONTCONFIG_FILE``. Call before vl-convert is imported."""
+    folder (in figspec's cache) and name it in ``FONTCONFIG_FILE``. Call
+    before vl-convert is imported."""
+    from . import cache
+
     folder = font_dir()
     if folder is None:
         return None
-    conf = cache / "fonts.conf"
     text = ('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n'
             f"<fontconfig><dir>{html.escape(str(folder))}</dir></fontconfig>\n")
-    try:
-        if not conf.is_file() or conf.read_text() != text:
-            from .files import write_atomic
-
-            conf.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(conf, text.encode())
-    except OSError:
-        return folder  # the machine's fonts may then take over; registered fonts still draw
-    os.environ["FONTCONFIG_FILE"] = str(conf)
+    conf = cache.put("fonts.conf", text.encode())
+    if conf is not None:
+        os.environ["FONTCONFIG_FILE"] = str(conf)
+    # else the machine's fonts may take over a family name; registered fonts still draw
     return folder
 
 

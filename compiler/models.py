@@ -20,6 +20,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationI
 
 from .diagnostics import did_you_mean
 from .fonts import FAMILY_NAMES, family_of
+from .render import FORMATS
 from .units import UNITS, VENUES, to_points
 
 #: Vega's continuous colour schemes (vega-scale), the ones that make sense for
@@ -40,7 +41,9 @@ SEQUENTIAL_SCHEMES = (
 )
 SCHEMES = DIVERGING_SCHEMES + SEQUENTIAL_SCHEMES
 
-FORMATS = ("svg", "png", "pdf", "html")
+#: The files a figure can be written as: the renderer's list (render.py
+#: imports nothing heavy).
+Format = Literal[FORMATS]  # type: ignore[valid-type]
 #: Bounds that keep a hostile spec from costing time or memory: the largest
 #: layer index, the most modules, and the longest texts (a 10,000-character
 #: title made a 229-megapixel PNG).
@@ -402,7 +405,7 @@ class Output(Model):
                              description="Base name of the files written into the out dir; "
                              "defaults to the spec's file name. A plain file name, no folders.",
                              examples=["fig3a"])
-    formats: list[Literal["svg", "png", "pdf", "html"]] = Field(
+    formats: list[Format] = Field(
         ["svg", "png"], min_length=1, description="Files to write.",
         examples=[["svg", "png", "pdf", "html"]],
     )

@@ -56,7 +56,7 @@ def _vlc() -> Any:
 
     os.environ["TZ"] = "UTC"
     time.tzset()
-    folder = isolate(_cache_dir())
+    folder = isolate()
     import vl_convert
 
     if folder is not None:
@@ -145,30 +145,21 @@ def svg_to_pdf(svg: str) -> bytes:
 def javascript_bundle() -> str:
     """Vega, Vega-Lite and vega-embed in one script, so the page works offline.
 
-    vl-convert takes ~2 s to bundle it, so it is kept in the user's cache
-    folder, one file per vl-convert version (the bundle depends on nothing else)."""
+    vl-convert takes ~2 s to bundle it, so it is kept in figspec's cache, one
+    file per vl-convert version (the bundle depends on nothing else)."""
     from importlib import metadata
 
-    cache = _cache_dir() / f"vega-bundle-{metadata.version('vl-convert-python')}.js"
-    try:
-        bundle = cache.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        bundle = _vlc().javascript_bundle()
-        try:
-            from .files import write_atomic
+    from . import cache
 
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(cache, bundle.encode("utf-8"))
-        except OSError:
-            pass  # no cache then: slower, still right
+    name = f"vega-bundle-{metadata.version('vl-convert-python')}.js"
+    raw = cache.entry(name, lambda: _vlc().javascript_bundle().encode("utf-8"))
+    try:
+        bundle = raw.decode("utf-8")
+    except UnicodeDecodeError:  # a damaged entry: make it again, in memory
+        bundle = _vlc().javascript_bundle()
     if "</script" in bundle.lower():  # would end our script element early
         raise RuntimeError("vl-convert's JavaScript bundle contains '</script'")
     return bundle
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "figspec"
 
 
 def script_json(value: Any) -> str:

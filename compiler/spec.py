@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .diagnostics import Diagnostic, FigspecError, did_you_mean, display_path
+from .diagnostics import Diagnostic, FigspecError, did_you_mean, display_path, unique
 from .files import looked_at
 from .models import Spec
 from .source import Document, Loc, dotted, load_yaml, overlay
@@ -150,12 +150,9 @@ def validate(doc: Document, partial: bool = False) -> Spec:
     try:
         spec = Spec.model_validate(doc.data, context={"partial": partial})
     except ValidationError as e:
-        problems: list[Diagnostic] = []
-        for err in _one_branch(e.errors()):  # an inherited mistake: once, not once per panel
-            d = _diagnostic(doc, err)
-            if not any(_same_place(d, p) for p in problems):
-                problems.append(d)
-        raise FigspecError(problems) from None
+        # An inherited mistake is reported once, not once per panel.
+        raise FigspecError(unique(_diagnostic(doc, err) for err in _one_branch(e.errors()))
+                           ) from None
     problems = _listed_twice(doc, spec)
     if problems:
         raise FigspecError(problems)
@@ -202,11 +199,6 @@ def _other_branches(errors: list[Any], err: Any) -> bool:
                == key for other in errors)
 
 
-def _same_place(a: Diagnostic, b: Diagnostic) -> bool:
-    return (a.file, a.line, a.column, a.message.split(": ", 1)[-1]) == \
-        (b.file, b.line, b.column, b.message.split(": ", 1)[-1])
-
-
 def _listed_twice(doc: Document, spec: Spec) -> list[Diagnostic]:
     """A module listed twice, by name or by label, is reported at the second one."""
     problems: list[Diagnostic] = []
@@ -220,13 +212,12 @@ def _listed_twice(doc: Document, spec: Spec) -> list[Diagnostic]:
                 key = getattr(m, attr)
                 if key in first:
                     line = doc.locate(base + ("modules", first[key]))[0]
-                    d = doc.diagnostic(base + ("modules", i), f"{what} `{key}` is listed twice "
-                                       f"(first at line {line})", "remove one of them")
-                    if not any(_same_place(d, p) for p in problems):
-                        problems.append(d)
+                    problems.append(doc.diagnostic(
+                        base + ("modules", i), f"{what} `{key}` is listed twice (first at line "
+                        f"{line})", "remove one of them"))
                 else:
                     first[key] = i
-    return problems
+    return unique(problems)
 
 
 def _diagnostic(doc: Document, err: Any) -> Diagnostic:

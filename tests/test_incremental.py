@@ -18,6 +18,7 @@ import pytest
 import support
 from compiler import builder as build_module
 from compiler.builder import Options, build, status, watch
+from compiler.events import Finished
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -126,7 +127,7 @@ def test_status_command(three: Path, run):
 
 def test_progress_on_a_terminal_rewrites_one_line():
     from compiler.builder import Result
-    from compiler.cli import _Progress
+    from compiler.commands.build import Progress as _Progress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -150,16 +151,31 @@ def test_no_op_build_imports_nothing_heavy(three: Path):
     assert out.strip().splitlines()[-1] == "0 []"
 
 
-def test_watch_rebuilds_when_data_changes(project: Path):
-    spec(project, "a")
+def watched(project: Path, rounds: int = 2) -> tuple[list[list[str]], threading.Thread]:
+    """Start watching the project's specs in a thread that stops after
+    ``rounds`` builds; the statuses of each build, filled in as they finish
+    (this returns once the first is in)."""
     builds: list[list[str]] = []
-    thread = threading.Thread(target=watch, args=(
-        [project / "specs"], Options(out_dir=project / "out", jobs=1),
-        lambda rs: builds.append([r.status for r in rs])), kwargs={"poll": 0.05, "rounds": 2})
+
+    def consume() -> None:
+        for event in watch([project / "specs"], Options(out_dir=project / "out", jobs=1),
+                           poll=0.05):
+            if isinstance(event, Finished):
+                builds.append([r.status for r in event.results])
+                if len(builds) == rounds:
+                    return
+
+    thread = threading.Thread(target=consume, daemon=True)
     thread.start()
     deadline = time.time() + 60
     while not builds and time.time() < deadline:
         time.sleep(0.05)
+    return builds, thread
+
+
+def test_watch_rebuilds_when_data_changes(project: Path):
+    spec(project, "a")
+    builds, thread = watched(project)
     first = (project / "out" / "a.svg").read_bytes()
     rows = support.long_rows()
     rows[3]["value"] = 0.9
@@ -230,14 +246,7 @@ def test_watch_retries_a_figure_that_never_built_when_its_data_is_fixed(project:
         rows[3]["value"] = "n/a"
         support.write_csv(data, rows)
     spec(project, "a")
-    builds: list[list[str]] = []
-    thread = threading.Thread(target=watch, args=(
-        [project / "specs"], Options(out_dir=project / "out", jobs=1),
-        lambda rs: builds.append([r.status for r in rs])), kwargs={"poll": 0.05, "rounds": 2})
-    thread.start()
-    deadline = time.time() + 60
-    while not builds and time.time() < deadline:
-        time.sleep(0.05)
+    builds, thread = watched(project)
     assert builds == [["failed"]]
     rows[3]["value"] = 0.5
     support.write_csv(data, rows)
@@ -263,3 +272,19 @@ def test_figures_of_deleted_or_renamed_specs_are_reported_and_cleaned(three: Pat
                                               "notes.txt"]
     code, out, _ = run("build")
     assert "belong to no spec" not in out
+
+
+def test_a_build_is_a_stream_of_events(three: Path):
+    from compiler.builder import build_events
+    from compiler.events import FigureDone, Started
+
+    spec(three, "b", extra="title: changed\n")
+    spec(three, "c", extra="colour: x\n")
+    events = list(build_events([three / "specs"], Options(three / "out", jobs=1)))
+    assert isinstance(events[0], Started) and events[0].total == 3
+    done = [e for e in events[1:-1] if isinstance(e, FigureDone)]
+    assert [e.done for e in done] == [1, 2, 3]
+    assert {e.result.spec.stem: e.result.status for e in done} == {
+        "a": "up to date", "b": "built", "c": "failed"}
+    assert isinstance(events[-1], Finished)
+    assert [r.spec.stem for r in events[-1].results] == ["a", "b", "c"]

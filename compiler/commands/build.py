@@ -1,0 +1,100 @@
+"""``figspec build``: the figures not up to date, with progress; ``--watch``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence, TextIO
+
+from ..diagnostics import display_path, format_text
+from ..errors import INVALID, OK
+from ..events import Event, FigureDone, Finished, Waiting
+from . import options, spec_paths
+
+if TYPE_CHECKING:
+    from ..builder import Options, Result
+
+
+def build(paths: Sequence[Path], *, out: Path | None = None, force: bool = False,
+          jobs: int | None = None, allow_outside: bool = False, watch: bool = False,
+          poll: float = 0.5) -> int:
+    from .. import builder
+
+    opts = options(paths, out, allow_outside=allow_outside, force=force, jobs=jobs)
+    found = spec_paths(paths)
+    report = Report(sys.stdout, opts)
+    if not watch:
+        status = OK
+        for event in builder.build_events(found, opts):
+            status = report(event)
+        return status
+    print("watching specs and their data; Ctrl-C to stop", flush=True)
+    try:
+        for event in builder.watch(found, opts, poll=poll):
+            report(event)
+    except KeyboardInterrupt:
+        report.progress.done()
+    return OK
+
+
+class Report:
+    """What a build's events look like on the command line: progress, then
+    failures with their diagnostics, figures left behind, one summary line."""
+
+    def __init__(self, stream: TextIO, opts: Options):
+        self.progress = Progress(stream)
+        self.out_dir = opts.out_dir
+
+    def __call__(self, event: Event) -> int:
+        if isinstance(event, FigureDone):
+            self.progress(event.result, event.done, event.total)
+        elif isinstance(event, Finished):
+            return self.finished(event.results, event.seconds)
+        elif isinstance(event, Waiting):
+            pass  # the summary line said what happened; the terminal stays quiet
+        return OK
+
+    def finished(self, results: list[Result], seconds: float) -> int:
+        self.progress.done()
+        failed = [r for r in results if not r.ok]
+        for r in failed:
+            sys.stderr.write(format_text(r.diagnostics))
+        report_orphans(self.out_dir)
+        counts = [f"{sum(r.status == 'built' for r in results)} built",
+                  f"{sum(r.status == 'up to date' for r in results)} up to date",
+                  f"{len(failed)} failed"]
+        print(", ".join(counts) + f" in {seconds:.1f}s", flush=True)
+        return INVALID if failed else OK
+
+
+def report_orphans(out_dir: Path) -> None:
+    from ..manifest import Manifest
+
+    orphans = Manifest.load(out_dir).orphans()
+    if orphans:
+        names = ", ".join(display_path(p) for p in orphans)
+        print(f"{len(orphans)} file{'s' if len(orphans) > 1 else ''} in "
+              f"{display_path(out_dir)} belong{'s' if len(orphans) == 1 else ''} to no spec now "
+              f"(deleted or renamed): {names}; `figspec clean` removes them", flush=True)
+
+
+class Progress:
+    """A live counter on a terminal; one plain line per figure elsewhere (CI, pipes)."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.live = stream.isatty()
+
+    def __call__(self, result: Result, done: int, total: int) -> None:
+        what = {"built": "built", "failed": "FAILED"}.get(result.status, result.status)
+        line = f"[{done}/{total}] {what:<10} {display_path(result.spec)}"
+        if self.live:
+            self.stream.write("\r\033[K" + line)
+        elif result.status != "up to date":  # a no-op build stays quiet in logs
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()

@@ -1,0 +1,25 @@
+"""``figspec clean``: remove what figspec wrote for specs that are gone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..diagnostics import display_path
+from ..errors import OK
+from . import options
+
+
+def clean(*, out: Path | None = None) -> int:
+    """Only files the manifest says figspec wrote; a file edited since it was
+    written is kept."""
+    from ..manifest import Manifest
+
+    manifest = Manifest.load(options([], out).out_dir)
+    removed, kept = manifest.clean()
+    manifest.save()
+    for p in removed:
+        print(f"removed {display_path(p)}")
+    for p in kept:
+        print(f"kept    {display_path(p)} (edited since figspec wrote it)")
+    print(f"{len(removed)} removed, {len(kept)} kept")
+    return OK

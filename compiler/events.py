@@ -1,0 +1,56 @@
+"""A build as a stream of events: what the command line's progress display,
+``--watch`` and a preview server consume, each in its own way.
+
+    for event in builder.build_events(paths, options):
+        match event:
+            case Started(total=n): ...
+            case FigureDone(result=r, done=i, total=n): ...
+            case Finished(results=rs, seconds=s): ...
+
+``watch`` yields the same events for every build, and ``Waiting`` between
+builds. Plain data: nothing here imports anything heavy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .builder import Result
+
+
+@dataclass(frozen=True)
+class Started:
+    """A build began: ``total`` specs (figures and unreadable folders) to go."""
+
+    total: int
+
+
+@dataclass(frozen=True)
+class FigureDone:
+    """One spec is done: built, up to date or failed (``result.status``)."""
+
+    result: Result
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The build is over; every spec's result, in spec order."""
+
+    results: list[Result]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A watch is waiting for one of ``files`` to change."""
+
+    files: tuple[Path, ...]
+
+
+Event = Union[Started, FigureDone, Finished, Waiting]
