@@ -9,8 +9,6 @@ missing cell) point at the spec.
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import math
@@ -20,14 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, display_path, unique
-from .files import Stamp, looked_at, read_stamped
+from . import sources
+from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
+from .files import Stamp
 from .models import MAX_LAYER_INDEX, Module, Panel, Spec
-from .source import Document, Loc, read_text
+from .source import Document, Loc
+from .sources import Context, Origin, Row, Rows, Where
 
-#: Largest data file read. Reading one costs at most ~30 times its size in
-#: memory (tests/test_limits.py measures it): 1.5 GB at this limit.
-MAX_DATA_BYTES = 50_000_000
 #: Most layers one heatmap may draw (the grid is bounded before anything
 #: proportional to it is built).
 MAX_LAYERS = 10_000
@@ -35,8 +32,6 @@ SHOW_MISSING = 5
 #: Problems of one kind shown one by one before the rest are summed up.
 SHOW_REPEATED = 5
 
-#: Where a row came from: a line of a data file, or a location in the spec.
-Origin = int | Loc
 #: (layer, module) -> (the values of its rows, where the first row came from)
 Cells = dict[tuple[int, str], tuple[list[float], Origin]]
 
@@ -69,15 +64,6 @@ class Table:
 
 
 @dataclass
-class _Rows:
-    """Rows of a data source with their origins, and the columns they have."""
-
-    rows: list[tuple[Origin, dict[str, Any]]]
-    columns: list[str]
-    shown: str  # how to name the source in messages
-
-
-@dataclass
 class _Reader:
     view: Panel
     doc: Document
@@ -97,6 +83,8 @@ class _Reader:
         say) are shown SHOW_REPEATED times, then summed up in one line."""
         if isinstance(origin, int):
             problem = Diagnostic(shown, origin, None, message, hint)
+        elif isinstance(origin, Where):
+            problem = origin.diagnostic(message, hint)
         else:
             problem = self.doc.diagnostic(self.base + origin, message, hint)
         if kind is not None:
@@ -119,65 +107,11 @@ class _Reader:
         return FigspecError(self.problems + summaries)
 
     # -- reading ----------------------------------------------------------
-    def rows(self) -> _Rows:
-        data = self.view.data
-        if data.values is not None:
-            rows = [(("data", "values", i), r) for i, r in enumerate(data.values)]
-            columns = sorted({k for _, r in rows for k in r})
-            return _Rows(rows, columns, "data.values")
-        path = self.check_path(data.path or "")
-        shown = display_path(path)
-        suffix = path.suffix.lower()
-        try:
-            if suffix == ".parquet":
-                rows, columns = self.parquet(path)
-            else:
-                text, self.stamps[path] = read_text(path, MAX_DATA_BYTES)
-                if data.layout == "params" and suffix == ".json" and text.lstrip()[:1] == "{":
-                    rows, columns = _json_object(text, data.param, data.value)
-                else:
-                    parse = {".csv": _csv, ".tsv": _tsv, ".json": _json, ".jsonl": _jsonl}[suffix]
-                    rows, columns = parse(text)
-        except _ParseError as e:
-            raise FigspecError([Diagnostic(shown, e.line, e.column, e.message, e.hint)]) from None
-        if not rows:
-            raise FigspecError([Diagnostic(shown, 1, None, "the data file has no rows",
-                                           "add rows, or point `data.path` at another file")])
-        return _Rows(rows, columns, shown)
-
-    def parquet(self, path: Path) -> Parsed:
-        """Rows of a Parquet file (through pyarrow, the `parquet` extra); a row's
-        origin is its number, counted from 1."""
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            self.in_spec(("data", "path"), "reading .parquet files needs pyarrow, which is not "
-                         "installed", "pip install 'figspec[parquet]'")
-            raise self.fail() from None
-        try:
-            raw, self.stamps[path] = read_stamped(path, MAX_DATA_BYTES)
-        except OSError as e:
-            self.in_spec(("data", "path"), f"cannot read {display_path(path)}: {e.strerror}")
-            raise self.fail() from None
-        try:
-            table = pq.read_table(io.BytesIO(raw))
-        except Exception as e:  # pyarrow raises several types for a damaged file
-            raise _ParseError(None, f"not a readable Parquet file: {e}") from None
-        return [(i, r) for i, r in enumerate(table.to_pylist(), 1)], list(table.column_names)
-
-    def check_path(self, relative: str) -> Path:
-        path = (self.doc.path.parent / relative).resolve()
-        looked_at(path)  # a watch retries this figure when the file appears
-        if self.root is not None and not self.allow_outside and not path.is_relative_to(self.root):
-            self.in_spec(("data", "path"), f"data path {relative!r} lies outside the project "
-                         "(the folder holding .git, figspec.yaml or pyproject.toml)",
-                         "move the file into the project, or pass --allow-outside")
-            raise self.fail()
-        if not path.is_file():
-            what = "is a directory, not a file" if path.is_dir() else "does not exist"
-            self.in_spec(("data", "path"), f"data file {display_path(path)} {what}")
-            raise self.fail()
-        return path
+    def rows(self) -> Rows:
+        """What the view's source holds (see :mod:`compiler.sources`)."""
+        ctx = Context(self.view.data, self.doc, self.base, self.root, self.allow_outside,
+                      self.stamps)
+        return sources.for_data(self.view.data).read(ctx)
 
 
 def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
@@ -228,7 +162,7 @@ def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None 
 
 # -- checks --------------------------------------------------------------------
 
-def _check_columns(reader: _Reader, source: _Rows) -> bool:
+def _check_columns(reader: _Reader, source: Rows) -> bool:
     data = reader.view.data
     needed: list[tuple[Loc, str]] = []
     if data.layout == "params":
@@ -253,7 +187,7 @@ def _check_columns(reader: _Reader, source: _Rows) -> bool:
     return ok
 
 
-def _no_row_matches(reader: _Reader, source: _Rows) -> None:
+def _no_row_matches(reader: _Reader, source: Rows) -> None:
     """``where:`` left no row: say which condition, and what the column holds."""
     where = reader.view.data.where
     for col, want in where.items():
@@ -269,8 +203,8 @@ def _no_row_matches(reader: _Reader, source: _Rows) -> None:
                    "once (each condition alone matches some rows)")
 
 
-def _param_rows(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[str, Any]]]
-                ) -> list[tuple[Origin, dict[str, Any]]]:
+def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
+                ) -> list[Row]:
     """Parameter-name rows -> long rows: the layer and module found in each name.
     Names without a layer (embeddings, lm_head, final norms) are skipped; a
     module path matches a listed module exactly or by its last dotted parts."""
@@ -289,7 +223,7 @@ def _param_rows(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[st
     return out
 
 
-def _long_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[str, Any]]]
+def _long_cells(reader: _Reader, source: Rows, rows: list[Row]
                 ) -> tuple[Cells, set[str]]:
     data = reader.view.data
     wanted = {m.name for m in reader.view.modules}
@@ -308,7 +242,7 @@ def _long_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[st
     return cells, present
 
 
-def _wide_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[str, Any]]]
+def _wide_cells(reader: _Reader, source: Rows, rows: list[Row]
                 ) -> tuple[Cells, set[str]]:
     data = reader.view.data
     present = set(source.columns) - {data.layer} - set(data.where)
@@ -324,7 +258,7 @@ def _wide_cells(reader: _Reader, source: _Rows, rows: list[tuple[Origin, dict[st
     return cells, present
 
 
-def _put(reader: _Reader, source: _Rows, cells: Cells, key: tuple[int, str],
+def _put(reader: _Reader, source: Rows, cells: Cells, key: tuple[int, str],
          value: float | None, origin: Origin) -> None:
     """Record a cell's value. A bad value (None, already reported) still marks
     the cell as present, so it is not reported a second time as missing."""
@@ -335,7 +269,9 @@ def _put(reader: _Reader, source: _Rows, cells: Cells, key: tuple[int, str],
         cells[key][0].append(value)
     else:
         first = cells[key][1]
-        where = f"line {first}" if isinstance(first, int) else f"record {first[-1]}"
+        where = (f"line {first}" if isinstance(first, int) else
+                 (first.what or f"line {first.line}") if isinstance(first, Where) else
+                 f"record {first[-1]}")
         reader.at(origin, source.shown, f"a second row for layer {key[0]}, module `{key[1]}` "
                   f"(first at {where})", "combine them with `aggregate: mean` (or median, min, "
                   "max), or narrow the rows with `where:`", kind="second rows for a cell")
@@ -344,7 +280,7 @@ def _put(reader: _Reader, source: _Rows, cells: Cells, key: tuple[int, str],
 _AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
 
 
-def _check_modules(reader: _Reader, source: _Rows, present: set[str]) -> None:
+def _check_modules(reader: _Reader, source: Rows, present: set[str]) -> None:
     for i, m in enumerate(reader.view.modules):
         if m.name not in present:
             near = closest(m.name, present, n=3, cutoff=0.5)
@@ -373,7 +309,7 @@ def _layer_range(reader: _Reader, cells: dict[tuple[int, str], Any]) -> list[int
     return list(range(layers.first, last + 1))
 
 
-def _check_complete(reader: _Reader, source: _Rows, cells: dict[tuple[int, str], Any],
+def _check_complete(reader: _Reader, source: Rows, cells: dict[tuple[int, str], Any],
                     layers: list[int]) -> None:
     present_modules = {name for _, name in cells}
     # A module that is absent altogether was already reported once. Missing
@@ -439,7 +375,7 @@ def parse_number(raw: Any) -> float | None:
     return None
 
 
-def _layer(reader: _Reader, source: _Rows, origin: Origin, raw: Any, column: str) -> int | None:
+def _layer(reader: _Reader, source: Rows, origin: Origin, raw: Any, column: str) -> int | None:
     """One rule for every format: a whole number, written `12` or `12.0`."""
     number = parse_number(raw)
     value = None
@@ -456,7 +392,7 @@ def _layer(reader: _Reader, source: _Rows, origin: Origin, raw: Any, column: str
     return value
 
 
-def _number(reader: _Reader, source: _Rows, origin: Origin, raw: Any, column: str) -> float | None:
+def _number(reader: _Reader, source: Rows, origin: Origin, raw: Any, column: str) -> float | None:
     value = parse_number(raw)
     what = None
     if value is None:
@@ -505,151 +441,3 @@ def _matches(row: dict[str, Any], where: dict[str, Any]) -> bool:
 def _names(names: list[str]) -> str:
     shown = ", ".join(f"`{n}`" for n in names[:12])
     return shown + (", ..." if len(names) > 12 else "") if names else "(none)"
-
-
-# -- file formats ----------------------------------------------------------------
-
-class _ParseError(Exception):
-    def __init__(self, line: int | None, message: str, hint: str | None = None,
-                 column: int | None = None):
-        super().__init__(message)
-        self.line, self.message, self.hint, self.column = line, message, hint, column
-
-
-Parsed = tuple[list[tuple[Origin, dict[str, Any]]], list[str]]
-
-
-def _csv(text: str) -> Parsed:
-    return _delimited(text, ",")
-
-
-def _tsv(text: str) -> Parsed:
-    return _delimited(text, "\t")
-
-
-def _delimited(text: str, delimiter: str) -> Parsed:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    try:
-        header = next(reader, None)
-        if header is None:
-            return [], []
-        header = [h.strip() for h in header]
-        if len(set(header)) != len(header):
-            dup = next(h for h in header if header.count(h) > 1)
-            raise _ParseError(1, f"column `{dup}` appears twice in the header")
-        rows: list[tuple[Origin, dict[str, Any]]] = []
-        for cells in reader:
-            if not cells or all(not c.strip() for c in cells):
-                continue  # blank line
-            if len(cells) != len(header):
-                raise _ParseError(reader.line_num, f"row has {len(cells)} fields, the header "
-                                  f"has {len(header)}")
-            rows.append((reader.line_num, dict(zip(header, cells))))
-    except csv.Error as e:
-        raise _ParseError(reader.line_num, f"malformed {'TSV' if delimiter == chr(9) else 'CSV'}:"
-                          f" {e}") from None
-    return rows, header
-
-
-def _jsonl(text: str) -> Parsed:
-    rows: list[tuple[Origin, dict[str, Any]]] = []
-    columns: dict[str, None] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line, object_pairs_hook=_unique_keys)
-        except json.JSONDecodeError as e:
-            raise _ParseError(number, f"invalid JSON: {e.msg}", column=e.colno) from None
-        except RecursionError:
-            raise _ParseError(number, "JSON nested too deeply") from None
-        except _DuplicateKey as e:
-            raise _ParseError(number, f"key `{e}` appears twice in one record",
-                              "keep one of them") from None
-        rows.append((number, _record(record, number)))
-        columns.update(dict.fromkeys(record))
-    return rows, list(columns)
-
-
-def _json(text: str) -> Parsed:
-    """A JSON list of records, each with the line it starts on."""
-    decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
-    try:
-        pos = _skip(text, 0)
-        if pos >= len(text) or text[pos] != "[":
-            # Not a list: parse it all for a precise syntax error, else say what it is.
-            json.loads(text)
-            raise _ParseError(1, "expected a JSON list of records ([{...}, ...])")
-        rows: list[tuple[Origin, dict[str, Any]]] = []
-        columns: dict[str, None] = {}
-        pos = _skip(text, pos + 1)
-        while pos < len(text) and text[pos] != "]":
-            try:
-                record, end = decoder.raw_decode(text, pos)
-            except _DuplicateKey as e:
-                raise _ParseError(text.count("\n", 0, pos) + 1, f"key `{e}` appears twice in "
-                                  "one record", "keep one of them") from None
-            line = text.count("\n", 0, pos) + 1
-            rows.append((line, _record(record, line)))
-            columns.update(dict.fromkeys(record))
-            pos = _skip(text, end)
-            if pos < len(text) and text[pos] == ",":
-                pos = _skip(text, pos + 1)
-            elif pos < len(text) and text[pos] != "]":
-                raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
-        if pos >= len(text):
-            raise json.JSONDecodeError("Expecting ']'", text, pos)
-        if _skip(text, pos + 1) < len(text):
-            raise json.JSONDecodeError("Extra data", text, _skip(text, pos + 1))
-    except json.JSONDecodeError as e:
-        raise _ParseError(e.lineno, f"invalid JSON: {e.msg}", column=e.colno) from None
-    except RecursionError:
-        raise _ParseError(1, "JSON nested too deeply") from None
-    return rows, list(columns)
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json's object_pairs_hook: a key twice in one object is an error (as in
-    YAML), not the last value silently kept."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
-
-
-def _json_object(text: str, key_column: str, value_column: str) -> Parsed:
-    """A JSON object of parameter name -> number, each with the line of its key."""
-    try:
-        obj = json.loads(text, object_pairs_hook=_unique_keys)
-    except _DuplicateKey as e:
-        raise _ParseError(None, f"parameter `{e}` appears twice", "keep one of them") from None
-    except json.JSONDecodeError as e:
-        raise _ParseError(e.lineno, f"invalid JSON: {e.msg}", column=e.colno) from None
-    except RecursionError:
-        raise _ParseError(1, "JSON nested too deeply") from None
-    rows: list[tuple[Origin, dict[str, Any]]] = []
-    pos = 0
-    for key, value in obj.items():
-        at = text.find(json.dumps(key), pos)  # keys appear in order; escapes may differ
-        line = text.count("\n", 0, at) + 1 if at >= 0 else 1
-        pos = at + 1 if at >= 0 else pos
-        rows.append((line, {key_column: key, value_column: value}))
-    return rows, [key_column, value_column]
-
-
-def _skip(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
-def _record(record: Any, line: int) -> dict[str, Any]:
-    if not isinstance(record, dict):
-        raise _ParseError(line, f"expected a record ({{...}}), got {type(record).__name__}")
-    return record

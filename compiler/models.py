@@ -21,6 +21,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationI
 from .diagnostics import did_you_mean
 from .fonts import FAMILY_NAMES, family_of
 from .render import FORMATS
+from . import sources
 from .units import UNITS, VENUES, to_points
 
 #: Vega's continuous colour schemes (vega-scale), the ones that make sense for
@@ -51,7 +52,6 @@ MAX_LAYER_INDEX = 1_000_000_000
 MAX_MODULES = 1_000
 MAX_TITLE = 300
 MAX_LABEL = 100
-DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 
 #: Finds the layer and module in a full parameter name: Llama, Qwen and Mistral
 #: (``model.layers.12.self_attn.q_proj.weight``), GPT-2 (``transformer.h.3.attn.c_attn.weight``)
@@ -151,9 +151,9 @@ class Data(Model):
         if not v.strip():
             raise ValueError("must not be empty")
         suffix = "." + v.rsplit(".", 1)[-1].lower() if "." in v else ""
-        if suffix not in DATA_SUFFIXES:
+        if suffix not in sources.suffixes():
             raise ValueError(f"unknown data file type {suffix or '(no suffix)'!r}; "
-                             f"use one of {', '.join(DATA_SUFFIXES)}")
+                             f"use one of {', '.join(sources.suffixes())}")
         return v
 
     @field_validator("pattern")

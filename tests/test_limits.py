@@ -122,9 +122,9 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
 
 def test_a_data_file_over_the_limit_is_refused_unread(project: Path, run,
                                                      monkeypatch: pytest.MonkeyPatch):
-    from compiler import data
+    from compiler.sources import tabular
 
-    monkeypatch.setattr(data, "MAX_DATA_BYTES", 100)
+    monkeypatch.setattr(tabular, "MAX_DATA_BYTES", 100)
     fig(project)
     code, err = check(run)
     assert code == 1 and "data/cells.csv:1:1: error: file is larger than 100 bytes" in err

@@ -1,0 +1,150 @@
+"""Data sources: where a heatmap's numbers come from.
+
+Each kind of source is a module of this package with a ``SOURCE`` object that
+reads what the spec's ``data`` names into :class:`Rows`: records, each with
+an origin a diagnostic can point at. :mod:`compiler.data` then turns rows
+into checked cells, whatever their source. The registry below maps what a
+spec names (a key of ``data`` such as ``values``; for ``data.path``, the
+file's suffix) to the module, which is imported only when a spec uses it.
+
+A new kind of source is one module here, one line in the registry, and its
+fields in :class:`compiler.models.Data`; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Union
+
+from ..diagnostics import Diagnostic, FigspecError, display_path
+from ..files import looked_at
+
+if TYPE_CHECKING:
+    from ..files import Stamp
+    from ..models import Data
+    from ..source import Document, Loc
+
+
+@dataclass(frozen=True)
+class Where:
+    """A place in a data source: a file's line (and column), or something
+    inside a file that has no lines (``what``: "tensor model.layers.3.mlp...")."""
+
+    file: str
+    line: int | None = None
+    column: int | None = None
+    what: str | None = None
+
+    def diagnostic(self, message: str, hint: str | None = None) -> Diagnostic:
+        return Diagnostic(self.file, self.line, self.column,
+                          f"{self.what}: {message}" if self.what else message, hint)
+
+
+#: Where a row came from: a line of the file the Rows name (an int: cheap,
+#: for files of millions of rows), another place (Where), or a location in
+#: the spec (inline records).
+Origin = Union[int, Where, "Loc"]
+Row = tuple[Origin, dict[str, Any]]
+
+
+@dataclass
+class Rows:
+    """What a source read: records with their origins, the columns they have,
+    and how to name the source in messages."""
+
+    rows: list[Row]
+    columns: list[str]
+    shown: str
+
+
+class ParseError(Exception):
+    """A file that is not what its suffix says, at a line (and column)."""
+
+    def __init__(self, line: int | None, message: str, hint: str | None = None,
+                 column: int | None = None):
+        super().__init__(message)
+        self.line, self.message, self.hint, self.column = line, message, hint, column
+
+
+@dataclass
+class Context:
+    """What a source needs to read one heatmap's data, and where it reports."""
+
+    data: Data
+    #: the spec (its folder is where relative paths start; its keys are where
+    #: problems with what it asks for are reported)
+    doc: Document
+    #: where the heatmap was written: () or ("panels", i)
+    base: Loc
+    root: Path | None
+    allow_outside: bool
+    #: the files read, stamped as they were read (a source fills it)
+    stamps: dict[Path, Stamp] = field(default_factory=dict)
+
+    def error(self, loc: Loc, message: str, hint: str | None = None) -> FigspecError:
+        """A problem with what the spec asks of its source, at that key."""
+        return FigspecError([self.doc.diagnostic(self.base + loc, message, hint)])
+
+    def path(self, relative: str, key: Loc = ("data", "path")) -> Path:
+        """``relative`` to the spec, checked: inside the project (unless
+        allowed), and a file. A watch retries the figure when it appears."""
+        path = (self.doc.path.parent / relative).resolve()
+        looked_at(path)
+        if self.root is not None and not self.allow_outside and not path.is_relative_to(self.root):
+            raise self.error(key, f"data path {relative!r} lies outside the project (the folder "
+                             "holding .git, figspec.yaml or pyproject.toml)",
+                             "move the file into the project, or pass --allow-outside")
+        if not path.is_file():
+            what = ("is a directory, not a file" if path.is_dir() else
+                    "is not a regular file" if path.exists() else "does not exist")
+            raise self.error(key, f"data file {display_path(path)} {what}")
+        return path
+
+
+class Source(Protocol):
+    """A kind of data source."""
+
+    def read(self, ctx: Context) -> Rows:
+        """The rows of ``ctx.data``; FigspecError with every problem found."""
+        ...
+
+
+#: `data` key -> the module reading that kind of source.
+BY_KEY: dict[str, str | Source] = {"values": "compiler.sources.inline"}
+#: `data.path`'s suffix -> the module reading that kind of file.
+BY_SUFFIX: dict[str, str | Source] = {
+    ".csv": "compiler.sources.tabular", ".tsv": "compiler.sources.tabular",
+    ".json": "compiler.sources.tabular", ".jsonl": "compiler.sources.tabular",
+    ".parquet": "compiler.sources.tabular",
+}
+
+
+def register(source: str | Source, *, key: str | None = None, suffix: str | None = None) -> None:
+    """Add a kind of source: a module's name (imported when first used) or an
+    object, for a key of `data` or for data files with a suffix."""
+    if key is not None:
+        BY_KEY[key] = source
+    if suffix is not None:
+        BY_SUFFIX[suffix.lower()] = source
+
+
+def suffixes() -> tuple[str, ...]:
+    """The data file suffixes some source reads."""
+    return tuple(BY_SUFFIX)
+
+
+def for_data(data: Data) -> Source:
+    """The source that reads ``data``: by the key it sets, else by its path's suffix."""
+    for key, source in BY_KEY.items():
+        if getattr(data, key, None) is not None:
+            return _loaded(source)
+    suffix = Path(data.path or "").suffix.lower()
+    return _loaded(BY_SUFFIX[suffix])
+
+
+def _loaded(source: str | Source) -> Source:
+    if isinstance(source, str):
+        return importlib.import_module(source).SOURCE  # type: ignore[no-any-return]
+    return source
