@@ -11,19 +11,18 @@ loads none of them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Sequence
 
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path
 from .events import Event, FigureDone, Finished, Started, Waiting
-from .files import Stamp, recording, sweep_temporaries, write_atomic, write_together
+from .files import Stamp, recording, sweep_temporaries, write_together
 from .manifest import Manifest, environment_key
-from .render import MAX_PNG_PIXELS, RenderJob, render_task, warm_up
+from .drawing import Drawer
+from .render import MAX_PNG_PIXELS, RenderJob
 
 if TYPE_CHECKING:
     from .chart import Figure
@@ -349,7 +348,7 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
     yield Started(count.total)
     for r in [*unreadable, *results.values()]:
         yield count.done(r)
-    with _Drawer(options.jobs, len(stale)) as drawer:
+    with Drawer(options.jobs, len(stale)) as drawer:
         for s in stale:
             r = results[s] = _check_one(s, options, reasons[s])
             if r.ok and r.prepared is not None:
@@ -441,128 +440,6 @@ def _write(r: Result, files: dict[str, bytes], options: Options, manifest: Manif
     r.outputs += [target for target, _ in written.values()]
     manifest.record(r.spec, r.name, _environment(r.spec), r.prepared.inputs, written)
     r.status = "built"
-
-
-Drawn = tuple[Result, "dict[str, bytes] | None", "str | None", bool]
-
-
-class _Drawer:
-    """Draws figures in worker processes, or in this process when at most one
-    figure (or one job) is asked for: a worker's start costs ~2 s.
-
-    Workers get plain Vega-Lite and run only :mod:`compiler.render`: they load
-    neither pydantic nor Altair, which keeps them smaller (measured: peak of a
-    100-figure build 417 MB, against 467 MB when workers built the charts)."""
-
-    def __init__(self, jobs: int | None, expected: int):
-        self.jobs = min(jobs or os.cpu_count() or 1, expected)
-        self.pool: Any = None
-        self.futures: dict[Future[Any], tuple[Result, RenderJob]] = {}
-        self.local: list[tuple[Result, RenderJob]] = []
-
-    def __enter__(self) -> _Drawer:
-        if self.jobs > 1:
-            self.pool = self._pool()
-        return self
-
-    def _pool(self) -> Any:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import forkserver
-
-        # Workers report their errors as values; what they would print on
-        # stderr is the noise of a worker started as the build is interrupted
-        # (a traceback about a semaphore already gone). The fork server, and
-        # the workers it forks, get no stderr.
-        with _stderr_to_devnull():
-            forkserver.ensure_running()
-
-        # forkserver: workers fork from a fresh server process, never from
-        # one that has run vl-convert (a process forked after a conversion hangs).
-        # warm_up: vl-convert's first conversion costs ~1 s; and each worker
-        # ends when this process does, however it ends.
-        return ProcessPoolExecutor(
-            max_workers=self.jobs, mp_context=multiprocessing.get_context("forkserver"),
-            initializer=warm_up, initargs=(os.getpid(),))
-
-    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        if self.pool is None:
-            return
-        if kind is None:
-            self.pool.shutdown(cancel_futures=True)
-            return
-        # Interrupted (Ctrl-C, SIGTERM), perhaps inside the pool's own start-up:
-        # stop the workers now rather than wait for them, and never let the
-        # pool's half-made state turn the interruption into a traceback.
-        for worker in list((getattr(self.pool, "_processes", None) or {}).values()):
-            worker.kill()
-        with contextlib.suppress(Exception):
-            self.pool.shutdown(wait=False, cancel_futures=True)
-
-    def drawing(self, r: Result) -> bool:
-        """Whether ``r`` was sent to be drawn."""
-        return any(x is r for x, _ in self.local) or \
-            any(x is r for x, _ in self.futures.values())
-
-    def submit(self, r: Result, job: RenderJob) -> None:
-        if self.pool is None:
-            self.local.append((r, job))
-        else:
-            self.futures[self.pool.submit(render_task, job)] = (r, job)
-
-    def results(self) -> Iterator[Drawn]:
-        """Each submitted figure with its files (or the error), as they finish.
-        When a worker dies (killed: out of memory?), the pool is lost with
-        every figure not yet drawn; those are drawn again, once, by fresh
-        workers, and a figure whose worker dies twice fails saying so."""
-        for r, job in self.local:
-            start = time.perf_counter()
-            files, error, bug = render_task(job)
-            r.seconds += time.perf_counter() - start
-            yield r, files, error, bug
-        jobs = dict(self.futures)
-        for attempt in (1, 2):
-            lost: list[tuple[Result, RenderJob]] = []
-            yield from self._collect(jobs, lost, last=attempt == 2)
-            if not lost:
-                return
-            self.pool.shutdown(cancel_futures=True)
-            self.pool = self._pool()
-            jobs = {self.pool.submit(render_task, job): (r, job) for r, job in lost}
-
-    def _collect(self, futures: dict[Future[Any], tuple[Result, RenderJob]],
-                 lost: list[tuple[Result, RenderJob]], last: bool) -> Iterator[Drawn]:
-        from concurrent.futures import as_completed
-        from concurrent.futures.process import BrokenProcessPool
-
-        for future in as_completed(futures):
-            r, job = futures[future]
-            try:
-                files, error, bug = future.result()
-            except BrokenProcessPool:
-                if not last:
-                    lost.append((r, job))
-                    continue
-                files, error, bug = None, ("a drawing worker died twice drawing this figure "
-                                           "(killed: out of memory?)"), False
-            except Exception as e:  # a worker failed otherwise: report it, keep going
-                files, error, bug = None, f"worker process failed: {e}", True
-            yield r, files, error, bug
-
-
-@contextlib.contextmanager
-def _stderr_to_devnull() -> Iterator[None]:
-    """File descriptor 2 points at /dev/null while the block runs (a process
-    started then inherits that), and is restored after."""
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
 
 
 def render_job(prepared: Prepared | None) -> RenderJob:

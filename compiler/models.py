@@ -22,7 +22,7 @@ from .diagnostics import did_you_mean
 from .fonts import FAMILY_NAMES, family_of
 from .render import FORMATS
 from . import sources
-from .units import UNITS, VENUES, to_points
+from .units import UNITS, to_points
 
 #: Vega's continuous colour schemes (vega-scale), the ones that make sense for
 #: a quantitative scale. A test checks each against the bundled Vega.

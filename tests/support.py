@@ -98,7 +98,7 @@ def parse_rgb(fill: str) -> tuple[int, int, int]:
 def scheme_stops(name: str) -> list[tuple[int, int, int]]:
     """A continuous scheme's colour stops, read from the Vega source that
     vl-convert bundles (vega-scale's schemes table)."""
-    from compiler.render import javascript_bundle
+    from compiler.html import javascript_bundle
 
     bundle = javascript_bundle()
     m = re.search(r'[{,]%s:"([0-9a-f]+)"' % re.escape(name), bundle, re.I)

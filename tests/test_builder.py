@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler import builder as build_module
-from compiler.builder import Options, build, check, find_specs, write_atomic
+from compiler.builder import Options, build, check, find_specs
+from compiler.files import write_atomic
 from compiler.diagnostics import UsageError
 
 REPO = Path(__file__).resolve().parent.parent

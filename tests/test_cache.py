@@ -58,7 +58,7 @@ def test_fonts_and_the_vega_bundle_live_in_the_cache(tmp_path: Path,
     import subprocess
     import sys
 
-    code = ("from compiler import render; render.html_page({'mark': 'rect'}, 't'); "
+    code = ("from compiler import html; html.html_page({'mark': 'rect'}, 't'); "
             "import os; print(os.environ['FONTCONFIG_FILE'])")
     env = {**__import__("os").environ, "FIGSPEC_CACHE": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

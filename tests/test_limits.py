@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import Options, build, status
-from support import MODULES, value_of
+from compiler.builder import Options, status
 
 REPO = Path(__file__).resolve().parent.parent
 

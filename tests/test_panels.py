@@ -7,7 +7,7 @@ from pathlib import Path
 
 import support
 from compiler.builder import compile_spec
-from support import MODULES, value_of
+from support import value_of
 
 
 def two_models(project: Path) -> None:

@@ -15,7 +15,8 @@ import pytest
 
 import support
 from compiler.builder import Options, build, compile_spec
-from compiler.render import html_page, normalize_svg, render, script_json, to_svg
+from compiler.html import html_page, script_json
+from compiler.render import normalize_svg, render, to_svg
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -144,8 +145,9 @@ def test_builds_are_byte_identical_across_processes_and_alone(tmp_path: Path):
 
 
 def test_the_javascript_bundle_is_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from compiler import render
+    from compiler import html as render
 
+    monkeypatch.delenv("FIGSPEC_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     render.javascript_bundle.cache_clear()
     try:

@@ -1,0 +1,112 @@
+"""The HTML page of a figure: self-contained (Vega, Vega-Lite and vega-embed
+inlined, the figure's font embedded), written by figspec rather than by
+``vegalite_to_html``, which embeds the spec raw, so that a title such as
+``</script>`` would end the script element. Here the spec goes into a
+``<script type="application/json">`` with ``<``, ``>``, ``&``, U+2028 and
+U+2029 escaped: no title, label or data value can end it or inject markup.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from .render import _vlc
+
+
+@functools.cache
+def javascript_bundle() -> str:
+    """Vega, Vega-Lite and vega-embed in one script, so the page works offline.
+
+    vl-convert takes ~2 s to bundle it, so it is kept in figspec's cache, one
+    file per vl-convert version (the bundle depends on nothing else)."""
+    from importlib import metadata
+
+    from . import cache
+
+    name = f"vega-bundle-{metadata.version('vl-convert-python')}.js"
+    raw = cache.entry(name, lambda: _vlc().javascript_bundle().encode("utf-8"))
+    try:
+        bundle = raw.decode("utf-8")
+    except UnicodeDecodeError:  # a damaged entry: make it again, in memory
+        bundle = _vlc().javascript_bundle()
+    if "</script" in bundle.lower():  # would end our script element early
+        raise RuntimeError("vl-convert's JavaScript bundle contains '</script'")
+    return bundle
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside a <script> element whatever its strings hold."""
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    for ch in ("<", ">", "&", "\u2028", "\u2029"):
+        text = text.replace(ch, f"\\u{ord(ch):04x}")
+    return text
+
+
+def html_page(vl: dict[str, Any], title: str) -> str:
+    """A self-contained page that draws the chart with no network access, in
+    the figure's own font (embedded, cut down to the characters it can need),
+    so that the page lays the chart out as the static files do."""
+    family = (vl.get("config") or {}).get("font")
+    faces = font_faces(family, vl) if isinstance(family, str) else ""
+    wait = (f"document.fonts.load('10px {script_json(family)}')"
+            f".then(function () {{ return document.fonts.load("
+            f"'bold 10px {script_json(family)}'); }})" if faces else "Promise.resolve()")
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n"
+        f"<style>body{{margin:0;padding:16px;font-family:sans-serif}}{faces}</style>\n"
+        f"<script>{javascript_bundle()}</script>\n"
+        "</head>\n<body>\n"
+        '<div id="figure"></div>\n'
+        f'<script type="application/json" id="figure-spec">{script_json(vl)}</script>\n'
+        "<script>\n"
+        f"{wait}.then(function () {{\n"
+        '  return vegaEmbed("#figure", JSON.parse(document.getElementById("figure-spec")'
+        '.textContent), {renderer: "svg", actions: false});\n'
+        '}).catch(function (e) { document.getElementById("figure").textContent = String(e); });\n'
+        "</script>\n</body>\n</html>\n"
+    )
+
+
+def font_faces(family: str, vl: dict[str, Any]) -> str:
+    """CSS @font-face rules embedding a shipped family's regular and bold faces,
+    subset to printable ASCII, a few symbols d3-format writes, and every
+    character of the chart's strings."""
+    import base64
+
+    from .fonts import FAMILIES, font_dir
+
+    folder = font_dir()
+    if family not in FAMILIES or folder is None:
+        return ""
+    text = "".join(chr(c) for c in range(32, 127)) + "\u2212\u00b5\u2026\u00b0" + \
+        json.dumps(vl, ensure_ascii=False)
+    rules = []
+    for weight, name in (("normal", FAMILIES[family][0]), ("bold", FAMILIES[family][1])):
+        data = base64.b64encode(_subset(folder / name, text)).decode("ascii")
+        rules.append(f"@font-face{{font-family:{script_json(family)};font-weight:{weight};"
+                     f"src:url(data:font/ttf;base64,{data}) format('truetype')}}")
+    return "".join(rules)
+
+
+def _subset(path: Path, text: str) -> bytes:
+    from fontTools import subset
+
+    options = subset.Options()
+    options.name_IDs = ["*"]
+    options.drop_tables += ["FFTM"]  # FontForge's timestamps: not needed, and not reproducible
+    font = subset.load_font(str(path), options)
+    font.recalcTimestamp = False  # else `head.modified` is the time of the build
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(text=text)
+    subsetter.subset(font)
+    out = io.BytesIO()
+    font.flavor = None
+    font.save(out)
+    return out.getvalue()
