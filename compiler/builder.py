@@ -11,6 +11,7 @@ loads none of them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -67,6 +68,9 @@ class Options:
     force: bool = False
     #: worker processes for drawing; None: one per CPU
     jobs: int | None = None
+    #: False for `check`: sources read what is cheap (a checkpoint's headers)
+    #: and no metric is computed
+    compute: bool = True
 
 
 # -- finding specs ----------------------------------------------------------------
@@ -146,7 +150,8 @@ def prepare(path: Path, options: Options, doc: Document | None = None) -> Prepar
     loaded = load_spec(path, where.settings, root, doc)
     _check_font(loaded)
     _check_characters(loaded)
-    tables = read_tables(loaded.doc, loaded.spec, root=root, allow_outside=options.allow_outside)
+    tables = read_tables(loaded.doc, loaded.spec, root=root, allow_outside=options.allow_outside,
+                         settings=where.settings, compute=options.compute)
     _check_size(loaded, tables)
     return Prepared(loaded, tables, _layout(loaded, tables))
 
@@ -235,6 +240,7 @@ def _check_size(loaded: LoadedSpec, tables: list[Table]) -> None:
 def check(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
     """Validate specs and their data without rendering."""
     unreadable: list[Result] = []
+    options = dataclasses.replace(options, compute=False)
     results = [_check_one(p, options) for p in find_specs(paths, unreadable)]
     _check_unique_names(results)
     return unreadable + results

@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     _outside(k)
     k.set_defaults(run=_command("compile", "compile_", "spec", "allow_outside"))
 
+    t = sub.add_parser("table", help="print the cells behind a figure as CSV (layer, module, "
+                       "label, value)")
+    t.add_argument("spec", type=Path, metavar="SPEC")
+    _outside(t)
+    t.set_defaults(run=_command("table", "table", "spec", "allow_outside"))
+
     s = sub.add_parser("schema", help="print the JSON Schema of a spec")
     s.set_defaults(run=_command("schema", "schema"))
 

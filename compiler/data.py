@@ -16,13 +16,16 @@ import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import sources
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
 from .files import Stamp
 from .models import MAX_LAYER_INDEX, Module, Panel, Spec
 from .source import Document, Loc
+
+if TYPE_CHECKING:
+    from .project import Settings
 from .sources import Context, Origin, Row, Rows, Where
 
 #: Most layers one heatmap may draw (the grid is bounded before anything
@@ -71,6 +74,8 @@ class _Reader:
     base: Loc
     root: Path | None
     allow_outside: bool
+    settings: Settings | None = None
+    compute: bool = True
     problems: list[Diagnostic] = field(default_factory=list)
     stamps: dict[Path, Stamp] = field(default_factory=dict)
     #: problems of each kind seen, and the first of those not shown
@@ -110,19 +115,22 @@ class _Reader:
     def rows(self) -> Rows:
         """What the view's source holds (see :mod:`compiler.sources`)."""
         ctx = Context(self.view.data, self.doc, self.base, self.root, self.allow_outside,
-                      self.stamps)
+                      self.stamps, self.settings.roots if self.settings else {},
+                      self.settings.folder if self.settings else None, self.compute)
         return sources.for_data(self.view.data).read(ctx)
 
 
 def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
-                allow_outside: bool = False) -> list[Table]:
+                allow_outside: bool = False, settings: Settings | None = None,
+                compute: bool = True) -> list[Table]:
     """One table per view (panel) of the spec, or FigspecError listing every
     problem of every view."""
     tables, problems = [], []
     for i, view in enumerate(spec.views):
         try:
             tables.append(read_table(doc, view, spec.view_loc(i), root=root,
-                                     allow_outside=allow_outside))
+                                     allow_outside=allow_outside, settings=settings,
+                                     compute=compute))
         except FigspecError as e:
             problems += e.diagnostics
     if problems:
@@ -131,10 +139,12 @@ def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
 
 
 def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None = None,
-               allow_outside: bool = False) -> Table:
+               allow_outside: bool = False, settings: Settings | None = None,
+               compute: bool = True) -> Table:
     """Read one view's data into a complete table, or raise FigspecError
     listing every problem found."""
-    reader = _Reader(view, doc, base, root.resolve() if root else None, allow_outside)
+    reader = _Reader(view, doc, base, root.resolve() if root else None, allow_outside,
+                     settings, compute)
     source = reader.rows()
     if not _check_columns(reader, source):
         raise reader.fail()

@@ -89,6 +89,14 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+#: What a checkpoint source computes from each weight matrix.
+Metric = Literal["relative_change", "changed_fraction", "sparsity", "cosine", "update_norm",
+                 "update_rms", "update_rank", "norm", "rms", "max_abs"]
+NEEDS_BASE = ("relative_change", "changed_fraction", "sparsity", "cosine", "update_norm",
+              "update_rms", "update_rank")
+_CHECKPOINT_ONLY = ("base", "metric", "tolerance", "relative_tolerance")
+
+
 class Data(Model):
     """Where the numbers come from: a file, or records written in the spec."""
 
@@ -139,6 +147,32 @@ class Data(Model):
         "Without it, two rows for one cell are an error.",
         examples=["mean"],
     )
+    checkpoint: str | None = Field(
+        None, description="A safetensors checkpoint to compute `metric` from: a folder (with "
+        "model.safetensors.index.json, or *.safetensors files) or one .safetensors file; "
+        "relative to the spec, or `$ROOT/...` for a root named in figspec.yaml's `roots:`. "
+        "Instead of `path` or `values`.", examples=["../ckpt/qwen2.5-1.5b-grpo",
+                                                   "$ckpt/qwen2.5-1.5b-grpo"])
+    base: str | None = Field(
+        None, description="The checkpoint `checkpoint` is compared against, for metrics that "
+        "compare two (the same forms of path).", examples=["$ckpt/qwen2.5-1.5b"])
+    metric: Metric | None = Field(
+        None, description="What is computed from each weight matrix (T: the checkpoint's, B: "
+        "the base's, as float64 from their stored values): relative_change ||T-B||/||B||, "
+        "changed_fraction (entries with T != B as stored), sparsity (1 - changed_fraction), "
+        "cosine, update_norm ||T-B||, update_rms ||T-B||/sqrt(n), update_rank (numerical rank "
+        "of T-B / min(rows, cols)), norm ||T||, rms ||T||/sqrt(n), max_abs.",
+        examples=["relative_change"])
+    tolerance: float | None = Field(
+        None, ge=0, description="changed_fraction and sparsity: an entry changed when "
+        "|T - B| > tolerance (absolute). Default: compared exactly as stored.",
+        examples=[1e-5])
+    relative_tolerance: float | None = Field(
+        None, ge=0, description="changed_fraction and sparsity: an entry changed when "
+        "|T - B| > relative_tolerance * max(|T|, |B|).", examples=[1e-3])
+    tensor: Literal["weight", "bias"] = Field(
+        "weight", description="With `checkpoint`: which tensors of each module are used.",
+        examples=["bias"])
 
     @field_validator("path")
     @classmethod
@@ -175,12 +209,40 @@ class Data(Model):
     def param_pattern(self) -> re.Pattern[str]:
         return re.compile(self.pattern or DEFAULT_PARAM_PATTERN)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _checkpoint_rows_are_params(cls, v: Any) -> Any:
+        """A checkpoint's rows are keyed by tensor names: `layout: params`."""
+        if isinstance(v, dict) and v.get("checkpoint") is not None and "layout" not in v:
+            return {**v, "layout": "params"}
+        return v
+
     @model_validator(mode="after")
     def _one_source(self, info: ValidationInfo) -> Data:
-        if _partial(info) and self.path is None and self.values is None:
+        given = [k for k in ("path", "values", "checkpoint") if getattr(self, k) is not None]
+        if _partial(info) and not given:
             return self  # the spec extending it gives the source
-        if (self.path is None) == (self.values is None):
-            raise ValueError("give exactly one of `path` (a data file) or `values` (inline records)")
+        if len(given) != 1:
+            raise ValueError("give exactly one of `path` (a data file), `values` (inline "
+                             "records) or `checkpoint` (a safetensors checkpoint)")
+        if self.checkpoint is None:
+            extra = [k for k in _CHECKPOINT_ONLY if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"`{extra[0]}` goes with `checkpoint`")
+            return self
+        if self.metric is None:
+            raise ValueError("with `checkpoint`, give the `metric` to compute, such as "
+                             "`relative_change`")
+        if self.layout != "params":
+            raise ValueError("a checkpoint's rows are its tensors: leave out `layout`")
+        if self.metric in NEEDS_BASE and self.base is None:
+            raise ValueError(f"metric `{self.metric}` compares two checkpoints: give `base`")
+        if (self.tolerance is not None or self.relative_tolerance is not None) and \
+                self.metric not in ("changed_fraction", "sparsity"):
+            raise ValueError("`tolerance` and `relative_tolerance` go with `changed_fraction` "
+                             "and `sparsity`")
+        if self.tolerance is not None and self.relative_tolerance is not None:
+            raise ValueError("give `tolerance` or `relative_tolerance`, not both")
         return self
 
 

@@ -23,6 +23,7 @@ as part of each spec it applies to, with diagnostics pointing here.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from .source import Document
 
 FILENAME = "figspec.yaml"
 ROOT_MARKERS = (".git", FILENAME, "pyproject.toml")
-_KEYS = ("specs", "out", "defaults")
+_KEYS = ("specs", "out", "defaults", "roots")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,12 @@ class Settings:
     def defaults(self) -> dict[str, Any]:
         return self.doc.data.get("defaults") or {}
 
+    @property
+    def roots(self) -> dict[str, str]:
+        """Named folders, possibly outside the project (shared checkpoints),
+        that specs name as ``$name/...``; a folder may be ``$ENVVAR``."""
+        return dict(self.doc.data.get("roots") or {})
+
     def folder_setting(self, key: str, default: str) -> Path:
         value = self.doc.data.get(key, default)
         return self.folder / value
@@ -139,7 +146,15 @@ def _load(path: Path, size: int, mtime_ns: int) -> Settings:
                                            or f"the keys are {', '.join(_KEYS)}", key=True))
         elif key == "defaults" and not isinstance(value, (dict, type(None))):
             problems.append(doc.diagnostic((key,), "`defaults` must be a mapping of spec fields"))
-        elif key != "defaults" and (not isinstance(value, str) or not value.strip()):
+        elif key == "roots":
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)
+                    and isinstance(v, str) and v.strip() for k, v in value.items()):
+                problems.append(doc.diagnostic((key,), "`roots` must map names to folders",
+                                               "roots: {ckpt: /shared/checkpoints}, or "
+                                               "{ckpt: $CKPT_DIR} to take it from the "
+                                               "environment"))
+        elif key in ("specs", "out") and (not isinstance(value, str) or not value.strip()):
             problems.append(doc.diagnostic((key,), f"`{key}` must be a folder path"))
     defaults = doc.data.get("defaults") or {}
     output = defaults.get("output") if isinstance(defaults, dict) else None

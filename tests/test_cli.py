@@ -97,3 +97,18 @@ def test_a_closed_pipe_ends_quietly(project: Path):
                             "specs/a.yaml | head -1 >/dev/null; echo $?", shell=True,
                             cwd=project, capture_output=True, text=True, executable="/bin/bash")
     assert status.stdout.strip() == "141" and "Traceback" not in status.stderr
+
+
+def test_table_prints_the_cells_as_csv(project: Path, run):
+    import csv
+    import io
+
+    from support import MODULES, value_of
+
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    code, out, _ = run("table", "specs/a.yaml")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 6 * 7
+    assert {(int(r["layer"]), r["module"]): float(r["value"]) for r in rows} == {
+        (layer, m): value_of(layer, i) for layer in range(6) for i, m in enumerate(MODULES)}

@@ -14,6 +14,8 @@ fields in :class:`compiler.models.Data`; nothing else changes.
 from __future__ import annotations
 
 import importlib
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Union
@@ -82,6 +84,12 @@ class Context:
     allow_outside: bool
     #: the files read, stamped as they were read (a source fills it)
     stamps: dict[Path, Stamp] = field(default_factory=dict)
+    #: named roots from figspec.yaml (``$name/...`` paths): name -> folder as written
+    roots: dict[str, str] = field(default_factory=dict)
+    #: where figspec.yaml is: relative roots start there
+    roots_base: Path | None = None
+    #: False for `check`: read what is cheap (headers), not what is costly
+    compute: bool = True
 
     def error(self, loc: Loc, message: str, hint: str | None = None) -> FigspecError:
         """A problem with what the spec asks of its source, at that key."""
@@ -103,6 +111,36 @@ class Context:
         return path
 
 
+    def rooted(self, written: str, key: Loc) -> Path:
+        """A path that may start with ``$name/``, a root named in figspec.yaml
+        (whose folder may itself be ``$ENVVAR`` or ``${ENVVAR}/...``): what lies
+        under a root may be outside the project, since the project's settings
+        say so. Any other path is relative to the spec and inside the project."""
+        if not written.startswith("$"):
+            path = (self.doc.path.parent / written).resolve()
+            if self.root is not None and not self.allow_outside and \
+                    not path.is_relative_to(self.root):
+                raise self.error(key, f"{written!r} lies outside the project", "name it under "
+                                 "a root of figspec.yaml (`roots: {ckpt: /shared/ckpt}`, then "
+                                 "`$ckpt/...`), or pass --allow-outside")
+            return path
+        name, _, rest = written[1:].partition("/")
+        if name not in self.roots:
+            listed = ", ".join(f"`${n}`" for n in self.roots) or "none"
+            raise self.error(key, f"`${name}` is not a root in figspec.yaml (roots: {listed})",
+                             f"add `roots: {{{name}: /path/to/folder}}` to figspec.yaml")
+        folder = self.roots[name]
+        env = re.fullmatch(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?(/.*)?", folder)
+        if env:
+            if env.group(1) not in os.environ:
+                raise self.error(key, f"root `{name}` in figspec.yaml takes its folder from "
+                                 f"the environment variable {env.group(1)}, which is not set",
+                                 f"export {env.group(1)}=/path/to/folder")
+            folder = os.environ[env.group(1)] + (env.group(2) or "")
+        base = self.roots_base or self.doc.path.parent
+        return (base / folder / rest).resolve()
+
+
 class Source(Protocol):
     """A kind of data source."""
 
@@ -112,7 +150,8 @@ class Source(Protocol):
 
 
 #: `data` key -> the module reading that kind of source.
-BY_KEY: dict[str, str | Source] = {"values": "compiler.sources.inline"}
+BY_KEY: dict[str, str | Source] = {"values": "compiler.sources.inline",
+                                   "checkpoint": "compiler.sources.checkpoint"}
 #: `data.path`'s suffix -> the module reading that kind of file.
 BY_SUFFIX: dict[str, str | Source] = {
     ".csv": "compiler.sources.tabular", ".tsv": "compiler.sources.tabular",

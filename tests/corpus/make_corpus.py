@@ -126,3 +126,64 @@ for name, text in specs.items():
 (INV / "not_utf8.yaml").write_bytes(GOOD.encode() + "title: caf\xe9\n".encode("latin-1"))
 (INV / "binary_spec.yaml").write_bytes(b"\x00\x01\x02 binary \xff\xfe")
 (INV / "control_character.yaml").write_bytes(b"data:\n  path: ../data/good.csv\n\x0cmodules: [q_proj]\n")
+
+# -- broken safetensors checkpoints (tiny: two 2x2 F32 tensors a checkpoint) ----
+import json as _json
+import struct as _struct
+
+CK = DATA / "ckpt"
+NAMES = ["model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight"]
+
+
+def _safetensors(tensors, header_edit=None, body_edit=None, length=None):
+    header, body = {}, b""
+    for name, values in tensors.items():
+        raw = _struct.pack("<4f", *values)
+        header[name] = {"dtype": "F32", "shape": [2, 2], "data_offsets": [len(body), len(body) + len(raw)]}
+        body += raw
+    if header_edit:
+        header_edit(header)
+    text = _json.dumps(header).encode()
+    if body_edit:
+        body = body_edit(body)
+    return (len(text) if length is None else length).to_bytes(8, "little") + text + body
+
+
+GOOD_T = {NAMES[0]: (1, 2, 3, 4), NAMES[1]: (5, 6, 7, 8)}
+
+
+def _write(folder, raw, name="model.safetensors"):
+    (CK / folder).mkdir(parents=True, exist_ok=True)
+    (CK / folder / name).write_bytes(raw)
+
+
+_write("base", _safetensors(GOOD_T))
+_write("absurd_header", _safetensors(GOOD_T, length=1 << 60))
+_write("bad_json", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all" + b"\x00" * 32)
+_write("overlap", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[1]].update(data_offsets=[0, 16])))
+_write("past_the_end", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[1]].update(data_offsets=[1000, 1016])))
+_write("truncated", _safetensors(GOOD_T, body_edit=lambda b: b[:20]))
+_write("dtype_i8", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[0]].update(dtype="I8", data_offsets=[0, 4], shape=[2, 2])))
+_write("shape_differs", _safetensors({NAMES[0]: (1, 2, 3, 4), NAMES[1]: (5, 6, 7, 8)},
+                                     header_edit=lambda h: h[NAMES[1]].update(shape=[4, 1])))
+_write("tensor_missing", _safetensors({NAMES[0]: (1, 2, 3, 4)}))
+(CK / "missing_shard").mkdir(parents=True, exist_ok=True)
+(CK / "missing_shard" / "model.safetensors.index.json").write_text(_json.dumps(
+    {"weight_map": {NAMES[0]: "model-00001-of-00002.safetensors",
+                    NAMES[1]: "model-00002-of-00002.safetensors"}}))
+_write("missing_shard", _safetensors({NAMES[0]: (1, 2, 3, 4)}), "model-00001-of-00002.safetensors")
+(CK / "pickle").mkdir(parents=True, exist_ok=True)
+(CK / "pickle" / "pytorch_model.bin").write_bytes(b"\x80\x04\x95 not a checkpoint figspec opens")
+
+CKMODS = "modules: [q_proj, k_proj]\n"
+for case in ("absurd_header", "bad_json", "overlap", "past_the_end", "truncated", "dtype_i8",
+             "missing_shard", "pickle"):
+    (INV / f"checkpoint_{case}.yaml").write_text(
+        f"data:\n  checkpoint: ../data/ckpt/{case}\n  base: ../data/ckpt/base\n"
+        f"  metric: relative_change\n" + CKMODS)
+for case in ("shape_differs", "tensor_missing"):
+    (INV / f"checkpoint_{case}.yaml").write_text(
+        f"data:\n  checkpoint: ../data/ckpt/base\n  base: ../data/ckpt/{case}\n"
+        f"  metric: relative_change\n" + CKMODS)
+(INV / "checkpoint_no_base.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/base\n  metric: cosine\n" + CKMODS)

@@ -1,0 +1,463 @@
+"""Per-module metrics computed straight from safetensors checkpoints.
+
+``data: {checkpoint: ..., base: ..., metric: relative_change}``: every weight
+matrix of the checkpoint, compared with the base's, gives one cell; its layer
+and module come from the tensor's name (``model.layers.12.self_attn.q_proj
+.weight``), as with ``layout: params``.
+
+Files are read safely: the header's length, its JSON, every tensor's dtype,
+shape and offsets are checked against the file's size before anything is
+read, so a hostile or broken shard gives a diagnostic naming the file and the
+tensor and never makes figspec read or allocate more than the file holds.
+Tensors are memory-mapped and reduced in pieces (float64 sums), so a model
+is never in memory whole; every cheap metric of a pair comes from one pass,
+and the sums are cached (figspec's cache, keyed by the files' size, mtime,
+inode and ctime), so a rebuild after changing a colour reads no checkpoint.
+PyTorch pickles are never unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import mmap
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..diagnostics import Diagnostic, FigspecError, display_path
+from ..files import looked_at, open_regular
+from . import Context, Rows, Where
+
+#: Bytes per entry of the dtypes read.
+DTYPES = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8}
+#: A header longer than this is refused (real ones are a few hundred KB).
+MAX_HEADER = 100_000_000
+#: Entries reduced at a time: bounds memory (a few float64 arrays of this).
+CHUNK = 1 << 21
+#: Bump when what is cached changes meaning.
+CACHE_VERSION = 1
+INDEX = "model.safetensors.index.json"
+_PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be read as one; ``file`` and ``tensor`` say where."""
+
+    def __init__(self, message: str, file: Path | None = None, tensor: str | None = None):
+        super().__init__(message)
+        self.file, self.tensor = file, tensor
+
+    def text(self) -> str:
+        where = [f"in {display_path(self.file)}" if self.file else None,
+                 f"tensor `{self.tensor}`" if self.tensor else None]
+        return ", ".join(w for w in where if w) + (": " if any(where) else "") + str(self)
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One tensor's place in a shard, checked against the shard's size."""
+
+    name: str
+    file: Path
+    dtype: str
+    shape: tuple[int, ...]
+    start: int  # absolute byte offsets in the file
+    end: int
+
+    @property
+    def count(self) -> int:
+        return math.prod(self.shape)
+
+
+# -- reading headers ---------------------------------------------------------------
+
+def read_header(path: Path) -> dict[str, Tensor]:
+    """The tensors of one .safetensors file, every field checked; CheckpointError."""
+    looked_at(path)
+    try:
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"only {len(head)} bytes: not a safetensors file", path)
+            length = int.from_bytes(head, "little")
+            if length > size - 8 or length > MAX_HEADER:
+                raise CheckpointError(f"header length {length:,} is past the end of the file "
+                                      f"({size:,} bytes)" if length > size - 8 else
+                                      f"header length {length:,} is absurd (over "
+                                      f"{MAX_HEADER:,})", path)
+            raw = f.read(length)
+    except OSError as e:
+        raise CheckpointError(f"cannot read: {e.strerror or e}", path) from None
+    try:
+        header = json.loads(raw, object_pairs_hook=_unique)
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"header is not JSON: {e}", path) from None
+    if not isinstance(header, dict):
+        raise CheckpointError("header is not a JSON object", path)
+    data_start, tensors = 8 + length, {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        tensors[name] = _tensor(path, name, info, data_start, size)
+    _no_overlaps(path, tensors)
+    return tensors
+
+
+def _tensor(path: Path, name: str, info: Any, data_start: int, size: int) -> Tensor:
+    def bad(message: str) -> CheckpointError:
+        return CheckpointError(message, path, name)
+
+    if not isinstance(info, dict):
+        raise bad("its header entry is not an object")
+    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+    if dtype not in DTYPES:
+        raise bad(f"dtype {dtype!r} is not read (only {', '.join(DTYPES)})")
+    if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool)
+                                            and d >= 0 for d in shape)):
+        raise bad(f"shape {shape!r} is not a list of sizes")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and
+            all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+            and offsets[0] <= offsets[1]):
+        raise bad(f"data_offsets {offsets!r} are not [begin, end]")
+    want = math.prod(shape) * DTYPES[dtype]
+    if offsets[1] - offsets[0] != want:
+        raise bad(f"holds {offsets[1] - offsets[0]:,} bytes; shape {shape} in {dtype} needs "
+                  f"{want:,}")
+    if data_start + offsets[1] > size:
+        raise bad(f"ends at byte {data_start + offsets[1]:,}, past the end of the file "
+                  f"({size:,} bytes): the file is truncated")
+    return Tensor(name, path, dtype, tuple(shape), data_start + offsets[0],
+                  data_start + offsets[1])
+
+
+def _no_overlaps(path: Path, tensors: dict[str, Tensor]) -> None:
+    spans = sorted(tensors.values(), key=lambda t: (t.start, t.end))
+    for a, b in zip(spans, spans[1:]):
+        if b.start < a.end:
+            raise CheckpointError(f"its bytes overlap those of `{a.name}`", path, b.name)
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def open_checkpoint(path: Path) -> dict[str, Tensor]:
+    """Every tensor of a checkpoint: a .safetensors file, or a folder with an
+    index naming its shards, or with *.safetensors files."""
+    looked_at(path)
+    if path.is_file():
+        if path.suffix.lower() in _PICKLES:
+            raise CheckpointError("a PyTorch pickle, which figspec never unpickles (it can run "
+                                  "code); convert it: `safetensors.torch.save_file(torch.load("
+                                  "p, weights_only=True), 'model.safetensors')`", path)
+        return read_header(path)
+    if not path.is_dir():
+        raise CheckpointError("no such file or folder", path)
+    index = path / INDEX
+    looked_at(index)
+    if index.is_file():
+        shards = _index_shards(index)
+    else:
+        shards = sorted(path.glob("*.safetensors"))
+        if not shards:
+            pickles = [p.name for p in path.iterdir() if p.suffix.lower() in _PICKLES]
+            hint = (f"; it has {', '.join(pickles[:3])}: PyTorch pickles, which figspec never "
+                    "unpickles; convert them to safetensors" if pickles else "")
+            raise CheckpointError(f"holds neither {INDEX} nor *.safetensors files{hint}", path)
+    tensors: dict[str, Tensor] = {}
+    for shard in shards:
+        for name, t in read_header(shard).items():
+            if name in tensors:
+                raise CheckpointError(f"is also in {display_path(tensors[name].file)}", shard,
+                                      name)
+            tensors[name] = t
+    return tensors
+
+
+def _index_shards(index: Path) -> list[Path]:
+    try:
+        with open_regular(index) as f:
+            data = json.loads(f.read(MAX_HEADER + 1), object_pairs_hook=_unique)
+    except (OSError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"not a readable index: {e}", index) from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str)
+                                                   for v in weight_map.values()):
+        raise CheckpointError("has no `weight_map` of tensor name to shard file", index)
+    shards = []
+    for name in sorted(set(weight_map.values())):
+        shard = (index.parent / name).resolve()
+        if shard.parent != index.parent.resolve():
+            raise CheckpointError(f"names a shard outside its folder: {name!r}", index)
+        if not shard.is_file():
+            raise CheckpointError(f"names a shard that does not exist: {name}", index)
+        shards.append(shard)
+    return shards
+
+
+# -- reducing tensors --------------------------------------------------------------
+
+def _as_float64(raw: Any, dtype: str) -> Any:
+    import numpy as np
+
+    if dtype == "BF16":  # the high half of a float32
+        return (raw.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    return raw.astype(np.float64)
+
+
+class _Mapped:
+    """Memory maps of the files read, one each, closed together."""
+
+    def __init__(self) -> None:
+        self.maps: dict[Path, mmap.mmap] = {}
+
+    def raw(self, t: Tensor, bits: bool = False) -> Any:
+        """The tensor's entries as stored (little-endian), or their bits as
+        unsigned integers (for bit-exact comparison)."""
+        import numpy as np
+
+        if t.file not in self.maps:
+            with open_regular(t.file) as f:
+                self.maps[t.file] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        kind = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32, "F64": np.float64}
+        if bits:
+            kind = {"BF16": np.uint16, "F16": np.uint16, "F32": np.uint32, "F64": np.uint64}
+        return np.frombuffer(self.maps[t.file], dtype=np.dtype(kind[t.dtype]).newbyteorder("<"),
+                             count=t.count, offset=t.start)
+
+    def close(self) -> None:
+        for m in self.maps.values():
+            m.close()
+
+
+def reduce_pair(t: Tensor, b: Tensor | None, mapped: _Mapped, tolerance: float | None,
+                relative: float | None) -> dict[str, float]:
+    """The sums every cheap metric is made of, in one pass, in float64."""
+    import numpy as np
+
+    tr = mapped.raw(t)
+    br = mapped.raw(b) if b is not None else None
+    same_dtype = b is not None and b.dtype == t.dtype
+    tbits = mapped.raw(t, bits=True) if same_dtype else None
+    bbits = mapped.raw(b, bits=True) if same_dtype and b is not None else None
+    out = {"n": float(t.count), "tt": 0.0, "bb": 0.0, "tb": 0.0, "dd": 0.0, "max_abs": 0.0,
+           "changed": 0.0, "bad_t": 0.0, "bad_b": 0.0}
+    for i in range(0, t.count, CHUNK):
+        tc = _as_float64(tr[i:i + CHUNK], t.dtype)
+        out["bad_t"] += float(tc.size - np.count_nonzero(np.isfinite(tc)))
+        out["tt"] += float(np.dot(tc, tc))
+        if tc.size:
+            out["max_abs"] = max(out["max_abs"], float(np.max(np.abs(tc))))
+        if br is None or b is None:
+            continue
+        bc = _as_float64(br[i:i + CHUNK], b.dtype)
+        out["bad_b"] += float(bc.size - np.count_nonzero(np.isfinite(bc)))
+        d = tc - bc  # exact in float64 for 16- and 32-bit values: no cancellation
+        out["bb"] += float(np.dot(bc, bc))
+        out["tb"] += float(np.dot(tc, bc))
+        out["dd"] += float(np.dot(d, d))
+        if tolerance is not None:
+            out["changed"] += float(np.count_nonzero(np.abs(d) > tolerance))
+        elif relative is not None:
+            scale = np.maximum(np.abs(tc), np.abs(bc))
+            out["changed"] += float(np.count_nonzero(np.abs(d) > relative * scale))
+        elif tbits is not None and bbits is not None:  # bit-exact, as stored
+            out["changed"] += float(np.count_nonzero(tbits[i:i + CHUNK] != bbits[i:i + CHUNK]))
+        else:
+            out["changed"] += float(np.count_nonzero(tc != bc))
+    return out
+
+
+def update_rank(t: Tensor, b: Tensor, mapped: _Mapped) -> float:
+    """Numerical rank of T - B over min(rows, cols), as torch.linalg.matrix_rank
+    computes it on float32: singular values above s_max * max(m, n) * eps."""
+    import numpy as np
+
+    if len(t.shape) != 2:
+        raise CheckpointError("update_rank needs a matrix", t.file, t.name)
+    d = (_as_float64(mapped.raw(t), t.dtype) - _as_float64(mapped.raw(b), b.dtype))
+    d = d.astype(np.float32).reshape(t.shape)
+    s = np.linalg.svd(d, compute_uv=False)
+    if not s.size or s[0] == 0:
+        return 0.0
+    tol = s[0] * max(t.shape) * np.finfo(np.float32).eps
+    return float(np.count_nonzero(s > tol)) / min(t.shape)
+
+
+def metric(name: str, sums: dict[str, float]) -> float:
+    """One metric from a tensor's sums."""
+    n, tt, bb, tb, dd = sums["n"], sums["tt"], sums["bb"], sums["tb"], sums["dd"]
+    if name == "relative_change":
+        return math.sqrt(dd) / math.sqrt(bb) if bb else math.inf
+    if name == "changed_fraction":
+        return sums["changed"] / n if n else 0.0
+    if name == "sparsity":
+        return 1 - sums["changed"] / n if n else 1.0
+    if name == "cosine":
+        return tb / (math.sqrt(tt) * math.sqrt(bb)) if tt and bb else math.nan
+    if name == "update_norm":
+        return math.sqrt(dd)
+    if name == "update_rms":
+        return math.sqrt(dd / n) if n else 0.0
+    if name == "norm":
+        return math.sqrt(tt)
+    if name == "rms":
+        return math.sqrt(tt / n) if n else 0.0
+    if name == "max_abs":
+        return sums["max_abs"]
+    return sums[name]  # update_rank, computed on its own
+
+
+# -- the source --------------------------------------------------------------------
+
+class Checkpoint:
+    def read(self, ctx: Context) -> Rows:
+        data = ctx.data
+        try:
+            tuned = open_checkpoint(self._path(ctx, "checkpoint"))
+            base = open_checkpoint(self._path(ctx, "base")) if data.base else None
+        except CheckpointError as e:
+            key = "base" if data.base and e.file is not None and \
+                _under(e.file, ctx, "base") else "checkpoint"
+            hint = None if "unpickle" in str(e) or "no such" in str(e) else \
+                "the file is damaged or not safetensors: save the checkpoint again"
+            raise ctx.error(("data", key), e.text(), hint) from None
+        chosen = self._tensors(tuned, data.tensor, data.param_pattern)
+        problems = []
+        if base is not None:
+            problems = self._compare_headers(ctx, chosen, base)
+        if problems:
+            raise FigspecError(problems)
+        values = self._values(ctx, chosen, base) if ctx.compute else \
+            {name: 0.0 for name in chosen}
+        rows = [(Where(display_path(t.file), what=f"tensor `{name}`"),
+                 {data.param: name, data.value: values[name]})
+                for name, t in chosen.items()]
+        shown = display_path(self._path(ctx, "checkpoint"))
+        return Rows(rows, [data.param, data.value], shown)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _path(ctx: Context, key: str) -> Path:
+        written = getattr(ctx.data, key)
+        return ctx.rooted(written, ("data", key))
+
+    @staticmethod
+    def _tensors(tensors: dict[str, Tensor], kind: str, pattern: re.Pattern[str]
+                 ) -> dict[str, Tensor]:
+        """The weights (or biases) of layers: embeddings, the final norm and
+        lm_head have no layer, and are never read."""
+        suffix = "." + kind
+        return {name: t for name, t in tensors.items()
+                if name.endswith(suffix) and pattern.search(name)}
+
+    @staticmethod
+    def _compare_headers(ctx: Context, chosen: dict[str, Tensor], base: dict[str, Tensor]
+                         ) -> list[Diagnostic]:
+        problems = []
+        for name, t in chosen.items():
+            other = base.get(name)
+            if other is None:
+                problems.append(ctx.doc.diagnostic(ctx.base + ("data", "base"),
+                                f"tensor `{name}` of the checkpoint is not in the base"))
+            elif other.shape != t.shape:
+                problems.append(ctx.doc.diagnostic(ctx.base + ("data", "base"),
+                                f"tensor `{name}` is {list(t.shape)} in the checkpoint and "
+                                f"{list(other.shape)} in the base"))
+        return problems[:5] + ([ctx.doc.diagnostic(ctx.base + ("data", "base"),
+                                f"... and {len(problems) - 5} more like this")]
+                               if len(problems) > 5 else [])
+
+    def _values(self, ctx: Context, chosen: dict[str, Tensor], base: dict[str, Tensor] | None
+                ) -> dict[str, float]:
+        data = ctx.data
+        files = sorted({t.file for t in chosen.values()} |
+                       {base[n].file for n in chosen if base and n in base})
+        key = _cache_key(files, data)
+        sums = _cached(key)
+        if sums is None or not set(chosen) <= set(sums):
+            sums = _reduce_all(chosen, base, data)
+            _store(key, sums)
+        bad = {n: s for n, s in sums.items() if n in chosen and (s["bad_t"] or s["bad_b"])}
+        if bad:
+            name, s = next(iter(bad.items()))
+            which = "checkpoint" if s["bad_t"] else "base"
+            raise ctx.error(("data", which), f"tensor `{name}` holds "
+                            f"{int(s['bad_t'] or s['bad_b']):,} non-finite weights (NaN or "
+                            f"infinity) in the {which}" + (f"; and {len(bad) - 1} more tensors"
+                                                          if len(bad) > 1 else ""))
+        return {name: metric(data.metric, sums[name]) for name in chosen}
+
+
+def _under(path: Path, ctx: Context, key: str) -> bool:
+    try:
+        return path.resolve().is_relative_to(Checkpoint._path(ctx, key))
+    except FigspecError:
+        return False
+
+
+def _reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None, data: Any
+                ) -> dict[str, dict[str, float]]:
+    """Every chosen tensor reduced, shard by shard in file order (sequential reads)."""
+    mapped = _Mapped()
+    try:
+        out = {}
+        for name, t in sorted(chosen.items(), key=lambda kv: (str(kv[1].file), kv[1].start)):
+            b = base[name] if base is not None else None
+            out[name] = reduce_pair(t, b, mapped, data.tolerance, data.relative_tolerance)
+            if data.metric == "update_rank" and b is not None:
+                out[name]["update_rank"] = update_rank(t, b, mapped)
+        return out
+    finally:
+        mapped.close()
+
+
+#: Reductions made in this process, by cache key: several specs comparing the
+#: same pair in one build share one pass.
+_MEMORY: dict[str, dict[str, dict[str, float]]] = {}
+
+
+def _cache_key(files: list[Path], data: Any) -> str:
+    """The files' identity (a shard rewritten in place changes its mtime and
+    ctime), and what the reduction depends on."""
+    parts: list[Any] = [CACHE_VERSION, data.tensor, data.tolerance, data.relative_tolerance,
+                        data.metric == "update_rank"]
+    for f in files:
+        st = f.stat()
+        parts.append([str(f), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _cached(key: str) -> dict[str, dict[str, float]] | None:
+    from .. import cache
+
+    if key in _MEMORY:
+        return _MEMORY[key]
+    try:
+        raw = (cache.folder() / "metrics" / f"{key}.json").read_bytes()
+        sums = json.loads(raw)
+    except (OSError, ValueError):
+        return None
+    if isinstance(sums, dict):
+        _MEMORY[key] = sums
+        return sums
+    return None
+
+
+def _store(key: str, sums: dict[str, dict[str, float]]) -> None:
+    from .. import cache
+
+    _MEMORY[key] = sums
+    cache.put(f"metrics/{key}.json", json.dumps(sums, sort_keys=True).encode())
+
+
+SOURCE = Checkpoint()

@@ -1,0 +1,90 @@
+"""Tiny safetensors checkpoints for tests, written without the safetensors
+package (the format is an 8-byte header length, a JSON header, the bytes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+MODULES = {"llama": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                     "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj", "mlp.gate_proj"],
+           "gpt2": ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"]}
+
+
+def to_bf16(a: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (round to nearest even), as uint16."""
+    bits = a.astype(np.float32).view(np.uint32)
+    rounded = bits + 0x7FFF + ((bits >> 16) & 1)
+    return (rounded >> 16).astype(np.uint16)
+
+
+def from_bf16(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+def encode(array: np.ndarray, dtype: str) -> bytes:
+    if dtype == "BF16":
+        return to_bf16(array).astype("<u2").tobytes()
+    kind = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}[dtype]
+    return array.astype(kind).tobytes()
+
+
+def decode(raw: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The stored values as float64: the reference side of every metric test."""
+    if dtype == "BF16":
+        return from_bf16(np.frombuffer(raw, "<u2")).reshape(shape)
+    kind = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}[dtype]
+    return np.frombuffer(raw, kind).astype(np.float64).reshape(shape)
+
+
+def write_safetensors(path: Path, tensors: dict[str, tuple[str, tuple[int, ...], bytes]]) -> None:
+    header, blobs, offset = {}, [], 0
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": list(shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+
+
+def names(arch: str, layers: int) -> list[str]:
+    prefix = "model.layers" if arch == "llama" else "transformer.h"
+    return [f"{prefix}.{layer}.{m}.weight" for layer in range(layers) for m in MODULES[arch]]
+
+
+def make_pair(folder: Path, *, arch: str = "llama", layers: int = 3, dtype: str = "BF16",
+              shards: int = 1, seed: int = 0, changed: float = 0.12, scale: float = 1e-3,
+              shape: tuple[int, int] = (16, 24)) -> tuple[Path, Path, dict]:
+    """A base and a tuned checkpoint (the tuned one changed in about ``changed``
+    of its entries), each as ``shards`` files with an index when sharded; and
+    the stored bytes of every tensor, for the reference."""
+    rng = np.random.default_rng(seed)
+    stored: dict[str, dict[str, bytes]] = {"base": {}, "tuned": {}}
+    tensors: dict[str, dict[str, tuple[str, tuple[int, ...], bytes]]] = {"base": {}, "tuned": {}}
+    all_names = names(arch, layers) + ["model.embed_tokens.weight", "lm_head.weight"]
+    for name in all_names:
+        b = rng.normal(0, 0.02, size=shape)
+        mask = rng.random(shape) < changed
+        t = b + mask * rng.normal(0, scale, size=shape)
+        for side, values in (("base", b), ("tuned", t)):
+            raw = encode(values, dtype)
+            stored[side][name] = raw
+            tensors[side][name] = (dtype, shape, raw)
+    for side in ("base", "tuned"):
+        out = folder / side
+        if shards == 1:
+            write_safetensors(out / "model.safetensors", tensors[side])
+            continue
+        items = list(tensors[side].items())
+        weight_map = {}
+        for i in range(shards):
+            part = dict(items[i::shards])
+            fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+            write_safetensors(out / fname, part)
+            weight_map.update({n: fname for n in part})
+        (out / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return folder / "tuned", folder / "base", stored

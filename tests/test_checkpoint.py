@@ -1,0 +1,317 @@
+"""Metrics straight from safetensors checkpoints: every metric and option
+against an independent float64 reference, broken files, read-once and cache."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import checkpoints as ck
+import support
+from compiler.builder import Options, build, compile_spec
+from compiler.sources import checkpoint as source
+
+LABELS = dict(zip(["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"],
+                  support.LABELS))
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIGSPEC_CACHE", str(tmp_path / "cache"))
+    source._MEMORY.clear()
+
+
+def spec_for(project: Path, metric: str, extra: str = "", modules: str = "qwen2",
+             name: str = "fig", data: str = "") -> Path:
+    base = "" if metric in ("norm", "rms", "max_abs") else "  base: ../ckpt/base\n"
+    return support.write(project / "specs" / f"{name}.yaml", (
+        f"data:\n  checkpoint: ../ckpt/tuned\n{base}  metric: {metric}\n{data}"
+        f"modules: {modules}\n{extra}"))
+
+
+def reference(stored: dict, name: str, metric: str, dtype: str, shape: tuple[int, int],
+              tolerance: float | None = None, relative: float | None = None) -> float:
+    t = ck.decode(stored["tuned"][name], dtype, shape).ravel()
+    b = ck.decode(stored["base"][name], dtype, shape).ravel()
+    d = t - b
+    n = t.size
+    if tolerance is not None:
+        changed = np.count_nonzero(np.abs(d) > tolerance)
+    elif relative is not None:
+        changed = np.count_nonzero(np.abs(d) > relative * np.maximum(np.abs(t), np.abs(b)))
+    else:  # entry by entry, as stored: their bytes differ
+        changed = _bitwise_changed(stored, name, n)
+    return {
+        "relative_change": math.sqrt(np.sum(d * d)) / math.sqrt(np.sum(b * b)),
+        "changed_fraction": changed / n, "sparsity": 1 - changed / n,
+        "cosine": np.sum(t * b) / (math.sqrt(np.sum(t * t)) * math.sqrt(np.sum(b * b))),
+        "update_norm": math.sqrt(np.sum(d * d)), "update_rms": math.sqrt(np.sum(d * d) / n),
+        "norm": math.sqrt(np.sum(t * t)), "rms": math.sqrt(np.sum(t * t) / n),
+        "max_abs": float(np.max(np.abs(t))),
+    }[metric]
+
+
+def _bitwise_changed(stored: dict, name: str, n: int) -> int:
+    t, b = stored["tuned"][name], stored["base"][name]
+    width = len(t) // n
+    return sum(t[i * width:(i + 1) * width] != b[i * width:(i + 1) * width] for i in range(n))
+
+
+def cells(vl: dict) -> dict[tuple[int, str], float]:
+    return {(r["layer"], r["module"]): r["value"] for r in vl["data"]["values"]}
+
+
+METRICS = ["relative_change", "changed_fraction", "sparsity", "cosine", "update_norm",
+           "update_rms", "norm", "rms", "max_abs"]
+
+
+@pytest.mark.parametrize("dtype,shards", [("BF16", 1), ("F16", 2), ("F32", 3)])
+def test_every_metric_matches_a_float64_reference(project: Path, dtype: str, shards: int):
+    _, _, stored = ck.make_pair(project / "ckpt", dtype=dtype, shards=shards)
+    for metric in METRICS:
+        spec = spec_for(project, metric, "output: {formats: [svg]}\n")
+        got = cells(compile_spec(spec))
+        assert len(got) == 3 * 7
+        for layer in range(3):
+            for module, label in LABELS.items():
+                group = "mlp" if module in ("up_proj", "down_proj", "gate_proj") else "self_attn"
+                name = f"model.layers.{layer}.{group}.{module}.weight"
+                want = reference(stored, name, metric, dtype, (16, 24))
+                assert got[(layer, label)] == pytest.approx(want, rel=1e-9, abs=1e-300), \
+                    (metric, name)
+
+
+@pytest.mark.parametrize("option,value", [("tolerance", 1e-5), ("relative_tolerance", 1e-3)])
+def test_tolerances(project: Path, option: str, value: float):
+    _, _, stored = ck.make_pair(project / "ckpt", dtype="F32", scale=1e-5)
+    for metric in ("changed_fraction", "sparsity"):
+        spec = spec_for(project, metric, data=f"  {option}: {value}\n")
+        got = cells(compile_spec(spec))
+        name = "model.layers.1.self_attn.v_proj.weight"
+        kw = {"tolerance": value} if option == "tolerance" else {"relative": value}
+        assert got[(1, "attn. v")] == pytest.approx(
+            reference(stored, name, metric, "F32", (16, 24), **kw), rel=1e-12)
+
+
+def test_a_tiny_update_keeps_its_digits(project: Path):
+    """||T - B|| is summed from T - B itself, never from ||T||, ||B|| and <T, B>."""
+    b = np.random.default_rng(1).normal(0, 1, size=(64, 64))
+    t = b * (1 + 1e-4)
+    for side, values in (("base", b), ("tuned", t)):
+        ck.write_safetensors(project / "ckpt" / side / "model.safetensors", {
+            f"model.layers.0.self_attn.q_proj.weight": ("F64", (64, 64), values.tobytes())})
+    spec = spec_for(project, "relative_change", modules="[q_proj]")
+    (value,) = cells(compile_spec(spec)).values()
+    assert value == pytest.approx(np.linalg.norm(t - b) / np.linalg.norm(b), rel=1e-9)
+
+
+def test_update_rank_is_torch_s_rank_on_float32(project: Path):
+    rng = np.random.default_rng(2)
+    b = rng.normal(size=(32, 48))
+    t = b + rng.normal(size=(32, 3)) @ rng.normal(size=(3, 48)) * 1e-2  # a rank-3 update
+    for side, values in (("base", b), ("tuned", t)):
+        ck.write_safetensors(project / "ckpt" / side / "model.safetensors", {
+            "model.layers.0.self_attn.q_proj.weight": ("F32", (32, 48),
+                                                        values.astype("<f4").tobytes())})
+    spec = spec_for(project, "update_rank", modules="[q_proj]")
+    (value,) = cells(compile_spec(spec)).values()
+    d = (t.astype(np.float32).astype(np.float64) - b.astype(np.float32).astype(np.float64))
+    s = np.linalg.svd(d.astype(np.float32), compute_uv=False)
+    want = np.count_nonzero(s > s[0] * 48 * np.finfo(np.float32).eps) / 32
+    assert value == want and 3 / 32 <= value
+
+
+def test_gpt2_names_and_biases(project: Path):
+    _, _, stored = ck.make_pair(project / "ckpt", arch="gpt2", dtype="F32")
+    spec = spec_for(project, "norm", modules="gpt2")
+    got = cells(compile_spec(spec))
+    want = reference(stored, "transformer.h.2.mlp.c_fc.weight", "norm", "F32", (16, 24))
+    assert got[(2, "mlp. up")] == pytest.approx(want, rel=1e-12)
+
+
+# -- read once, cached ---------------------------------------------------------------
+
+@pytest.fixture
+def passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many tensors were reduced (read from disk): counted, not timed."""
+    count: list[int] = []
+    real = source.reduce_pair
+
+    def counting(*args, **kw):
+        count.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(source, "reduce_pair", counting)
+    return count
+
+
+def test_a_pair_is_read_once_however_many_figures_use_it(project: Path, passes: list[int]):
+    ck.make_pair(project / "ckpt")
+    for i, metric in enumerate(("relative_change", "cosine", "update_norm")):
+        spec_for(project, metric, name=f"f{i}")
+    results = build([project / "specs"], Options(out_dir=project / "out", jobs=1))
+    assert {r.status for r in results} == {"built"}
+    assert len(passes) == 3 * 7  # each layer's weight once; embeddings and lm_head never
+    first = len(passes)
+    # A colour changed, a figure added with another metric of the pair: no read.
+    spec_for(project, "relative_change", name="f0", extra="color: {scheme: redblue}\n")
+    spec_for(project, "update_rms", name="f3")
+    source._MEMORY.clear()  # a new process: only the disk cache is left
+    results = build([project / "specs"], Options(out_dir=project / "out", jobs=1))
+    assert {r.status for r in results} == {"built", "up to date"}
+    assert len(passes) == first
+
+
+def test_a_shard_rewritten_in_place_is_noticed(project: Path, passes: list[int]):
+    tuned, _, _ = ck.make_pair(project / "ckpt")
+    spec = spec_for(project, "relative_change")
+    before = cells(compile_spec(spec))
+    ck.make_pair(project / "ckpt", seed=7)  # same names and sizes, other bytes
+    source._MEMORY.clear()
+    assert cells(compile_spec(spec)) != before
+
+
+def test_check_reads_headers_only(project: Path, passes: list[int], run):
+    ck.make_pair(project / "ckpt")
+    spec_for(project, "relative_change")
+    assert run("check")[0] == 0
+    assert passes == []
+
+
+# -- where checkpoints are -----------------------------------------------------------
+
+def test_a_named_root_may_lie_outside_the_project(project: Path, tmp_path_factory, run,
+                                                  monkeypatch: pytest.MonkeyPatch):
+    shared = tmp_path_factory.mktemp("shared")
+    ck.make_pair(shared)
+    support.write(project / "figspec.yaml", "roots: {ckpt: $CKPT_DIR}\n")
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: $ckpt/tuned\n"
+                  "  base: $ckpt/base\n  metric: relative_change\nmodules: qwen2\n")
+    code, _, err = run("check")
+    assert code == 1 and ("root `ckpt` in figspec.yaml takes its folder from the environment "
+                          "variable CKPT_DIR, which is not set") in err
+    monkeypatch.setenv("CKPT_DIR", str(shared))
+    assert run("check") == (0, "", "")
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: $other/tuned\n"
+                  "  base: $ckpt/base\n  metric: relative_change\nmodules: qwen2\n")
+    code, _, err = run("check")
+    assert code == 1 and "`$other` is not a root in figspec.yaml (roots: `$ckpt`)" in err
+    support.write(project / "specs" / "fig.yaml", f"data:\n  checkpoint: {shared}/tuned\n"
+                  "  base: $ckpt/base\n  metric: relative_change\nmodules: qwen2\n")
+    code, _, err = run("check")
+    assert code == 1 and "lies outside the project" in err
+
+
+# -- broken and hostile files --------------------------------------------------------
+
+def corrupt(path: Path, how: str) -> None:
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    name = next(k for k in header if k.startswith("model.layers.0.self_attn.q"))
+    if how == "absurd header":
+        path.write_bytes((1 << 62).to_bytes(8, "little") + raw[8:])
+    elif how == "bad json":
+        path.write_bytes(raw[:8] + b"{" * n + raw[8 + n:])
+    elif how in ("overlap", "past the end", "dtype", "truncated"):
+        if how == "overlap":
+            other = next(k for k in header if k != name and not k.startswith("__"))
+            header[name]["data_offsets"] = header[other]["data_offsets"]
+        elif how == "past the end":
+            header[name]["data_offsets"] = [10 ** 12, 10 ** 12 + header[name]["data_offsets"][1]
+                                            - header[name]["data_offsets"][0]]
+        elif how == "dtype":
+            header[name]["dtype"] = "I8"
+        text = json.dumps(header).encode()
+        body = raw[8 + n:]
+        if how == "truncated":
+            body = body[:len(body) // 2]
+        path.write_bytes(len(text).to_bytes(8, "little") + text + body)
+
+
+@pytest.mark.parametrize("how,message", [
+    ("absurd header", "header length 4,611,686,018,427,387,904 is past the end of the file"),
+    ("bad json", "header is not JSON"),
+    ("overlap", "its bytes overlap those of"),
+    ("past the end", "past the end of the file"),
+    ("truncated", "the file is truncated"),
+    ("dtype", "dtype 'I8' is not read (only BF16, F16, F32, F64)"),
+])
+def test_a_broken_shard_gives_a_diagnostic_naming_file_and_tensor(project: Path, run,
+                                                                  how: str, message: str):
+    tuned, _, _ = ck.make_pair(project / "ckpt")
+    corrupt(tuned / "model.safetensors", how)
+    spec_for(project, "relative_change")
+    for command in ("check", "build"):
+        code, out, err = run(command)
+        assert code == 1 and "Traceback" not in err, err
+        assert "specs/fig.yaml:2:15: error: in ckpt/tuned/model.safetensors" in err, err
+        assert message in err
+
+
+def test_an_index_naming_a_missing_shard(project: Path, run):
+    tuned, _, _ = ck.make_pair(project / "ckpt", shards=2)
+    (tuned / "model-00002-of-00002.safetensors").unlink()
+    spec_for(project, "relative_change")
+    code, _, err = run("check")
+    assert code == 1 and "names a shard that does not exist: model-00002-of-00002" in err
+
+
+def test_pickles_are_never_unpickled(project: Path, run):
+    (project / "ckpt" / "tuned").mkdir(parents=True)
+    (project / "ckpt" / "tuned" / "pytorch_model.bin").write_bytes(b"\x80\x04not really")
+    ck.make_pair(project / "other")
+    spec_for(project, "norm")
+    code, _, err = run("check")
+    assert code == 1 and "PyTorch pickles, which figspec never unpickles" in err
+
+
+def test_shapes_and_missing_tensors_between_checkpoint_and_base(project: Path, run):
+    ck.make_pair(project / "ckpt")
+    raw = (project / "ckpt" / "base" / "model.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header["model.layers.0.self_attn.q_proj.weight"]["shape"] = [24, 16]
+    header["model.layers.1.mlp.up_proj.weight_renamed"] = header.pop(
+        "model.layers.1.mlp.up_proj.weight")
+    text = json.dumps(header).encode()
+    (project / "ckpt" / "base" / "model.safetensors").write_bytes(
+        len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    spec_for(project, "relative_change")
+    code, _, err = run("check")
+    assert "tensor `model.layers.0.self_attn.q_proj.weight` is [16, 24] in the checkpoint and " \
+           "[24, 16] in the base" in err
+    assert "tensor `model.layers.1.mlp.up_proj.weight` of the checkpoint is not in the base" in err
+
+
+def test_non_finite_weights_are_named_and_counted(project: Path, run):
+    rng = np.random.default_rng(3)
+    b = rng.normal(size=(8, 8))
+    t = b.copy()
+    t[0, :3] = np.nan
+    for side, values in (("base", b), ("tuned", t)):
+        ck.write_safetensors(project / "ckpt" / side / "model.safetensors", {
+            "model.layers.0.self_attn.q_proj.weight": ("F32", (8, 8),
+                                                        values.astype("<f4").tobytes())})
+    spec_for(project, "relative_change", modules="[q_proj]")
+    code, _, err = run("build")
+    assert code == 1 and ("tensor `model.layers.0.self_attn.q_proj.weight` holds 3 non-finite "
+                          "weights (NaN or infinity) in the checkpoint") in err
+
+
+def test_several_tensors_for_one_cell_need_aggregate(project: Path, run):
+    rng = np.random.default_rng(4)
+    tensors = {f"model.layers.0.mlp.experts.{e}.up_proj.weight":
+               ("F32", (4, 4), rng.normal(size=(4, 4)).astype("<f4").tobytes()) for e in range(3)}
+    ck.write_safetensors(project / "ckpt" / "tuned" / "model.safetensors", tensors)
+    spec_for(project, "norm", modules="[up_proj]")
+    code, _, err = run("check")
+    assert code == 1 and "a second row for layer 0, module `up_proj`" in err
+    assert "aggregate" in err
+    spec_for(project, "norm", modules="[up_proj]", data="  aggregate: mean\n")
+    assert run("check")[0] == 0
