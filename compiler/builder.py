@@ -313,8 +313,9 @@ def plan(paths: Sequence[Path], options: Options = Options()) -> tuple[list[Resu
 
 
 def status(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
-    """What a build would do, without drawing: up to date, stale (and why), failed."""
-    results, manifest = plan(paths, options)
+    """What a build would do, without drawing: up to date, stale (and why), failed.
+    Cheap, as `check` is: no checkpoint metric is computed."""
+    results, manifest = plan(paths, dataclasses.replace(options, compute=False))
     for r in results:
         if r.status == "checked":
             r.status = "stale"

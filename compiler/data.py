@@ -116,7 +116,8 @@ class _Reader:
         """What the view's source holds (see :mod:`compiler.sources`)."""
         ctx = Context(self.view.data, self.doc, self.base, self.root, self.allow_outside,
                       self.stamps, self.settings.roots if self.settings else {},
-                      self.settings.folder if self.settings else None, self.compute)
+                      self.settings.folder if self.settings else None, self.compute,
+                      (self.view.layers.first, self.view.layers.last))
         return sources.for_data(self.view.data).read(ctx)
 
 

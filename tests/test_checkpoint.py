@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +103,7 @@ def test_a_tiny_update_keeps_its_digits(project: Path):
     t = b * (1 + 1e-4)
     for side, values in (("base", b), ("tuned", t)):
         ck.write_safetensors(project / "ckpt" / side / "model.safetensors", {
-            f"model.layers.0.self_attn.q_proj.weight": ("F64", (64, 64), values.tobytes())})
+            "model.layers.0.self_attn.q_proj.weight": ("F64", (64, 64), values.tobytes())})
     spec = spec_for(project, "relative_change", modules="[q_proj]")
     (value,) = cells(compile_spec(spec)).values()
     assert value == pytest.approx(np.linalg.norm(t - b) / np.linalg.norm(b), rel=1e-9)

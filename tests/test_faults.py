@@ -5,6 +5,7 @@ not allow them (mounting needs root)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -139,8 +140,23 @@ def processes_with(mark: str) -> list[int]:
     return found
 
 
+_STARTED: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test():
+    """Whatever a test asserts, the processes it started are gone after it."""
+    yield
+    for mark in _STARTED:
+        for pid in processes_with(mark):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    _STARTED.clear()
+
+
 def start_build(project: Path, *args: str) -> tuple[subprocess.Popen, str]:
     env, mark = marked_env()
+    _STARTED.append(mark)
     proc = subprocess.Popen([sys.executable, "-m", "compiler", "build", *args], cwd=project,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return proc, mark

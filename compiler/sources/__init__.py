@@ -90,6 +90,9 @@ class Context:
     roots_base: Path | None = None
     #: False for `check`: read what is cheap (headers), not what is costly
     compute: bool = True
+    #: the layers drawn, first and last (None: to the data's last): a source
+    #: may skip what lies outside
+    layers: tuple[int, int | None] = (0, None)
 
     def error(self, loc: Loc, message: str, hint: str | None = None) -> FigspecError:
         """A problem with what the spec asks of its source, at that key."""
