@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Sequence
 
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path
-from .events import Event, FigureDone, Finished, Started, Waiting
+from .events import Event, FigureDone, Finished, Started, Waiting, Working
 from .files import Stamp, recording, sweep_temporaries, write_together
 from .manifest import Manifest, environment_key
 from .drawing import Drawer
@@ -128,6 +128,11 @@ class Prepared:
     tables: list[Table]
     #: the Vega-Lite, fitted to `size` and checked for overlapping text
     figure: Figure
+
+    @property
+    def reads_checkpoints(self) -> bool:
+        return any(v.data is not None and v.data.checkpoint is not None
+                   for v in self.loaded.spec.views)
 
     @property
     def inputs(self) -> dict[Path, Stamp]:
@@ -356,7 +361,19 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
     for r in [*unreadable, *results.values()]:
         yield count.done(r)
     with Drawer(options.jobs, len(stale)) as drawer:
+        # Specs are checked cheaply first (a checkpoint's headers, not its
+        # metrics), so that every figure has said what it wants of each
+        # checkpoint pair before one is read: a pair is then read once for all.
+        cheap, costly = dataclasses.replace(options, compute=False), []
         for s in stale:
+            r = results[s] = _check_one(s, cheap, reasons[s])
+            if r.ok and r.prepared is not None:
+                if r.prepared.reads_checkpoints:
+                    costly.append(s)
+                else:
+                    drawer.submit(r, render_job(r.prepared))
+        for s in costly:
+            yield Working(s, _costly_work(results[s]))
             r = results[s] = _check_one(s, options, reasons[s])
             if r.ok and r.prepared is not None:
                 drawer.submit(r, render_job(r.prepared))
@@ -377,6 +394,14 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
             yield count.done(r)
     saver.done()
     yield Finished(unreadable + ordered, time.perf_counter() - start)
+
+
+def _costly_work(r: Result) -> str:
+    assert r.prepared is not None
+    metrics = {v.data.metric for v in r.prepared.loaded.spec.views if v.data and v.data.metric}
+    if "update_rank" in metrics:
+        return "computing update_rank from checkpoints (one SVD per matrix; cached after)"
+    return f"computing {', '.join(sorted(metrics))} from checkpoints (cached after)"
 
 
 @dataclass

@@ -39,6 +39,15 @@ class FigureDone:
 
 
 @dataclass(frozen=True)
+class Working:
+    """Slow work for one spec is starting (metrics from checkpoints: reading
+    them, an SVD per matrix for update_rank): said so that nobody waits blind."""
+
+    spec: Path
+    what: str
+
+
+@dataclass(frozen=True)
 class Finished:
     """The build is over; every spec's result, in spec order."""
 
@@ -53,4 +62,4 @@ class Waiting:
     files: tuple[Path, ...]
 
 
-Event = Union[Started, FigureDone, Finished, Waiting]
+Event = Union[Started, Working, FigureDone, Finished, Waiting]

@@ -314,3 +314,27 @@ def test_several_tensors_for_one_cell_need_aggregate(project: Path, run):
     assert "aggregate" in err
     spec_for(project, "norm", modules="[up_proj]", data="  aggregate: mean\n")
     assert run("check")[0] == 0
+
+
+def test_figures_with_different_tolerances_share_one_pass(project: Path, passes: list[int]):
+    _, _, stored = ck.make_pair(project / "ckpt", dtype="F32", scale=1e-5)
+    spec_for(project, "changed_fraction", name="a")
+    spec_for(project, "changed_fraction", name="b", data="  tolerance: 1.0e-5\n")
+    spec_for(project, "sparsity", name="c", data="  relative_tolerance: 1.0e-3\n")
+    spec_for(project, "update_rms", name="d")
+    results = build([project / "specs"], Options(out_dir=project / "out", jobs=1))
+    assert {r.status for r in results} == {"built"}
+    assert len(passes) == 3 * 7  # one reduction per tensor for four figures
+    got = cells(compile_spec(project / "specs" / "b.yaml"))
+    name = "model.layers.1.self_attn.v_proj.weight"
+    assert got[(1, "attn. v")] == pytest.approx(
+        reference(stored, name, "changed_fraction", "F32", (16, 24), tolerance=1e-5), rel=1e-12)
+    assert len(passes) == 3 * 7  # and compiling again reads nothing
+
+
+def test_slow_work_is_shown_in_the_progress(project: Path, run):
+    ck.make_pair(project / "ckpt")
+    spec_for(project, "update_rank", modules="[q_proj]")
+    code, out, _ = run("build")
+    assert code == 0
+    assert "specs/fig.yaml: computing update_rank from checkpoints (one SVD per matrix" in out

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Sequence, TextIO
 
 from ..diagnostics import display_path, format_text
 from ..errors import INVALID, OK
-from ..events import Event, FigureDone, Finished, Waiting
+from ..events import Event, FigureDone, Finished, Waiting, Working
 from . import options, spec_paths
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ class Report:
     def __call__(self, event: Event) -> int:
         if isinstance(event, FigureDone):
             self.progress(event.result, event.done, event.total)
+        elif isinstance(event, Working):
+            self.progress.working(event.spec, event.what)
         elif isinstance(event, Finished):
             return self.finished(event.results, event.seconds)
         elif isinstance(event, Waiting):
@@ -92,6 +94,11 @@ class Progress:
             self.stream.write("\r\033[K" + line)
         elif result.status != "up to date":  # a no-op build stays quiet in logs
             self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def working(self, spec: Path, what: str) -> None:
+        line = f"      {display_path(spec)}: {what}"
+        self.stream.write(("\r\033[K" + line) if self.live else line + "\n")
         self.stream.flush()
 
     def done(self) -> None:

@@ -281,14 +281,15 @@ class _Files:
             os.close(fd)
 
 
-def reduce_pair(t: Tensor, b: Tensor | None, files: _Files, tolerance: float | None,
-                relative: float | None, buffers: _Buffers | None = None) -> dict[str, float]:
-    """The sums every cheap metric is made of, in one pass, in float64."""
+def reduce_pair(t: Tensor, b: Tensor | None, files: _Files, options: frozenset[Option],
+                buffers: _Buffers | None = None) -> dict[str, float]:
+    """The sums every cheap metric is made of, in one pass, in float64; a count
+    of changed entries for each of ``options`` (see :func:`changed_key`)."""
     import numpy as np
 
     buf = buffers or _Buffers()
     out = {"n": float(t.count), "tt": 0.0, "bb": 0.0, "tb": 0.0, "dd": 0.0, "max_abs": 0.0,
-           "changed": 0.0, "bad_t": 0.0, "bad_b": 0.0}
+           "bad_t": 0.0, "bad_b": 0.0, **{changed_key(o): 0.0 for o in options}}
     same_dtype = b is not None and b.dtype == t.dtype
     for i in range(0, t.count, CHUNK):
         n = min(CHUNK, t.count - i)
@@ -311,16 +312,35 @@ def reduce_pair(t: Tensor, b: Tensor | None, files: _Files, tolerance: float | N
         d = np.subtract(tc, bc, out=buf.d[:n])
         out["tb"] += float(np.dot(tc, bc))
         out["dd"] += float(np.dot(d, d))
-        if tolerance is not None:
-            out["changed"] += float(np.count_nonzero(np.abs(d, out=buf.scratch[:n]) > tolerance))
-        elif relative is not None:
-            scale = np.maximum(np.abs(tc), np.abs(bc), out=buf.scratch[:n])
-            out["changed"] += float(np.count_nonzero(np.abs(d) > relative * scale))
-        elif same_dtype:  # bit-exact, as stored
-            out["changed"] += float(np.count_nonzero(files.bits(t, t_raw) != files.bits(b, b_raw)))
-        else:
-            out["changed"] += float(np.count_nonzero(tc != bc))
+        for option in options:
+            kind, threshold = option
+            if kind == "abs":
+                hits = np.abs(d, out=buf.scratch[:n]) > threshold
+            elif kind == "rel":
+                scale = np.maximum(np.abs(tc), np.abs(bc), out=buf.scratch[:n])
+                hits = np.abs(d) > threshold * scale
+            elif same_dtype:  # bit-exact, as stored
+                hits = files.bits(t, t_raw) != files.bits(b, b_raw)
+            else:
+                hits = tc != bc
+            out[changed_key(option)] += float(np.count_nonzero(hits))
     return out
+
+
+#: What "changed" means: ("exact", 0), ("abs", tolerance) or ("rel", relative_tolerance).
+Option = tuple[str, float]
+
+
+def option_of(data: Any) -> Option:
+    if data.tolerance is not None:
+        return ("abs", data.tolerance)
+    if data.relative_tolerance is not None:
+        return ("rel", data.relative_tolerance)
+    return ("exact", 0.0)
+
+
+def changed_key(option: Option) -> str:
+    return f"changed:{option[0]}:{option[1]!r}"
 
 
 #: One SVD at a time: each is multi-threaded already, and memory stays that of one.
@@ -352,15 +372,15 @@ def _as_float32(raw: Any, dtype: str) -> Any:
     return raw.astype(np.float32)
 
 
-def metric(name: str, sums: dict[str, float]) -> float:
+def metric(name: str, sums: dict[str, float], option: Option = ("exact", 0.0)) -> float:
     """One metric from a tensor's sums."""
     n, tt, bb, tb, dd = sums["n"], sums["tt"], sums["bb"], sums["tb"], sums["dd"]
     if name == "relative_change":
         return math.sqrt(dd) / math.sqrt(bb) if bb else math.inf
     if name == "changed_fraction":
-        return sums["changed"] / n if n else 0.0
+        return sums[changed_key(option)] / n if n else 0.0
     if name == "sparsity":
-        return 1 - sums["changed"] / n if n else 1.0
+        return 1 - sums[changed_key(option)] / n if n else 1.0
     if name == "cosine":
         return tb / (math.sqrt(tt) * math.sqrt(bb)) if tt and bb else math.nan
     if name == "update_norm":
@@ -396,8 +416,11 @@ class Checkpoint:
             problems = self._compare_headers(ctx, chosen, base)
         if problems:
             raise FigspecError(problems)
-        values = self._values(ctx, chosen, base) if ctx.compute else \
-            {name: 0.0 for name in chosen}
+        if ctx.compute:
+            values = self._values(ctx, chosen, base)
+        else:  # checking: say what a build will want of this pair, compute nothing
+            values = {name: 0.0 for name in chosen}
+            _want(self._pair_key(chosen, base, data), data)
         rows = [(Where(display_path(t.file), what=f"tensor `{name}`"),
                  {data.param: name, data.value: values[name]})
                 for name, t in chosen.items()]
@@ -440,15 +463,28 @@ class Checkpoint:
                                 f"... and {len(problems) - 5} more like this")]
                                if len(problems) > 5 else [])
 
+    @staticmethod
+    def _pair_key(chosen: dict[str, Tensor], base: dict[str, Tensor] | None, data: Any) -> str:
+        files = sorted({t.file for t in chosen.values()} |
+                       {base[n].file for n in chosen if base and n in base})
+        return _cache_key(files, data)
+
     def _values(self, ctx: Context, chosen: dict[str, Tensor], base: dict[str, Tensor] | None
                 ) -> dict[str, float]:
         data = ctx.data
-        files = sorted({t.file for t in chosen.values()} |
-                       {base[n].file for n in chosen if base and n in base})
-        key = _cache_key(files, data)
+        key = self._pair_key(chosen, base, data)
+        _want(key, data)
+        options, rank = _WANTED[key]
         sums = _cached(key)
-        if sums is None or not set(chosen) <= set(sums):
-            sums = _reduce_all(chosen, base, data)
+        if not _covers(sums, chosen, options, rank and base is not None):
+            # Reduce what any spec of this build wants of the pair, and what
+            # was cached before, in one pass.
+            for name_sums in (sums or {}).values():
+                for k in name_sums:
+                    if k.startswith("changed:"):
+                        kind, value = k.split(":", 2)[1:]
+                        options.add((kind, float(value)))
+            sums = _reduce_all(chosen, base, frozenset(options), rank)
             _store(key, sums)
         bad = {n: s for n, s in sums.items() if n in chosen and (s["bad_t"] or s["bad_b"])}
         if bad:
@@ -458,7 +494,7 @@ class Checkpoint:
                             f"{int(s['bad_t'] or s['bad_b']):,} non-finite weights (NaN or "
                             f"infinity) in the {which}" + (f"; and {len(bad) - 1} more tensors"
                                                           if len(bad) > 1 else ""))
-        return {name: metric(data.metric, sums[name]) for name in chosen}
+        return {name: metric(data.metric, sums[name], option_of(data)) for name in chosen}
 
 
 def _under(path: Path, ctx: Context, key: str) -> bool:
@@ -468,8 +504,8 @@ def _under(path: Path, ctx: Context, key: str) -> bool:
         return False
 
 
-def _reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None, data: Any
-                ) -> dict[str, dict[str, float]]:
+def _reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None,
+                options: frozenset[Option], rank: bool) -> dict[str, dict[str, float]]:
     """Every chosen tensor reduced, shard by shard in file order (sequential reads)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -486,9 +522,9 @@ def _reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None, data:
             local.buffers = _Buffers()
         # A NaN weight is counted and reported as a diagnostic, not warned about.
         with np.errstate(all="ignore"):
-            sums = reduce_pair(t, b, files, data.tolerance, data.relative_tolerance,
+            sums = reduce_pair(t, b, files, options if b is not None else frozenset(),
                                local.buffers)
-            if data.metric == "update_rank" and b is not None:
+            if rank and b is not None:
                 sums["update_rank"] = update_rank(t, b, files)
         return name, sums
 
@@ -507,11 +543,37 @@ def _reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None, data:
 _MEMORY: dict[str, dict[str, dict[str, float]]] = {}
 
 
+#: What the specs of this process want of each pair (cache key): the meanings
+#: of "changed" asked for, and whether update_rank is. Checking a spec adds to
+#: it, so a build reduces a pair once for all its figures.
+_WANTED: dict[str, tuple[set[Option], bool]] = {}
+
+
+def _want(key: str, data: Any) -> None:
+    options, rank = _WANTED.setdefault(key, (set(), False))
+    if data.base is not None:  # "changed" compares two checkpoints
+        options.add(option_of(data))
+    _WANTED[key] = (options, rank or data.metric == "update_rank")
+
+
+def _covers(sums: dict[str, dict[str, float]] | None, chosen: dict[str, Tensor],
+            options: set[Option], rank: bool) -> bool:
+    """Whether cached sums hold every tensor and option wanted."""
+    if sums is None:
+        return False
+    for name in chosen:
+        have = sums.get(name)
+        if have is None or (rank and "update_rank" not in have):
+            return False
+        if not all(changed_key(o) in have for o in options):
+            return False
+    return True
+
+
 def _cache_key(files: list[Path], data: Any) -> str:
     """The files' identity (a shard rewritten in place changes its mtime and
-    ctime), and what the reduction depends on."""
-    parts: list[Any] = [CACHE_VERSION, data.tensor, data.tolerance, data.relative_tolerance,
-                        data.metric == "update_rank"]
+    ctime), and which tensors are reduced."""
+    parts: list[Any] = [CACHE_VERSION, data.tensor]
     for f in files:
         st = f.stat()
         parts.append([str(f), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns])
