@@ -338,3 +338,18 @@ def test_slow_work_is_shown_in_the_progress(project: Path, run):
     code, out, _ = run("build")
     assert code == 0
     assert "specs/fig.yaml: computing update_rank from checkpoints (one SVD per matrix" in out
+
+
+def test_tensor_bias_selects_the_biases(project: Path):
+    rng = np.random.default_rng(5)
+    tensors = {}
+    for kind, shape in (("weight", (4, 4)), ("bias", (4,))):
+        values = rng.normal(size=shape)
+        tensors[f"model.layers.0.self_attn.q_proj.{kind}"] = ("F64", shape, values.tobytes())
+    ck.write_safetensors(project / "ckpt" / "tuned" / "model.safetensors", tensors)
+    for kind in ("weight", "bias"):
+        spec = spec_for(project, "norm", modules="[q_proj]",
+                        data=f"  tensor: {kind}\n" if kind == "bias" else "")
+        (value,) = cells(compile_spec(spec)).values()
+        raw = tensors[f"model.layers.0.self_attn.q_proj.{kind}"][2]
+        assert value == pytest.approx(float(np.linalg.norm(np.frombuffer(raw))), rel=1e-12)
