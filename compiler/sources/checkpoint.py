@@ -48,9 +48,13 @@ _PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 class CheckpointError(Exception):
     """A checkpoint that cannot be read as one; ``file`` and ``tensor`` say where."""
 
-    def __init__(self, message: str, file: Path | None = None, tensor: str | None = None):
+    #: how to fix it, when the file is not simply damaged
+    hint: str | None = None
+
+    def __init__(self, message: str, file: Path | None = None, tensor: str | None = None,
+                 hint: str | None = None):
         super().__init__(message)
-        self.file, self.tensor = file, tensor
+        self.file, self.tensor, self.hint = file, tensor, hint
 
     def text(self) -> str:
         where = [f"in {display_path(self.file)}" if self.file else None,
@@ -117,7 +121,8 @@ def _tensor(path: Path, name: str, info: Any, data_start: int, size: int) -> Ten
         raise bad("its header entry is not an object")
     dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
     if dtype not in DTYPES:
-        raise bad(f"dtype {dtype!r} is not read (only {', '.join(DTYPES)})")
+        raise CheckpointError(f"dtype {dtype!r} is not read (only {', '.join(DTYPES)})", path,
+                              name, "save the checkpoint in one of them")
     if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool)
                                             and d >= 0 for d in shape)):
         raise bad(f"shape {shape!r} is not a list of sizes")
@@ -201,7 +206,8 @@ def _index_shards(index: Path) -> list[Path]:
         if shard.parent != index.parent.resolve():
             raise CheckpointError(f"names a shard outside its folder: {name!r}", index)
         if not shard.is_file():
-            raise CheckpointError(f"names a shard that does not exist: {name}", index)
+            raise CheckpointError(f"names a shard that does not exist: {name}", index,
+                                  hint="copy the missing shard next to the index")
         shards.append(shard)
     return shards
 
@@ -407,8 +413,8 @@ class Checkpoint:
         except CheckpointError as e:
             key = "base" if data.base and e.file is not None and \
                 _under(e.file, ctx, "base") else "checkpoint"
-            hint = None if "unpickle" in str(e) or "no such" in str(e) else \
-                "the file is damaged or not safetensors: save the checkpoint again"
+            hint = e.hint or (None if "unpickle" in str(e) or "no such" in str(e) else
+                              "the file is damaged or not safetensors: save the checkpoint again")
             raise ctx.error(("data", key), e.text(), hint) from None
         chosen = self._tensors(tuned, data.tensor, data.param_pattern, ctx.layers)
         problems = []
