@@ -33,8 +33,8 @@ def _command(module: str, name: str, *params: str) -> Callable[[argparse.Namespa
         import importlib
 
         function = getattr(importlib.import_module(f"compiler.commands.{module}"), name)
-        positional = [getattr(args, p) for p in params if p in ("paths", "spec")]
-        keywords = {p: getattr(args, p) for p in params if p not in ("paths", "spec")}
+        positional = [getattr(args, p) for p in params if p in ("paths", "spec", "args")]
+        keywords = {p: getattr(args, p) for p in params if p not in ("paths", "spec", "args")}
         return int(function(*positional, **keywords))
 
     return call
@@ -88,6 +88,19 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("spec", type=Path, metavar="SPEC")
     _outside(t)
     t.set_defaults(run=_command("table", "table", "spec", "allow_outside"))
+
+    d = sub.add_parser("diff", help="which figures a change altered, and how (cells, labels, "
+                       "domain...), across git revisions")
+    d.add_argument("args", nargs="*", metavar="[REV [REV2]] [PATH ...]",
+                   help="revisions (default: HEAD against the working tree), then specs")
+    d.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="where images and index.html go (default: the out dir's diff/)")
+    d.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    d.add_argument("--exit-code", action="store_true",
+                   help="exit 1 when any figure differs, as git diff --exit-code")
+    _outside(d)
+    d.set_defaults(run=_command("diff", "diff", "args", "out", "format", "exit_code",
+                                "allow_outside"))
 
     s = sub.add_parser("schema", help="print the JSON Schema of a spec")
     s.set_defaults(run=_command("schema", "schema"))

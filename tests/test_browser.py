@@ -181,3 +181,49 @@ def test_the_page_matches_the_png(browser, project: Path):
         y = round((origin[1] + cell["y"] + cell["height"] / 2) * 2)
         assert support.close_colors(shot.getpixel((x, y)), png.getpixel((x, y)), tol=3), (x, y)
     visit.page.close()
+
+
+def test_the_diff_review_page_offline(browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Both sides and the difference load with no network; swipe and onion skin
+    change what is shown; a hostile title stays text."""
+    import subprocess
+
+    from compiler.cli import main
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                       check=True, capture_output=True)
+
+    repo = tmp_path / "paper"
+    support.write_csv(repo / "data" / "cells.csv", support.long_rows())
+    hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    support.write(repo / "specs" / "fig.yaml", support.spec_text(extra=f"title: '{hostile}'\n"))
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    rows = support.long_rows()
+    rows[5]["value"] = 0.2
+    support.write_csv(repo / "data" / "cells.csv", rows)
+    monkeypatch.chdir(repo)
+    assert main(["diff", "--out", "review"]) == 0
+    page_file = (repo / "review" / "index.html").resolve()
+    folder = page_file.parent.as_uri()
+    blocked, dialogs = [], []
+    page = browser.new_page()
+    page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(folder)
+               else (blocked.append(r.request.url), r.abort()))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(page_file.as_uri())
+    page.wait_for_load_state("load")
+    sizes = page.eval_on_selector_all("img", "els => els.map(e => [e.className, e.naturalWidth])")
+    assert {c for c, _ in sizes} >= {"before", "after", "difference", "top"}
+    assert all(w > 0 for _, w in sizes), sizes
+    page.eval_on_selector(".swipe-control", "c => { c.value = 20; "
+                          "c.dispatchEvent(new Event('input')); }")
+    assert page.eval_on_selector(".swipe img.top", "i => i.style.clipPath") == "inset(0px 0px 0px 20%)"
+    page.eval_on_selector(".onion-control", "c => { c.value = 30; "
+                          "c.dispatchEvent(new Event('input')); }")
+    assert page.eval_on_selector(".onion img.top", "i => i.style.opacity") == "0.3"
+    assert blocked == [] and dialogs == []
+    assert page.eval_on_selector_all("script", "els => els.length") == 1
+    page.close()

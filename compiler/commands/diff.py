@@ -1,0 +1,250 @@
+"""``figspec diff [REV [REV2]] [PATH ...]``: which figures a change altered,
+and how: the cells that moved, what else changed, and images to review."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from ..diagnostics import UsageError, display_path
+from ..errors import INVALID, OK
+
+SHOW_CELLS = 10
+
+
+def diff(args: Sequence[str], *, out: Path | None = None, format: str = "text",
+         exit_code: bool = False, allow_outside: bool = False) -> int:
+    from .. import diff as d
+    from ..project import of_command
+
+    repo = d.repository(Path.cwd())
+    revs, paths = _split(repo, list(args))
+    old_rev = revs[0] if revs else "HEAD"
+    old_commit = d.resolve(repo, old_rev)
+    new_commit = d.resolve(repo, revs[1]) if len(revs) > 1 else None
+    project = of_command([Path(p) for p in paths])
+    rel_paths = [str(Path(p).resolve().relative_to(repo)) for p in paths] or \
+        [str(project.specs_dir.resolve().relative_to(repo))]
+    with d.checkout(repo, old_commit) as old_tree, _new_tree(repo, new_commit) as new_tree:
+        names = sorted(set(d.specs_below(old_tree, rel_paths)) |
+                       set(d.specs_below(new_tree, rel_paths)))
+        figures = [d.compare(d.prepare_side(old_tree / n, allow_outside),
+                             d.prepare_side(new_tree / n, allow_outside), n) for n in names]
+        folder = out or project.out_dir / "diff"
+        new_label = revs[1] if len(revs) > 1 else "working tree"
+        if any(f.kind != "unchanged" for f in figures):
+            _images(figures, folder)
+            _page(figures, folder, old_rev, new_label)
+        text = {"text": _text, "markdown": _markdown, "json": _json}[format](
+            figures, old_rev, new_label, folder)
+        for tree, label in ((old_tree, old_rev), (new_tree, new_label)):
+            text = text.replace(str(tree) + "/", f"{label}:")
+    sys.stdout.write(text)
+    changed = any(f.kind != "unchanged" for f in figures)
+    return INVALID if exit_code and changed else OK
+
+
+def _split(repo: Path, args: list[str]) -> tuple[list[str], list[str]]:
+    """Leading arguments that name revisions (and are not files here), then PATHs."""
+    from .. import diff as d
+
+    revs: list[str] = []
+    for i, arg in enumerate(args):
+        if len(revs) == 2 or Path(arg).exists():
+            paths = args[i:]
+            missing = [p for p in paths if not Path(p).exists()]
+            if missing:
+                raise UsageError(f"{missing[0]}: no such file or folder")
+            return revs, paths
+        d.resolve(repo, arg)  # UsageError: "unknown revision ..."
+        revs.append(arg)
+    return revs, []
+
+
+@contextlib.contextmanager
+def _new_tree(repo: Path, commit: str | None) -> Iterator[Path]:
+    from .. import diff as d
+
+    if commit is None:
+        yield repo
+    else:
+        with d.checkout(repo, commit) as tree:
+            yield tree
+
+
+# -- images -------------------------------------------------------------------------
+
+def _images(figures: list[Any], folder: Path) -> None:
+    """Before, after, and after minus before in the figure's own layout, on a
+    diverging scale centred at 0."""
+    from ..files import write_together
+    from ..render import render
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files: dict[Path, bytes] = {}
+    for f in figures:
+        stem = f.spec.replace("/", "__").rsplit(".", 1)[0]
+        for side, name in ((f.old, "before"), (f.new, "after")):
+            if side.prepared is not None and f.kind != "unchanged":
+                fig = side.prepared.figure
+                files[folder / f"{stem}.{name}.png"] = render(
+                    fig.vegalite, ["png"], scale=fig.png_scale, size=fig.svg_size)["png"]
+                f.images[name] = f"{stem}.{name}.png"
+        if f.kind == "changed":
+            fig = _difference(f.old.prepared, f.new.prepared)
+            files[folder / f"{stem}.difference.png"] = render(
+                fig.vegalite, ["png"], scale=fig.png_scale, size=fig.svg_size)["png"]
+            f.images["difference"] = f"{stem}.difference.png"
+    write_together(files)
+
+
+def _difference(old: Any, new: Any) -> Any:
+    from ..chart import figure
+    from ..data import Table
+    from ..models import Color, Legend
+
+    tables = []
+    for i, t in enumerate(new.tables):
+        before = old.tables[i].values if i < len(old.tables) else {}
+        values = {k: v - before.get(k, v) for k, v in t.values.items()}
+        tables.append(Table(t.layers, t.modules, values))
+    largest = max((abs(v) for t in tables for v in t.values.values()), default=0.0) or 1.0
+    spec = new.loaded.spec.model_copy(update={
+        "domain": (-largest, largest), "annotate": None,
+        "color": Color(scheme="redblue", reverse=True),
+        "legend": Legend(title="after - before", format=".2~g"),
+        "title": f"{new.loaded.spec.title or new.loaded.name}: after - before"})
+    return figure(spec, tables)
+
+
+def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:
+    """index.html: every figure that changed, before and after side by side, a
+    swipe and an onion-skin view, its changed cells; added and removed ones alone."""
+    from ..files import write_atomic
+
+    e = html.escape
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+             f"<title>figspec diff: {e(old)} .. {e(new)}</title>\n<style>{_CSS}</style>\n"
+             f"</head>\n<body>\n<h1>figspec diff: {e(old)} &rarr; {e(new)}</h1>\n"]
+    for f in figures:
+        if f.kind == "unchanged":
+            continue
+        parts.append(f'<section class="figure {f.kind}"><h2>{e(f.kind)}: {e(f.spec)}</h2>\n')
+        if f.kind == "changed":
+            before, after = e(f.images["before"]), e(f.images["after"])
+            parts.append(
+                f'<div class="pair"><figure><img class="before" src="{before}" alt="before">'
+                f'<figcaption>{e(old)}</figcaption></figure><figure><img class="after" '
+                f'src="{after}" alt="after"><figcaption>{e(new)}</figcaption></figure></div>\n'
+                f'<div class="swipe"><img src="{before}" alt="before"><img class="top" '
+                f'src="{after}" alt="after"><input class="swipe-control" type="range" min="0" '
+                f'max="100" value="50" aria-label="swipe"></div>\n'
+                f'<div class="onion"><img src="{before}" alt="before"><img class="top" '
+                f'src="{after}" alt="after"><input class="onion-control" type="range" min="0" '
+                f'max="100" value="50" aria-label="onion skin"></div>\n'
+                f'<img class="difference" src="{e(f.images["difference"])}" '
+                f'alt="after minus before">\n' + _cell_table(f))
+        else:
+            for name in ("before", "after"):
+                if name in f.images:
+                    parts.append(f'<img class="{name}" src="{e(f.images[name])}" alt="{name}">\n')
+            for d in f.old.diagnostics + f.new.diagnostics:
+                parts.append(f"<pre>{e(d.format())}</pre>\n")
+        parts.append("</section>\n")
+    parts.append(f"<script>{_JS}</script>\n</body>\n</html>\n")
+    write_atomic(folder / "index.html", "".join(parts).encode())
+
+
+def _cell_table(f: Any) -> str:
+    e = html.escape
+    rows = "".join(f"<tr><td>{layer}</td><td>{e(module)}</td><td>{a:.6g}</td><td>{b:.6g}</td>"
+                   f"<td>{b - a:+.3g}</td></tr>" for _, layer, module, a, b in f.cells[:50])
+    return ("<table><tr><th>layer</th><th>module</th><th>before</th><th>after</th>"
+            f"<th>change</th></tr>{rows}</table>\n")
+
+
+_CSS = ("body{font-family:sans-serif;margin:16px}.pair{display:flex;gap:16px}"
+        ".swipe,.onion{position:relative;display:inline-block;margin:8px 0}"
+        ".swipe img.top,.onion img.top{position:absolute;left:0;top:0}"
+        ".swipe img.top{clip-path:inset(0 0 0 50%)}.onion img.top{opacity:.5}"
+        "input[type=range]{display:block;width:100%}img{max-width:100%}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}")
+_JS = ("document.querySelectorAll('.swipe-control').forEach(function(c){c.addEventListener("
+       "'input',function(){c.parentNode.querySelector('img.top').style.clipPath="
+       "'inset(0 0 0 '+c.value+'%)';});});"
+       "document.querySelectorAll('.onion-control').forEach(function(c){c.addEventListener("
+       "'input',function(){c.parentNode.querySelector('img.top').style.opacity="
+       "String(c.value/100);});});")
+
+
+# -- text ---------------------------------------------------------------------------
+
+def _change(c: tuple[int, int, str, float, float]) -> str:
+    _, layer, module, a, b = c
+    return f"layer {layer}, {module}: {a:.6g} -> {b:.6g} ({b - a:+.3g})"
+
+
+def _text(figures: list[Any], old: str, new: str, folder: Path) -> str:
+    lines = [f"figspec diff {old} .. {new}"]
+    for f in figures:
+        if f.kind == "unchanged":
+            continue
+        lines.append(f"{f.kind:<9} {f.spec}")
+        if f.kind == "changed":
+            lines.append(f"  {len(f.cells)} of {f.total_cells} cells changed"
+                         + (f", {f.added_cells} added" if f.added_cells else "")
+                         + (f", {f.removed_cells} removed" if f.removed_cells else ""))
+            lines += [f"    {_change(c)}" for c in f.cells[:SHOW_CELLS]]
+            if len(f.cells) > SHOW_CELLS:
+                lines.append(f"    ... and {len(f.cells) - SHOW_CELLS} more")
+            if f.other:
+                lines.append(f"  also changed: {'; '.join(f.other)}")
+        for d in f.old.diagnostics:
+            lines.append(f"  at {old}: {d.format()}")
+        for d in f.new.diagnostics:
+            lines.append(f"  at {new}: {d.format()}")
+    unchanged = sum(f.kind == "unchanged" for f in figures)
+    lines.append(f"{len(figures) - unchanged} of {len(figures)} figures differ"
+                 + (f"; images in {display_path(folder)}/index.html"
+                    if unchanged < len(figures) else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _markdown(figures: list[Any], old: str, new: str, folder: Path) -> str:
+    out = [f"## figspec diff `{old}` .. `{new}`\n"]
+    for f in figures:
+        if f.kind == "unchanged":
+            continue
+        out.append(f"### {f.kind}: `{f.spec}`\n")
+        for name in ("before", "after", "difference"):
+            if name in f.images:
+                out.append(f"![{name}]({f.images[name]}) ")
+        out.append("\n")
+        if f.cells:
+            out.append("| layer | module | before | after | change |\n|---|---|---|---|---|")
+            out += [f"| {layer} | {m} | {a:.6g} | {b:.6g} | {b - a:+.3g} |"
+                    for _, layer, m, a, b in f.cells[:SHOW_CELLS]]
+            out.append("")
+        if f.other:
+            out.append(f"Also changed: {'; '.join(f.other)}\n")
+        for d in f.old.diagnostics + f.new.diagnostics:
+            out.append(f"    {d.format()}")
+    out.append(f"{sum(f.kind != 'unchanged' for f in figures)} of {len(figures)} figures "
+               "differ.\n")
+    return "\n".join(out)
+
+
+def _json(figures: list[Any], old: str, new: str, folder: Path) -> str:
+    data = {"old": old, "new": new, "figures": [{
+        "spec": f.spec, "kind": f.kind, "total_cells": f.total_cells,
+        "added_cells": f.added_cells, "removed_cells": f.removed_cells,
+        "cells": [{"panel": p, "layer": layer, "module": m, "before": a, "after": b}
+                  for p, layer, m, a, b in f.cells],
+        "other": f.other, "images": f.images,
+        "diagnostics": [d.to_json() for d in f.old.diagnostics + f.new.diagnostics]}
+        for f in figures]}
+    return json.dumps(data, indent=2) + "\n"

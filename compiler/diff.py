@@ -1,0 +1,181 @@
+"""What a change did to the figures: each figure at two revisions, compared
+by what would be drawn (its Vega-Lite and output settings), not by pixels.
+
+The old side is the revision's tracked files, unpacked by ``git archive`` into
+a temporary folder of figspec's own (removed afterwards, even on Ctrl-C); the
+new side is the working tree or another revision. Nothing of the working tree,
+its out dir or its manifest is written. Git runs as a subprocess with the
+repository's own settings and without the ``GIT_*`` variables a hook sets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+
+from .diagnostics import Diagnostic, FigspecError, UsageError
+
+if TYPE_CHECKING:
+    from .builder import Prepared
+
+Kind = Literal["added", "removed", "changed", "unchanged", "failed"]
+
+
+def git(repo: Path, *args: str, binary: bool = False) -> Any:
+    """Run git in ``repo``; UsageError (exit 2) with git's own words on failure."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    done = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True)
+    if done.returncode != 0:
+        raise UsageError(f"git {' '.join(args)}: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout if binary else done.stdout.decode().strip()
+
+
+def repository(start: Path) -> Path:
+    try:
+        return Path(git(start, "rev-parse", "--show-toplevel"))
+    except UsageError:
+        raise UsageError(f"{start}: not in a git repository; figspec diff compares "
+                         "revisions") from None
+
+
+def resolve(repo: Path, rev: str) -> str:
+    """The commit a revision names, or UsageError saying why not."""
+    try:
+        return git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except UsageError:
+        shallow = git(repo, "rev-parse", "--is-shallow-repository") == "true"
+        raise UsageError(f"unknown revision {rev!r}" + (
+            " (this is a shallow clone: `git fetch --unshallow` brings the history)"
+            if shallow else "")) from None
+
+
+@contextlib.contextmanager
+def checkout(repo: Path, commit: str) -> Iterator[Path]:
+    """The files tracked at ``commit``, in a temporary folder removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="figspec-diff-"))
+    try:
+        raw = git(repo, "archive", "--format=tar", commit, binary=True)
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            tar.extractall(folder, filter="data")
+        (folder / ".git").mkdir(exist_ok=True)  # the project's root, as in the repository
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@dataclass
+class Side:
+    """One figure at one revision."""
+
+    prepared: Prepared | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+@dataclass
+class FigureDiff:
+    spec: str  # relative to the repository
+    kind: Kind
+    old: Side
+    new: Side
+    #: (panel, layer, module label, before, after) of changed cells, largest first
+    cells: list[tuple[int, int, str, float, float]] = field(default_factory=list)
+    added_cells: int = 0
+    removed_cells: int = 0
+    total_cells: int = 0
+    #: what else changed: "title", "domain [0.1, 0.2] -> [0.1, 0.3]", ...
+    other: list[str] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)
+
+
+def compare(old: Side, new: Side, spec: str) -> FigureDiff:
+    if old.prepared is None and not old.diagnostics:
+        return FigureDiff(spec, "added", old, new)
+    if new.prepared is None and not new.diagnostics:
+        return FigureDiff(spec, "removed", old, new)
+    if old.prepared is None or new.prepared is None:
+        return FigureDiff(spec, "failed", old, new)
+    a, b = old.prepared, new.prepared
+    if _drawn(a) == _drawn(b):
+        return FigureDiff(spec, "unchanged", old, new)
+    d = FigureDiff(spec, "changed", old, new)
+    _cells(d, a, b)
+    d.other = _other(a, b)
+    return d
+
+
+def _drawn(p: Prepared) -> tuple[Any, ...]:
+    """Everything that decides what is drawn, and in which files."""
+    spec = p.loaded.spec
+    return (p.figure.vegalite, p.figure.png_scale, p.figure.svg_size,
+            tuple(spec.output.formats), p.loaded.name)
+
+
+def _cells(d: FigureDiff, a: Prepared, b: Prepared) -> None:
+    for i, (ta, tb) in enumerate(zip(a.tables, b.tables)):
+        label = {m.name: m.shown for m in tb.modules}
+        label.update({m.name: m.shown for m in ta.modules if m.name not in label})
+        for key in ta.values.keys() & tb.values.keys():
+            before, after = ta.values[key], tb.values[key]
+            if before != after:
+                d.cells.append((i, key[0], label[key[1]], before, after))
+        d.added_cells += len(tb.values.keys() - ta.values.keys())
+        d.removed_cells += len(ta.values.keys() - tb.values.keys())
+        d.total_cells += len(tb.values)
+    d.cells.sort(key=lambda c: (-abs(c[4] - c[3]), c[0], c[1], c[2]))
+
+
+def _other(a: Prepared, b: Prepared) -> list[str]:
+    from .chart import color_domain
+
+    sa, sb = a.loaded.spec, b.loaded.spec
+    out = []
+    if sa.title != sb.title:
+        out.append(f"title {sa.title!r} -> {sb.title!r}")
+    da, db = color_domain(sa, a.tables), color_domain(sb, b.tables)
+    if da != db:
+        out.append(f"domain [{da[0]:.4g}, {da[1]:.4g}] -> [{db[0]:.4g}, {db[1]:.4g}]")
+    if sa.color != sb.color:
+        out.append(f"colours {sa.color.effective_scheme or 'custom'} -> "
+                   f"{sb.color.effective_scheme or 'custom'}")
+    la = [[m.shown for m in v.modules] for v in sa.views]
+    lb = [[m.shown for m in v.modules] for v in sb.views]
+    if la != lb:
+        out.append("module labels")
+    if [v.layers for v in sa.views] != [v.layers for v in sb.views]:
+        out.append("layer axis")
+    if a.figure.svg_size != b.figure.svg_size or sa.cell != sb.cell:
+        out.append("size")
+    if sa.font != sb.font:
+        out.append(f"font {sa.font.family} -> {sb.font.family}")
+    if sa.legend != sb.legend:
+        out.append("colorbar")
+    if sa.output != sb.output:
+        out.append("output")
+    return out
+
+
+def prepare_side(path: Path, allow_outside: bool) -> Side:
+    from .builder import Options, prepare
+
+    if not path.is_file():
+        return Side()
+    try:
+        return Side(prepare(path, Options(allow_outside=allow_outside)))
+    except FigspecError as e:
+        return Side(diagnostics=e.diagnostics)
+
+
+def specs_below(folder: Path, paths: Sequence[str]) -> list[str]:
+    """The specs (relative paths) a diff covers in one tree."""
+    from .builder import find_specs
+
+    roots = [folder / p for p in paths if (folder / p).exists()]
+    return [str(s.relative_to(folder)) for s in find_specs(roots)] if roots else []

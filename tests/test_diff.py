@@ -1,0 +1,129 @@
+"""figspec diff across git revisions, in scratch repositories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import support
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A paper repository: three specs over one data file, committed."""
+    root = tmp_path / "paper"
+    support.write_csv(root / "data" / "cells.csv", support.long_rows())
+    for name in ("a", "b", "c"):
+        support.write(root / "specs" / f"{name}.yaml", support.spec_text(
+            extra=f"title: Figure {name}\nlegend: {{format: .3f}}\n"))
+    git(root.parent, "init", "-q", str(root))
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    monkeypatch.chdir(root)
+    return root
+
+
+def commit(repo: Path, message: str = "change") -> None:
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
+
+
+def tree_state(repo: Path) -> str:
+    return git(repo, "status", "--porcelain", "--ignored") + git(repo, "stash", "list")
+
+
+def test_nothing_changed(repo: Path, run):
+    code, out, err = run("diff", "--exit-code")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1] == "0 of 3 figures differ"
+    assert not (repo / "out").exists()
+
+
+def test_a_changed_value_is_named_with_its_cell(repo: Path, run):
+    rows = support.long_rows()
+    rows[2 * 7 + 2]["value"] = 0.142  # layer 2, v_proj: was 0.1022
+    support.write_csv(repo / "data" / "cells.csv", rows)
+    before = tree_state(repo)
+    code, out, _ = run("diff", "--exit-code")
+    assert tree_state(repo).replace("?? out/\n", "").replace("!! out/\n", "") == before
+    assert code == 1
+    lines = out.splitlines()
+    for name in ("a", "b", "c"):
+        assert f"changed   specs/{name}.yaml" in lines
+    assert "    layer 2, v_proj: 0.1022 -> 0.142 (+0.0398)" in lines
+    assert "  1 of 42 cells changed" in lines
+    images = repo / "out" / "diff"
+    for name in ("before", "after", "difference"):
+        assert (images / f"specs__a.{name}.png").is_file()
+    assert (images / "index.html").is_file()
+
+
+def test_labels_added_and_removed_specs_and_a_shared_base(repo: Path, run):
+    support.write(repo / "specs" / "_base.yaml", "legend: {format: .3f}\n")
+    for name in ("a", "b"):
+        support.write(repo / "specs" / f"{name}.yaml", support.spec_text(
+            extra=f"extends: _base.yaml\ntitle: Figure {name}\n"))
+    commit(repo)
+    support.write(repo / "specs" / "_base.yaml", "legend: {format: .3f}\ncolor: {scheme: redblue}\n")
+    (repo / "specs" / "c.yaml").unlink()
+    support.write(repo / "specs" / "d.yaml", support.spec_text(extra="title: new\n"))
+    code, out, _ = run("diff", "--format", "json")
+    kinds = {f["spec"]: f["kind"] for f in json.loads(out)["figures"]}
+    assert kinds == {"specs/a.yaml": "changed", "specs/b.yaml": "changed",
+                     "specs/c.yaml": "removed", "specs/d.yaml": "added"}
+    a = next(f for f in json.loads(out)["figures"] if f["spec"] == "specs/a.yaml")
+    assert a["cells"] == [] and a["other"] == ["colours blueorange -> redblue"]
+
+
+def test_two_revisions_and_a_failing_side(repo: Path, run):
+    support.write(repo / "specs" / "a.yaml", support.spec_text(extra="title: renamed\n"
+                                                               "legend: {format: .3f}\n"))
+    commit(repo, "retitle")
+    support.write(repo / "specs" / "b.yaml", "data: {path: ../data/cells.csv}\ncolour: x\n")
+    commit(repo, "break b")
+    code, out, _ = run("diff", "HEAD~2", "HEAD~1")
+    assert "changed   specs/a.yaml" in out and "title 'Figure a' -> 'renamed'" in out
+    assert "specs/b.yaml" not in out
+    code, out, _ = run("diff", "HEAD~1", "HEAD", "--format", "markdown")
+    assert "### failed: `specs/b.yaml`" in out and "unknown key `colour`" in out
+    assert "/tmp" not in out  # the revision's temporary folder is never shown
+
+
+def test_figspec_yaml_changes_every_figure(repo: Path, run):
+    support.write(repo / "figspec.yaml", "defaults: {font: {family: serif}}\n")
+    code, out, _ = run("diff")
+    assert out.count("changed   specs/") == 3
+    assert "also changed: font sans-serif -> serif" in out
+
+
+@pytest.mark.parametrize("args,message", [(["nope-rev"], "unknown revision 'nope-rev'")])
+def test_bad_revisions_and_no_repository(repo: Path, run, args: list[str], message: str,
+                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    support.write(repo / "specs" / "a.yaml", support.spec_text())
+    code, _, err = run("diff", "HEAD", "nope-rev")
+    assert code == 2 and message in err
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    code, _, err = run("diff")
+    assert code == 2 and "not in a git repository" in err
+
+
+def test_nothing_of_the_working_tree_is_touched(repo: Path, run):
+    support.write(repo / "specs" / "a.yaml", support.spec_text(extra="title: edited\n"))
+    (repo / "out").mkdir()
+    (repo / "out" / ".figspec-manifest.json").write_text("{}")
+    before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts}
+    run("diff")
+    after = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts
+             and "diff" not in p.parts}
+    assert after == before
+    assert git(repo, "stash", "list") == ""
