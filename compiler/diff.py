@@ -77,6 +77,10 @@ class Side:
 
     prepared: Prepared | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: files the spec needs that this revision does not hold (relative to the tree)
+    untracked: list[str] = field(default_factory=list)
+    #: the figure's PNG as committed in the revision's out dir, if any
+    committed_image: Path | None = None
 
 
 @dataclass
@@ -92,6 +96,8 @@ class FigureDiff:
     total_cells: int = 0
     #: what else changed: "title", "domain [0.1, 0.2] -> [0.1, 0.3]", ...
     other: list[str] = field(default_factory=list)
+    #: what could not be compared, and why
+    notes: list[str] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)
 
 
@@ -100,6 +106,14 @@ def compare(old: Side, new: Side, spec: str) -> FigureDiff:
         return FigureDiff(spec, "added", old, new)
     if new.prepared is None and not new.diagnostics:
         return FigureDiff(spec, "removed", old, new)
+    if old.prepared is None and old.untracked and new.prepared is not None:
+        # The revision lacks a file the figure reads (ignored, too large, a
+        # checkpoint outside the repository): compare with its committed image.
+        d = FigureDiff(spec, "changed", old, new)
+        d.notes = [f"{u} is not tracked at the old revision" for u in old.untracked]
+        d.notes.append("the old side is the committed image, without cell changes"
+                       if old.committed_image else "no image of it is committed there")
+        return d
     if old.prepared is None or new.prepared is None:
         return FigureDiff(spec, "failed", old, new)
     a, b = old.prepared, new.prepared
@@ -162,15 +176,64 @@ def _other(a: Prepared, b: Prepared) -> list[str]:
     return out
 
 
-def prepare_side(path: Path, allow_outside: bool) -> Side:
+def prepare_side(path: Path, allow_outside: bool, tree: Path | None = None) -> Side:
+    """The figure of the spec at ``path``; in a revision's ``tree``, also which
+    files it needs that the revision does not hold, and its committed image."""
     from .builder import Options, prepare
+    from .files import recording
 
     if not path.is_file():
         return Side()
+    with recording() as seen:
+        try:
+            return Side(prepare(path, Options(allow_outside=allow_outside)))
+        except FigspecError as e:
+            side = Side(diagnostics=e.diagnostics)
+    if tree is not None:
+        side.untracked = sorted(str(f.relative_to(tree)) for f in seen
+                                if f.is_relative_to(tree) and not f.exists())
+        side.committed_image = _committed_image(path, tree)
+    return side
+
+
+def _committed_image(spec: Path, tree: Path) -> Path | None:
+    """The PNG the revision's out dir holds for this spec, if it committed one."""
+    from . import project
+    from .source import load_yaml
+
     try:
-        return Side(prepare(path, Options(allow_outside=allow_outside)))
-    except FigspecError as e:
-        return Side(diagnostics=e.diagnostics)
+        name = (load_yaml(spec).data.get("output") or {}).get("name") or spec.stem
+        image = project.of(spec).out_dir / f"{name}.png"
+    except (FigspecError, AttributeError):
+        return None
+    return image if image.is_file() and image.is_relative_to(tree) else None
+
+
+def unchanged_inputs(repo: Path, out_dir: Path, names: list[str], old: Path, new: Path
+                     ) -> set[str]:
+    """Specs whose every input (the spec, what it extends, figspec.yaml, its
+    data), as the working tree's manifest lists them, is the same file in both
+    trees: their figures are the same, and are not even checked. A spec the
+    manifest does not know, or whose inputs it cannot tell, is checked."""
+    from .manifest import Manifest
+
+    manifest = Manifest.load(out_dir)
+    same = set()
+    for name in names:
+        inputs = manifest.inputs_of(repo / name)
+        if not inputs or not all(p.is_relative_to(repo) for p in inputs):
+            continue
+        rel = [p.relative_to(repo) for p in inputs]
+        if all(_same_file(old / r, new / r) for r in rel):
+            same.add(name)
+    return same
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
 
 
 def specs_below(folder: Path, paths: Sequence[str]) -> list[str]:

@@ -127,3 +127,55 @@ def test_nothing_of_the_working_tree_is_touched(repo: Path, run):
              and "diff" not in p.parts}
     assert after == before
     assert git(repo, "stash", "list") == ""
+
+
+def test_data_the_revision_does_not_hold_is_named_and_its_image_shown(repo: Path, run):
+    """An ignored data file: the old side is the image committed at the revision."""
+    (repo / ".gitignore").write_text("data/big.csv\n")
+    support.write_csv(repo / "data" / "big.csv", support.long_rows())
+    support.write(repo / "specs" / "big.yaml", support.spec_text("path: ../data/big.csv"))
+    assert run("build", "specs/big.yaml")[0] == 0
+    git(repo, "add", "-f", "out/big.png")
+    commit(repo, "a figure from an untracked file, its image committed")
+    rows = support.long_rows()
+    rows[0]["value"] = 0.3
+    support.write_csv(repo / "data" / "big.csv", rows)
+    code, out, _ = run("diff", "--format", "json")
+    (big,) = [f for f in json.loads(out)["figures"] if f["spec"] == "specs/big.yaml"]
+    assert big["kind"] == "changed"
+    assert big["notes"] == ["data/big.csv is not tracked at the old revision",
+                            "the old side is the committed image, without cell changes"]
+    images = repo / "out" / "diff"
+    assert (images / big["images"]["before"]).read_bytes() == \
+        git_show(repo, "HEAD:out/big.png")
+    assert "after" in big["images"] and "difference" not in big["images"]
+
+
+def git_show(repo: Path, what: str) -> bytes:
+    return subprocess.run(["git", "show", what], cwd=repo, check=True,
+                          capture_output=True).stdout
+
+
+def test_figures_whose_inputs_are_unchanged_are_not_even_checked(repo: Path, run,
+                                                                 monkeypatch: pytest.MonkeyPatch):
+    from compiler import diff
+
+    assert run("build")[0] == 0  # the manifest knows each figure's inputs
+    support.write(repo / "specs" / "a.yaml", support.spec_text(extra="title: edited\n"))
+    checked: list[str] = []
+    real = diff.prepare_side
+    monkeypatch.setattr(diff, "prepare_side",
+                        lambda path, *a: (checked.append(path.name), real(path, *a))[1])
+    code, out, _ = run("diff")
+    assert "changed   specs/a.yaml" in out and out.splitlines()[-1].startswith("1 of 3")
+    assert sorted(checked) == ["a.yaml", "a.yaml"]  # once at each side; b and c not at all
+
+
+def test_a_relabelled_module(repo: Path, run):
+    text = (repo / "specs" / "a.yaml").read_text().replace("  - q_proj", '  - {name: q_proj, '
+                                                           'label: "attn. q"}')
+    (repo / "specs" / "a.yaml").write_text(text)
+    code, out, _ = run("diff", "--exit-code")
+    assert code == 1
+    assert out.splitlines()[1:4] == ["changed   specs/a.yaml", "  0 of 42 cells changed",
+                                     "  also changed: module labels"]

@@ -32,8 +32,12 @@ def diff(args: Sequence[str], *, out: Path | None = None, format: str = "text",
     with d.checkout(repo, old_commit) as old_tree, _new_tree(repo, new_commit) as new_tree:
         names = sorted(set(d.specs_below(old_tree, rel_paths)) |
                        set(d.specs_below(new_tree, rel_paths)))
-        figures = [d.compare(d.prepare_side(old_tree / n, allow_outside),
-                             d.prepare_side(new_tree / n, allow_outside), n) for n in names]
+        same = d.unchanged_inputs(repo, project.out_dir, names, old_tree, new_tree)
+        figures = [d.FigureDiff(n, "unchanged", d.Side(), d.Side()) if n in same else
+                   d.compare(d.prepare_side(old_tree / n, allow_outside, old_tree),
+                             d.prepare_side(new_tree / n, allow_outside,
+                                            None if new_commit is None else new_tree), n)
+                   for n in names]
         folder = out or project.out_dir / "diff"
         new_label = revs[1] if len(revs) > 1 else "working tree"
         if any(f.kind != "unchanged" for f in figures):
@@ -94,7 +98,10 @@ def _images(figures: list[Any], folder: Path) -> None:
                 files[folder / f"{stem}.{name}.png"] = render(
                     fig.vegalite, ["png"], scale=fig.png_scale, size=fig.svg_size)["png"]
                 f.images[name] = f"{stem}.{name}.png"
-        if f.kind == "changed":
+            elif side.committed_image is not None and f.kind == "changed":
+                files[folder / f"{stem}.{name}.png"] = side.committed_image.read_bytes()
+                f.images[name] = f"{stem}.{name}.png"
+        if f.kind == "changed" and f.old.prepared and f.new.prepared:
             fig = _difference(f.old.prepared, f.new.prepared)
             files[folder / f"{stem}.difference.png"] = render(
                 fig.vegalite, ["png"], scale=fig.png_scale, size=fig.svg_size)["png"]
@@ -134,7 +141,7 @@ def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:
         if f.kind == "unchanged":
             continue
         parts.append(f'<section class="figure {f.kind}"><h2>{e(f.kind)}: {e(f.spec)}</h2>\n')
-        if f.kind == "changed":
+        if f.kind == "changed" and {"before", "after"} <= f.images.keys():
             before, after = e(f.images["before"]), e(f.images["after"])
             parts.append(
                 f'<div class="pair"><figure><img class="before" src="{before}" alt="before">'
@@ -146,8 +153,9 @@ def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:
                 f'<div class="onion"><img src="{before}" alt="before"><img class="top" '
                 f'src="{after}" alt="after"><input class="onion-control" type="range" min="0" '
                 f'max="100" value="50" aria-label="onion skin"></div>\n'
-                f'<img class="difference" src="{e(f.images["difference"])}" '
-                f'alt="after minus before">\n' + _cell_table(f))
+                + (f'<img class="difference" src="{e(f.images["difference"])}" '
+                   f'alt="after minus before">\n' if "difference" in f.images else "")
+                + _cell_table(f))
         else:
             for name in ("before", "after"):
                 if name in f.images:
@@ -194,15 +202,16 @@ def _text(figures: list[Any], old: str, new: str, folder: Path) -> str:
         if f.kind == "unchanged":
             continue
         lines.append(f"{f.kind:<9} {f.spec}")
-        if f.kind == "changed":
+        if f.kind == "changed" and f.total_cells:
             lines.append(f"  {len(f.cells)} of {f.total_cells} cells changed"
                          + (f", {f.added_cells} added" if f.added_cells else "")
                          + (f", {f.removed_cells} removed" if f.removed_cells else ""))
             lines += [f"    {_change(c)}" for c in f.cells[:SHOW_CELLS]]
             if len(f.cells) > SHOW_CELLS:
                 lines.append(f"    ... and {len(f.cells) - SHOW_CELLS} more")
-            if f.other:
-                lines.append(f"  also changed: {'; '.join(f.other)}")
+        if f.other:
+            lines.append(f"  also changed: {'; '.join(f.other)}")
+        lines += [f"  note: {n}" for n in f.notes]
         for d in f.old.diagnostics:
             lines.append(f"  at {old}: {d.format()}")
         for d in f.new.diagnostics:
@@ -231,6 +240,7 @@ def _markdown(figures: list[Any], old: str, new: str, folder: Path) -> str:
             out.append("")
         if f.other:
             out.append(f"Also changed: {'; '.join(f.other)}\n")
+        out += [f"Note: {n}\n" for n in f.notes]
         for d in f.old.diagnostics + f.new.diagnostics:
             out.append(f"    {d.format()}")
     out.append(f"{sum(f.kind != 'unchanged' for f in figures)} of {len(figures)} figures "
@@ -244,7 +254,7 @@ def _json(figures: list[Any], old: str, new: str, folder: Path) -> str:
         "added_cells": f.added_cells, "removed_cells": f.removed_cells,
         "cells": [{"panel": p, "layer": layer, "module": m, "before": a, "after": b}
                   for p, layer, m, a, b in f.cells],
-        "other": f.other, "images": f.images,
+        "other": f.other, "notes": f.notes, "images": f.images,
         "diagnostics": [d.to_json() for d in f.old.diagnostics + f.new.diagnostics]}
         for f in figures]}
     return json.dumps(data, indent=2) + "\n"
