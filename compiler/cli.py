@@ -102,6 +102,17 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(run=_command("diff", "diff", "args", "out", "format", "exit_code",
                                 "allow_outside"))
 
+    v = sub.add_parser("serve", help="a live preview in the browser, redrawn as specs and "
+                       "data change")
+    _paths(v)
+    v.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
+    v.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1: this machine only)")
+    v.add_argument("--open", action="store_true", help="open the page in a browser")
+    _outside(v)
+    v.set_defaults(run=_command("serve", "serve", "paths", "host", "port", "open",
+                                "allow_outside"))
+
     s = sub.add_parser("schema", help="print the JSON Schema of a spec")
     s.set_defaults(run=_command("schema", "schema"))
 

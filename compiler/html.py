@@ -110,3 +110,89 @@ def _subset(path: Path, text: str) -> bytes:
     font.flavor = None
     font.save(out)
     return out.getvalue()
+
+
+def serve_page(only: str | None) -> str:
+    """The preview page of `figspec serve`: every figure, or one (``/fig/NAME``).
+    Its script is /app.js and Vega is /vega.js: no inline script, no CDN."""
+    title = f"figspec: {only}" if only else "figspec: every figure"
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n"
+            "<style>body{font-family:sans-serif;margin:16px}section{margin:0 0 32px}"
+            "h2{font-size:15px;margin:0}.spec{color:#555;font-size:12px}"
+            ".problem{font-family:monospace;white-space:pre-wrap;color:#a00;margin:4px 0}"
+            ".source{font-family:monospace;white-space:pre;color:#333;margin:0 0 8px 2ch}"
+            "</style>\n<script src=\"/vega.js\"></script>\n"
+            "<script src=\"/app.js\"></script>\n</head>\n<body>\n"
+            f"<main id=\"figures\" data-only=\"{html.escape(only or '', quote=True)}\"></main>\n"
+            "</body>\n</html>\n")
+
+
+def serve_script() -> str:
+    """Polls /state.json; draws a figure that changed, shows problems as text
+    (textContent only: nothing a spec says becomes markup), keeps the scroll."""
+    return r"""
+(function () {
+  var shown = {}, version = -1;
+  function main() { return document.getElementById("figures"); }
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function draw(section, fig) {
+    var body = section.querySelector(".body");
+    body.textContent = "";
+    if (fig.vegalite) {
+      var view = el("div", "view");
+      body.appendChild(view);
+      vegaEmbed(view, fig.vegalite, {renderer: "svg", actions: false,
+        tooltip: {theme: "light"}}).catch(function (e) { body.appendChild(el("div", "problem", e)); });
+    } else {
+      fig.problems.forEach(function (p) {
+        body.appendChild(el("div", "problem", p.text));
+        if (p.source !== null) body.appendChild(el("div", "source", p.source));
+      });
+    }
+  }
+  function update(state) {
+    var seen = {};
+    state.figures.forEach(function (fig, i) {
+      seen[fig.spec] = true;
+      var section = document.getElementById("fig-" + fig.spec);
+      if (!section) {
+        section = el("section", "figure");
+        section.id = "fig-" + fig.spec;
+        section.appendChild(el("h2", null, fig.name));
+        section.appendChild(el("div", "spec", fig.spec));
+        section.appendChild(el("div", "body"));
+      }
+      var at = main().children[i];
+      if (at !== section) main().insertBefore(section, at || null);
+      if (shown[fig.spec] !== fig.version) {
+        shown[fig.spec] = fig.version;
+        section.setAttribute("data-version", fig.version);
+        section.setAttribute("data-state", fig.vegalite ? "drawn" : "failed");
+        draw(section, fig);
+      }
+    });
+    Array.prototype.slice.call(main().children).forEach(function (s) {
+      if (!seen[s.id.slice(4)]) { delete shown[s.id.slice(4)]; s.remove(); }
+    });
+    document.body.setAttribute("data-version", state.version);
+  }
+  function poll() {
+    var only = main().getAttribute("data-only");
+    fetch("/state.json?since=" + version + (only ? "&fig=" + encodeURIComponent(only) : ""),
+          {cache: "no-store"})
+      .then(function (r) { return r.json(); })
+      .then(function (state) {
+        if (!state.unchanged && state.version !== version) { version = state.version; update(state); }
+      })
+      .catch(function () {})
+      .then(function () { setTimeout(poll, 300); });
+  }
+  document.addEventListener("DOMContentLoaded", poll);
+})();
+"""

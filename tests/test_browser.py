@@ -10,6 +10,7 @@ they fail instead, so CI can never pass them by skipping.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -227,3 +228,93 @@ def test_the_diff_review_page_offline(browser, tmp_path: Path, monkeypatch: pyte
     assert blocked == [] and dialogs == []
     assert page.eval_on_selector_all("script", "els => els.length") == 1
     page.close()
+
+
+# -- figspec serve ------------------------------------------------------------------
+
+class Served:
+    """`figspec serve --port 0` in a scratch project, as a child process."""
+
+    def __init__(self, project: Path):
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "compiler", "serve", "--port", "0"],
+                                     cwd=project, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip()
+        assert self.url.startswith("http://127.0.0.1:"), self.proc.stderr.read()
+
+    def raw(self, method: str, path: str, host: str | None = None) -> int:
+        import http.client
+        from urllib.parse import urlparse
+
+        u = urlparse(self.url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        conn.putrequest(method, path, skip_host=True)
+        conn.putheader("Host", host or u.netloc)
+        conn.endheaders()
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    def stop(self) -> int:
+        import signal
+
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=20)
+
+
+def wait_until(page, script: str, timeout: float = 20) -> None:
+    page.wait_for_function(script, timeout=timeout * 1000)
+
+
+def test_serve_redraws_as_specs_and_data_change(browser, project: Path):
+    support.write(project / "specs" / "a.yaml", support.spec_text(extra="title: A\n"))
+    support.write(project / "specs" / "b.yaml", support.spec_text(extra="title: B\n"))
+    served = Served(project)
+    try:
+        page = browser.new_page()
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(served.url)
+                   else r.abort())
+        page.goto(served.url)
+        wait_until(page, "document.querySelectorAll('section[data-state=drawn]').length == 2")
+        cells = "s => s.querySelectorAll('.role-mark path').length"
+        assert page.eval_on_selector("#fig-specs\\/a\\.yaml", cells) >= 42
+        page.evaluate("window.notReloaded = true")
+        first = "document.querySelector('#fig-specs\\\\/a\\\\.yaml .role-mark path')"
+        before = page.evaluate(f"{first}.getAttribute('fill')")
+        rows = support.long_rows()
+        rows[0]["value"] = 0.9  # layer 0, q_proj: the largest value now
+        support.write_csv(project / "data" / "cells.csv", rows)
+        wait_until(page, f"{first} && {first}.getAttribute('fill') !== {json.dumps(before)}")
+        assert page.evaluate("window.notReloaded") is True
+        # A typo shows its diagnostic, with the line; the fix brings the figure back.
+        support.write(project / "specs" / "b.yaml", support.spec_text(extra="title: B\ncolour: x\n"))
+        wait_until(page, "document.querySelector('#fig-specs\\\\/b\\\\.yaml[data-state=failed]')")
+        problem = page.eval_on_selector("#fig-specs\\/b\\.yaml .problem", "e => e.textContent")
+        assert problem.startswith("specs/b.yaml:12:1: error: unknown key `colour`")
+        assert page.eval_on_selector("#fig-specs\\/b\\.yaml .source",
+                                     "e => e.textContent") == "colour: x"
+        support.write(project / "specs" / "b.yaml", support.spec_text(extra="title: B\n"))
+        wait_until(page, "document.querySelector('#fig-specs\\\\/b\\\\.yaml[data-state=drawn]')")
+        support.write(project / "specs" / "c.yaml", support.spec_text(
+            extra="title: '<img src=x onerror=alert(1)>'\n"))
+        wait_until(page, "document.querySelectorAll('section[data-state=drawn]').length == 3")
+        assert page.evaluate("document.querySelectorAll('main img').length") == 0
+        (project / "specs" / "a.yaml").unlink()
+        wait_until(page, "document.querySelectorAll('section').length == 2")
+        assert page.evaluate("window.notReloaded") is True
+        page.close()
+        # Only its own pages; no foreign Host; nothing that writes.
+        assert served.raw("GET", "/../../etc/passwd") == 404
+        assert served.raw("GET", "/%2e%2e/%2e%2e/etc/passwd") == 404
+        assert served.raw("GET", "//etc/passwd") == 404
+        assert served.raw("GET", "/", host="evil.example:80") == 421
+        assert served.raw("POST", "/state.json") == 405
+        assert served.raw("PUT", "/x") == 405
+        assert served.raw("GET", "/fig/b") == 200
+    finally:
+        assert served.stop() == 0
+    assert "Traceback" not in served.proc.stderr.read()
+    assert not (project / "out").exists()  # serving writes no figure and no manifest

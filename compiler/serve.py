@@ -1,0 +1,206 @@
+"""``figspec serve``: a live preview. Every figure of the project on one page,
+drawn by Vega in the browser, redrawn when a spec, what it inherits or its
+data changes; a failed spec shown as its diagnostics.
+
+Nothing is written: the figures are checked in memory (never rendered to
+files, never into the out dir or the manifest). Files are polled (a stat per
+file every POLL seconds: no dependency), and the page polls ``/state.json``
+for a version number, fetching what changed; so a change shows within about
+half a second of the check finishing, and the page keeps its scroll position.
+
+Safety: binds 127.0.0.1 unless told otherwise; serves its page, its scripts
+and the figures' Vega-Lite only (any other path is 404); refuses requests
+whose Host header is not the served name (DNS rebinding) and every method but
+GET and HEAD; sends no header that lets other origins in.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .diagnostics import Diagnostic, FigspecError, display_path
+
+POLL = 0.25
+
+
+@dataclass
+class Entry:
+    """One spec as shown: its figure's Vega-Lite, or its problems."""
+
+    spec: str
+    name: str
+    version: int
+    vegalite: dict[str, Any] | None = None
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    #: (path, size, mtime) of every file checking it looked at
+    stamps: tuple[tuple[str, int, int], ...] = ()
+
+
+class Board:
+    """What the page shows, kept up to date by a thread that polls the files."""
+
+    def __init__(self, paths: Sequence[Path], allow_outside: bool = False):
+        self.paths, self.allow_outside = list(paths), allow_outside
+        self.entries: dict[str, Entry] = {}
+        self.order: list[str] = []
+        self.version = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def refresh(self) -> bool:
+        """Check what changed; whether anything did."""
+        from .builder import find_specs
+
+        specs = [str(p) for p in find_specs(self.paths)]
+        changed = specs != self.order
+        for spec in specs:
+            entry = self.entries.get(spec)
+            if entry is None or _stamps(entry.stamps) != entry.stamps:
+                self._check(spec)
+                changed = True
+        with self.lock:
+            for gone in set(self.entries) - set(specs):
+                del self.entries[gone]
+            self.order = specs
+            if changed:
+                self.version += 1
+        return changed
+
+    def _check(self, spec: str) -> None:
+        from .builder import Options, prepare
+        from .files import recording
+
+        path = Path(spec)
+        with recording() as seen:
+            try:
+                prepared = prepare(path, Options(allow_outside=self.allow_outside))
+                vegalite, problems, name = prepared.figure.vegalite, [], prepared.loaded.name
+            except FigspecError as e:
+                vegalite, problems, name = None, [_problem(d) for d in e.diagnostics], path.stem
+        seen.add(path.absolute())
+        stamps = _stamps(tuple((str(p), 0, 0) for p in sorted(seen)))
+        with self.lock:
+            self.entries[spec] = Entry(display_path(path), name, self.version + 1, vegalite,
+                                       problems, stamps)
+
+    def state(self, only: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            figures = [self.entries[s] for s in self.order if s in self.entries]
+            if only is not None:
+                figures = [e for e in figures if e.name == only]
+            return {"version": self.version, "figures": [
+                {"spec": e.spec, "name": e.name, "version": e.version, "vegalite": e.vegalite,
+                 "problems": e.problems} for e in figures]}
+
+    def watch(self) -> None:
+        while not self.stop.wait(POLL):
+            try:
+                self.refresh()
+            except Exception:  # a bad moment (a file half written): try again
+                pass
+
+
+def _stamps(old: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for path, _, _ in old:
+        try:
+            st = Path(path).stat()
+            out.append((path, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((path, -1, -1))
+    return tuple(out)
+
+
+def _problem(d: Diagnostic) -> dict[str, Any]:
+    """A diagnostic for the page, with the line of source it points at."""
+    source = None
+    if d.line:
+        try:
+            lines = Path(d.file).read_text(encoding="utf-8", errors="replace").splitlines()
+            source = lines[d.line - 1] if d.line <= len(lines) else None
+        except OSError:
+            pass
+    return {"text": d.format(), "file": d.file, "line": d.line, "column": d.column,
+            "message": d.message, "hint": d.hint, "source": source}
+
+
+def handler(board: Board, hosts: set[str]) -> type[http.server.BaseHTTPRequestHandler]:
+    from .html import javascript_bundle, serve_page, serve_script
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "figspec"
+        sys_version = ""
+
+        def log_message(self, *args: Any) -> None:  # quiet: the terminal shows builds
+            pass
+
+        def _send(self, status: int, body: bytes, kind: str = "text/plain; charset=utf-8"
+                  ) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Referrer-Policy", "no-referrer")
+            self.send_header("Content-Security-Policy",
+                             "default-src 'self'; script-src 'self' 'unsafe-eval'; "
+                             "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                             "connect-src 'self'; frame-ancestors 'none'")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.headers.get("Host", "") not in hosts:
+                return self._send(421, b"unknown host\n")
+            path, _, query = self.path.partition("?")
+            if path == "/":
+                return self._send(200, serve_page(None).encode(), "text/html; charset=utf-8")
+            if path.startswith("/fig/") and path.count("/") == 2 and len(path) > 5:
+                return self._send(200, serve_page(path[5:]).encode(), "text/html; charset=utf-8")
+            if path == "/vega.js":
+                return self._send(200, javascript_bundle().encode(), "text/javascript")
+            if path == "/app.js":
+                return self._send(200, serve_script().encode(), "text/javascript")
+            if path == "/state.json":
+                params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+                if params.get("since") == str(board.version):  # the page is up to date
+                    return self._send(200, b'{"unchanged": true}', "application/json")
+                return self._send(200, json.dumps(board.state(params.get("fig"))).encode(),
+                                  "application/json")
+            return self._send(404, b"not found\n")
+
+        do_HEAD = do_GET
+
+        def _refuse(self) -> None:
+            self._send(405, b"method not allowed\n")
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
+
+    return Handler
+
+
+def serve(paths: Sequence[Path], host: str, port: int, allow_outside: bool = False,
+          announce: Any = print) -> None:
+    """Serve until interrupted (KeyboardInterrupt)."""
+    board = Board(paths, allow_outside)
+    board.refresh()
+    server = http.server.ThreadingHTTPServer((host, port), None)  # type: ignore[arg-type]
+    port = server.server_address[1]
+    names = {host, "127.0.0.1", "localhost"} if host in ("127.0.0.1", "localhost") else {host}
+    hosts = {f"{n}:{port}" for n in names} | ({f"[::1]:{port}"} if host == "::1" else set())
+    server.RequestHandlerClass = handler(board, hosts)
+    server.daemon_threads = True
+    watcher = threading.Thread(target=board.watch, daemon=True)
+    watcher.start()
+    announce(f"http://{host}:{port}/")
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        board.stop.set()
+        server.server_close()
