@@ -318,3 +318,21 @@ def test_serve_redraws_as_specs_and_data_change(browser, project: Path):
         assert served.stop() == 0
     assert "Traceback" not in served.proc.stderr.read()
     assert not (project / "out").exists()  # serving writes no figure and no manifest
+
+
+def test_serving_on_another_interface_warns(project: Path):
+    """127.0.0.2 is this machine too, but not the default: the warning shows."""
+    import signal
+    import subprocess
+    import sys
+
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    proc = subprocess.Popen([sys.executable, "-m", "compiler", "serve", "--port", "0",
+                             "--host", "127.0.0.2"], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("http://127.0.0.2:")
+        assert "anyone who can reach this machine sees the figures" in proc.stderr.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0

@@ -210,6 +210,7 @@ def test_a_worker_killed_mid_build_is_replaced_and_its_figures_drawn(project: Pa
     assert wait_for(lambda: len(list((project / "out").glob("*.pdf"))) >= 2)
     server = min(p for p in processes_with(mark) if p != proc.pid)  # the forkserver came first
     workers = [p for p in processes_with(mark) if p not in (proc.pid, server)]
+    assert proc.poll() is None and len(list((project / "out").glob("*.pdf"))) < 40
     os.kill(workers[0], signal.SIGKILL)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
