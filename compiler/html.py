@@ -122,10 +122,38 @@ def serve_page(only: str | None) -> str:
             "h2{font-size:15px;margin:0}.spec{color:#555;font-size:12px}"
             ".problem{font-family:monospace;white-space:pre-wrap;color:#a00;margin:4px 0}"
             ".source{font-family:monospace;white-space:pre;color:#333;margin:0 0 8px 2ch}"
-            "</style>\n<script src=\"/vega.js\"></script>\n"
+            "</style>\n<link rel=\"stylesheet\" href=\"/fonts.css\">\n"
+            "<script src=\"/vega.js\"></script>\n"
             "<script src=\"/app.js\"></script>\n</head>\n<body>\n"
             f"<main id=\"figures\" data-only=\"{html.escape(only or '', quote=True)}\"></main>\n"
             "</body>\n</html>\n")
+
+
+def serve_fonts_css() -> str:
+    """@font-face rules for the shipped families (regular and bold), served
+    from /fonts/: the preview draws in the fonts the files are drawn in."""
+    from .fonts import FAMILIES
+
+    rules = []
+    for family, files in FAMILIES.items():
+        for weight, name in (("normal", files[0]), ("bold", files[1])):
+            rules.append(f"@font-face{{font-family:{json.dumps(family)};font-weight:{weight};"
+                         f"src:url(/fonts/{name}) format('truetype')}}")
+    return "\n".join(rules) + "\n"
+
+
+def serve_font(name: str) -> bytes | None:
+    """A shipped font file by name; None for any other name."""
+    from .fonts import FAMILIES, font_dir
+
+    allowed = {f for files in FAMILIES.values() for f in files[:2]}
+    folder = font_dir()
+    if name not in allowed or folder is None:
+        return None
+    try:
+        return (folder / name).read_bytes()
+    except OSError:
+        return None
 
 
 def serve_script() -> str:
@@ -143,6 +171,16 @@ def serve_script() -> str:
   }
   function draw(section, fig) {
     var body = section.querySelector(".body");
+    if (fig.vegalite) {
+      // Vega measures text as it lays out: the figure's own font first.
+      var family = (fig.vegalite.config || {}).font || "sans-serif";
+      document.fonts.load("10px " + JSON.stringify(family)).catch(function () {})
+        .then(function () { drawFigure(body, fig); });
+    } else {
+      drawFigure(body, fig);
+    }
+  }
+  function drawFigure(body, fig) {
     body.textContent = "";
     if (fig.vegalite) {
       var view = el("div", "view");

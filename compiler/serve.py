@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +131,7 @@ def _problem(d: Diagnostic) -> dict[str, Any]:
 
 
 def handler(board: Board, hosts: set[str]) -> type[http.server.BaseHTTPRequestHandler]:
-    from .html import javascript_bundle, serve_page, serve_script
+    from .html import javascript_bundle, serve_font, serve_fonts_css, serve_page, serve_script
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "figspec"
@@ -167,6 +168,12 @@ def handler(board: Board, hosts: set[str]) -> type[http.server.BaseHTTPRequestHa
                 return self._send(200, javascript_bundle().encode(), "text/javascript")
             if path == "/app.js":
                 return self._send(200, serve_script().encode(), "text/javascript")
+            if path == "/fonts.css":
+                return self._send(200, serve_fonts_css().encode(), "text/css")
+            if path.startswith("/fonts/"):
+                font = serve_font(path[len("/fonts/"):])
+                if font is not None:
+                    return self._send(200, font, "font/ttf")
             if path == "/state.json":
                 params = dict(p.partition("=")[::2] for p in query.split("&") if p)
                 if params.get("since") == str(board.version):  # the page is up to date
@@ -185,17 +192,27 @@ def handler(board: Board, hosts: set[str]) -> type[http.server.BaseHTTPRequestHa
     return Handler
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that closes a connection mid-answer is no error; anything
+        else is said in one line, never as a traceback."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            print(f"figspec: serve: {type(error).__name__}: {error}", file=sys.stderr)
+
+
 def serve(paths: Sequence[Path], host: str, port: int, allow_outside: bool = False,
           announce: Any = print) -> None:
     """Serve until interrupted (KeyboardInterrupt)."""
     board = Board(paths, allow_outside)
     board.refresh()
-    server = http.server.ThreadingHTTPServer((host, port), None)  # type: ignore[arg-type]
+    server = _Server((host, port), None)  # type: ignore[arg-type]
     port = server.server_address[1]
     names = {host, "127.0.0.1", "localhost"} if host in ("127.0.0.1", "localhost") else {host}
     hosts = {f"{n}:{port}" for n in names} | ({f"[::1]:{port}"} if host == "::1" else set())
     server.RequestHandlerClass = handler(board, hosts)
-    server.daemon_threads = True
     watcher = threading.Thread(target=board.watch, daemon=True)
     watcher.start()
     announce(f"http://{host}:{port}/")

@@ -281,6 +281,11 @@ def test_serve_redraws_as_specs_and_data_change(browser, project: Path):
         wait_until(page, "document.querySelectorAll('section[data-state=drawn]').length == 2")
         cells = "s => s.querySelectorAll('.role-mark path').length"
         assert page.eval_on_selector("#fig-specs\\/a\\.yaml", cells) >= 42
+        # Drawn in the shipped font, served by figspec itself.
+        assert page.evaluate("Array.from(document.fonts).some(f => f.status === 'loaded' && "
+                             "f.family.replace(/\"/g, '') === 'DejaVu Sans')") is True
+        assert served.raw("GET", "/fonts/DejaVuSans.ttf") == 200
+        assert served.raw("GET", "/fonts/../../etc/passwd") == 404
         page.evaluate("window.notReloaded = true")
         first = "document.querySelector('#fig-specs\\\\/a\\\\.yaml .role-mark path')"
         before = page.evaluate(f"{first}.getAttribute('fill')")
