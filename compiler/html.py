@@ -174,8 +174,9 @@ def serve_script() -> str:
     if (fig.vegalite) {
       // Vega measures text as it lays out: the figure's own font first.
       var family = (fig.vegalite.config || {}).font || "sans-serif";
-      document.fonts.load("10px " + JSON.stringify(family)).catch(function () {})
-        .then(function () { drawFigure(body, fig); });
+      var face = JSON.stringify(family);  // titles are bold: both faces
+      Promise.all([document.fonts.load("10px " + face), document.fonts.load("bold 10px " + face)])
+        .catch(function () {}).then(function () { drawFigure(body, fig); });
     } else {
       drawFigure(body, fig);
     }
