@@ -24,12 +24,6 @@ if TYPE_CHECKING:
     from .chart import Figure
 
 
-def _options(**kw: Any) -> Any:
-    from .builder import Options
-
-    return Options(**kw)
-
-
 @dataclass(frozen=True)
 class Loaded:
     """A checked spec with its data, ready to show or save."""
@@ -80,21 +74,21 @@ def load(spec: str | Path | Mapping[str, Any], *, data: Any = None,
     ``data`` gives the data instead of ``data.path``/``data.values``: records
     (a list of mappings) or a pandas DataFrame (anything with
     ``to_dict("records")``; pandas itself is never imported here)."""
-    from .builder import prepare
+    from .builder import Options, prepare
     from .source import Document
 
     if isinstance(spec, Mapping):
         values = _with_data(dict(spec), data)
         path = Path.cwd() / "<spec>"
         doc = Document(path, values, positions={(): (1, 1)})
-        return Loaded(path, prepare(path, _options(allow_outside=allow_outside), doc))
+        return Loaded(path, prepare(path, Options(allow_outside=allow_outside), doc))
     if data is not None:
         raise UsageError("`data=` goes with a spec given as a mapping; in a file, use "
                          "`data.path` or `data.values`")
     path = Path(spec)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    return Loaded(path, prepare(path, _options(allow_outside=allow_outside)))
+    return Loaded(path, prepare(path, Options(allow_outside=allow_outside)))
 
 
 def _with_data(spec: dict[str, Any], data: Any) -> dict[str, Any]:
@@ -115,11 +109,11 @@ def build(paths: Sequence[str | Path] = (), *, out_dir: str | Path | None = None
     """What ``figspec build`` does: draw every figure not up to date; one Result
     per spec. As on the command line, the project (of the first path, else of
     the working directory) gives the default specs folder and out folder."""
-    from .builder import build as run
+    from .builder import Options, build as run
     from .project import of_command
 
     found = [Path(p) for p in paths]
     project = of_command(found)
     return run(found or [project.specs_dir],
-               _options(out_dir=Path(out_dir) if out_dir else project.out_dir,
+               Options(out_dir=Path(out_dir) if out_dir else project.out_dir,
                         force=force, jobs=jobs))

@@ -168,11 +168,10 @@ def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:
 
 
 def _cell_table(f: Any) -> str:
-    e = html.escape
-    rows = "".join(f"<tr><td>{layer}</td><td>{e(module)}</td><td>{a:.6g}</td><td>{b:.6g}</td>"
-                   f"<td>{b - a:+.3g}</td></tr>" for _, layer, module, a, b in f.cells[:50])
-    return ("<table><tr><th>layer</th><th>module</th><th>before</th><th>after</th>"
-            f"<th>change</th></tr>{rows}</table>\n")
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in _fields(c)) + "</tr>"
+                   for c in f.cells[:50])
+    head = "".join(f"<th>{h}</th>" for h in _HEADS)
+    return f"<table><tr>{head}</tr>{rows}</table>\n"
 
 
 _CSS = ("body{font-family:sans-serif;margin:16px}.pair{display:flex;gap:16px}"
@@ -191,9 +190,18 @@ _JS = ("document.querySelectorAll('.swipe-control').forEach(function(c){c.addEve
 
 # -- text ---------------------------------------------------------------------------
 
-def _change(c: tuple[int, int, str, float, float]) -> str:
+_HEADS = ("layer", "module", "before", "after", "change")
+
+
+def _fields(c: tuple[int, int, str, float, float]) -> tuple[str, str, str, str, str]:
+    """A changed cell as written in every output: layer, module, before, after, change."""
     _, layer, module, a, b = c
-    return f"layer {layer}, {module}: {a:.6g} -> {b:.6g} ({b - a:+.3g})"
+    return str(layer), module, f"{a:.6g}", f"{b:.6g}", f"{b - a:+.3g}"
+
+
+def _change(c: tuple[int, int, str, float, float]) -> str:
+    layer, module, a, b, delta = _fields(c)
+    return f"layer {layer}, {module}: {a} -> {b} ({delta})"
 
 
 def _text(figures: list[Any], old: str, new: str, folder: Path) -> str:
@@ -234,9 +242,8 @@ def _markdown(figures: list[Any], old: str, new: str, folder: Path) -> str:
                 out.append(f"![{name}]({f.images[name]}) ")
         out.append("\n")
         if f.cells:
-            out.append("| layer | module | before | after | change |\n|---|---|---|---|---|")
-            out += [f"| {layer} | {m} | {a:.6g} | {b:.6g} | {b - a:+.3g} |"
-                    for _, layer, m, a, b in f.cells[:SHOW_CELLS]]
+            out.append("| " + " | ".join(_HEADS) + " |\n" + "|---" * len(_HEADS) + "|")
+            out += ["| " + " | ".join(_fields(c)) + " |" for c in f.cells[:SHOW_CELLS]]
             out.append("")
         if f.other:
             out.append(f"Also changed: {'; '.join(f.other)}\n")

@@ -163,15 +163,6 @@ BY_SUFFIX: dict[str, str | Source] = {
 }
 
 
-def register(source: str | Source, *, key: str | None = None, suffix: str | None = None) -> None:
-    """Add a kind of source: a module's name (imported when first used) or an
-    object, for a key of `data` or for data files with a suffix."""
-    if key is not None:
-        BY_KEY[key] = source
-    if suffix is not None:
-        BY_SUFFIX[suffix.lower()] = source
-
-
 def suffixes() -> tuple[str, ...]:
     """The data file suffixes some source reads."""
     return tuple(BY_SUFFIX)

@@ -214,17 +214,6 @@ def _index_shards(index: Path) -> list[Path]:
 
 # -- reducing tensors --------------------------------------------------------------
 
-def _as_float64(raw: Any, dtype: str) -> Any:
-    """Stored values as float64 (a new array; see _Buffers for the fast path)."""
-    import numpy as np
-
-    if dtype == "BF16":  # the high half of a little-endian float32
-        wide = np.zeros(2 * raw.size, dtype=np.uint16)
-        wide[1::2] = raw
-        return wide.view(np.float32).astype(np.float64)
-    return raw.astype(np.float64)
-
-
 class _Buffers:
     """Arrays reused from piece to piece: a fresh array per piece costs more in
     page faults than the arithmetic, and small pieces stay in the CPU's cache."""
