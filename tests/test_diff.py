@@ -62,7 +62,7 @@ def test_a_changed_value_is_named_with_its_cell(repo: Path, run):
     assert "  1 of 42 cells changed" in lines
     images = repo / "out" / "diff"
     for name in ("before", "after", "difference"):
-        assert (images / f"specs__a.{name}.png").is_file()
+        assert (images / "specs" / f"a.yaml.{name}.png").is_file()
     assert (images / "index.html").is_file()
 
 
