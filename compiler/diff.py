@@ -1,9 +1,11 @@
 """What a change did to the figures: each figure at two revisions, compared
 by what would be drawn (its Vega-Lite and output settings), not by pixels.
 
-The old side is the revision's tracked files, unpacked by ``git archive`` into
-a temporary folder of figspec's own (removed afterwards, even on Ctrl-C); the
-new side is the working tree or another revision. Nothing of the working tree,
+The old side is the revision's files as committed (``git ls-tree`` and
+``git cat-file``, never ``git archive``, whose export attributes change what
+it gives), fetched one at a time as checking asks for them into a temporary
+folder of figspec's own (removed afterwards, even on Ctrl-C); the new side
+is the working tree or another revision. Nothing of the working tree,
 its out dir or its manifest is written. Git runs as a subprocess with the
 repository's own settings and without the ``GIT_*`` variables a hook sets.
 """
@@ -381,13 +383,10 @@ def _committed_image(spec: Path, tree: Tree) -> Path | None:
     return image if image.is_file() else None
 
 
-def unchanged_inputs(repo: Path, out_dir: Path, names: list[str], old: Tree,
-                     new: Tree | WorkingTree) -> set[str]:
-    """Specs whose every input (the spec, what it extends, figspec.yaml, its
-    data), as the working tree's manifest lists them, is the same file in both
-    trees (compared by git's object ids: nothing is fetched): their figures
-    are the same, and are not even checked. A spec the manifest does not
-    know, or whose inputs it cannot tell, is checked."""
+def recorded_inputs(repo: Path, out_dir: Path, names: list[str]) -> dict[str, list[str]]:
+    """Each spec's inputs (the spec, what it extends, figspec.yaml, its data)
+    as the working tree's manifest lists them, relative to the repository;
+    a spec it does not know, or with an input outside, is left out."""
     from .manifest import Manifest
 
     manifest = Manifest.load(out_dir)
@@ -396,6 +395,14 @@ def unchanged_inputs(repo: Path, out_dir: Path, names: list[str], old: Tree,
         paths = manifest.inputs_of(repo / name)
         if paths and all(p.is_relative_to(repo) for p in paths):
             inputs[name] = [str(p.relative_to(repo)) for p in paths]
+    return inputs
+
+
+def unchanged_inputs(repo: Path, inputs: dict[str, list[str]], old: Tree,
+                     new: Tree | WorkingTree) -> set[str]:
+    """Specs whose every recorded input is the same file in both trees
+    (compared by git's object ids: nothing is fetched): their figures are the
+    same, and are not even checked. A spec without inputs is checked."""
     wanted = sorted({r for rel in inputs.values() for r in rel})
     old_ids = {r: old.oid(r) for r in wanted}
     new_ids = ({r: new.oid(r) for r in wanted} if isinstance(new, Tree) else

@@ -39,15 +39,22 @@ def diff(args: Sequence[str], *, out: Path | None = None, format: str = "text",
     with d.checkout(repo, old_commit) as old_tree, _new_tree(repo, new_commit) as new_tree:
         names = sorted(set(d.specs_below(old_tree, rel_paths)) |
                        set(d.specs_below(new_tree, rel_paths)))
-        same = d.unchanged_inputs(repo, project.out_dir, names, old_tree, new_tree)
-        figures = [d.FigureDiff(n, "unchanged", d.Side(), d.Side()) if n in same else
-                   d.compare(d.prepare_side(old_tree.folder / n, allow_outside, old_tree),
-                             d.prepare_side(new_tree.folder / n, allow_outside,
-                                            None if new_commit is None else new_tree), n)
-                   for n in names]
+        inputs = d.recorded_inputs(repo, project.out_dir, names)
+        same = d.unchanged_inputs(repo, inputs, old_tree, new_tree)
+        with _Images(folder, 3 * (len(names) - len(same))) as images:
+            figures = []
+            for n in names:  # each figure's images are drawn while the next is checked
+                for tree in (old_tree, new_tree):  # what it read last time, fetched at once
+                    for r in inputs.get(n, []) if n not in same else []:
+                        tree.fetch(r)
+                figures.append(d.FigureDiff(n, "unchanged", d.Side(), d.Side()) if n in same
+                               else d.compare(
+                                   d.prepare_side(old_tree.folder / n, allow_outside, old_tree),
+                                   d.prepare_side(new_tree.folder / n, allow_outside,
+                                                  None if new_commit is None else new_tree), n))
+                images.submit(figures[-1])
         new_label = revs[1] if len(revs) > 1 else "working tree"
         if any(f.kind != "unchanged" for f in figures):
-            _images(figures, folder)
             _page(figures, folder, old_rev, new_label)
         text = {"text": _text, "markdown": _markdown, "json": _json}[format](
             figures, old_rev, new_label, folder)
@@ -101,53 +108,87 @@ def _new_tree(repo: Path, commit: str | None) -> Iterator[Any]:
 
 # -- images -------------------------------------------------------------------------
 
-def _images(figures: list[Any], folder: Path) -> None:
-    """Before, after, and after minus before in the figure's own layout, on a
-    diverging scale centred at 0; drawn by the build's worker processes (one
-    per CPU; in this process when there are few), written together.
+class _Images:
+    """The review images: before, after, and after minus before in the
+    figure's own layout, on a diverging scale centred at 0. Drawn by the
+    build's worker processes (one per CPU) as each figure is compared, or in
+    this process when few could be needed (a worker costs ~2 s to start);
+    written together when all are drawn.
 
     Each image is named by its spec's path in the repository, extension kept,
     then ``.before.png`` and so on, in the spec's folders under ``folder``:
     two specs' images never share a name (``x__y.yaml`` and ``x/y.yaml``,
     ``a.yaml`` and ``a.yml``)."""
-    from ..builder import render_job
-    from ..drawing import Drawer
-    from ..files import write_together
 
-    files: dict[Path, bytes] = {}
-    drawings: list[tuple[_Image, Any]] = []
-    for f in figures:
+    def __init__(self, folder: Path, most: int):
+        from ..drawing import Drawer
+
+        self.folder = folder
+        self.files: dict[Path, bytes] = {}
+        self.figures: list[Any] = []
+        self.drawer = Drawer(None if most >= POOL_FROM else 1, most)
+
+    def __enter__(self) -> _Images:
+        self.drawing = False  # the workers start with the first image to draw
+        return self
+
+    def submit(self, f: Any) -> None:
+        from ..builder import render_job
+
         if f.kind == "unchanged":
-            continue
+            return
+        self.figures.append(f)
         for side, name in ((f.old, "before"), (f.new, "after")):
             if side.prepared is not None:
-                drawings.append((_Image(f, name), render_job(side.prepared)))
+                self._draw(f, name, render_job(side.prepared))
             elif side.committed_image is not None and f.kind == "changed":
-                files[folder / _image_name(f, name)] = side.committed_image.read_bytes()
+                self.files[self.folder / _image_name(f, name)] = \
+                    side.committed_image.read_bytes()
                 f.images[name] = _image_name(f, name)
         if f.kind == "changed" and f.old.prepared and f.new.prepared:
-            difference = _difference(f.old.prepared, f.new.prepared)
-            drawings.append((_Image(f, "difference"), render_job(difference)))
-    # A worker costs ~2 s to start: a few images are drawn here sooner.
-    with Drawer(None if len(drawings) >= POOL_FROM else 1, len(drawings)) as drawer:
-        for image, job in drawings:
-            drawer.submit(image, dataclasses.replace(job, formats=("png",)))  # type: ignore[arg-type]
-        for image, drawn, error, _ in drawer.results():
+            self._draw(f, "difference", render_job(_difference(f.old.prepared,
+                                                               f.new.prepared)))
+
+    def _draw(self, f: Any, name: str, job: Any) -> None:
+        if not self.drawing:
+            self.drawer.__enter__()
+            self.drawing = True
+        self.drawer.submit(_Image(f, name), dataclasses.replace(job, formats=("png",)))  # type: ignore[arg-type]
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if kind is None and self.drawing:
+                self._collect()
+        finally:
+            if self.drawing:
+                self.drawer.__exit__(kind, *exc)  # type: ignore[arg-type]
+        if kind is None:
+            self._write()
+
+    def _collect(self) -> None:
+        for image, drawn, error, _ in self.drawer.results():
             f = image.figure  # type: ignore[attr-defined]
             if drawn is None:
                 f.notes.append(f"the {image.name} image could not be drawn: {error}")
             else:
-                files[folder / _image_name(f, image.name)] = drawn["png"]
+                self.files[self.folder / _image_name(f, image.name)] = drawn["png"]
                 f.images[image.name] = _image_name(f, image.name)
-    try:
-        for path in files:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        write_together(files)
-    except OSError as e:
-        raise FigspecError([Diagnostic(
-            display_path(e.filename if isinstance(e.filename, str) else folder),
-            message=f"cannot write the review images: {e.strerror or e}",
-            hint="name a writable folder with --out")]) from None
+        for f in self.figures:  # in one order, however the drawing finished
+            f.images = {k: f.images[k] for k in ("before", "after", "difference")
+                        if k in f.images}
+
+    def _write(self) -> None:
+        from ..files import write_together
+
+        try:
+            for path in self.files:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            write_together(self.files)
+        except OSError as e:
+            raise FigspecError([Diagnostic(
+                display_path(e.filename if isinstance(e.filename, str) else self.folder),
+                message=f"cannot write the review images: {e.strerror or e}",
+                hint="name a writable folder with --out")]) from None
 
 
 @dataclass
@@ -219,7 +260,13 @@ def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:
                 parts.append(f"<pre>{e(d.format())}</pre>\n")
         parts.append("</section>\n")
     parts.append(f"<script>{_JS}</script>\n</body>\n</html>\n")
-    write_atomic(folder / "index.html", "".join(parts).encode())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / "index.html", "".join(parts).encode())
+    except OSError as e:
+        raise FigspecError([Diagnostic(display_path(folder / "index.html"), message=f"cannot "
+                                       f"write the review page: {e.strerror or e}",
+                                       hint="name a writable folder with --out")]) from None
 
 
 def _url(path: str) -> str:
