@@ -20,6 +20,7 @@ import errno
 import http.server
 import json
 import queue
+import selectors
 import socket
 import sys
 import threading
@@ -32,9 +33,9 @@ from .diagnostics import Diagnostic, FigspecError, UsageError, display_path
 
 POLL = 0.25
 #: Threads answering requests, and connections the kernel may hold for them.
-WORKERS, REQUEST_QUEUE = 16, 1024
-#: Seconds a connection may take to send its request (a slow client, or one
-#: a browser opened ahead and left idle, holds a worker that long at most).
+WORKERS, REQUEST_QUEUE = 32, 1024
+#: Seconds a connection may stay idle before its request (waiting, it holds
+#: no worker), and that a worker waits for each piece of a request that began.
 TIMEOUT = 10
 #: A file's mtime is the kernel's coarse clock, a little behind time.time_ns().
 STAMP_MARGIN_NS = 50_000_000
@@ -220,26 +221,60 @@ def handler(board: Board, hosts: set[str]) -> type[http.server.BaseHTTPRequestHa
 
 
 class _Server(http.server.HTTPServer):
-    """An HTTP server whose connections are answered by a fixed pool of
-    WORKERS threads (a burst of connections waits in a queue, not in
-    hundreds of threads), with room for REQUEST_QUEUE connections not yet
-    accepted (a burst is not refused by the kernel), on IPv4 or IPv6."""
+    """An HTTP server whose requests are answered by a fixed pool of WORKERS
+    threads (a burst of connections waits in a queue, not in hundreds of
+    threads), with room for REQUEST_QUEUE connections not yet accepted (a
+    burst is not refused by the kernel), on IPv4 or IPv6.
+
+    A connection goes to a worker only once its request has begun to arrive:
+    one a browser opens ahead and leaves idle waits in a selector, holding no
+    worker, and is closed after TIMEOUT seconds without a byte."""
 
     request_queue_size = REQUEST_QUEUE
 
     def __init__(self, address: tuple[str, int]):
         if ":" in address[0]:  # ::1, an IPv6 address
             self.address_family = socket.AF_INET6
-        self.waiting: queue.Queue[tuple[Any, Any] | None] = queue.Queue()
+        self.ready: queue.Queue[tuple[Any, Any] | None] = queue.Queue()
+        self.arrived: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        self.wake_read, self.wake_write = socket.socketpair()
+        self.closing = False
         super().__init__(address, http.server.BaseHTTPRequestHandler)
+        threading.Thread(target=self._wait_for_requests, daemon=True).start()
         for _ in range(WORKERS):
             threading.Thread(target=self._work, daemon=True).start()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        self.waiting.put((request, client_address))
+        self.arrived.put((request, client_address))
+        self.wake_write.send(b"\0")
+
+    def _wait_for_requests(self) -> None:
+        """Hand each connection to the workers when it has something to read
+        (or has been closed); close those idle past TIMEOUT."""
+        idle = selectors.DefaultSelector()
+        idle.register(self.wake_read, selectors.EVENT_READ)
+        since: dict[Any, float] = {}
+        while not self.closing:
+            for key, _ in idle.select(timeout=1.0):
+                if key.fileobj is self.wake_read:
+                    self.wake_read.recv(4096)
+                    while not self.arrived.empty():
+                        request, client_address = self.arrived.get()
+                        idle.register(request, selectors.EVENT_READ, client_address)
+                        since[request] = time.monotonic()
+                else:
+                    idle.unregister(key.fileobj)
+                    del since[key.fileobj]
+                    self.ready.put((key.fileobj, key.data))
+            for request, start in list(since.items()):
+                if time.monotonic() - start > TIMEOUT:
+                    idle.unregister(request)
+                    del since[request]
+                    self.shutdown_request(request)
+        idle.close()
 
     def _work(self) -> None:
-        while (job := self.waiting.get()) is not None:
+        while (job := self.ready.get()) is not None:
             request, client_address = job
             try:
                 self.finish_request(request, client_address)
@@ -250,8 +285,10 @@ class _Server(http.server.HTTPServer):
 
     def server_close(self) -> None:
         super().server_close()
+        self.closing = True
+        self.wake_write.send(b"\0")
         for _ in range(WORKERS):
-            self.waiting.put(None)
+            self.ready.put(None)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A browser that closes a connection mid-answer is no error; anything

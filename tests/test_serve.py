@@ -128,3 +128,23 @@ def test_a_burst_of_200_connections_is_answered(project: Path):
             proc.send_signal(signal.SIGCONT)
             for c in clients:
                 c.close()
+
+
+def test_idle_connections_hold_no_thread_and_delay_no_one(project: Path):
+    """100 connections opened and left idle (as browsers open them ahead):
+    the next request is answered at once, and the server's threads stay
+    bounded (one per connection would be 100 more)."""
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    with served(project) as (proc, url):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(100)]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                c.sendall(f"GET /state.json HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+                assert c.makefile("rb").readline().startswith(b"HTTP/1.0 200 ")
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            threads = int(status.split("Threads:", 1)[1].split()[0])
+            assert threads < 50
+        finally:
+            for c in idle:
+                c.close()
