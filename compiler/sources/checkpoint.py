@@ -423,8 +423,8 @@ def metric(name: str, sums: dict[str, float], option: Option = ("exact", 0.0)) -
         return sums[changed_key(option)] / n if n else 0.0
     if name == "sparsity":
         return 1 - sums[changed_key(option)] / n if n else 1.0
-    if name == "cosine":  # rounding can take |cos| a hair past 1 (a tensor with itself)
-        return max(-1.0, min(1.0, tb / (math.sqrt(tt) * math.sqrt(bb)))) if tt and bb else math.nan
+    if name == "cosine":
+        return _cosine(tt, bb, tb)
     if name == "update_norm":
         return math.sqrt(dd)
     if name == "update_rms":
@@ -436,6 +436,16 @@ def metric(name: str, sums: dict[str, float], option: Option = ("exact", 0.0)) -
     if name == "max_abs":
         return sums["max_abs"]
     return sums[name]  # update_rank, computed on its own
+
+
+def _cosine(tt: float, bb: float, tb: float) -> float:
+    """tb / (‖T‖‖B‖), exactly 1 for a tensor with itself (sqrt of a rounded
+    square is exact), and never past ±1 however the sums round."""
+    if not (tt and bb):
+        return math.nan
+    both = tt * bb
+    norms = math.sqrt(both) if math.isfinite(both) and both > 0 else math.sqrt(tt) * math.sqrt(bb)
+    return max(-1.0, min(1.0, tb / norms))
 
 
 # -- the source --------------------------------------------------------------------
