@@ -634,3 +634,23 @@ def test_watch_redraws_when_a_checkpoint_is_rewritten(project: Path):
     thread.join(60)
     assert builds == [["built"], ["built"]]
     assert (project / "out" / "fig.svg").read_bytes() != first
+
+
+def test_a_shard_truncated_while_it_is_read(project: Path, run,
+                                            monkeypatch: pytest.MonkeyPatch):
+    """The file shrinks between its header being checked and its bytes being
+    read (a copy still running): a diagnostic at the key, never exit 3."""
+    tuned, _, _ = ck.make_pair(project / "ckpt")
+    real = source.reduce_pair
+
+    def truncating(*args, **kw):
+        shard = tuned / "model.safetensors"
+        shard.write_bytes(shard.read_bytes()[:1000])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(source, "reduce_pair", truncating)
+    spec_for(project, "relative_change")
+    code, _, err = run("build")
+    assert code == 1 and "internal error" not in err, err
+    assert "specs/fig.yaml:2:15: error: in ckpt/tuned/model.safetensors" in err
+    assert "the file changed while it was read" in err
