@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import sources
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
 from .files import Stamp
-from .models import MAX_LAYER_INDEX, Module, Panel, Spec, listed_module
+from .models import MAX_LAYER_INDEX, Module, Panel, Spec, module_matcher
 from .session import Session
 from .source import Document, Loc
 
@@ -224,13 +224,13 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
     module path matches a listed module exactly or by its last dotted parts."""
     data = reader.view.data
     pattern = data.param_pattern
-    names = [m.name for m in reader.view.modules]
+    listed = module_matcher(m.name for m in reader.view.modules)
     out = []
     for origin, row in rows:
         m = pattern.search(_text(row.get(data.param)))
         if m is None:
             continue
-        module = listed_module(m.group("module"), names) or m.group("module")
+        module = listed(m.group("module")) or m.group("module")
         out.append((origin, {data.layer: m.group("layer"), data.module: module,
                              data.value: row.get(data.value)}))
     return out

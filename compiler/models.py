@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from typing import Annotated
 
@@ -69,14 +69,21 @@ MODULE_PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
              ("mlp.c_fc", "mlp. up"), ("mlp.c_proj", "mlp. down")),
 }
 
-def listed_module(found: str, names: Iterable[str]) -> str | None:
-    """The listed module that a module path found in a parameter name is:
-    itself, or the longest listed name it ends with (``self_attn.q_proj`` is
-    ``q_proj``); None when no listed module matches."""
-    for name in sorted(names, key=len, reverse=True):
-        if found == name or found.endswith("." + name):
-            return name
-    return None
+def module_matcher(names: Iterable[str]) -> Callable[[str], str | None]:
+    """found -> the listed module that a module path found in a parameter name
+    is: itself, or the longest listed name it ends with (``self_attn.q_proj``
+    is ``q_proj``); None when no listed module matches."""
+    listed = set(names)
+    by_length = sorted(listed, key=len, reverse=True)
+
+    def match(found: str) -> str | None:
+        if found in listed:
+            return found
+        tail = found.rpartition(".")[2]  # a cheap test first: most names match no module
+        return next((n for n in by_length if (n == tail or "." in n) and
+                     found.endswith("." + n)), None)
+
+    return match
 
 
 # d3-format's own specifier grammar (d3-format/src/formatSpecifier.js).
