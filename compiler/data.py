@@ -119,7 +119,7 @@ class _Reader:
                       self.stamps, self.settings.roots if self.settings else {},
                       self.settings.folder if self.settings else None, self.session,
                       (self.view.layers.first, self.view.layers.last),
-                      tuple(m.name for m in self.view.modules))
+                      tuple(m.name for m in self.view.modules), self.settings)
         return sources.for_data(self.view.data).read(ctx)
 
 

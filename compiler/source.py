@@ -355,7 +355,15 @@ def load_yaml(path: Path) -> Document:
         if e.context and problem.startswith("but "):
             problem = f"{e.context}, {problem}"
         hint = None
-        if any(p in problem for p in ("expected <block end>", "mapping values are not allowed",
+        if e.context_mark and e.context and "quoted scalar" in e.context:
+            # The quote left open is the mistake; where the scanner gave up
+            # (often the end of the file) is not.
+            line, col = e.context_mark.line + 1, e.context_mark.column + 1
+            end = (f"line {mark.line + 1}" if mark and "end of stream" not in problem
+                   else "the end of the file")
+            problem = f"the quoted text starting here is not closed before {end} ({problem})"
+            hint = "close the quote, or escape the quote character inside the text"
+        elif any(p in problem for p in ("expected <block end>", "mapping values are not allowed",
                                       "did not find expected key")):
             hint = "check the indentation of this line"
         elif "did not find expected ','" in problem:
