@@ -77,6 +77,10 @@ class _Reader:
     settings: Settings | None = None
     compute: bool = True
     problems: list[Diagnostic] = field(default_factory=list)
+    #: the columns drawn: the listed modules, a module naming experts without
+    #: `aggregate` replaced by one column per expert found
+    modules: tuple[Module, ...] = ()
+    expanded: set[str] = field(default_factory=set)
     stamps: dict[Path, Stamp] = field(default_factory=dict)
     #: problems of each kind seen, and the first of those not shown
     kinds: dict[str, tuple[int, Diagnostic | None]] = field(default_factory=dict)
@@ -145,7 +149,7 @@ def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None 
     """Read one view's data into a complete table, or raise FigspecError
     listing every problem found."""
     reader = _Reader(view, doc, base, root.resolve() if root else None, allow_outside,
-                     settings, compute)
+                     settings, compute, modules=tuple(view.modules))
     source = reader.rows()
     if not _check_columns(reader, source):
         raise reader.fail()
@@ -168,7 +172,7 @@ def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None 
     combine = _AGGREGATES[view.data.aggregate or "min"]  # one value per cell unless aggregating
     drawn = set(layers)
     values = {k: float(combine(vs)) for k, (vs, _) in cells.items() if k[0] in drawn}
-    return Table(tuple(layers), tuple(view.modules), values, reader.stamps)
+    return Table(tuple(layers), reader.modules, values, reader.stamps)
 
 
 # -- checks --------------------------------------------------------------------
@@ -218,26 +222,75 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
                 ) -> list[Row]:
     """Parameter-name rows -> long rows: the layer and module found in each name.
     Names without a layer (embeddings, lm_head, final norms) are skipped; a
-    module path matches a listed module exactly or by its last dotted parts."""
+    module path matches a listed module as :func:`match_module` says. A listed
+    module naming experts (``experts.w1``) without ``aggregate`` becomes one
+    column per expert found (``reader.modules``)."""
     data = reader.view.data
     pattern = data.param_pattern
-    names = sorted((m.name for m in reader.view.modules), key=len, reverse=True)
+    names = [m.name for m in reader.view.modules]
     out = []
+    experts: dict[str, set[int]] = {}
     for origin, row in rows:
         m = pattern.search(_text(row.get(data.param)))
         if m is None:
             continue
         module = m.group("module")
-        module = next((n for n in names if module == n or module.endswith("." + n)), module)
+        listed, expert = match_module(module, names)
+        if listed is None:
+            pass  # reported as absent, or not drawn
+        elif expert is None or data.aggregate:
+            module = listed
+        else:
+            module = expert_column(listed, expert)
+            experts.setdefault(listed, set()).add(expert)
         out.append((origin, {data.layer: m.group("layer"), data.module: module,
                              data.value: row.get(data.value)}))
+    if experts:
+        reader.modules = tuple(
+            column for m in reader.view.modules
+            for column in ([Module(name=expert_column(m.name, i), label=f"{m.shown} {i}")
+                            for i in sorted(experts[m.name])] if m.name in experts else [m]))
+        reader.expanded = set(experts)
     return out
+
+
+#: An expert's index in a module path: ``block_sparse_moe.experts.3.w1``.
+_EXPERT = re.compile(r"(?:^|\.)experts\.(\d+)(?=\.)")
+
+
+def match_module(found: str, listed: list[str]) -> tuple[str | None, int | None]:
+    """Which listed module a module path found in a parameter name is, and the
+    expert it belongs to when it matched as experts.
+
+    A listed name matches the path exactly or as its last dotted parts
+    (``q_proj`` is ``self_attn.q_proj``; the longest listed name wins). Failing
+    that, ``experts.w1`` matches every expert's ``experts.N.w1`` (the path with
+    its expert index left out), and not a shared expert's
+    ``shared_expert.w1``."""
+    def fits(path: str) -> str | None:
+        return next((n for n in sorted(listed, key=len, reverse=True)
+                     if path == n or path.endswith("." + n)), None)
+
+    direct = fits(found)
+    if direct is not None:
+        return direct, None
+    m = _EXPERT.search(found)
+    if m is None:
+        return None, None
+    stripped = found[:m.start(1) - 1] + found[m.end(1):]  # without ".3"
+    return fits(stripped), int(m.group(1))
+
+
+def expert_column(listed: str, expert: int) -> str:
+    """The column of one expert: ``experts.w1`` -> ``experts.3.w1``."""
+    head, _, tail = listed.rpartition("experts.")
+    return f"{head}experts.{expert}.{tail}"
 
 
 def _long_cells(reader: _Reader, source: Rows, rows: list[Row]
                 ) -> tuple[Cells, set[str]]:
     data = reader.view.data
-    wanted = {m.name for m in reader.view.modules}
+    wanted = {m.name for m in reader.modules}
     cells: Cells = {}
     present: set[str] = set()
     for origin, row in rows:
@@ -293,7 +346,7 @@ _AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "min": min
 
 def _check_modules(reader: _Reader, source: Rows, present: set[str]) -> None:
     for i, m in enumerate(reader.view.modules):
-        if m.name not in present:
+        if m.name not in present and m.name not in reader.expanded:
             near = closest(m.name, present, n=3, cutoff=0.5)
             hint = (f"did you mean {', '.join(f'`{n}`' for n in near)}?" if near
                     else f"modules in the data: {_names(sorted(present))}")
@@ -325,7 +378,7 @@ def _check_complete(reader: _Reader, source: Rows, cells: dict[tuple[int, str], 
     present_modules = {name for _, name in cells}
     # A module that is absent altogether was already reported once. Missing
     # cells are counted, not listed: a sparse file can leave millions out.
-    names = [m.name for m in reader.view.modules if m.name in present_modules]
+    names = [m.name for m in reader.modules if m.name in present_modules]
     first, last = layers[0], layers[-1]
     wanted = set(names)
     count = len(layers) * len(names) - sum(1 for layer, name in cells

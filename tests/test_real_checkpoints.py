@@ -150,3 +150,114 @@ def test_the_checkpoints_are_what_the_tests_claim():
         changed = [n for n in names if tuned[n].raw != base[n].raw]
         assert len(changed) > len(names) // 2
     assert min(forms.values()) >= 3, forms
+
+
+# -- module presets ------------------------------------------------------------------
+
+_ATTENTION = [("attn. q", ["self_attn.q_proj"]), ("attn. k", ["self_attn.k_proj"]),
+              ("attn. v", ["self_attn.v_proj"]), ("attn. o", ["self_attn.o_proj"])]
+_LLAMA = _ATTENTION + [("mlp. up", ["mlp.up_proj"]), ("mlp. down", ["mlp.down_proj"]),
+                       ("mlp. gate", ["mlp.gate_proj"])]
+EXPERTS = range(4)
+#: Each preset's columns, written out by hand: (label, the module paths of a
+#: layer whose tensors the column combines).
+PRESETS = {
+    "llama": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA, "gemma2": _LLAMA,
+    "gpt2": [("attn. qkv", ["attn.c_attn"]), ("attn. o", ["attn.c_proj"]),
+             ("mlp. up", ["mlp.c_fc"]), ("mlp. down", ["mlp.c_proj"])],
+    "phi3": [("attn. qkv", ["self_attn.qkv_proj"]), ("attn. o", ["self_attn.o_proj"]),
+             ("mlp. gate+up", ["mlp.gate_up_proj"]), ("mlp. down", ["mlp.down_proj"])],
+    "mixtral": _ATTENTION + [
+        ("experts up", [f"block_sparse_moe.experts.{e}.w3" for e in EXPERTS]),
+        ("experts down", [f"block_sparse_moe.experts.{e}.w2" for e in EXPERTS]),
+        ("experts gate", [f"block_sparse_moe.experts.{e}.w1" for e in EXPERTS]),
+        ("router", ["block_sparse_moe.gate"])],
+    "qwen2_moe": _ATTENTION + [
+        ("experts up", [f"mlp.experts.{e}.up_proj" for e in EXPERTS]),
+        ("experts down", [f"mlp.experts.{e}.down_proj" for e in EXPERTS]),
+        ("experts gate", [f"mlp.experts.{e}.gate_proj" for e in EXPERTS]),
+        ("shared up", ["mlp.shared_expert.up_proj"]),
+        ("shared down", ["mlp.shared_expert.down_proj"]),
+        ("shared gate", ["mlp.shared_expert.gate_proj"]), ("router", ["mlp.gate"])],
+}
+PRESET_VARIANTS = [(p, v) for p in PRESETS for v in VARIANTS
+                   if v.split("-")[0] == p or (p == "llama" and v.startswith("llama"))]
+
+
+def preset_rows(run, project: Path, variant: str, preset: str, metric: str,
+                aggregate: str | None = None) -> list[dict[str, str]]:
+    extra = {"aggregate": aggregate} if aggregate else {}
+    return table(run, project, f"data: {data_yaml(variant, metric, **extra)}\n"
+                 f"modules: {preset}\n")
+
+
+def expected(variant: str, columns: list[tuple[str, list[str]]], metric: str,
+             aggregate: str | None) -> list[tuple[int, str, float]]:
+    """(layer, label, value) of every cell, layer by layer, from the reference."""
+    tuned, base = pair(variant)
+    prefix = "transformer.h" if variant.startswith("gpt2") else "model.layers"
+    out = []
+    for layer in (0, 1):
+        for label, paths in columns:
+            names = [f"{prefix}.{layer}.{p}.weight" for p in paths]
+            values = [ref.metric(metric, tuned[n], base[n]) for n in names]
+            out.append((layer, label, ref.combine(values, aggregate)))
+    return out
+
+
+def assert_cells(rows: list[dict[str, str]], want: list[tuple[int, str, float]]) -> None:
+    assert [(int(r["layer"]), r["label"]) for r in rows] == [(w[0], w[1]) for w in want]
+    for r, (_, label, value) in zip(rows, want):
+        assert ref.close(float(r["value"]), value), (label, r["value"], value)
+
+
+@pytest.mark.parametrize("preset,variant", PRESET_VARIANTS)
+def test_each_preset_names_its_architecture_s_modules(project: Path, run, preset: str,
+                                                      variant: str):
+    """Every column of the preset, in order and labelled, is the tensor (or the
+    experts, averaged) the preset says."""
+    aggregate = "mean" if preset in ("mixtral", "qwen2_moe") else None
+    rows = preset_rows(run, project, variant, preset, "relative_change", aggregate)
+    assert_cells(rows, expected(variant, PRESETS[preset], "relative_change", aggregate))
+
+
+@pytest.mark.parametrize("aggregate", ["mean", "median", "min", "max"])
+def test_with_aggregate_the_experts_of_a_layer_fold_into_one_column(project: Path, run,
+                                                                    aggregate: str):
+    """The routed experts only: the shared expert keeps its own column."""
+    rows = preset_rows(run, project, "qwen2_moe-f32", "qwen2_moe", "update_norm", aggregate)
+    assert_cells(rows, expected("qwen2_moe-f32", PRESETS["qwen2_moe"], "update_norm",
+                                aggregate))
+
+
+@pytest.mark.parametrize("preset,variant", [("mixtral", "mixtral-bf16-sharded"),
+                                            ("qwen2_moe", "qwen2_moe-f32")])
+def test_without_aggregate_each_expert_is_a_column(project: Path, run, preset: str,
+                                                   variant: str):
+    """`experts up` becomes `experts up 0` ... `experts up 3`, in the preset's
+    place, each the expert's own tensor."""
+    columns = [(f"{label} {e}", [path]) if len(paths) > 1 else (label, paths)
+               for label, paths in PRESETS[preset]
+               for e, path in (enumerate(paths) if len(paths) > 1 else [(0, None)])]
+    rows = preset_rows(run, project, variant, preset, "cosine")
+    assert_cells(rows, expected(variant, columns, "cosine", None))
+    assert rows[4]["module"] == ("experts.0.w3" if preset == "mixtral" else
+                                 "experts.0.up_proj")
+
+
+def test_experts_listed_by_hand(project: Path, run):
+    """`experts.w1` and `experts.2.w1` are names as good as a preset's; each
+    tensor feeds one column, the most specific name (expert 2 is not in the
+    mean of the others); a name of experts in a model without them is
+    reported like any missing module."""
+    variant = "mixtral-bf16-sharded"
+    rows = table(run, project, f"data: {data_yaml(variant, 'norm', aggregate='mean')}\n"
+                 "modules: [experts.2.w1, experts.w1]\n")
+    assert_cells(rows, expected(variant, [
+        ("experts.2.w1", ["block_sparse_moe.experts.2.w1"]),
+        ("experts.w1", [f"block_sparse_moe.experts.{e}.w1" for e in (0, 1, 3)])], "norm",
+        "mean"))
+    support.write(project / "specs" / "fig.yaml", f"data: {data_yaml('llama-bf16', 'norm')}\n"
+                  "modules: [q_proj, experts.w1]\n")
+    code, _, err = run("check", "specs/fig.yaml", "--allow-outside")
+    assert code == 1 and "module `experts.w1` is not in" in err
