@@ -81,6 +81,8 @@ class _Reader:
     #: `aggregate` replaced by one column per expert found
     modules: tuple[Module, ...] = ()
     expanded: set[str] = field(default_factory=set)
+    #: listed modules (`w1`) matched by several experts' tensors (`experts.N.w1`)
+    experts_in_one: set[str] = field(default_factory=set)
     stamps: dict[Path, Stamp] = field(default_factory=dict)
     #: problems of each kind seen, and the first of those not shown
     kinds: dict[str, tuple[int, Diagnostic | None]] = field(default_factory=dict)
@@ -239,6 +241,8 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
         if listed is None:
             pass  # reported as absent, or not drawn
         elif expert is None or data.aggregate:
+            if expert is None and _EXPERT.search(module):
+                reader.experts_in_one.add(listed)
             module = listed
         else:
             module = expert_column(listed, expert)
@@ -336,9 +340,12 @@ def _put(reader: _Reader, source: Rows, cells: Cells, key: tuple[int, str],
         where = (f"line {first}" if isinstance(first, int) else
                  (first.what or f"line {first.line}") if isinstance(first, Where) else
                  f"record {first[-1]}")
+        experts = (f"; or list `experts.{key[1]}` to draw each expert in a column of its own"
+                   if key[1] in reader.experts_in_one else "")
         reader.at(origin, source.shown, f"a second row for layer {key[0]}, module `{key[1]}` "
                   f"(first at {where})", "combine them with `aggregate: mean` (or median, min, "
-                  "max), or narrow the rows with `where:`", kind="second rows for a cell")
+                  f"max), or narrow the rows with `where:`{experts}",
+                  kind="second rows for a cell")
 
 
 _AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}

@@ -261,3 +261,12 @@ def test_experts_listed_by_hand(project: Path, run):
                   "modules: [q_proj, experts.w1]\n")
     code, _, err = run("check", "specs/fig.yaml", "--allow-outside")
     assert code == 1 and "module `experts.w1` is not in" in err
+
+
+def test_a_module_every_expert_ends_with_needs_aggregate_and_says_how_to_draw_each(
+        project: Path, run):
+    support.write(project / "specs" / "fig.yaml",
+                  f"data: {data_yaml('mixtral-bf16-sharded', 'norm')}\nmodules: [w1]\n")
+    code, _, err = run("check", "specs/fig.yaml", "--allow-outside")
+    assert code == 1 and "a second row for layer 0, module `w1`" in err
+    assert "`aggregate: mean`" in err and "list `experts.w1`" in err
