@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from . import sources
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
 from .files import Stamp
-from .models import MAX_LAYER_INDEX, Module, Panel, Spec
+from .models import EXPERT, MAX_LAYER_INDEX, Module, Panel, Spec, expert_column, match_module
+from .session import Session
 from .source import Document, Loc
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class _Reader:
     root: Path | None
     allow_outside: bool
     settings: Settings | None = None
-    compute: bool = True
+    session: Session = field(default_factory=Session)
     problems: list[Diagnostic] = field(default_factory=list)
     #: the columns drawn: the listed modules, a module naming experts without
     #: `aggregate` replaced by one column per expert found
@@ -122,22 +123,24 @@ class _Reader:
         """What the view's source holds (see :mod:`compiler.sources`)."""
         ctx = Context(self.view.data, self.doc, self.base, self.root, self.allow_outside,
                       self.stamps, self.settings.roots if self.settings else {},
-                      self.settings.folder if self.settings else None, self.compute,
-                      (self.view.layers.first, self.view.layers.last))
+                      self.settings.folder if self.settings else None, self.session,
+                      (self.view.layers.first, self.view.layers.last),
+                      tuple(m.name for m in self.view.modules))
         return sources.for_data(self.view.data).read(ctx)
 
 
 def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
                 allow_outside: bool = False, settings: Settings | None = None,
-                compute: bool = True) -> list[Table]:
+                session: Session | None = None) -> list[Table]:
     """One table per view (panel) of the spec, or FigspecError listing every
     problem of every view."""
     tables, problems = [], []
+    session = session or Session()
     for i, view in enumerate(spec.views):
         try:
             tables.append(read_table(doc, view, spec.view_loc(i), root=root,
                                      allow_outside=allow_outside, settings=settings,
-                                     compute=compute))
+                                     session=session))
         except FigspecError as e:
             problems += e.diagnostics
     if problems:
@@ -147,11 +150,11 @@ def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
 
 def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None = None,
                allow_outside: bool = False, settings: Settings | None = None,
-               compute: bool = True) -> Table:
+               session: Session | None = None) -> Table:
     """Read one view's data into a complete table, or raise FigspecError
     listing every problem found."""
     reader = _Reader(view, doc, base, root.resolve() if root else None, allow_outside,
-                     settings, compute, modules=tuple(view.modules))
+                     settings, session or Session(), modules=tuple(view.modules))
     source = reader.rows()
     if not _check_columns(reader, source):
         raise reader.fail()
@@ -241,7 +244,7 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
         if listed is None:
             pass  # reported as absent, or not drawn
         elif expert is None or data.aggregate:
-            if expert is None and _EXPERT.search(module):
+            if expert is None and EXPERT.search(module):
                 reader.experts_in_one.add(listed)
             module = listed
         else:
@@ -256,39 +259,6 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
                             for i in sorted(experts[m.name])] if m.name in experts else [m]))
         reader.expanded = set(experts)
     return out
-
-
-#: An expert's index in a module path: ``block_sparse_moe.experts.3.w1``.
-_EXPERT = re.compile(r"(?:^|\.)experts\.(\d+)(?=\.)")
-
-
-def match_module(found: str, listed: list[str]) -> tuple[str | None, int | None]:
-    """Which listed module a module path found in a parameter name is, and the
-    expert it belongs to when it matched as experts.
-
-    A listed name matches the path exactly or as its last dotted parts
-    (``q_proj`` is ``self_attn.q_proj``; the longest listed name wins). Failing
-    that, ``experts.w1`` matches every expert's ``experts.N.w1`` (the path with
-    its expert index left out), and not a shared expert's
-    ``shared_expert.w1``."""
-    def fits(path: str) -> str | None:
-        return next((n for n in sorted(listed, key=len, reverse=True)
-                     if path == n or path.endswith("." + n)), None)
-
-    direct = fits(found)
-    if direct is not None:
-        return direct, None
-    m = _EXPERT.search(found)
-    if m is None:
-        return None, None
-    stripped = found[:m.start(1) - 1] + found[m.end(1):]  # without ".3"
-    return fits(stripped), int(m.group(1))
-
-
-def expert_column(listed: str, expert: int) -> str:
-    """The column of one expert: ``experts.w1`` -> ``experts.3.w1``."""
-    head, _, tail = listed.rpartition("experts.")
-    return f"{head}experts.{expert}.{tail}"
 
 
 def _long_cells(reader: _Reader, source: Rows, rows: list[Row]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 from typing import Annotated
 
@@ -86,6 +86,47 @@ MODULE_PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
                                ("shared_expert.gate_proj", "shared gate"),
                                ("mlp.gate", "router")),
 }
+
+
+def listed_module(found: str, names: Iterable[str]) -> str | None:
+    """The listed module that a module path found in a parameter name is
+    (see :func:`match_module`); None when no listed module matches."""
+    return match_module(found, names)[0]
+
+
+#: An expert's index in a module path: ``block_sparse_moe.experts.3.w1``.
+EXPERT = re.compile(r"(?:^|\.)experts\.(\d+)(?=\.)")
+
+
+def match_module(found: str, names: Iterable[str]) -> tuple[str | None, int | None]:
+    """Which listed module a module path found in a parameter name is, and the
+    expert it belongs to when it matched as experts.
+
+    A listed name matches the path exactly or as its last dotted parts
+    (``q_proj`` is ``self_attn.q_proj``; the longest listed name wins). Failing
+    that, ``experts.w1`` matches every expert's ``experts.N.w1`` (the path with
+    its expert index left out), and not a shared expert's
+    ``shared_expert.w1``."""
+    listed = sorted(names, key=len, reverse=True)
+
+    def fits(path: str) -> str | None:
+        return next((n for n in listed if path == n or path.endswith("." + n)), None)
+
+    direct = fits(found)
+    if direct is not None:
+        return direct, None
+    m = EXPERT.search(found)
+    if m is None:
+        return None, None
+    stripped = found[:m.start(1) - 1] + found[m.end(1):]  # without ".3"
+    return fits(stripped), int(m.group(1))
+
+
+def expert_column(listed: str, expert: int) -> str:
+    """The column of one expert: ``experts.w1`` -> ``experts.3.w1``."""
+    head, _, tail = listed.rpartition("experts.")
+    return f"{head}experts.{expert}.{tail}"
+
 
 # d3-format's own specifier grammar (d3-format/src/formatSpecifier.js).
 _D3_FORMAT = re.compile(r"^(?:(.)?([<>=^]))?([+\-( ])?([$#])?(0)?(\d+)?(,)?(\.\d+)?(~)?([a-z%])?$", re.I)

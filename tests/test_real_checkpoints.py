@@ -16,7 +16,6 @@ import pytest
 
 import reference as ref
 import support
-from compiler.sources import checkpoint as source
 
 REAL = Path(__file__).resolve().parent.parent / "data" / "real"
 VARIANTS = sorted(p.name for p in REAL.iterdir() if (p / "tuned").is_dir())
@@ -27,12 +26,6 @@ CASES = [(m, m, {}) for m in ref.METRICS if m != "update_rank"] + [
     ("changed_fraction tolerance", "changed_fraction", {"tolerance": 1e-4}),
     ("sparsity relative_tolerance", "sparsity", {"relative_tolerance": 0.01}),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FIGSPEC_CACHE", str(tmp_path / "cache"))
-    source._MEMORY.clear()
 
 
 def pair(variant: str) -> tuple[dict[str, ref.Stored], dict[str, ref.Stored]]:
@@ -270,3 +263,21 @@ def test_a_module_every_expert_ends_with_needs_aggregate_and_says_how_to_draw_ea
     code, _, err = run("check", "specs/fig.yaml", "--allow-outside")
     assert code == 1 and "a second row for layer 0, module `w1`" in err
     assert "`aggregate: mean`" in err and "list `experts.w1`" in err
+
+
+@pytest.mark.parametrize("variant,modules,metric,kind,said", [
+    ("gemma2-bf16", "[q_proj, input_layernorm]", "update_rank", "weight",
+     "tensor `model.layers.0.input_layernorm.weight` has shape [16]"),
+    ("qwen2-f32", "[q_proj]", "relative_change", "bias",
+     "tensor `model.layers.0.self_attn.q_proj.bias`: its base is all zeros"),
+    ("gemma2-bf16", "[pre_feedforward_layernorm]", "cosine", "weight",
+     "tensor `model.layers.0.pre_feedforward_layernorm.weight`"),
+])
+def test_what_a_metric_cannot_say_of_a_real_tensor_is_a_diagnostic(
+        project: Path, run, variant: str, modules: str, metric: str, kind: str, said: str):
+    """A 1-D norm drawn for update_rank; a bias or a Gemma norm whose base is
+    all zeros (as transformers initialises them) for relative_change or cosine."""
+    support.write(project / "specs" / "fig.yaml",
+                  f"data: {data_yaml(variant, metric, tensor=kind)}\nmodules: {modules}\n")
+    code, _, err = run("table", "specs/fig.yaml", "--allow-outside")
+    assert code == 1 and said in err, err
