@@ -252,9 +252,43 @@ def check(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
     """Validate specs and their data without rendering."""
     unreadable: list[Result] = []
     session = Session(compute=False)
-    results = [_check_one(p, options, session) for p in find_specs(paths, unreadable)]
+    specs = [p for p in paths if not _is_input(p)]
+    results = [_check_one(p, options, session) for p in find_specs(specs, unreadable)]
+    inputs = [p for p in paths if _is_input(p) or (p.is_file() and _partial(p))]
+    if inputs:
+        results += _readers_of(inputs, {r.spec.resolve() for r in results}, options, session)
     _check_unique_names(results)
     return unreadable + results
+
+
+def _is_input(path: Path) -> bool:
+    """A file named to `check` that is not a spec: a data file, a checkpoint's
+    index or shard, figspec.yaml. `check` then checks the specs reading it
+    (what a pre-commit hook passes when such a file is staged)."""
+    from .project import FILENAME
+
+    return path.is_file() and (path.suffix not in SPEC_SUFFIXES or path.name == FILENAME)
+
+
+def _readers_of(inputs: list[Path], done: set[Path], options: Options, session: Session
+                ) -> list[Result]:
+    """The specs of the inputs' projects that read one of them (or inherit it,
+    or are governed by it), checked."""
+    from . import project
+
+    wanted = {p.resolve() for p in inputs}
+    folders = {project.of(p).specs_dir for p in inputs}
+    results = []
+    for spec in find_specs(sorted(f for f in folders if f.is_dir())):
+        if spec.resolve() in done:
+            continue
+        r = _check_one(spec, options, session)
+        settings = project.of(spec).settings
+        read = {f.resolve() for f in r.looked_at} | (
+            {settings.path.resolve()} if settings else set())
+        if read & wanted:
+            results.append(r)
+    return results
 
 
 def _check_one(path: Path, options: Options, session: Session, reason: str | None = None
@@ -517,9 +551,11 @@ def _layout(loaded: LoadedSpec, tables: list[Table]) -> Figure:
 # -- watching ---------------------------------------------------------------------
 
 def snapshot(paths: Sequence[Path], options: Options, failed: Iterable[Result] = ()
-             ) -> dict[Path, tuple[int, int]]:
-    """Size and mtime of every spec, every file a figure was built from, and
-    every file a failed figure looked at (so fixing its data retries it)."""
+             ) -> dict[Path, tuple[int, ...]]:
+    """Size, mtime, inode and ctime of every spec, every file a figure was
+    built from (a checkpoint's shards too), and every file a failed figure
+    looked at (so fixing its data retries it). The inode and ctime notice a
+    file rewritten in place with its mtime set back."""
     files: set[Path] = set()
     for spec in find_specs(paths):
         files.add(spec.resolve())
@@ -528,13 +564,13 @@ def snapshot(paths: Sequence[Path], options: Options, failed: Iterable[Result] =
         files.update(manifest.inputs_of(spec))
     for r in failed:
         files.update(r.looked_at)
-    stats: dict[Path, tuple[int, int]] = {}
+    stats: dict[Path, tuple[int, ...]] = {}
     for f in sorted(files):
         try:
             st = f.stat()
-            stats[f] = (st.st_size, st.st_mtime_ns)
+            stats[f] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
         except OSError:
-            stats[f] = (-1, -1)
+            stats[f] = (-1,)
     return stats
 
 

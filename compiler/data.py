@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import sources
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
 from .files import Stamp
-from .models import EXPERT, MAX_LAYER_INDEX, Module, Panel, Spec, expert_column, match_module
+from .models import EXPERT, MAX_LAYER_INDEX, Module, Panel, Spec, expert_column, expert_matcher
 from .session import Session
 from .source import Document, Loc
 
@@ -227,12 +227,12 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
                 ) -> list[Row]:
     """Parameter-name rows -> long rows: the layer and module found in each name.
     Names without a layer (embeddings, lm_head, final norms) are skipped; a
-    module path matches a listed module as :func:`match_module` says. A listed
+    module path matches a listed module as :func:`expert_matcher` says. A listed
     module naming experts (``experts.w1``) without ``aggregate`` becomes one
     column per expert found (``reader.modules``)."""
     data = reader.view.data
     pattern = data.param_pattern
-    names = [m.name for m in reader.view.modules]
+    match = expert_matcher(m.name for m in reader.view.modules)
     out = []
     experts: dict[str, set[int]] = {}
     for origin, row in rows:
@@ -240,7 +240,7 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
         if m is None:
             continue
         module = m.group("module")
-        listed, expert = match_module(module, names)
+        listed, expert = match(module)
         if listed is None:
             pass  # reported as absent, or not drawn
         elif expert is None or data.aggregate:

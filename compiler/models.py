@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from typing import Annotated
 
@@ -66,7 +66,7 @@ _LLAMA = (("q_proj", "attn. q"), ("k_proj", "attn. k"), ("v_proj", "attn. v"),
 _ATTENTION = _LLAMA[:4]
 #: Mixture-of-experts layouts name the experts `experts.w1` (`experts.N.w1` in
 #: the tensor names): one column per expert, or one per weight kind with
-#: `aggregate` (see compiler.data.match_module).
+#: `aggregate` (see expert_matcher).
 MODULE_PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
     "llama": _LLAMA, "qwen": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA, "mistral": _LLAMA,
     "gemma": _LLAMA, "gemma2": _LLAMA,
@@ -87,39 +87,53 @@ MODULE_PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
                                ("mlp.gate", "router")),
 }
 
-
-def listed_module(found: str, names: Iterable[str]) -> str | None:
-    """The listed module that a module path found in a parameter name is
-    (see :func:`match_module`); None when no listed module matches."""
-    return match_module(found, names)[0]
+def module_matcher(names: Iterable[str]) -> Callable[[str], str | None]:
+    """found -> the listed module that a module path found in a parameter name
+    is (see :func:`expert_matcher`); None when no listed module matches."""
+    match = expert_matcher(names)
+    return lambda found: match(found)[0]
 
 
 #: An expert's index in a module path: ``block_sparse_moe.experts.3.w1``.
 EXPERT = re.compile(r"(?:^|\.)experts\.(\d+)(?=\.)")
 
 
-def match_module(found: str, names: Iterable[str]) -> tuple[str | None, int | None]:
-    """Which listed module a module path found in a parameter name is, and the
-    expert it belongs to when it matched as experts.
+def expert_matcher(names: Iterable[str]) -> Callable[[str], tuple[str | None, int | None]]:
+    """found -> which listed module a module path found in a parameter name is,
+    and the expert it belongs to when it matched as experts.
 
     A listed name matches the path exactly or as its last dotted parts
     (``q_proj`` is ``self_attn.q_proj``; the longest listed name wins). Failing
     that, ``experts.w1`` matches every expert's ``experts.N.w1`` (the path with
     its expert index left out), and not a shared expert's
     ``shared_expert.w1``."""
-    listed = sorted(names, key=len, reverse=True)
+    direct = _direct_matcher(names)
 
-    def fits(path: str) -> str | None:
-        return next((n for n in listed if path == n or path.endswith("." + n)), None)
+    def match(found: str) -> tuple[str | None, int | None]:
+        listed = direct(found)
+        if listed is not None:
+            return listed, None
+        m = EXPERT.search(found)
+        if m is None:
+            return None, None
+        return direct(found[:m.start(1) - 1] + found[m.end(1):]), int(m.group(1))
 
-    direct = fits(found)
-    if direct is not None:
-        return direct, None
-    m = EXPERT.search(found)
-    if m is None:
-        return None, None
-    stripped = found[:m.start(1) - 1] + found[m.end(1):]  # without ".3"
-    return fits(stripped), int(m.group(1))
+    return match
+
+
+def _direct_matcher(names: Iterable[str]) -> Callable[[str], str | None]:
+    """found -> itself if listed, or the longest listed name it ends with."""
+    listed = set(names)
+    by_length = sorted(listed, key=len, reverse=True)
+
+    def match(found: str) -> str | None:
+        if found in listed:
+            return found
+        tail = found.rpartition(".")[2]  # a cheap test first: most names match no module
+        return next((n for n in by_length if (n == tail or "." in n) and
+                     found.endswith("." + n)), None)
+
+    return match
 
 
 def expert_column(listed: str, expert: int) -> str:

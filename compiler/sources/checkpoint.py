@@ -30,7 +30,7 @@ from typing import Any
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import Stamp, looked_at, open_regular
-from ..models import listed_module
+from ..models import module_matcher
 from ..session import Option
 from . import Context, Rows, Where
 
@@ -423,8 +423,8 @@ def metric(name: str, sums: dict[str, float], option: Option = ("exact", 0.0)) -
         return sums[changed_key(option)] / n if n else 0.0
     if name == "sparsity":
         return 1 - sums[changed_key(option)] / n if n else 1.0
-    if name == "cosine":  # rounding can take |cos| a hair past 1 (a tensor with itself)
-        return max(-1.0, min(1.0, tb / (math.sqrt(tt) * math.sqrt(bb)))) if tt and bb else math.nan
+    if name == "cosine":
+        return _cosine(tt, bb, tb)
     if name == "update_norm":
         return math.sqrt(dd)
     if name == "update_rms":
@@ -436,6 +436,16 @@ def metric(name: str, sums: dict[str, float], option: Option = ("exact", 0.0)) -
     if name == "max_abs":
         return sums["max_abs"]
     return sums[name]  # update_rank, computed on its own
+
+
+def _cosine(tt: float, bb: float, tb: float) -> float:
+    """tb / (‖T‖‖B‖), exactly 1 for a tensor with itself (sqrt of a rounded
+    square is exact), and never past ±1 however the sums round."""
+    if not (tt and bb):
+        return math.nan
+    both = tt * bb
+    norms = math.sqrt(both) if math.isfinite(both) and both > 0 else math.sqrt(tt) * math.sqrt(bb)
+    return max(-1.0, min(1.0, tb / norms))
 
 
 # -- the source --------------------------------------------------------------------
@@ -474,11 +484,12 @@ class Checkpoint:
             values = {name: 0.0 for name in chosen}
         else:
             values = self._values(ctx, chosen, sums)
-        rows = [(Where(display_path(t.file), what=f"tensor `{name}`"),
+        shown = {f: display_path(f) for f in {t.file for t in chosen.values()}}
+        rows = [(Where(shown[t.file], what=f"tensor `{name}`"),
                  {data.param: name, data.value: values[name]})
                 for name, t in chosen.items()]
-        shown = display_path(self._path(ctx, "checkpoint"))
-        return Rows(rows, [data.param, data.value], shown)  # type: ignore[arg-type]
+        folder = display_path(self._path(ctx, "checkpoint"))
+        return Rows(rows, [data.param, data.value], folder)  # type: ignore[arg-type]
 
     def _error(self, ctx: Context, e: CheckpointError) -> FigspecError:
         """A checkpoint that cannot be read, at the key that names it."""
@@ -505,17 +516,20 @@ class Checkpoint:
         is ever read (embeddings, norms, lm_head, modules not listed)."""
         data = ctx.data
         suffix, (first, last) = "." + data.tensor, ctx.layers
-        pattern = data.param_pattern
+        pattern, listed = data.param_pattern, module_matcher(ctx.modules)
         chosen = {}
         for name, t in tensors.items():
             m = pattern.search(name) if name.endswith(suffix) else None
-            if m is None or listed_module(m.group("module"), ctx.modules) is None:
+            if m is None or listed(m.group("module")) is None:
                 continue
             layer = m.group("layer")
             if not _LAYER.fullmatch(layer):
                 raise ctx.error(("data", "pattern") if data.pattern else ("data", "checkpoint"),
-                                f"the layer found in tensor `{name}` is {layer[:20]!r}, not a "
-                                "whole number", "capture only ASCII digits in `(?P<layer>...)`")
+                                f"the layer found in tensor `{name[:200]}` is {layer[:20]!r}, "
+                                "not a whole number", "capture only ASCII digits in "
+                                "`(?P<layer>...)`")
+            if len(layer) > 12:  # past any layer drawn (and int() of 5,000 digits refuses)
+                continue
             if first <= int(layer) and (last is None or int(layer) <= last):
                 chosen[name] = t
         return chosen
@@ -626,8 +640,8 @@ class Checkpoint:
         return {name: metric(data.metric, sums[name], option_of(data)) for name in chosen}
 
 
-#: A layer index as a tensor name writes it: ASCII digits, few enough to be a layer.
-_LAYER = re.compile(r"[0-9]{1,12}")
+#: A layer index as a tensor name writes it: ASCII digits.
+_LAYER = re.compile(r"[0-9]+")
 
 
 def _summed(problems: list[Diagnostic]) -> list[Diagnostic]:
