@@ -281,3 +281,18 @@ def test_what_a_metric_cannot_say_of_a_real_tensor_is_a_diagnostic(
                   f"data: {data_yaml(variant, metric, tensor=kind)}\nmodules: {modules}\n")
     code, _, err = run("table", "specs/fig.yaml", "--allow-outside")
     assert code == 1 and said in err, err
+
+
+def test_each_expert_s_column_is_drawn(project: Path):
+    """The figure, not only the table: one labelled column per expert, and one
+    cell per layer and column."""
+    from compiler.builder import Options, compile_spec
+
+    spec = support.write(project / "specs" / "fig.yaml",
+                         f"data: {data_yaml('mixtral-bf16-sharded', 'update_rms')}\n"
+                         "modules: mixtral\n")
+    sg = support.scenegraph(compile_spec(spec, Options(allow_outside=True)))
+    numbered = [f"{label} {e}" if len(paths) > 1 else label
+                for label, paths in PRESETS["mixtral"] for e in range(len(paths))]
+    assert support.axis_texts(sg)[0] == numbered
+    assert len(support.placed(sg, "mark", "rect")) == 2 * len(numbered)  # 2 layers
