@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..diagnostics import Diagnostic, display_path, format_json, format_text, unique
+from ..diagnostics import Diagnostic, display_path, render, unique
 from ..errors import INVALID, OK
 from . import spec_paths
 
@@ -18,10 +18,9 @@ def check(paths: Sequence[Path], *, format: str = "text", allow_outside: bool = 
     # A mistake inherited by several specs (in figspec.yaml, say) is shown once.
     problems = unique(d for r in results for d in r.diagnostics)
     notes = _unchecked_values([r.spec for r in results if r.values_unchecked])
-    if format == "json":
-        sys.stdout.write(format_json(problems + notes))
-    else:
-        sys.stderr.write(format_text(problems + notes))
+    # Machine-read formats go to stdout; a person reads the others on stderr.
+    stream = sys.stderr if format in ("text", "full") else sys.stdout
+    stream.write(render(problems + notes, format))
     return INVALID if problems else OK
 
 
