@@ -94,7 +94,10 @@ class Tree:
         gets its files (not its subfolders: those come when asked for)."""
         real = self.resolve(rel)
         if real is None:
-            prefix = rel.rstrip("/") + "/"
+            inside = self.resolve(rel, folder=True)
+            if inside is None:
+                return False
+            prefix = inside + "/" if inside else ""
             children = [p for p in self.entries if p.startswith(prefix) and "/" not in
                         p[len(prefix):]]
             return any([self.fetch(c) for c in children])
@@ -109,31 +112,43 @@ class Tree:
         real = self.resolve(rel)
         return None if real is None else self.entries[real][1]
 
-    def resolve(self, rel: str) -> str | None:
+    def resolve(self, rel: str, folder: bool = False) -> str | None:
         """The path of the file ``rel`` names, links followed as the commit
-        stores them (each written into the folder on the way); None where there
-        is no such file, or a link leaves the repository (kept in ``outside``)."""
-        parts = [p for p in rel.split("/") if p not in ("", ".")]
-        for _ in range(MAX_LINKS):
-            for i in range(len(parts)):
-                head = "/".join(parts[:i + 1])
-                entry = self.entries.get(head)
-                if entry is None:
-                    continue
-                if entry[0] != _LINK:
-                    return head if i == len(parts) - 1 else None
-                link = self._read_link(head, entry[1])
-                if link is None:
+        stores them (each written into the folder on the way) and ``..``
+        taken after them, as the system does; None where there is no such
+        file, or a link leaves the repository (kept in ``outside``)."""
+        todo, done, links = rel.split("/"), [], 0
+        while todo:
+            part = todo.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not done:
+                    return None  # above the repository's top
+                done.pop()
+                continue
+            head = "/".join([*done, part])
+            entry = self.entries.get(head)
+            if entry is not None and entry[0] == _LINK:
+                links += 1
+                target = self._read_link(head, entry[1]) if links <= MAX_LINKS else None
+                if target is None:
                     return None
-                parts = link.split("/") + parts[i + 1:]
-                break
-            else:
-                return None  # no such file (perhaps a folder)
-        return None  # a loop of links
+                todo = target.split("/") + todo  # from the link's own folder
+                continue
+            if entry is not None and any(p not in ("", ".") for p in todo):
+                return None  # a file is not a folder
+            done.append(part)
+        path = "/".join(done)
+        if folder:
+            return path if any(e.startswith(path + "/") for e in self.entries) else None
+        return path if path in self.entries else None
 
     def _read_link(self, path: str, oid: str) -> str | None:
-        """Where the link at ``path`` leads, as a normalised path in the tree;
-        the link itself is made in the folder, so paths through it work."""
+        """Where the link at ``path`` leads, as the commit stores it (relative
+        to the link's folder); the link itself is made in the folder, so
+        paths through it work. None, kept in ``outside``, for a link out of
+        the repository."""
         target = self._read(oid, path).decode("utf-8", "surrogateescape")
         joined = os.path.normpath(os.path.join(os.path.dirname(path), target))
         if os.path.isabs(target) or joined == ".." or joined.startswith("../"):
@@ -143,7 +158,7 @@ class Tree:
         if not made.is_symlink():
             made.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(target, made)
-        return joined
+        return target
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._cat is None:
