@@ -75,12 +75,13 @@ def isolate() -> Path | None:
     return folder
 
 
-def text_width(family: str, text: str) -> float:
-    """Width of ``text`` in ``family``'s regular face, in em (multiply by the
-    size in pt), from the font's own advance widths: what Vega will measure,
-    without running Vega. A character the font lacks counts as 1 em."""
-    advances = _advances(family)
-    return sum(advances.get(ch, 1.0) for ch in text)
+def text_width(family: str, text: str, bold: bool = False) -> float:
+    """Width of ``text`` in ``family``'s regular (or bold) face, in em
+    (multiply by the size in pt), from the font's own advance widths: what
+    Vega will measure, without running Vega. A character the font lacks
+    counts as 1 em."""
+    advances = _advances(family, 1 if bold else 0)
+    return sum(advances.get(ord(ch), 1.0) for ch in text)
 
 
 def missing_characters(family: str, text: str) -> list[str]:
@@ -103,16 +104,14 @@ def _coverage(family: str) -> frozenset[int]:
 
 
 @functools.cache
-def _advances(family: str) -> dict[str, float]:
+def _advances(family: str, face: int = 0) -> dict[int, float]:
+    """Code point -> advance width (em) of every character the face maps."""
     from fontTools.ttLib import TTFont  # ships with matplotlib; ~50 ms, only when needed
 
     folder = font_dir()
     if folder is None:
         return {}
-    font = TTFont(str(folder / FAMILIES[family][0]), lazy=True)
+    font = TTFont(str(folder / FAMILIES[family][face]), lazy=True)
     per_em = font["head"].unitsPerEm
     metrics = font["hmtx"]
-    # Characters numbers are written with (d3 writes U+2212 for minus).
-    chars = "0123456789.,-+e%\u2212\u00b5kMGTmnpEfgGyzaPZY "
-    cmap = font.getBestCmap()
-    return {ch: metrics[cmap[ord(ch)]][0] / per_em for ch in chars if ord(ch) in cmap}
+    return {code: metrics[glyph][0] / per_em for code, glyph in font.getBestCmap().items()}
