@@ -289,18 +289,20 @@ def measure(vl: dict[str, Any]) -> tuple[float, float]:
 
 # -- module labels ----------------------------------------------------------------
 
-#: Angles module labels may be turned to, and the room (em) kept between level ones.
+#: Angles module labels may be turned to; the room (em) kept between level
+#: ones, and the pitch (em) of turned ones across their slant (about
+#: matplotlib's line spacing: labels one em apart touch).
 ANGLES = (0, 45, 90)
-_LABEL_GAP = 0.3
+_LABEL_GAP, _TURNED_PITCH = 0.3, 1.15
 
 
 def label_need(spec: Spec, tables: list[Table], angle: int) -> float:
     """The cell width (pt) at which module labels turned ``angle`` degrees do
     not run into each other: level ones side by side, measured with the
-    font's advance widths; turned ones one em apart across their slant."""
+    font's advance widths; turned ones _TURNED_PITCH em apart across their slant."""
     size = spec.font.size or _LABEL_SIZE
     if angle:
-        return size / math.sin(math.radians(angle))
+        return _TURNED_PITCH * size / math.sin(math.radians(angle))
     family = family_of(spec.font.family) or ""
     need = 0.0
     for table in tables:
@@ -327,15 +329,17 @@ def label_angle(spec: Spec, tables: list[Table], cell_width: float, strict: bool
 def _label_error(spec: Spec, tables: list[Table], cell_width: float) -> LabelError:
     size = spec.font.size or _LABEL_SIZE
     given = spec.module_labels.angle
-    largest = math.floor(cell_width * 2) / 2  # at 90°, a label may be as high as the cell is wide
+    # At 90°, the cells' width is the labels' pitch.
+    largest = math.floor(cell_width / _TURNED_PITCH * 2) / 2
     if given == "auto":
         loc: tuple[str | int, ...] = ("size",) if spec.size else ("cell", "width")
-        options = [f"`cell: {{width: {math.ceil(size)}}}` or more"] if not spec.size else []
+        need = label_need(spec, tables, 90)
+        options = [f"`cell: {{width: {math.ceil(need)}}}` or more"] if not spec.size else []
         if largest >= 4:
             options.append(f"`font.size: {largest:g}` or less")
         return LabelError(loc, f"module labels run into each other at every angle: the cells "
                           f"are {cell_width:.3g} pt wide and the labels {size:g} pt high",
-                          options + ["fewer modules"], label_need(spec, tables, 90))
+                          options + ["fewer modules"], need)
     need = label_need(spec, tables, given)
     detail = ""
     if given == 0:
