@@ -186,7 +186,10 @@ def _fit(spec: Spec, tables: list[Table], cell: tuple[float, float]
     want_h = to_points(spec.size.height) if spec.size.height else None
     fitted = _fit_to(spec, tables, cell, want_w, want_h)
     if want_w is not None and want_h is None and fitted[2] > want_w + 0.5:
-        fitted = _fit_to(spec, tables, fitted[0], want_w, want_w)
+        try:
+            fitted = _fit_to(spec, tables, fitted[0], want_w, want_w)
+        except FitError:
+            pass  # too little height for the labels: taller than wide, as the cells' shape gives
     return fitted
 
 
@@ -217,10 +220,9 @@ def _fit_to(spec: Spec, tables: list[Table], cell: tuple[float, float],
 def _no_room(spec: Spec, tables: list[Table], side: str, want: float,
              cell: tuple[float, float], around: float) -> FitError:
     """FitError naming what takes the room and the smallest size that fits:
-    the size drawn with the smallest readable cells (as wide as a label is
-    high, one point high)."""
-    label = spec.font.size or _LABEL_SIZE
-    smallest = (label, 1.0)
+    the size drawn with the smallest readable cells (as wide as turned labels
+    need, one point high)."""
+    smallest = (label_need(spec, tables, 90), 1.0)
     got_w, got_h = measure(vegalite(spec, tables, smallest, strict=False))
     need = got_w if side == "width" else got_h
     given = (spec.size.width if side == "width" else spec.size.height) or \

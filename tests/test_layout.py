@@ -300,7 +300,7 @@ def test_annotations_that_run_into_each_other_are_an_error(project: Path, run):
 
 
 def test_check_refuses_a_size_build_would_refuse(project: Path, run):
-    support.write(project / "specs" / "fig.yaml", support.spec_text(extra="size: {width: 1in}\n"))
+    support.write(project / "specs" / "fig.yaml", support.spec_text(extra="size: {width: 0.6in}\n"))
     code, _, err = run("check", "specs")
     assert code == 1
-    assert "specs/fig.yaml:11:7: error: 1in leaves no room for the cells" in err
+    assert "specs/fig.yaml:11:7: error: 0.6in leaves no room for the cells" in err
