@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from . import sources
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
 from .files import Stamp
-from .models import MAX_LAYER_INDEX, Module, Panel, Spec
+from .models import MAX_LAYER_INDEX, Module, Panel, Spec, listed_module
+from .session import Session
 from .source import Document, Loc
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class _Reader:
     root: Path | None
     allow_outside: bool
     settings: Settings | None = None
-    compute: bool = True
+    session: Session = field(default_factory=Session)
     problems: list[Diagnostic] = field(default_factory=list)
     stamps: dict[Path, Stamp] = field(default_factory=dict)
     #: problems of each kind seen, and the first of those not shown
@@ -116,22 +117,24 @@ class _Reader:
         """What the view's source holds (see :mod:`compiler.sources`)."""
         ctx = Context(self.view.data, self.doc, self.base, self.root, self.allow_outside,
                       self.stamps, self.settings.roots if self.settings else {},
-                      self.settings.folder if self.settings else None, self.compute,
-                      (self.view.layers.first, self.view.layers.last))
+                      self.settings.folder if self.settings else None, self.session,
+                      (self.view.layers.first, self.view.layers.last),
+                      tuple(m.name for m in self.view.modules))
         return sources.for_data(self.view.data).read(ctx)
 
 
 def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
                 allow_outside: bool = False, settings: Settings | None = None,
-                compute: bool = True) -> list[Table]:
+                session: Session | None = None) -> list[Table]:
     """One table per view (panel) of the spec, or FigspecError listing every
     problem of every view."""
     tables, problems = [], []
+    session = session or Session()
     for i, view in enumerate(spec.views):
         try:
             tables.append(read_table(doc, view, spec.view_loc(i), root=root,
                                      allow_outside=allow_outside, settings=settings,
-                                     compute=compute))
+                                     session=session))
         except FigspecError as e:
             problems += e.diagnostics
     if problems:
@@ -141,11 +144,11 @@ def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
 
 def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None = None,
                allow_outside: bool = False, settings: Settings | None = None,
-               compute: bool = True) -> Table:
+               session: Session | None = None) -> Table:
     """Read one view's data into a complete table, or raise FigspecError
     listing every problem found."""
     reader = _Reader(view, doc, base, root.resolve() if root else None, allow_outside,
-                     settings, compute)
+                     settings, session or Session())
     source = reader.rows()
     if not _check_columns(reader, source):
         raise reader.fail()
@@ -221,14 +224,13 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
     module path matches a listed module exactly or by its last dotted parts."""
     data = reader.view.data
     pattern = data.param_pattern
-    names = sorted((m.name for m in reader.view.modules), key=len, reverse=True)
+    names = [m.name for m in reader.view.modules]
     out = []
     for origin, row in rows:
         m = pattern.search(_text(row.get(data.param)))
         if m is None:
             continue
-        module = m.group("module")
-        module = next((n for n in names if module == n or module.endswith("." + n)), module)
+        module = listed_module(m.group("module"), names) or m.group("module")
         out.append((origin, {data.layer: m.group("layer"), data.module: module,
                              data.value: row.get(data.value)}))
     return out

@@ -58,6 +58,9 @@ def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | Non
         return False, None
     if not stat.S_ISREG(st.st_mode) or st.st_size != stamp["size"]:
         return False, None
+    if "ctime_ns" in stamp:  # an identity stamp: a checkpoint is never hashed
+        return (st.st_mtime_ns, st.st_ino, st.st_ctime_ns) == \
+            (stamp["mtime_ns"], stamp.get("inode"), stamp["ctime_ns"]), None
     if st.st_mtime_ns == stamp["mtime_ns"]:
         return True, None
     try:
@@ -71,7 +74,8 @@ def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | Non
 
 def _valid_stamp(stamp: Any) -> bool:
     return (isinstance(stamp, dict) and isinstance(stamp.get("size"), int)
-            and isinstance(stamp.get("mtime_ns"), int) and isinstance(stamp.get("sha256"), str))
+            and isinstance(stamp.get("mtime_ns"), int) and isinstance(stamp.get("sha256"), str)
+            and all(isinstance(stamp.get(k, 0), int) for k in ("inode", "ctime_ns")))
 
 
 def _valid_entry(key: Any, entry: Any) -> bool:
@@ -172,7 +176,8 @@ class Manifest:
         for key, stamp in entry["inputs"].items():
             same, fresh = _same(self._abs(key), stamp)
             if not same:
-                return f"{display_path(self._abs(key))} changed"
+                what = "checkpoint " if "ctime_ns" in stamp else ""
+                return f"{what}{display_path(self._abs(key))} changed"
             if fresh:
                 entry["inputs"][key], self.dirty = fresh, True
         for fmt, stamp in entry["outputs"].items():
@@ -201,8 +206,8 @@ class Manifest:
         self.entries[self._key(spec)] = {
             "name": name,
             "env": env,
-            "inputs": {self._key(p): stamp.__dict__ for p, stamp in inputs.items()},
-            "outputs": {fmt: Stamp.of(path, content).__dict__
+            "inputs": {self._key(p): stamp.record() for p, stamp in inputs.items()},
+            "outputs": {fmt: Stamp.of(path, content).record()
                         for fmt, (path, content) in outputs.items()},
         }
         self.dirty = True

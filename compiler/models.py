@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 from typing import Annotated
 
@@ -68,6 +68,16 @@ MODULE_PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
     "gpt2": (("attn.c_attn", "attn. qkv"), ("attn.c_proj", "attn. o"),
              ("mlp.c_fc", "mlp. up"), ("mlp.c_proj", "mlp. down")),
 }
+
+def listed_module(found: str, names: Iterable[str]) -> str | None:
+    """The listed module that a module path found in a parameter name is:
+    itself, or the longest listed name it ends with (``self_attn.q_proj`` is
+    ``q_proj``); None when no listed module matches."""
+    for name in sorted(names, key=len, reverse=True):
+        if found == name or found.endswith("." + name):
+            return name
+    return None
+
 
 # d3-format's own specifier grammar (d3-format/src/formatSpecifier.js).
 _D3_FORMAT = re.compile(r"^(?:(.)?([<>=^]))?([+\-( ])?([$#])?(0)?(\d+)?(,)?(\.\d+)?(~)?([a-z%])?$", re.I)
