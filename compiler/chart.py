@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 #: Vega's default sizes (pt), used where the spec gives no font size.
 _LABEL_SIZE, _TITLE_SIZE, _FIGURE_TITLE_SIZE = 10, 11, 13
+#: Vega's gap (pt) between a title and what it stands above.
+_TITLE_OFFSET = 4
 DEFAULT_DPI = 300
 
 
@@ -435,7 +437,8 @@ def vegalite(spec: Spec, tables: list[Table], cell: tuple[float, float] | None =
     if spec.panels is None:
         vl = charts[0]
     else:
-        vl = {"concat": charts, "columns": per_row,
+        # 12 pt between panels, not Vega's 20: room goes to the cells.
+        vl = {"concat": charts, "columns": per_row, "spacing": 12,
               "resolve": {"scale": {"color": "shared" if shared else "independent",
                                     "x": "independent", "y": "independent"}}}
     out: dict[str, Any] = {"$schema": "https://vega.github.io/schema/vega-lite/v6.json",
@@ -498,9 +501,10 @@ def _config(spec: Spec) -> dict[str, Any]:
     family = family_of(spec.font.family)
     size = spec.font.size
     weight = spec.font.title_weight
-    # The figure's title is centred like the panels' titles. A colorbar close
-    # to the cells and thinner than Vega's 16 px: room goes to the cells.
-    config: dict[str, Any] = {"font": family, "title": {"anchor": "middle", "fontWeight": weight},
+    # The figure's title is centred like the panels' titles. A colorbar
+    # close to the cells and thinner than Vega's 16 px: room goes to the cells.
+    config: dict[str, Any] = {"font": family, "title": {"anchor": "middle", "fontWeight": weight,
+                                                        "offset": _TITLE_OFFSET},
                               "axis": {"titleFontWeight": weight},
                               "legend": {"titleFontWeight": weight, "offset": 8,
                                          "gradientThickness": 10}}
@@ -560,6 +564,13 @@ def _heatmap(spec: Spec, view: Panel, table: Table, domain: tuple[float, float],
                              "width": width, "height": plot[1]}
     if look.title:
         chart["title"] = look.title
+        overhang = (label_size - cell_height) / 2
+        if look.repeat and overhang > 0:
+            # Vega sets a title above its panel's bounds; the row's first
+            # panel has its top layer label standing out above the cells by
+            # this much (and Vega pads a text's bounds by half a point), this one no
+            # labels: raised alike, the titles line up.
+            chart["title"] = {"text": look.title, "offset": _TITLE_OFFSET + overhang + 0.5}
     if spec.annotate is None:
         chart.update(rect)
     else:

@@ -216,6 +216,9 @@ def test_panels_of_one_layer_axis_show_its_labels_and_title_once_per_row(project
     labelled = y_axes(sg)
     assert len(labelled) == 2  # the first panel of each row
     assert len(marks(sg, "axis-tick")) > 0
+    # The first row's titles line up, though only the first panel has labels.
+    a, b, _ = placed(sg, "title-text")
+    assert a["y"] == pytest.approx(b["y"], abs=0.01)
 
 
 def test_panels_of_different_layers_keep_their_own_labels(project: Path):
