@@ -210,17 +210,17 @@ def _fit_to(spec: Spec, tables: list[Table], cell: tuple[float, float],
         new_cw = new_cw if new_cw is not None else new_ch * cell[0] / cell[1]  # type: ignore
         new_ch = new_ch if new_ch is not None else new_cw * cell[1] / cell[0]
         if new_cw < 1:
-            raise _no_room(spec, tables, "width", want_w or got_w, (cw, ch), got_w - cols * cw)
+            raise _no_room(spec, tables, "width", want_w or got_w, got_w - cols * cw)
         if new_ch < 1:
-            raise _no_room(spec, tables, "height", want_h or got_h, (cw, ch), got_h - rows * ch)
+            raise _no_room(spec, tables, "height", want_h or got_h, got_h - rows * ch)
         cw, ch = new_cw, new_ch
     else:
         got_w, got_h = measure(vegalite(spec, tables, (cw, ch), strict=False))
     return (cw, ch), want_w or got_w, want_h or got_h
 
 
-def _no_room(spec: Spec, tables: list[Table], side: str, want: float,
-             cell: tuple[float, float], around: float) -> FitError:
+def _no_room(spec: Spec, tables: list[Table], side: str, want: float, around: float
+             ) -> FitError:
     """FitError naming what takes the room and the smallest size that fits:
     the size drawn with the smallest readable cells (as wide as turned labels
     need, one point high)."""
@@ -246,7 +246,7 @@ def _culprit(spec: Spec, tables: list[Table], side: str, want: float,
     titles = _panel_titles(spec)
     if side == "width":
         widest = []
-        for view, table, title in zip(spec.views, tables, titles):
+        for table, title in zip(tables, titles):
             if title:
                 width = text_width(family, title, bold) * title_size
                 if width > len(table.modules) * smallest[0]:
@@ -429,8 +429,7 @@ def vegalite(spec: Spec, tables: list[Table], cell: tuple[float, float] | None =
         try:
             charts.append(_heatmap(spec, view, table, domain or color_domain(spec, table),
                                    (cell[0], plot_height), scale_name, strict,
-                                   _Look(angle, bottom, titles[i], repeat,
-                                         shared and len(views) > 1)))
+                                   _Look(angle, bottom, titles[i], repeat)))
         except LayoutError as e:
             e.loc = spec.view_loc(i) + e.loc if e.loc[0] == "layers" else e.loc
             raise
@@ -523,7 +522,6 @@ class _Look:
     bottom: bool          # the colorbar under the plot
     title: str | None     # the panel's title, lettered
     repeat: bool          # its layer axis is its row's first panel's: no labels, no title
-    shared: bool          # one colorbar for several panels
 
 
 #: Vega's labelAngle, labelAlign and labelBaseline for each angle: turned
