@@ -210,21 +210,21 @@ def _fit_to(spec: Spec, tables: list[Table], cell: tuple[float, float],
         new_cw = new_cw if new_cw is not None else new_ch * cell[0] / cell[1]  # type: ignore
         new_ch = new_ch if new_ch is not None else new_cw * cell[1] / cell[0]
         if new_cw < 1:
-            raise _no_room(spec, tables, "width", want_w or got_w, got_w - cols * cw)
+            raise _no_room(spec, tables, "width", want_w or got_w, (cw, ch), got_w - cols * cw)
         if new_ch < 1:
-            raise _no_room(spec, tables, "height", want_h or got_h, got_h - rows * ch)
+            raise _no_room(spec, tables, "height", want_h or got_h, (cw, ch), got_h - rows * ch)
         cw, ch = new_cw, new_ch
     else:
         got_w, got_h = measure(vegalite(spec, tables, (cw, ch), strict=False))
     return (cw, ch), want_w or got_w, want_h or got_h
 
 
-def _no_room(spec: Spec, tables: list[Table], side: str, want: float, around: float
-             ) -> FitError:
+def _no_room(spec: Spec, tables: list[Table], side: str, want: float,
+             cell: tuple[float, float], around: float) -> FitError:
     """FitError naming what takes the room and the smallest size that fits:
-    the size drawn with the smallest readable cells (as wide as turned labels
-    need, one point high)."""
-    smallest = (label_need(spec, tables, 90), 1.0)
+    the size drawn with the smallest cells on that side (as wide as turned
+    labels need; one point high), as they are on the other."""
+    smallest = (label_need(spec, tables, 90), cell[1]) if side == "width" else (cell[0], 1.0)
     got_w, got_h = measure(vegalite(spec, tables, smallest, strict=False))
     need = got_w if side == "width" else got_h
     given = (spec.size.width if side == "width" else spec.size.height) or \
@@ -264,8 +264,23 @@ def _culprit(spec: Spec, tables: list[Table], side: str, want: float,
                 f"of {_length(spec, want)}")
     if titles_only:
         return None
+    rows = _grid_counts(spec, tables)[1]
+    left = f", leaving {want - around:.2g} pt for {rows} layers" if around < want else ""
     return (f"the titles, module labels and colorbar take {_length(spec, around)} of "
-            f"{_length(spec, want)}")
+            f"{_length(spec, want)}{_labels_height(spec, tables, smallest[0])}{left}")
+
+
+def _labels_height(spec: Spec, tables: list[Table], cell_width: float) -> str:
+    """`` (the module labels, "mlp. down" turned 45°: 0.52in)``, for turned labels."""
+    angle = label_angle(spec, tables, cell_width, strict=False)
+    if not angle:
+        return ""
+    family = family_of(spec.font.family) or ""
+    size = spec.font.size or _LABEL_SIZE
+    longest = max((m.shown for t in tables for m in t.modules),
+                  key=lambda s: text_width(family, s))
+    height = text_width(family, longest) * size * math.sin(math.radians(angle))
+    return f" (the module labels, \"{longest}\" turned {angle}°: {_length(spec, height)})"
 
 
 def _close(got: float, want: float | None) -> bool:
@@ -368,7 +383,8 @@ def _with_smallest_width(spec: Spec, tables: list[Table], cell: tuple[float, flo
     titles wider than their panels squeeze the cells, that."""
     cols, _ = _grid_counts(spec, tables)
     width, _ = measure(vegalite(spec, tables, cell, strict=False))
-    need = width + cols * (e.need - cell[0])
+    # Plus the 2 pt a fitted drawing may fall short of its size (see _close).
+    need = width + cols * (e.need - cell[0]) + 2
     culprit = _culprit(spec, tables, "width", width, (e.need, 1.0), 0.0, titles_only=True)
     if culprit:
         e.args = (f"{e.args[0]}, as {culprit}",)

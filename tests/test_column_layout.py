@@ -122,7 +122,8 @@ def test_a_panel_title_that_squeezes_the_cells_is_named_with_the_width_that_fits
     support.write(project / "specs" / "fig.yaml", support.spec_text(
         modules=LABELLED, extra=TWO_PANELS.format(width=width, a="Llama-1B (24 layers)",
                                                   b="Llama-3B (32 layers)")))
-    assert run("check")[0] == 0  # the width it names fits
+    code, _, err2 = run("check")
+    assert code == 0, (err, err2)  # the width it names fits
 
 
 def test_a_size_that_leaves_no_room_names_what_takes_it_and_the_smallest_that_fits(
@@ -263,3 +264,20 @@ def test_the_altair_chart_of_a_figure_with_a_colorbar_title_validates(project: P
     prepared = prepare(spec, Options())
     chart = build_chart(prepared.loaded.spec, prepared.tables)
     assert chart.to_dict(validate=True)["encoding"]["color"]["legend"]["title"] == "update ratio"
+
+
+def test_a_height_that_leaves_no_room_names_the_labels_and_the_smallest_height(
+        project: Path, run):
+    support.write_csv(project / "data" / "cells.csv", support.long_rows(layers=24))
+    body = "size: {{width: 3in, height: {h}}}\nlegend: {{orient: right}}\n"
+    support.write(project / "specs" / "fig.yaml", support.spec_text(
+        modules=LABELLED, extra=body.format(h="0.9in")))
+    code, _, err = run("check")
+    assert code == 1
+    assert "error: 0.9in leaves no room for the cells: the titles, module labels and colorbar " \
+           "take " in err
+    assert '(the module labels, "mlp. down" turned 45°: ' in err and "for 24 layers" in err
+    smallest = re.search(r"give a height of at least ([\d.]+in)", err).group(1)
+    support.write(project / "specs" / "fig.yaml", support.spec_text(
+        modules=LABELLED, extra=body.format(h=smallest)))
+    assert run("check")[0] == 0
