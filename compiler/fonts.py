@@ -18,6 +18,7 @@ import html
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 #: Family name as Vega writes it -> its files (regular, bold, italic, bold italic).
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -93,8 +94,11 @@ def text_width(family: str, text: str, bold: bool = False) -> float:
     (multiply by the size in pt), from the font's own advance widths: what
     Vega will measure, without running Vega. A character the font lacks
     counts as 1 em."""
-    advances = _advances(family, 1 if bold else 0)
-    return sum(advances.get(ord(ch), 1.0) for ch in text)
+    face = _face(family, 1 if bold else 0)
+    if face is None:
+        return float(len(text))
+    cmap, metrics, per_em = face
+    return sum(metrics[cmap[ord(ch)]][0] / per_em if ord(ch) in cmap else 1.0 for ch in text)
 
 
 def missing_characters(family: str, text: str) -> list[str]:
@@ -117,14 +121,12 @@ def _coverage(family: str) -> frozenset[int]:
 
 
 @functools.cache
-def _advances(family: str, face: int = 0) -> dict[int, float]:
-    """Code point -> advance width (em) of every character the face maps."""
+def _face(family: str, face: int = 0) -> tuple[dict[int, str], Any, int] | None:
+    """A face's character map, advance widths (read per glyph) and units per em."""
     from fontTools.ttLib import TTFont  # ships with matplotlib; ~50 ms, only when needed
 
     folder = font_dir()
     if folder is None:
-        return {}
+        return None
     font = TTFont(str(folder / FAMILIES[family][face]), lazy=True)
-    per_em = font["head"].unitsPerEm
-    metrics = font["hmtx"]
-    return {code: metrics[glyph][0] / per_em for code, glyph in font.getBestCmap().items()}
+    return font.getBestCmap(), font["hmtx"], font["head"].unitsPerEm
