@@ -139,8 +139,16 @@ class Prepared:
 
     @property
     def inputs(self) -> dict[Path, Stamp]:
-        """Every file read (the spec, what it inherits, its data), stamped as read."""
+        """Every file read (the spec, what it inherits, its data), stamped as
+        read. Of figspec.yaml, only the parts the figure depends on: its
+        `defaults`, and the roots its data was read through."""
+        from . import project
+
         out = dict(self.loaded.inputs)
+        settings = project.of(self.loaded.path).settings
+        if settings is not None:
+            out.pop(settings.path.resolve(), None)
+            out.update([project.part_input(settings, "defaults")])
         for t in self.tables:
             out.update(t.stamps)
         return out

@@ -55,8 +55,17 @@ class FigspecError(Exception):
         super().__init__("\n".join(d.format() for d in self.diagnostics))
 
 
-class UsageError(Exception):
-    """The command line was misused: exit status 2."""
+class UsageError(FigspecError):
+    """The command line (or the Python API) was misused: exit status 2. A
+    FigspecError too, so ``except figspec.FigspecError`` catches every
+    mistake a user can make."""
+
+    def __init__(self, message: str):
+        super().__init__([Diagnostic("figspec", message=message)])
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _order(d: Diagnostic) -> tuple[str, int, int]:

@@ -37,6 +37,9 @@ class Stamp:
     sha256: str = ""
     inode: int | None = None
     ctime_ns: int | None = None
+    #: a part of the file (``roots.ckpt`` of figspec.yaml): ``sha256`` is that
+    #: part's, so editing the rest of the file leaves it the same
+    part: str | None = None
 
     @classmethod
     def of(cls, path: Path, content: bytes) -> Stamp:

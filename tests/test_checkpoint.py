@@ -654,3 +654,12 @@ def test_a_shard_truncated_while_it_is_read(project: Path, run,
     assert code == 1 and "internal error" not in err, err
     assert "specs/fig.yaml:2:15: error: in ckpt/tuned/model.safetensors" in err
     assert "the file changed while it was read" in err
+
+
+def test_a_layer_of_five_thousand_digits_is_never_drawn(project: Path, run):
+    ck.write_safetensors(project / "ckpt" / "tuned" / "model.safetensors", {
+        "model.layers.0.self_attn.q_proj.weight": ("F32", (2, 2), b"\0" * 16),
+        f"model.layers.{'9' * 5000}.self_attn.q_proj.weight": ("F32", (2, 2), b"\0" * 16)})
+    spec_for(project, "norm", modules="[q_proj]")
+    code, out, err = run("table", "specs/fig.yaml")
+    assert code == 0 and out.splitlines()[1:] == ["0,q_proj,q_proj,0.0"], err

@@ -27,6 +27,7 @@ from ..session import Session
 if TYPE_CHECKING:
     from ..files import Stamp
     from ..models import Data
+    from ..project import Settings
     from ..source import Document, Loc
 
 
@@ -96,6 +97,8 @@ class Context:
     layers: tuple[int, int | None] = (0, None)
     #: the modules listed (names as in the data): a source may skip the others
     modules: tuple[str, ...] = ()
+    #: the project's figspec.yaml: a root read through is an input of the figure
+    settings: Settings | None = None
 
     def error(self, loc: Loc, message: str, hint: str | None = None) -> FigspecError:
         """A problem with what the spec asks of its source, at that key."""
@@ -176,6 +179,10 @@ class Context:
                                  f"the environment variable {variable}, which is empty",
                                  f"export {variable}=/path/to/folder")
             folder = os.environ[variable] + (env.group(2) or "")
+        if self.settings is not None:  # the figure depends on this root, not all of figspec.yaml
+            from ..project import part_input
+
+            self.stamps.update([part_input(self.settings, f"roots.{name}")])
         base = self.roots_base or self.doc.path.parent
         return (base / folder).resolve()
 

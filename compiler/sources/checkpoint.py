@@ -30,7 +30,7 @@ from typing import Any
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import Stamp, looked_at, open_regular
-from ..models import listed_module
+from ..models import module_matcher
 from ..session import Option
 from . import Context, Rows, Where
 
@@ -484,11 +484,12 @@ class Checkpoint:
             values = {name: 0.0 for name in chosen}
         else:
             values = self._values(ctx, chosen, sums)
-        rows = [(Where(display_path(t.file), what=f"tensor `{name}`"),
+        shown = {f: display_path(f) for f in {t.file for t in chosen.values()}}
+        rows = [(Where(shown[t.file], what=f"tensor `{name}`"),
                  {data.param: name, data.value: values[name]})
                 for name, t in chosen.items()]
-        shown = display_path(self._path(ctx, "checkpoint"))
-        return Rows(rows, [data.param, data.value], shown)  # type: ignore[arg-type]
+        folder = display_path(self._path(ctx, "checkpoint"))
+        return Rows(rows, [data.param, data.value], folder)  # type: ignore[arg-type]
 
     def _error(self, ctx: Context, e: CheckpointError) -> FigspecError:
         """A checkpoint that cannot be read, at the key that names it."""
@@ -515,17 +516,20 @@ class Checkpoint:
         is ever read (embeddings, norms, lm_head, modules not listed)."""
         data = ctx.data
         suffix, (first, last) = "." + data.tensor, ctx.layers
-        pattern = data.param_pattern
+        pattern, listed = data.param_pattern, module_matcher(ctx.modules)
         chosen = {}
         for name, t in tensors.items():
             m = pattern.search(name) if name.endswith(suffix) else None
-            if m is None or listed_module(m.group("module"), ctx.modules) is None:
+            if m is None or listed(m.group("module")) is None:
                 continue
             layer = m.group("layer")
             if not _LAYER.fullmatch(layer):
                 raise ctx.error(("data", "pattern") if data.pattern else ("data", "checkpoint"),
-                                f"the layer found in tensor `{name}` is {layer[:20]!r}, not a "
-                                "whole number", "capture only ASCII digits in `(?P<layer>...)`")
+                                f"the layer found in tensor `{name[:200]}` is {layer[:20]!r}, "
+                                "not a whole number", "capture only ASCII digits in "
+                                "`(?P<layer>...)`")
+            if len(layer) > 12:  # past any layer drawn (and int() of 5,000 digits refuses)
+                continue
             if first <= int(layer) and (last is None or int(layer) <= last):
                 chosen[name] = t
         return chosen
@@ -636,8 +640,8 @@ class Checkpoint:
         return {name: metric(data.metric, sums[name], option_of(data)) for name in chosen}
 
 
-#: A layer index as a tensor name writes it: ASCII digits, few enough to be a layer.
-_LAYER = re.compile(r"[0-9]{1,12}")
+#: A layer index as a tensor name writes it: ASCII digits.
+_LAYER = re.compile(r"[0-9]+")
 
 
 def _summed(problems: list[Diagnostic]) -> list[Diagnostic]:

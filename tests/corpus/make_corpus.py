@@ -204,3 +204,7 @@ _write("zero_size", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[1]].updat
 (INV / "checkpoint_layer_not_a_number.yaml").write_text(
     "data:\n  checkpoint: ../data/ckpt/base\n  metric: norm\n"
     "  pattern: '(?P<layer>[a-z]+)\\.\\d+\\.(?P<module>.+)\\.weight'\n" + CKMODS)
+
+# A quote never closed: reported where it opens, not where the file ends.
+(INV / "unterminated_quote.yaml").write_text(
+    GOOD + 'title: "Qwen2.5-1.5B: update ratio\n')
