@@ -351,7 +351,7 @@ def _label_error(spec: Spec, tables: list[Table], cell_width: float) -> LabelErr
     # At 90°, the cells' width is the labels' pitch.
     largest = math.floor(cell_width / _TURNED_PITCH * 2) / 2
     if given == "auto":
-        loc: tuple[str | int, ...] = ("size",) if spec.size else ("cell", "width")
+        loc = _label_loc(spec)
         need = label_need(spec, tables, 90)
         options = [f"`cell: {{width: {math.ceil(need)}}}` or more"] if not spec.size else []
         if largest >= 4:
@@ -374,6 +374,17 @@ def _label_error(spec: Spec, tables: list[Table], cell_width: float) -> LabelErr
         options.append(f"`cell: {{width: {math.ceil(need)}}}` or more")
     return LabelError(("module_labels", "angle"), f"module labels at {given}° run into each "
                       f"other: the cells are {cell_width:.3g} pt wide{detail}", options, need)
+
+
+def _label_loc(spec: Spec) -> tuple[str | int, ...]:
+    """Where labels that collide at every angle are reported: the size that
+    squeezes the cells, else the cell width or font size written, else the
+    modules."""
+    if spec.size:
+        return ("size",)
+    if "cell" in spec.model_fields_set:
+        return ("cell", "width")
+    return ("font", "size") if spec.font.size is not None else ("modules",)
 
 
 def _with_smallest_width(spec: Spec, tables: list[Table], cell: tuple[float, float],
