@@ -534,7 +534,7 @@ _LENGTH_DOC = (f"A length with a unit ({', '.join(UNITS)}: `3.25in`, `8.2cm`, `2
 class Size(Model):
     """The size of the whole figure: axes, labels, title and colorbar included.
     The cells grow or shrink to fit; with only one side given they keep their
-    shape."""
+    shape, except that a width alone gives a figure at most as high as wide."""
 
     width: str | None = Field(None, description=_LENGTH_DOC, examples=["3.25in", "icml.column"])
     height: str | None = Field(None, description=_LENGTH_DOC.replace(" or a venue's width "
