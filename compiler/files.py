@@ -7,6 +7,7 @@ compares stamps, and everything that writes (``build``, ``render``'s cache).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import hashlib
 import io
@@ -61,25 +62,51 @@ class Stamp:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-#: Collectors of the files looked at, innermost last (see ``recording``).
-_RECORDERS: list[set[Path]] = []
+def file_state(path: Path) -> tuple[int, ...]:
+    """What tells a file changed without reading it: size, mtime, inode and
+    ctime (a rewrite in place with its mtime set back still changes ctime);
+    (-1,) when it cannot be stat'ed (missing)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1,)
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+class Seen(dict[Path, tuple[int, ...]]):
+    """The files a stage looked at, each with its state when first looked at
+    (before it was read): a file changed since then, while a figure was being
+    checked or after, is told by :meth:`changed`, whatever the timing."""
+
+    def add(self, path: Path) -> None:
+        if path not in self:
+            self[path] = file_state(path)
+
+    def changed(self) -> bool:
+        return any(file_state(p) != state for p, state in self.items())
+
+
+#: The collectors open in this thread (or task), innermost last: each
+#: `recording()` block has its own, so nested and concurrent ones never mix.
+_RECORDERS: contextvars.ContextVar[tuple[Seen, ...]] = contextvars.ContextVar(
+    "figspec_recorders", default=())
 
 
 @contextlib.contextmanager
-def recording() -> Iterator[set[Path]]:
+def recording() -> Iterator[Seen]:
     """Collect every file the stages look at (read, or looked for and missing)
     while the block runs: what a watch must watch to retry a failed figure."""
-    seen: set[Path] = set()
-    _RECORDERS.append(seen)
+    seen = Seen()
+    token = _RECORDERS.set(_RECORDERS.get() + (seen,))
     try:
         yield seen
     finally:
-        _RECORDERS.remove(seen)
+        _RECORDERS.reset(token)
 
 
 def looked_at(path: Path) -> None:
     """Note that a stage depends on ``path``, whether or not it exists."""
-    for seen in _RECORDERS:
+    for seen in _RECORDERS.get():
         seen.add(path.absolute())
 
 
