@@ -12,16 +12,13 @@ import errno
 import hashlib
 import io
 import os
+import secrets
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-# mkstemp makes files private (0600); outputs get the usual permissions.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -188,14 +185,12 @@ def write_together(contents: dict[Path, bytes]) -> list[Path]:
         for target, content in contents.items():
             if _holds(target, content):
                 continue
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                       suffix=TEMP_SUFFIX)
+            fd, tmp = _create_temporary(target)
             pending.append((tmp, target))
             with os.fdopen(fd, "wb") as f:
                 f.write(content)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~_UMASK)
         for tmp, target in pending:
             os.replace(tmp, target)
     except BaseException:
@@ -203,6 +198,20 @@ def write_together(contents: dict[Path, bytes]) -> list[Path]:
             Path(tmp).unlink(missing_ok=True)
         raise
     return [target for _, target in pending]
+
+
+def _create_temporary(target: Path) -> tuple[int, str]:
+    """A new file ``.NAME.<random>.tmp`` beside ``target``, opened for writing.
+    Made with mode 0666 so the kernel applies the process's umask, as for any
+    file the user makes (mkstemp's 0600 would need the umask read, and
+    reading it means setting it: a library must not touch its caller's)."""
+    for _ in range(100):
+        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", str(target.parent))
 
 
 def _holds(target: Path, content: bytes) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import html
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
@@ -58,20 +57,15 @@ def missing(family: str) -> list[str]:
     return [f for f in FAMILIES[family] if folder is None or not (folder / f).is_file()]
 
 
-def isolate() -> Path | None:
-    """Make fontdb see our fonts only: write a fontconfig file listing our
-    folder (in figspec's cache) and name it in ``FONTCONFIG_FILE``. Call
-    before vl-convert is imported."""
+def fontconfig_file(folder: Path) -> Path:
+    """A fontconfig file listing ``folder`` alone (in figspec's cache, else a
+    file of this process's own): named in ``FONTCONFIG_FILE`` while
+    vl-convert loads its fonts, fontdb sees our fonts only."""
     from . import cache
 
-    folder = font_dir()
-    if folder is None:
-        return None
     text = ('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n'
             f"<fontconfig><dir>{html.escape(str(folder))}</dir></fontconfig>\n")
-    conf = cache.put("fonts.conf", text.encode()) or _private("fonts.conf", text.encode())
-    os.environ["FONTCONFIG_FILE"] = str(conf)
-    return folder
+    return cache.put("fonts.conf", text.encode()) or _private("fonts.conf", text.encode())
 
 
 def _private(name: str, content: bytes) -> Path:
