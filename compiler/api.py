@@ -50,18 +50,15 @@ class Loaded:
     def save(self, path: str | Path) -> Path:
         """Write the figure; the format is the file's suffix."""
         from .files import write_atomic
-        from .render import FORMATS, render
+        from .pipeline import render
+        from .render import FORMATS
 
         path = Path(path)
         fmt = path.suffix.lower().lstrip(".")
         if fmt not in FORMATS:
             raise UsageError(f"{path}: unknown format {fmt!r}; use one of "
                              f"{', '.join('.' + f for f in FORMATS)}")
-        fig = self.figure
-        spec = self.prepared.loaded.spec
-        files = render(fig.vegalite, [fmt], scale=fig.png_scale,
-                       title=spec.title or self.prepared.loaded.name, size=fig.svg_size)
-        write_atomic(path, files[fmt])
+        write_atomic(path, render(self.prepared, (fmt,))[fmt])
         return path
 
 
@@ -77,8 +74,9 @@ def load(spec: str | Path | Mapping[str, Any], *, data: Any = None,
     here). A pivoted DataFrame (``df.pivot(index="layer", columns="module",
     values="value")``: layers as its index, modules as its columns) is read as
     ``layout: wide``. A problem in ``data`` names the DataFrame's row."""
-    from .builder import Options, prepare
-    from .source import Document, load_yaml
+    from .pipeline import prepare
+    from .session import Session
+    from .yaml_reader import Document, load_yaml
 
     if isinstance(spec, Mapping):
         path = Path.cwd() / "<spec>"
@@ -88,11 +86,11 @@ def load(spec: str | Path | Mapping[str, Any], *, data: Any = None,
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
         if data is None:
-            return Loaded(path, prepare(path, Options(allow_outside=allow_outside)))
+            return Loaded(path, prepare(path, Session(allow_outside=allow_outside)))
         doc = load_yaml(path)
     if data is not None:
         _with_data(doc, data)
-    return Loaded(path, prepare(path, Options(allow_outside=allow_outside), doc))
+    return Loaded(path, prepare(path, Session(allow_outside=allow_outside), doc))
 
 
 def _with_data(doc: Any, data: Any) -> None:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .data import Table
+from .cells import Table
 from .fonts import family_of, text_width
 from .models import NARROW, Panel, Spec
 from .units import UNITS, svg_length, to_points, unit_of

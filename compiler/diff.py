@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
+from .session import Session
 from .diagnostics import Diagnostic, FigspecError, UsageError
 
 if TYPE_CHECKING:
@@ -342,12 +343,12 @@ def _other(a: Prepared, b: Prepared) -> list[str]:
     return out
 
 
-def prepare_side(path: Path, allow_outside: bool, tree: Tree | None = None) -> Side:
+def prepare_side(path: Path, session: Session, tree: Tree | None = None) -> Side:
     """The figure of the spec at ``path``; in a revision's ``tree``, also which
     files it needs that the revision does not hold, and its committed image.
     The revision's files are fetched as checking asks for them: checked
     again while it looked for a file the revision holds and had not fetched."""
-    from .builder import Options, prepare
+    from .pipeline import prepare
     from .files import recording
 
     if not path.is_file():
@@ -355,7 +356,7 @@ def prepare_side(path: Path, allow_outside: bool, tree: Tree | None = None) -> S
     for _ in range(MAX_ROUNDS):
         with recording() as seen:
             try:
-                return Side(prepare(path, Options(allow_outside=allow_outside)))
+                return Side(prepare(path, session))
             except FigspecError as e:
                 side = Side(diagnostics=e.diagnostics)
         if tree is None:
@@ -385,7 +386,7 @@ def _untracked(rel: str, tree: Tree) -> str:
 def _committed_image(spec: Path, tree: Tree) -> Path | None:
     """The PNG the revision's out dir holds for this spec, if it committed one."""
     from . import project
-    from .source import load_yaml
+    from .yaml_reader import load_yaml
 
     try:
         name = (load_yaml(spec).data.get("output") or {}).get("name") or spec.stem

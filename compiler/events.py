@@ -13,13 +13,44 @@ builds. Plain data: nothing here imports anything heavy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Union
+
+from .diagnostics import Diagnostic
+from .files import Seen
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from .pipeline import Prepared
 
-    from .builder import Result
+Status = Literal["built", "checked", "up to date", "stale", "failed"]
+
+
+@dataclass
+class Result:
+    """What happened to one spec."""
+
+    spec: Path
+    status: Status
+    name: str | None = None
+    outputs: list[Path] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    seconds: float = 0.0
+    #: why the figure was (or would be) rebuilt
+    reason: str | None = None
+    #: the checked spec and table, kept so that a build does not read them twice
+    prepared: Prepared | None = field(default=None, repr=False, compare=False)
+    #: every file checking looked at (read, or looked for), failed or not: a
+    #: watch retries a failed figure when one of them changes
+    looked_at: Seen = field(default_factory=Seen, repr=False, compare=False)
+    #: checked without its values: a checkpoint metric not computed yet
+    values_unchecked: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .render import _vlc
+from .vega import engine
 
 
 @functools.cache
@@ -29,11 +29,11 @@ def javascript_bundle() -> str:
     from . import cache
 
     name = f"vega-bundle-{metadata.version('vl-convert-python')}.js"
-    raw = cache.entry(name, lambda: _vlc().javascript_bundle().encode("utf-8"))
+    raw = cache.entry(name, lambda: engine().javascript_bundle().encode("utf-8"))
     try:
         bundle = raw.decode("utf-8")
     except UnicodeDecodeError:  # a damaged entry: make it again, in memory
-        bundle = _vlc().javascript_bundle()
+        bundle = engine().javascript_bundle()
     if "</script" in bundle.lower():  # would end our script element early
         raise RuntimeError("vl-convert's JavaScript bundle contains '</script'")
     return bundle

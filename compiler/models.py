@@ -4,7 +4,7 @@ Every field carries a description, a default and an example, so that the
 JSON Schema generated from these models (``figspec schema``) documents the
 language for editors. Unknown keys are errors (``extra="forbid"``).
 Checks that need the data (modules present, cells complete) live in
-:mod:`compiler.data`; everything here needs the spec alone.
+:mod:`compiler.cells`; everything here needs the spec alone.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationI
 from .diagnostics import did_you_mean
 from .fonts import FAMILY_NAMES, family_of
 from .render import FORMATS
-from . import sources
+from .sources.registry import BY_SUFFIX
 from .units import UNITS, to_points
 
 #: Vega's continuous colour schemes (vega-scale), the ones that make sense for
@@ -259,9 +259,9 @@ class Data(Model):
         if not v.strip():
             raise ValueError("must not be empty")
         suffix = "." + v.rsplit(".", 1)[-1].lower() if "." in v else ""
-        if suffix not in sources.suffixes():
+        if suffix not in BY_SUFFIX:
             raise ValueError(f"unknown data file type {suffix or '(no suffix)'!r}; "
-                             f"use one of {', '.join(sources.suffixes())}")
+                             f"use one of {', '.join(BY_SUFFIX)}")
         return v
 
     @field_validator("pattern")

@@ -32,7 +32,7 @@ from typing import Any
 
 from .diagnostics import FigspecError, did_you_mean
 from .files import Stamp
-from .source import Document
+from .yaml_reader import Document
 
 FILENAME = "figspec.yaml"
 ROOT_MARKERS = (".git", FILENAME, "pyproject.toml")
@@ -154,7 +154,7 @@ def find(start: Path | None = None) -> Path | None:
 
 @functools.cache
 def _load(path: Path, size: int, mtime_ns: int) -> Settings:
-    from .source import load_yaml
+    from .yaml_reader import load_yaml
 
     doc = load_yaml(path)
     problems = []

@@ -18,14 +18,14 @@ can make rendering read a file or the network.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import io
 import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
+
+from .vega import LOCALE, engine
 
 FORMATS = ("svg", "png", "pdf", "html")
 #: Largest PNG drawn, in pixels: 60 megapixels is ~240 MB of pixmap.
@@ -40,63 +40,11 @@ class TooLargeToDraw(NotDrawable):
     """The drawing, as Vega laid it out, would make too large a PNG."""
 #: SVG width and height attributes, and the same in points: ("3.25in", "2.4in", 234.0, 172.8)
 Size = tuple[str, str, float, float]
-#: Number and date formatting are fixed, whatever the machine's settings.
-LOCALE = "en-US"
-
-
-@functools.cache
-def _vlc() -> Any:
-    """vl_convert, started with the time zone UTC (Vega formats dates in local
-    time) and with figspec's fonts only (see compiler.fonts): figures must not
-    depend on where they were drawn. Both are process settings (environment
-    variables read when vl-convert loads its fonts and starts its JavaScript
-    engine); they are set for that start alone and then put back, so a
-    process that uses figspec as a library keeps its own."""
-    from .fonts import font_dir, fontconfig_file
-
-    folder = font_dir()
-    settings = {"TZ": "UTC"}
-    if folder is not None:
-        settings["FONTCONFIG_FILE"] = str(fontconfig_file(folder))
-    with _environment(settings):
-        import vl_convert
-
-        if folder is not None:
-            vl_convert.register_font_directory(str(folder))
-        # Load the fonts and start the engine now, under these settings.
-        vl_convert.vegalite_to_svg(_WARM_UP, allowed_base_urls=[], format_locale=LOCALE,
-                                   time_format_locale=LOCALE)
-    return vl_convert
-
-
-#: The smallest chart with text: it makes vl-convert load fonts and start Vega.
-_WARM_UP = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "title": "x",
-            "data": {"values": [{"a": 1}]}, "mark": "point", "encoding": {"x": {"field": "a"}}}
-
-
-@contextlib.contextmanager
-def _environment(settings: dict[str, str]) -> Iterator[None]:
-    """Set environment variables (and the C library's time zone) for the block,
-    then put back what was there."""
-    before = {k: os.environ.get(k) for k in settings}
-    os.environ.update(settings)
-    time.tzset()
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        time.tzset()
-
-
 _ID_REF = re.compile(r'(id="|url\(#|href="#)((?:gradient_|clip)\d+)(?=[")])')
 
 
 def to_svg(vl: dict[str, Any]) -> str:
-    svg = _vlc().vegalite_to_svg(vl, allowed_base_urls=[], format_locale=LOCALE,
+    svg = engine().vegalite_to_svg(vl, allowed_base_urls=[], format_locale=LOCALE,
                                  time_format_locale=LOCALE)
     return normalize_svg(svg)
 
@@ -117,7 +65,7 @@ def normalize_svg(svg: str) -> str:
 
 def scenegraph(vl: dict[str, Any]) -> dict[str, Any]:
     """Every mark Vega draws, with its position, size and colour."""
-    return _vlc().vegalite_to_scenegraph(vl, allowed_base_urls=[], format_locale=LOCALE,
+    return engine().vegalite_to_scenegraph(vl, allowed_base_urls=[], format_locale=LOCALE,
                                          time_format_locale=LOCALE)
 
 
@@ -156,13 +104,13 @@ def svg_to_png(svg: str, scale: float) -> bytes:
     (``scale * 72`` pixels per inch), so LaTeX and Word place it at its size.
     resvg rounds the pixel size down, in single precision: the nudge makes 5.5in at 300 dpi
     1650 pixels, not the 1649 that 396 * 300/72 gives in floating point."""
-    return _vlc().svg_to_png(svg, ppi=scale * 72 * (1 + 1e-6))
+    return engine().svg_to_png(svg, ppi=scale * 72 * (1 + 1e-6))
 
 
 def svg_to_pdf(svg: str) -> bytes:
     import pikepdf
 
-    raw = _vlc().svg_to_pdf(svg)
+    raw = engine().svg_to_pdf(svg)
     with pikepdf.open(io.BytesIO(raw)) as pdf:
         out = io.BytesIO()
         pdf.save(out, deterministic_id=True, compress_streams=True,
@@ -226,9 +174,16 @@ class RenderJob:
     cells: int | None = None
 
 
-#: What a worker returns: the files, or why there are none and whether that is
-#: figspec's fault (a bug) rather than the figure's (too large to draw).
-Drawing = tuple["dict[str, bytes] | None", "str | None", bool]
+@dataclass(frozen=True)
+class Drawing:
+    """What a worker returns: the files, or why there are none and whether
+    that is figspec's fault (a bug) rather than the figure's (too large)."""
+
+    files: dict[str, bytes] | None
+    error: str | None = None
+    bug: bool = False
+    #: how long drawing took, where it was drawn
+    seconds: float = 0.0
 
 
 #: How Vega's SVG marks each drawn cell (the container says "rect mark container").
@@ -247,13 +202,15 @@ def _check_cells(svg: str, cells: int) -> None:
 def render_task(job: RenderJob) -> Drawing:
     """Runs in a worker: the figure's files, or the error that stopped them
     (reported for that figure; the build goes on)."""
+    start = time.perf_counter()
     try:
-        return render(job.vegalite, job.formats, scale=job.scale, title=job.title,
-                      size=job.size, cells=job.cells), None, False
+        files = render(job.vegalite, job.formats, scale=job.scale, title=job.title,
+                       size=job.size, cells=job.cells)
+        return Drawing(files, seconds=time.perf_counter() - start)
     except NotDrawable as e:
-        return None, str(e), False
+        return Drawing(None, str(e))
     except Exception as e:
-        return None, f"{type(e).__name__}: {e}", True
+        return Drawing(None, f"{type(e).__name__}: {e}", bug=True)
 
 
 def warm_up(parent: int | None = None) -> None:

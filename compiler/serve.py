@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path, source_line
+from .files import Seen
 
 POLL = 0.25
 #: Threads answering requests, and connections the kernel may hold for them.
@@ -37,8 +38,6 @@ WORKERS, REQUEST_QUEUE = 32, 1024
 #: Seconds a connection may stay idle before its request (waiting, it holds
 #: no worker), and that a worker waits for each piece of a request that began.
 TIMEOUT = 10
-#: A file's mtime is the kernel's coarse clock, a little behind time.time_ns().
-STAMP_MARGIN_NS = 50_000_000
 
 
 @dataclass
@@ -50,8 +49,9 @@ class Entry:
     version: int
     vegalite: dict[str, Any] | None = None
     problems: list[dict[str, Any]] = field(default_factory=list)
-    #: (path, size, mtime) of every file checking it looked at
-    stamps: tuple[tuple[str, int, int], ...] = ()
+    #: every file checking it looked at, in the state it was in before it was
+    #: read: a file saved while the spec is checked differs next time
+    seen: Seen = field(default_factory=Seen)
 
 
 class Board:
@@ -64,20 +64,22 @@ class Board:
         self.version = 0
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        #: an internal error of the last round, shown on the page (and logged)
+        self.error: str | None = None
 
     def refresh(self) -> bool:
-        """Check what changed; whether anything did."""
-        from .builder import find_specs
+        """Check what changed; whether anything did. One session a round: what
+        a round computed is not kept for ever by a server that runs for days."""
+        from .finding import find_specs
+        from .session import Session
 
         specs = [str(p) for p in find_specs(self.paths)]
         changed = specs != self.order
+        session = Session(allow_outside=self.allow_outside)
         for spec in specs:
             entry = self.entries.get(spec)
-            # Stamped before checking: a file saved while the spec is checked
-            # differs from its stamp next time, and is checked again then.
-            before = _stamps(entry.stamps if entry else ((str(Path(spec).absolute()), 0, 0),))
-            if entry is None or before != entry.stamps:
-                self._check(spec, before)
+            if entry is None or entry.seen.changed():
+                self._check(spec, session)
                 changed = True
         with self.lock:
             for gone in set(self.entries) - set(specs):
@@ -87,61 +89,47 @@ class Board:
                 self.version += 1
         return changed
 
-    def _check(self, spec: str, before: tuple[tuple[str, int, int], ...]) -> None:
-        """Check ``spec``; its files' stamps are those taken ``before`` it, or
-        for a file first read now, one that says "check again" when the file
-        may have changed while it was checked (written since ``start``)."""
-        from .builder import Options, prepare
+    def _check(self, spec: str, session: Any) -> None:
         from .files import recording
+        from .pipeline import prepare
 
         path = Path(spec)
-        start = time.time_ns() - STAMP_MARGIN_NS
         with recording() as seen:
+            seen.add(path.absolute())
             try:
-                prepared = prepare(path, Options(allow_outside=self.allow_outside))
+                prepared = prepare(path, session)
                 vegalite, problems, name = prepared.figure.vegalite, [], prepared.loaded.name
             except FigspecError as e:
                 vegalite, problems, name = None, [_problem(d) for d in e.diagnostics], path.stem
-        seen.add(path.absolute())
-        known = {st[0]: st for st in before}
-        stamps = tuple(known[str(p)] if str(p) in known else
-                       _recent(_stamps(((str(p), 0, 0),))[0], start) for p in sorted(seen))
         with self.lock:
             self.entries[spec] = Entry(display_path(path), name, self.version + 1, vegalite,
-                                       problems, stamps)
+                                       problems, seen)
 
     def state(self, only: str | None = None) -> dict[str, Any]:
         with self.lock:
             figures = [self.entries[s] for s in self.order if s in self.entries]
             if only is not None:
                 figures = [e for e in figures if e.name == only]
-            return {"version": self.version, "figures": [
+            return {"version": self.version, "error": self.error, "figures": [
                 {"spec": e.spec, "name": e.name, "version": e.version, "vegalite": e.vegalite,
                  "problems": e.problems} for e in figures]}
 
     def watch(self) -> None:
-        while not self.stop.wait(POLL):
+        """Check again whatever changed, every POLL seconds, until stopped. A
+        bug in one round is logged and shown, and the next round tries again."""
+        from .errors import crash_log
+        from .watch import polling
+
+        for _ in polling(POLL, self.stop):
             try:
                 self.refresh()
-            except Exception:  # a bad moment (a file half written): try again
-                pass
-
-
-def _recent(stamp: tuple[str, int, int], start: int) -> tuple[str, int, int]:
-    """A stamp that matches no file when the file was written after ``start``
-    (it may have changed while it was read): its spec is checked once more."""
-    return (stamp[0], -2, -2) if stamp[2] >= start else stamp
-
-
-def _stamps(old: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, int, int], ...]:
-    out = []
-    for path, _, _ in old:
-        try:
-            st = Path(path).stat()
-            out.append((path, st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append((path, -1, -1))
-    return tuple(out)
+                self.error = None
+            except Exception as e:
+                if self.error is None:  # once per streak, not every quarter second
+                    log = crash_log(e)
+                    self.error = (f"internal error: {type(e).__name__}: {e}"
+                                  + (f"; details in {log}" if log else ""))
+                    print(f"figspec: {self.error}", file=sys.stderr)
 
 
 def _problem(d: Diagnostic) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class Session:
     #: False for `check` and `status`: read what is cheap (a checkpoint's
     #: headers, cached sums), never compute what is costly
     compute: bool = True
+    #: data may be read outside the spec's project (--allow-outside)
+    allow_outside: bool = False
     #: checkpoint pair (cache key) -> what the figures want of it
     requests: dict[str, PairRequest] = field(default_factory=dict)
     #: checkpoint pair (cache key) -> the sums read or computed so far

@@ -2,7 +2,7 @@
 the node that is wrong.
 
 pydantic reports each error with a location path such as
-``("layers", "tick_every")``; the loaded :class:`~compiler.source.Document`
+``("layers", "tick_every")``; the loaded :class:`~compiler.yaml_reader.Document`
 knows the line and column of every such path, so each error is reported
 where it was written, with a "did you mean" where a typo is likely.
 """
@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from .diagnostics import Diagnostic, FigspecError, did_you_mean, display_path, unique
 from .files import looked_at
 from .models import Spec
-from .source import Document, Loc, dotted, load_yaml, overlay
+from .yaml_reader import Document, Loc, dotted, load_yaml, overlay
 
 if typing.TYPE_CHECKING:
     from .files import Stamp

@@ -78,9 +78,9 @@ def axis_texts(sg: dict) -> list[list[str]]:
 
 
 def scenegraph(vl: dict) -> dict:
-    from compiler.render import _vlc
+    from compiler.vega import engine
 
-    return _vlc().vegalite_to_scenegraph(vl, allowed_base_urls=[])
+    return engine().vegalite_to_scenegraph(vl, allowed_base_urls=[])
 
 
 def parse_rgb(fill: str) -> tuple[int, int, int]:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import Options, build, check, find_specs
+from compiler.builder import Options, build, check
+from compiler.finding import find_specs
 from compiler.files import write_atomic
 from compiler.diagnostics import UsageError
 

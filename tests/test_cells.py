@@ -1,158 +1,204 @@
-"""What goes into cells: annotations, the colour scale's midpoint and
-direction, module presets, parameter names, `where:` lists and Parquet."""
+"""Reading data sources into the cell table: every file type, both layouts,
+inline records, `where:` filters, and the layer range."""
 
 from __future__ import annotations
 
-import builtins
 import json
 from pathlib import Path
 
 import pytest
 
 import support
-from compiler.builder import check, compile_spec
-from support import LABELS, MODULES, value_of
+from compiler.project import root_of
+from compiler.cells import read_table
+from compiler.diagnostics import FigspecError
+from compiler.session import Session
+from compiler.spec import load_spec
+from support import MODULES, value_of
 
 
-def compiled(project: Path, extra: str = "", data: str = "path: ../data/cells.csv",
-             modules: list[str] | str = MODULES) -> tuple[dict, dict]:
-    body = support.spec_text(data, modules, extra) if isinstance(modules, list) else \
-        support.spec_text(data, [], extra).replace("modules:\n", f"modules: {modules}\n")
-    vl = compile_spec(support.write(project / "specs" / "fig.yaml", body))
-    return vl, support.scenegraph(vl)
+def table_for(project: Path, spec_body: str, allow_outside: bool = False):
+    path = support.write(project / "specs" / "fig.yaml", spec_body)
+    loaded = load_spec(path)
+    return read_table(loaded.doc, loaded.spec.views[0], root=root_of(path),
+                      session=Session(allow_outside=allow_outside))
 
 
-def test_annotations_write_each_value_readably(project: Path):
-    _, sg = compiled(project, "annotate: {format: .4f, size: 5}\n")
-    cells = support.marks(sg, "mark", "rect")
-    texts = support.marks(sg, "mark", "text")
-    assert len(texts) == len(cells) == 42
-    fills = {(c["x"] + c["width"] / 2, c["y"] + c["height"] / 2): c["fill"] for c in cells}
-    colours = set()
-    for t in texts:
-        layer, col = 5 - round((t["y"] - 6) / 12), round((t["x"] - 12) / 24)
-        assert t["text"] == f"{value_of(layer, col):.4f}"
-        cell = support.parse_rgb(fills[(t["x"], t["y"])])
-        colours.add(t["fill"])
-        assert support.contrast(support.parse_rgb(t["fill"].replace("white", "#ffffff")
-                                                  .replace("black", "#000000")), cell) >= 4.5
-    assert colours == {"white", "black"}  # both ends of the scale are used
+def expected_values(layers=range(6), modules=MODULES):
+    return {(layer, m): value_of(layer, MODULES.index(m)) for layer in layers for m in modules}
 
 
-def test_mid_puts_the_middle_colour_at_that_value(project: Path):
-    _, sg = compiled(project, "domain: [0.1, 0.11]\ncolor: {scheme: redblue, mid: 0.102}\n")
-    stops = support.scheme_stops("redBlue")
-    middle = support.piecewise_rgb(stops, 0.5)
-    (cell,) = [c for c in support.marks(sg, "mark", "rect")
-               if c["x"] == 0 and c["y"] == (5 - 2) * 12]  # layer 2, q_proj: 0.102
-    assert support.close_colors(support.parse_rgb(cell["fill"]), middle, tol=2)
-
-
-def test_mid_outside_the_domain_is_an_error(project: Path, run):
-    support.write(project / "specs" / "fig.yaml", support.spec_text(
-        extra="domain: [0.1, 0.2]\ncolor: {mid: 0.3}\n"))
-    code, _, err = run("check")
-    assert code == 1 and "`color.mid` (0.3) must lie inside the domain [0.1, 0.2]" in err
-
-
-def test_custom_colours_with_a_mid(project: Path):
-    vl, _ = compiled(project, 'domain: [0, 1]\ncolor: {colors: ["#000000", "#ffffff", "#ff0000"],'
-                              ' mid: 0.2}\n')
-    assert vl["encoding"]["color"]["scale"]["domain"] == [0, 0.2, 1]
-
-
-def test_reverse_flips_the_scheme(project: Path):
-    _, sg = compiled(project, "domain: [0.1, 0.106]\ncolor: {reverse: true}\n")
-    stops = support.scheme_stops("blueOrange")
-    low = [c for c in support.marks(sg, "mark", "rect") if c["x"] == 0 and c["y"] == 5 * 12][0]
-    assert support.close_colors(support.parse_rgb(low["fill"]), stops[-1], tol=2)
-
-
-def test_module_preset(project: Path):
-    _, sg = compiled(project, modules="llama")
-    assert support.axis_texts(sg)[0] == LABELS
-    assert len(support.marks(sg, "mark", "rect")) == 42
-
-
-def test_where_accepts_a_list(project: Path):
-    rows = [r for seed in (1, 2, 3) for r in support.long_rows(seed=seed)]
-    for r in rows:
-        r["value"] += r["seed"] / 10
-    support.write_csv(project / "data" / "seeds.csv", rows)
-    vl, _ = compiled(project, data="path: ../data/seeds.csv\nwhere: {seed: [1, 3]}\n"
-                                   "aggregate: mean")
-    first = vl["data"]["values"][0]
-    assert first["value"] == pytest.approx(value_of(0, 0) + 0.2)
-
-
-def params_json(project: Path, names: dict[str, float]) -> None:
-    (project / "data" / "params.json").write_text(json.dumps(names, indent=1))
-
-
-def llama_params(layers: int = 6) -> dict[str, float]:
-    names = {"model.embed_tokens.weight": 9.0, "lm_head.weight": 9.0, "model.norm.weight": 9.0}
-    for layer in range(layers):
-        for i, m in enumerate(MODULES):
-            part = "self_attn" if i < 4 else "mlp"
-            names[f"model.layers.{layer}.{part}.{m}.weight"] = value_of(layer, i)
-        names[f"model.layers.{layer}.input_layernorm.weight"] = 9.0
-    return names
-
-
-def test_params_layout_reads_full_parameter_names(project: Path):
-    params_json(project, llama_params())
-    vl, sg = compiled(project, data="path: ../data/params.json\nlayout: params", modules="llama")
-    assert {(r["layer"], r["module"]): r["value"] for r in vl["data"]["values"]} == {
-        (layer, label): value_of(layer, i) for layer in range(6) for i, label in enumerate(LABELS)}
-
-
-def test_params_layout_from_a_table_and_gpt2_names(project: Path):
-    rows = [{"param": f"transformer.h.{layer}.{m}.weight", "value": value_of(layer, i)}
-            for layer in range(4) for i, m in enumerate(["attn.c_attn", "attn.c_proj", "mlp.c_fc",
-                                                         "mlp.c_proj"])]
-    rows.append({"param": "transformer.wte.weight", "value": 1})
-    support.write_csv(project / "data" / "gpt2.csv", rows)
-    vl, _ = compiled(project, data="path: ../data/gpt2.csv\nlayout: params", modules="gpt2")
-    assert len(vl["data"]["values"]) == 16
-    assert vl["data"]["values"][1] == {"layer": 0, "module": "attn. o", "value": value_of(0, 1)}
-
-
-def test_params_custom_pattern_and_a_bad_one(project: Path, run):
-    params_json(project, {f"blk.{layer}.{m}": value_of(layer, i) for layer in range(2)
-                          for i, m in enumerate(MODULES)})
-    vl, _ = compiled(project, data="path: ../data/params.json\nlayout: params\n"
-                                   r"pattern: 'blk\.(?P<layer>\d+)\.(?P<module>\w+)'")
-    assert len(vl["data"]["values"]) == 14
-    support.write(project / "specs" / "fig.yaml", support.spec_text(
-        "path: ../data/params.json\nlayout: params\npattern: 'blk(?P<layer>x'"))
-    code, _, err = run("check")
-    assert code == 1 and "data.pattern: not a regular expression" in err
-
-
-def test_parquet(project: Path):
-    pa = pytest.importorskip("pyarrow")
-    import pyarrow.parquet as pq
-
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "json", "jsonl"])
+def test_every_file_type_gives_the_same_table(project: Path, suffix: str):
     rows = support.long_rows()
-    pq.write_table(pa.Table.from_pylist(rows), project / "data" / "cells.parquet")
-    vl, _ = compiled(project, data="path: ../data/cells.parquet")
-    assert [r["value"] for r in vl["data"]["values"]] == [r["value"] for r in rows]
+    target = project / "data" / f"cells.{suffix}"
+    if suffix == "csv":
+        support.write_csv(target, rows)
+    elif suffix == "tsv":
+        support.write_csv(target, rows, "\t")
+    elif suffix == "json":
+        target.write_text(json.dumps(rows, indent=2))
+    else:
+        target.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = table_for(project, support.spec_text(f"path: ../data/cells.{suffix}"))
+    assert table.values == expected_values()
+    assert table.layers == tuple(range(6))
+    assert table.sources == (target.resolve(),)
 
 
-def test_parquet_without_pyarrow_says_how_to_install_it(project: Path,
-                                                        monkeypatch: pytest.MonkeyPatch):
-    (project / "data" / "cells.parquet").write_bytes(b"PAR1")
-    real = builtins.__import__
+def test_wide_layout(project: Path):
+    wide = [{"step": layer, **{m: value_of(layer, i) for i, m in enumerate(MODULES)}}
+            for layer in range(6)]
+    support.write_csv(project / "data" / "wide.csv", wide)
+    table = table_for(project, support.spec_text("path: ../data/wide.csv\nlayout: wide\nlayer: step"))
+    assert table.values == expected_values()
 
-    def no_pyarrow(name, *a, **kw):
-        if name.startswith("pyarrow"):
-            raise ImportError(name)
-        return real(name, *a, **kw)
 
-    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
-    support.write(project / "specs" / "fig.yaml", support.spec_text("path: ../data/cells.parquet"))
-    (r,) = check([project / "specs"])
-    (d,) = r.diagnostics
-    assert (d.line, d.message, d.hint) == (
-        2, "reading .parquet files needs pyarrow, which is not installed",
-        "pip install 'figspec[parquet]'")
+def test_inline_values(project: Path):
+    body = support.spec_text("values:\n  - {layer: 0, module: a, value: 1}\n"
+                             "  - {layer: 0, module: b, value: 2.5}", ["b", "a"])
+    table = table_for(project, body)
+    assert table.values == {(0, "a"): 1.0, (0, "b"): 2.5}
+    assert [r["module"] for r in table.records()] == ["b", "a"]
+
+
+def test_custom_column_names(project: Path):
+    rows = [{"L": r["layer"], "M": r["module"], "V": r["value"]} for r in support.long_rows()]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    table = table_for(project, support.spec_text("path: ../data/cells.csv\nlayer: L\nmodule: M\nvalue: V"))
+    assert table.values == expected_values()
+
+
+def test_where_keeps_only_matching_rows(project: Path):
+    rows = support.long_rows(run="grpo", seed=1) + [
+        {**r, "value": 9.0} for r in support.long_rows(run="sft", seed=1)]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    table = table_for(project, support.spec_text("path: ../data/cells.csv\nwhere: {run: grpo, seed: 1}"))
+    assert table.values == expected_values()
+    with pytest.raises(FigspecError, match="a second row"):
+        table_for(project, support.spec_text("path: ../data/cells.csv"))
+
+
+def test_only_listed_modules_and_layers_in_range(project: Path):
+    support.write_csv(project / "data" / "cells.csv", support.long_rows(layers=10))
+    table = table_for(project, support.spec_text(modules=["v_proj", "q_proj"],
+                                                 extra="layers: {first: 2, last: 4}\n"))
+    assert table.values == expected_values(range(2, 5), ["v_proj", "q_proj"])
+    assert [m.name for m in table.modules] == ["v_proj", "q_proj"]
+
+
+def test_last_defaults_to_the_largest_layer_in_the_data(project: Path):
+    support.write_csv(project / "data" / "cells.csv", support.long_rows(layers=9))
+    table = table_for(project, support.spec_text())
+    assert table.layers == tuple(range(9))
+
+
+def test_rows_outside_the_range_are_not_checked(project: Path):
+    rows = support.long_rows(layers=3) + [{"layer": 7, "module": "q_proj", "value": "n/a"},
+                                           {"layer": 1, "module": "other", "value": "x"}]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    table = table_for(project, support.spec_text(extra="layers: {last: 2}\n"))
+    assert len(table.values) == 3 * 7
+
+
+def test_several_problems_in_one_file_are_all_reported(project: Path):
+    rows = support.long_rows(layers=3)
+    rows[2]["value"] = "n/a"
+    rows[9]["value"] = "inf"
+    rows[12]["layer"] = "x"
+    support.write_csv(project / "data" / "cells.csv", rows)
+    with pytest.raises(FigspecError) as e:
+        table_for(project, support.spec_text())
+    lines = [d.format() for d in e.value.diagnostics]
+    assert lines[0].startswith("data/cells.csv:4: error: value \"n/a\"")
+    assert lines[1].startswith("data/cells.csv:11: error: value \"inf\"")
+    assert lines[2].startswith("data/cells.csv:14: error: layer \"x\"")
+
+
+def test_allow_outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    project = tmp_path / "proj"
+    (project / ".git").mkdir(parents=True)
+    support.write_csv(tmp_path / "shared" / "cells.csv", support.long_rows())
+    monkeypatch.chdir(project)
+    body = support.spec_text("path: ../../shared/cells.csv")
+    with pytest.raises(FigspecError, match="outside the project"):
+        table_for(project, body)
+    assert table_for(project, body, allow_outside=True).values == expected_values()
+
+
+def test_a_symlink_out_of_the_project_is_outside(project: Path, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    support.write_csv(elsewhere / "cells.csv", support.long_rows())
+    (project / "data" / "link.csv").symlink_to(elsewhere / "cells.csv")
+    with pytest.raises(FigspecError, match="outside the project"):
+        table_for(project, support.spec_text("path: ../data/link.csv"))
+
+
+@pytest.mark.parametrize("how,expected", [("mean", 2.0), ("median", 1.75), ("min", 1.0),
+                                          ("max", 3.5)])
+def test_aggregate_combines_rows_of_one_cell(project: Path, how: str, expected: float):
+    rows = [{"seed": s, "layer": 0, "module": "a", "value": v}
+            for s, v in enumerate([1.0, 3.5, 1.0, 2.5])]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    table = table_for(project, support.spec_text(f"path: ../data/cells.csv\naggregate: {how}",
+                                                 ["a"]))
+    assert table.values == {(0, "a"): expected}
+
+
+def test_aggregate_still_refuses_bad_values(project: Path):
+    rows = [{"layer": 0, "module": "a", "value": v} for v in ["1.0", "nan"]]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    with pytest.raises(FigspecError, match="not a finite number"):
+        table_for(project, support.spec_text("path: ../data/cells.csv\naggregate: mean", ["a"]))
+
+
+def test_repeated_problems_of_one_kind_are_summed_up(project: Path, run):
+    """Three seeds and no `aggregate:`: five lines, then one, with the one hint."""
+    rows = [r for seed in (1, 2, 3) for r in support.long_rows(layers=28, seed=seed)]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    support.write(project / "specs" / "fig.yaml", support.spec_text())
+    code, _, err = run("check")
+    lines = err.splitlines()
+    assert code == 1
+    assert len(lines) == 6
+    assert all("a second row for layer" in line for line in lines[:5])
+    hidden = 2 * 28 * 7 - 5
+    assert lines[5] == (f"data/cells.csv:203: error: ... and {hidden} more second rows for a "
+                        "cell from here on; combine them with `aggregate: mean` (or median, min, "
+                        "max), or narrow the rows with `where:`")
+
+
+def test_data_starting_above_layer_0_says_so(project: Path, run):
+    rows = [{**r, "layer": r["layer"] + 1} for r in support.long_rows(layers=32)]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    support.write(project / "specs" / "fig.yaml", support.spec_text())
+    code, _, err = run("check")
+    assert code == 1
+    assert err == ("specs/fig.yaml:2:9: error: the data starts at layer 1, the figure at layer 0: "
+                   "7 cells in range have no row in data/cells.csv; add `layers: {first: 1}`\n")
+    support.write(project / "specs" / "fig.yaml", support.spec_text(extra="layers: {first: 1}\n"))
+    assert run("check")[0] == 0
+
+
+def test_a_wide_file_read_as_long_suggests_layout_wide(project: Path, run):
+    wide = [{"layer": layer, **{m: value_of(layer, i) for i, m in enumerate(MODULES)}}
+            for layer in range(6)]
+    support.write_csv(project / "data" / "cells.csv", wide)
+    support.write(project / "specs" / "fig.yaml", support.spec_text())
+    code, _, err = run("check")
+    assert code == 1
+    assert "column `module` is not in data/cells.csv; the columns are module names, one row " \
+           "per layer: add `layout: wide`" in err
+    assert "column `value` is not in data/cells.csv" in err
+
+
+def test_domain_nice_rounds_outward(project: Path):
+    from compiler.builder import compile_spec
+
+    rows = [{**r, "value": 0.096 + r["layer"] * 0.0152} for r in support.long_rows()]
+    support.write_csv(project / "data" / "cells.csv", rows)
+    for domain, want in (("", [0.096, 0.172]), ("domain: nice\n", [0.09, 0.18])):
+        spec = support.write(project / "specs" / "fig.yaml", support.spec_text(extra=domain))
+        scale = compile_spec(spec)["encoding"]["color"]["scale"]
+        assert scale["domain"] == pytest.approx(want)
+        assert scale["domain"] == want or not domain  # round numbers, not 0.18000000000000002

@@ -152,17 +152,14 @@ def test_compiled_vega_lite_is_self_contained_and_valid(project: Path):
 def test_the_altair_chart_is_the_compiled_vega_lite(project: Path):
     """chart.vegalite() writes Vega-Lite as dicts; Altair must accept it as
     valid and give it back unchanged (the notebook's chart is the built figure)."""
-    from compiler.builder import prepare
-    from compiler.chart import build_chart
+    import compiler
+    from compiler.render import to_svg
 
     spec = support.write(project / "specs" / "fig.yaml", support.spec_text(
         extra='title: T\ncolor: {colors: ["#000000", "#ffffff"]}\nlegend: {format: .1%}\n'))
-    prepared = prepare(spec, Options())
-    from compiler.render import to_svg
-
-    chart = build_chart(prepared.loaded.spec, prepared.tables)
+    fig = compiler.load(spec)
     # Altair adds its theme and moves the records into `datasets`: compare drawings.
-    assert to_svg(chart.to_dict(validate=True)) == to_svg(prepared.figure.vegalite)
+    assert to_svg(fig.chart.to_dict(validate=True)) == to_svg(fig.vegalite)
 
 
 @pytest.mark.parametrize("setting,expected", [("", ["layer"]), ("layers: {title: depth}\n", ["depth"]),

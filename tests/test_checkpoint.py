@@ -609,7 +609,7 @@ def test_watch_redraws_when_a_checkpoint_is_rewritten(project: Path):
     import threading
     import time
 
-    from compiler.builder import watch
+    from compiler.watch import watch
     from compiler.events import Finished
 
     ck.make_pair(project / "ckpt")

@@ -256,13 +256,11 @@ def test_a_tall_model_in_a_column_is_not_taller_than_wide(project: Path):
 
 
 def test_the_altair_chart_of_a_figure_with_a_colorbar_title_validates(project: Path):
-    from compiler.builder import prepare
-    from compiler.chart import build_chart
+    import compiler
 
     spec = support.write(project / "specs" / "fig.yaml", support.spec_text(
         extra="legend: {title: update ratio}\n"))
-    prepared = prepare(spec, Options())
-    chart = build_chart(prepared.loaded.spec, prepared.tables)
+    chart = compiler.load(spec).chart
     assert chart.to_dict(validate=True)["encoding"]["color"]["legend"]["title"] == "update ratio"
 
 

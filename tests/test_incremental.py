@@ -17,7 +17,8 @@ import pytest
 
 import support
 from compiler import builder as build_module
-from compiler.builder import Options, build, status, watch
+from compiler.builder import Options, build, status
+from compiler.watch import watch
 from compiler.events import Finished
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,7 +127,7 @@ def test_status_command(three: Path, run):
 
 
 def test_progress_on_a_terminal_rewrites_one_line():
-    from compiler.builder import Result
+    from compiler.events import Result
     from compiler.commands.build import Progress as _Progress
 
     class Tty(io.StringIO):

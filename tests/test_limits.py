@@ -103,11 +103,12 @@ def test_reading_a_data_file_costs_at_most_30_times_its_size(tmp_path: Path):
     code = f"""
 import resource, sys
 from pathlib import Path
-from compiler.builder import Options, prepare
+from compiler.pipeline import prepare
+from compiler.session import Session
 from compiler.chart import figure  # everything imported before measuring
-from compiler import data, spec, models, fonts
+from compiler import cells, spec, models, fonts
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-prepare(Path({str(spec)!r}), Options())
+prepare(Path({str(spec)!r}), Session())
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -357,12 +358,12 @@ def test_a_figure_vega_draws_without_its_cells_is_never_written(project: Path):
     vl = {"data": {"values": [{"m": "a", "v": 0.0}, {"m": "b", "v": 5e-320}]},
           "mark": "rect", "encoding": {"x": {"field": "m", "type": "nominal"},
                                        "color": {"field": "v", "type": "quantitative"}}}
-    files, error, bug = render_task(RenderJob(vl, ("svg",), 1, "t", cells=2))
-    assert files is None and not bug
-    assert error.startswith("Vega drew 0 of the 2 cells")
-    files, error, _ = render_task(RenderJob({**vl, "data": {"values": [{"m": "a", "v": 1}]}},
-                                            ("svg",), 1, "t", cells=1))
-    assert error is None and files is not None
+    drawing = render_task(RenderJob(vl, ("svg",), 1, "t", cells=2))
+    assert drawing.files is None and not drawing.bug
+    assert drawing.error.startswith("Vega drew 0 of the 2 cells")
+    drawing = render_task(RenderJob({**vl, "data": {"values": [{"m": "a", "v": 1}]}},
+                                    ("svg",), 1, "t", cells=1))
+    assert drawing.error is None and drawing.files is not None
 
 
 def test_an_output_name_too_long_for_a_file_system(project: Path, run):

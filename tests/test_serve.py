@@ -21,13 +21,13 @@ def test_an_edit_made_while_a_spec_is_checked_is_not_lost(project: Path,
                                                           monkeypatch: pytest.MonkeyPatch):
     """The data is saved after checking read it and before checking ends: the
     next poll must check the spec again, or the page keeps the old figure."""
-    from compiler import builder
+    from compiler import pipeline
     from compiler.serve import Board
 
     spec = support.write(project / "specs" / "a.yaml", support.spec_text())
     board = Board([project / "specs"])
     board.refresh()
-    real = builder.prepare
+    real = pipeline.prepare
 
     def prepare_then_save(*args, **kwargs):
         prepared = real(*args, **kwargs)  # the data as it was, read
@@ -36,11 +36,11 @@ def test_an_edit_made_while_a_spec_is_checked_is_not_lost(project: Path,
         support.write_csv(project / "data" / "cells.csv", rows)
         return prepared
 
-    monkeypatch.setattr(builder, "prepare", prepare_then_save)
+    monkeypatch.setattr(pipeline, "prepare", prepare_then_save)
     spec.write_text(spec.read_text() + "title: edited\n")
     assert board.refresh()  # the edited spec, checked with the old data
     assert "0.777" not in json.dumps(board.state())
-    monkeypatch.setattr(builder, "prepare", real)
+    monkeypatch.setattr(pipeline, "prepare", real)
     assert board.refresh()  # the data changed since it was stamped: checked again
     assert "0.777" in json.dumps(board.state())
     assert not board.refresh()  # and then nothing more to do

@@ -12,7 +12,8 @@ from ..events import Event, FigureDone, Finished, Waiting, Working
 from . import options, spec_paths
 
 if TYPE_CHECKING:
-    from ..builder import Options, Result
+    from ..builder import Options
+    from ..events import Result
 
 
 def build(paths: Sequence[Path], *, out: Path | None = None, force: bool = False,
@@ -28,9 +29,11 @@ def build(paths: Sequence[Path], *, out: Path | None = None, force: bool = False
         for event in builder.build_events(found, opts):
             status = report(event)
         return status
+    from ..watch import watch as watching
+
     print("watching specs and their data; Ctrl-C to stop", flush=True)
     try:
-        for event in builder.watch(found, opts, poll=poll):
+        for event in watching(found, opts, poll=poll):
             report(event)
     except KeyboardInterrupt:
         report.progress.done()

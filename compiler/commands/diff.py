@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from ..diagnostics import Diagnostic, FigspecError, UsageError, display_path
+from ..session import Session
 from ..errors import INVALID, OK
 
 SHOW_CELLS = 10
@@ -41,6 +42,7 @@ def diff(args: Sequence[str], *, out: Path | None = None, format: str = "text",
                        set(d.specs_below(new_tree, rel_paths)))
         inputs = d.recorded_inputs(repo, project.out_dir, names)
         same = d.unchanged_inputs(repo, inputs, old_tree, new_tree)
+        session = Session(allow_outside=allow_outside)
         with _Images(folder, 3 * (len(names) - len(same))) as images:
             figures = []
             for n in names:  # each figure's images are drawn while the next is checked
@@ -49,8 +51,8 @@ def diff(args: Sequence[str], *, out: Path | None = None, format: str = "text",
                         tree.fetch(r)
                 figures.append(d.FigureDiff(n, "unchanged", d.Side(), d.Side()) if n in same
                                else d.compare(
-                                   d.prepare_side(old_tree.folder / n, allow_outside, old_tree),
-                                   d.prepare_side(new_tree.folder / n, allow_outside,
+                                   d.prepare_side(old_tree.folder / n, session, old_tree),
+                                   d.prepare_side(new_tree.folder / n, session,
                                                   None if new_commit is None else new_tree), n))
                 images.submit(figures[-1])
         new_label = revs[1] if len(revs) > 1 else "working tree"
@@ -121,19 +123,19 @@ class _Images:
     ``a.yaml`` and ``a.yml``)."""
 
     def __init__(self, folder: Path, most: int):
-        from ..drawing import Drawer
+        from ..workers import Drawer
 
         self.folder = folder
         self.files: dict[Path, bytes] = {}
         self.figures: list[Any] = []
-        self.drawer = Drawer(None if most >= POOL_FROM else 1, most)
+        self.drawer: Drawer[_Image] = Drawer(None if most >= POOL_FROM else 1, most)
 
     def __enter__(self) -> _Images:
         self.drawing = False  # the workers start with the first image to draw
         return self
 
     def submit(self, f: Any) -> None:
-        from ..builder import render_job
+        from ..pipeline import render_job
 
         if f.kind == "unchanged":
             return
@@ -153,7 +155,7 @@ class _Images:
         if not self.drawing:
             self.drawer.__enter__()
             self.drawing = True
-        self.drawer.submit(_Image(f, name), dataclasses.replace(job, formats=("png",)))  # type: ignore[arg-type]
+        self.drawer.submit(_Image(f, name), dataclasses.replace(job, formats=("png",)))
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         try:
@@ -166,12 +168,12 @@ class _Images:
             self._write()
 
     def _collect(self) -> None:
-        for image, drawn, error, _ in self.drawer.results():
-            f = image.figure  # type: ignore[attr-defined]
-            if drawn is None:
-                f.notes.append(f"the {image.name} image could not be drawn: {error}")
+        for image, drawing in self.drawer.results():
+            f = image.figure
+            if drawing.files is None:
+                f.notes.append(f"the {image.name} image could not be drawn: {drawing.error}")
             else:
-                self.files[self.folder / _image_name(f, image.name)] = drawn["png"]
+                self.files[self.folder / _image_name(f, image.name)] = drawing.files["png"]
                 f.images[image.name] = _image_name(f, image.name)
         for f in self.figures:  # in one order, however the drawing finished
             f.images = {k: f.images[k] for k in ("before", "after", "difference")
@@ -197,7 +199,6 @@ class _Image:
 
     figure: Any
     name: str
-    seconds: float = 0.0
 
 
 def _image_name(f: Any, name: str) -> str:
@@ -206,7 +207,7 @@ def _image_name(f: Any, name: str) -> str:
 
 def _difference(old: Any, new: Any) -> Any:
     from ..chart import figure
-    from ..data import Table
+    from ..cells import Table
     from ..models import Color, Legend
 
     tables = []

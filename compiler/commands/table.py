@@ -20,11 +20,12 @@ def table(spec: Path, *, allow_outside: bool = False) -> int:
     """One row per cell: panel (with panels), layer, module (as in the data),
     label (as drawn), value (in full, as Python's repr: round-trips). Text
     that a spreadsheet would run as a formula is prefixed with ``'``."""
-    from ..builder import Options, prepare
+    from ..pipeline import prepare
+    from ..session import Session
 
     if not spec.is_file():
         raise UsageError(f"{display_path(spec)}: no such file")
-    prepared = prepare(spec, Options(allow_outside=allow_outside))
+    prepared = prepare(spec, Session(allow_outside=allow_outside))
     panels = prepared.loaded.spec.panels
     _row((["panel"] if panels else []) + ["layer", "module", "label", "value"])
     for i, t in enumerate(prepared.tables):

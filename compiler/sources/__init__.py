@@ -2,7 +2,7 @@
 
 Each kind of source is a module of this package with a ``SOURCE`` object that
 reads what the spec's ``data`` names into :class:`Rows`: records, each with
-an origin a diagnostic can point at. :mod:`compiler.data` then turns rows
+an origin a diagnostic can point at. :mod:`compiler.cells` then turns rows
 into checked cells, whatever their source. The registry below maps what a
 spec names (a key of ``data`` such as ``values``; for ``data.path``, the
 file's suffix) to the module, which is imported only when a spec uses it.
@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import looked_at
 from ..session import Session
+from .registry import BY_KEY, BY_SUFFIX
 
 if TYPE_CHECKING:
     from ..files import Stamp
     from ..models import Data
     from ..project import Settings
-    from ..source import Document, Loc
+    from ..yaml_reader import Document, Loc
 
 
 @dataclass(frozen=True)
@@ -82,23 +83,30 @@ class Context:
     doc: Document
     #: where the heatmap was written: () or ("panels", i)
     base: Loc
+    #: the spec's project (None: anywhere)
     root: Path | None
-    allow_outside: bool
+    #: the invocation this read belongs to: what it computed, what it may
+    #: compute, whether it may read outside the project
+    session: Session = field(default_factory=Session)
     #: the files read, stamped as they were read (a source fills it)
     stamps: dict[Path, Stamp] = field(default_factory=dict)
-    #: named roots from figspec.yaml (``$name/...`` paths): name -> folder as written
-    roots: dict[str, str] = field(default_factory=dict)
-    #: where figspec.yaml is: relative roots start there
-    roots_base: Path | None = None
-    #: the invocation this read belongs to: what it computed, what it may compute
-    session: Session = field(default_factory=Session)
+    #: the project's figspec.yaml: its roots (``$name/...`` paths); a root
+    #: read through is an input of the figure
+    settings: Settings | None = None
     #: the layers drawn, first and last (None: to the data's last): a source
     #: may skip what lies outside
     layers: tuple[int, int | None] = (0, None)
     #: the modules listed (names as in the data): a source may skip the others
     modules: tuple[str, ...] = ()
-    #: the project's figspec.yaml: a root read through is an input of the figure
-    settings: Settings | None = None
+
+    @property
+    def allow_outside(self) -> bool:
+        return self.session.allow_outside
+
+    @property
+    def roots(self) -> dict[str, str]:
+        """Named roots from figspec.yaml: name -> folder as written."""
+        return self.settings.roots if self.settings else {}
 
     def error(self, loc: Loc, message: str, hint: str | None = None) -> FigspecError:
         """A problem with what the spec asks of its source, at that key."""
@@ -183,7 +191,7 @@ class Context:
             from ..project import part_input
 
             self.stamps.update([part_input(self.settings, f"roots.{name}")])
-        base = self.roots_base or self.doc.path.parent
+        base = self.settings.folder if self.settings else self.doc.path.parent
         return (base / folder).resolve()
 
 
@@ -203,17 +211,6 @@ class Source(Protocol):
     def read(self, ctx: Context) -> Rows:
         """The rows of ``ctx.data``; FigspecError with every problem found."""
         ...
-
-
-#: `data` key -> the module reading that kind of source.
-BY_KEY: dict[str, str | Source] = {"values": "compiler.sources.inline",
-                                   "checkpoint": "compiler.sources.checkpoint"}
-#: `data.path`'s suffix -> the module reading that kind of file.
-BY_SUFFIX: dict[str, str | Source] = {
-    ".csv": "compiler.sources.tabular", ".tsv": "compiler.sources.tabular",
-    ".json": "compiler.sources.tabular", ".jsonl": "compiler.sources.tabular",
-    ".parquet": "compiler.sources.tabular",
-}
 
 
 def suffixes() -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import read_stamped
-from ..source import read_text
+from ..yaml_reader import read_text
 from . import Context, ParseError, Row, Rows
 
 #: Largest data file read. Reading one costs at most ~30 times its size in

@@ -1,4 +1,5 @@
-"""Drawing figures in worker processes: plain Vega-Lite in, files out.
+"""The worker pool: figures drawn in worker processes, plain Vega-Lite in,
+files out.
 
 Workers run only :mod:`compiler.render` (neither pydantic nor Altair: a
 100-figure build peaked at 417 MB this way, against 467 MB when workers
@@ -11,20 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Generic, Iterator, TypeVar
 
-from .render import RenderJob, render_task, warm_up
+from .render import Drawing, RenderJob, render_task, warm_up
 
-if TYPE_CHECKING:
-    from .builder import Result
-
-
-Drawn = tuple["Result", "dict[str, bytes] | None", "str | None", bool]
+#: What the caller tags each job with (a build's Result, diff's image name).
+Tag = TypeVar("Tag")
 
 
-class Drawer:
+class Drawer(Generic[Tag]):
     """Draws figures in worker processes, or in this process when at most one
     figure (or one job) is asked for: a worker's start costs ~2 s.
 
@@ -35,8 +32,8 @@ class Drawer:
     def __init__(self, jobs: int | None, expected: int):
         self.jobs = min(jobs or os.cpu_count() or 1, expected)
         self.pool: Any = None
-        self.futures: dict[Future[Any], tuple[Result, RenderJob]] = {}
-        self.local: list[tuple[Result, RenderJob]] = []
+        self.futures: dict[Future[Any], tuple[Tag, RenderJob]] = {}
+        self.local: list[tuple[Tag, RenderJob]] = []
 
     def __enter__(self) -> Drawer:
         if self.jobs > 1:
@@ -77,30 +74,27 @@ class Drawer:
         with contextlib.suppress(Exception):
             self.pool.shutdown(wait=False, cancel_futures=True)
 
-    def drawing(self, r: Result) -> bool:
+    def drawing(self, r: Tag) -> bool:
         """Whether ``r`` was sent to be drawn."""
         return any(x is r for x, _ in self.local) or \
             any(x is r for x, _ in self.futures.values())
 
-    def submit(self, r: Result, job: RenderJob) -> None:
+    def submit(self, r: Tag, job: RenderJob) -> None:
         if self.pool is None:
             self.local.append((r, job))
         else:
             self.futures[self.pool.submit(render_task, job)] = (r, job)
 
-    def results(self) -> Iterator[Drawn]:
+    def results(self) -> Iterator[tuple[Tag, Drawing]]:
         """Each submitted figure with its files (or the error), as they finish.
         When a worker dies (killed: out of memory?), the pool is lost with
         every figure not yet drawn; those are drawn again, once, by fresh
         workers, and a figure whose worker dies twice fails saying so."""
         for r, job in self.local:
-            start = time.perf_counter()
-            files, error, bug = render_task(job)
-            r.seconds += time.perf_counter() - start
-            yield r, files, error, bug
+            yield r, render_task(job)
         jobs = dict(self.futures)
         for attempt in (1, 2):
-            lost: list[tuple[Result, RenderJob]] = []
+            lost: list[tuple[Tag, RenderJob]] = []
             yield from self._collect(jobs, lost, last=attempt == 2)
             if not lost:
                 return
@@ -108,24 +102,25 @@ class Drawer:
             self.pool = self._pool()
             jobs = {self.pool.submit(render_task, job): (r, job) for r, job in lost}
 
-    def _collect(self, futures: dict[Future[Any], tuple[Result, RenderJob]],
-                 lost: list[tuple[Result, RenderJob]], last: bool) -> Iterator[Drawn]:
+    def _collect(self, futures: dict[Future[Any], tuple[Tag, RenderJob]],
+                 lost: list[tuple[Tag, RenderJob]], last: bool
+                 ) -> Iterator[tuple[Tag, Drawing]]:
         from concurrent.futures import as_completed
         from concurrent.futures.process import BrokenProcessPool
 
         for future in as_completed(futures):
             r, job = futures[future]
             try:
-                files, error, bug = future.result()
+                drawing = future.result()
             except BrokenProcessPool:
                 if not last:
                     lost.append((r, job))
                     continue
-                files, error, bug = None, ("a drawing worker died twice drawing this figure "
-                                           "(killed: out of memory?)"), False
+                drawing = Drawing(None, "a drawing worker died twice drawing this figure "
+                                  "(killed: out of memory?)")
             except Exception as e:  # a worker failed otherwise: report it, keep going
-                files, error, bug = None, f"worker process failed: {e}", True
-            yield r, files, error, bug
+                drawing = Drawing(None, f"worker process failed: {e}", bug=True)
+            yield r, drawing
 
 
 @contextlib.contextmanager

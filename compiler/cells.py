@@ -23,7 +23,7 @@ from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
 from .files import Stamp
 from .models import EXPERT, MAX_LAYER_INDEX, Module, Panel, Spec, expert_column, expert_matcher
 from .session import Session
-from .source import Document, Loc
+from .yaml_reader import Document, Loc
 
 if TYPE_CHECKING:
     from .project import Settings
@@ -74,7 +74,6 @@ class _Reader:
     #: where the view was written: () or ("panels", i)
     base: Loc
     root: Path | None
-    allow_outside: bool
     settings: Settings | None = None
     session: Session = field(default_factory=Session)
     problems: list[Diagnostic] = field(default_factory=list)
@@ -121,17 +120,16 @@ class _Reader:
     # -- reading ----------------------------------------------------------
     def rows(self) -> Rows:
         """What the view's source holds (see :mod:`compiler.sources`)."""
-        ctx = Context(self.view.data, self.doc, self.base, self.root, self.allow_outside,
-                      self.stamps, self.settings.roots if self.settings else {},
-                      self.settings.folder if self.settings else None, self.session,
+        ctx = Context(self.view.data, self.doc, self.base, self.root, self.session,
+                      self.stamps, self.settings,
                       (self.view.layers.first, self.view.layers.last),
-                      tuple(m.name for m in self.view.modules), self.settings)
+                      tuple(m.name for m in self.view.modules))
         return sources.for_data(self.view.data).read(ctx)
 
 
 def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
-                allow_outside: bool = False, settings: Settings | None = None,
-                session: Session | None = None) -> list[Table]:
+                settings: Settings | None = None, session: Session | None = None
+                ) -> list[Table]:
     """One table per view (panel) of the spec, or FigspecError listing every
     problem of every view."""
     tables, problems = [], []
@@ -139,8 +137,7 @@ def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
     for i, view in enumerate(spec.views):
         try:
             tables.append(read_table(doc, view, spec.view_loc(i), root=root,
-                                     allow_outside=allow_outside, settings=settings,
-                                     session=session))
+                                     settings=settings, session=session))
         except FigspecError as e:
             problems += e.diagnostics
     if problems:
@@ -149,11 +146,10 @@ def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
 
 
 def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None = None,
-               allow_outside: bool = False, settings: Settings | None = None,
-               session: Session | None = None) -> Table:
+               settings: Settings | None = None, session: Session | None = None) -> Table:
     """Read one view's data into a complete table, or raise FigspecError
     listing every problem found."""
-    reader = _Reader(view, doc, base, root.resolve() if root else None, allow_outside,
+    reader = _Reader(view, doc, base, root.resolve() if root else None,
                      settings, session or Session(), modules=tuple(view.modules))
     source = reader.rows()
     if not _check_columns(reader, source):

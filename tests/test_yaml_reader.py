@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compiler import source
+from compiler import yaml_reader
 from compiler.diagnostics import FigspecError
-from compiler.source import load_yaml
+from compiler.yaml_reader import load_yaml
 
 
 def load(tmp_path: Path, text: str | bytes):
@@ -64,7 +64,7 @@ class _LibyamlWithDepthLimit:
     installed: it refuses nesting past ~1,000 levels with its own message."""
 
     offsets_in_bytes = True
-    installed = source._Loader
+    installed = yaml_reader._Loader
 
     def __init__(self, text: str):
         if text.count("[") + text.count("{") + text.count("- ") > 1000:
@@ -85,9 +85,9 @@ def yaml_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     Python parser alone (a PyYAML built without libyaml), and with a libyaml
     that has a nesting limit of its own."""
     if request.param == "pure-python":
-        monkeypatch.setattr(source, "_Loader", source._PyLoader)
+        monkeypatch.setattr(yaml_reader, "_Loader", yaml_reader._PyLoader)
     elif request.param == "libyaml-6.0.4":
-        monkeypatch.setattr(source, "_Loader", _LibyamlWithDepthLimit)
+        monkeypatch.setattr(yaml_reader, "_Loader", _LibyamlWithDepthLimit)
     return request.param
 
 

@@ -1,0 +1,203 @@
+"""The pipeline, phase by phase: one spec file to a drawn figure.
+
+    load      YAML text -> values, each with its line and column  (yaml_reader)
+    inherit   figspec.yaml's defaults and `extends:` files merged under it  (spec)
+    validate  values -> the spec's models, every mistake at its node  (spec, models)
+    read      each heatmap's data source -> rows with their origins  (sources/)
+    cells     rows -> one checked number per (layer, module)  (cells)
+    layout    spec + cells -> Vega-Lite fitted to its size, text checked  (chart)
+    render    Vega-Lite -> SVG, PNG, PDF, HTML  (render, in a worker process)
+
+Every command goes through here, as Vega-Lite's ``compile()`` lists its
+phases: ``check`` and ``status`` stop after the layout, ``build`` and
+``diff`` render in the worker pool (:func:`render_job`), the Python API and
+``figspec serve`` in this process. Nothing here keeps state between calls:
+what an invocation knows travels in its :class:`~compiler.session.Session`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .diagnostics import Diagnostic, FigspecError, display_path
+from .render import MAX_PNG_PIXELS, RenderJob
+from .session import Session
+
+if TYPE_CHECKING:
+    from .cells import Table
+    from .chart import Figure
+    from .files import Stamp
+    from .spec import LoadedSpec
+    from .yaml_reader import Document
+
+#: Room around the cells for axes, labels, title and colorbar (px), generously.
+_MARGIN = 400
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A spec through the layout: valid, its data read, ready to render."""
+
+    loaded: LoadedSpec
+    #: one table per heatmap (panel)
+    tables: list[Table]
+    #: the Vega-Lite, fitted to `size` and checked for overlapping text
+    figure: Figure
+
+    @property
+    def inputs(self) -> dict[Path, Stamp]:
+        """Every file read (the spec, what it inherits, its data), stamped as
+        read. Of figspec.yaml, only the parts the figure depends on: its
+        `defaults`, and the roots its data was read through."""
+        from . import project
+
+        out = dict(self.loaded.inputs)
+        settings = project.of(self.loaded.path).settings
+        if settings is not None:
+            out.pop(settings.path.resolve(), None)
+            out.update([project.part_input(settings, "defaults")])
+        for t in self.tables:
+            out.update(t.stamps)
+        return out
+
+
+def prepare(path: Path, session: Session, doc: Document | None = None) -> Prepared:
+    """Every phase but rendering; FigspecError with every problem found.
+    ``doc``: the spec as values already (given in Python), its file never read."""
+    from . import project
+    from .cells import read_tables
+    from .spec import LoadedSpec, inherit, validate
+    from .yaml_reader import load_yaml
+
+    where = project.of(path)
+    doc = doc or load_yaml(path)                            # load
+    doc = inherit(doc, where.settings, where.root)          # inherit
+    loaded = LoadedSpec(path, doc, validate(doc))           # validate
+    _check_font(loaded)
+    _check_characters(loaded)
+    tables = read_tables(loaded.doc, loaded.spec, root=where.root,  # read, cells
+                         settings=where.settings, session=session)
+    _check_size(loaded, tables)
+    return Prepared(loaded, tables, _layout(loaded, tables))  # layout
+
+
+def render_job(prepared: Prepared) -> RenderJob:
+    """What rendering needs of a figure (its Vega-Lite and output settings):
+    plain data, sent to a worker process or drawn here by :func:`render`."""
+    spec = prepared.loaded.spec
+    fig = prepared.figure
+    return RenderJob(fig.vegalite, tuple(spec.output.formats), fig.png_scale,
+                     spec.title or prepared.loaded.name, fig.svg_size,
+                     sum(len(t.layers) * len(t.modules) for t in prepared.tables))
+
+
+def render(prepared: Prepared, formats: tuple[str, ...] | None = None) -> dict[str, bytes]:
+    """The figure's files, drawn in this process (``formats``: instead of the
+    spec's); FigspecError when it cannot be drawn."""
+    from dataclasses import replace
+
+    from .render import render_task
+
+    job = render_job(prepared)
+    drawing = render_task(replace(job, formats=formats) if formats else job)
+    if drawing.files is None:
+        raise FigspecError([failure(prepared.loaded.path, drawing.error, drawing.bug)])
+    return drawing.files
+
+
+def failure(spec: Path, error: str | None, bug: bool) -> Diagnostic:
+    """Why a figure could not be drawn: too large (its fault) or a bug (ours)."""
+    if bug:
+        return Diagnostic(display_path(spec), message=f"rendering failed: {error}",
+                          hint="this is a bug in figspec; please report it")
+    return Diagnostic(display_path(spec), message=f"cannot draw the figure: {error}",
+                      hint="lower `output.scale` or `output.dpi`, shorten long texts, or draw "
+                      "fewer layers")
+
+
+# -- checks between the phases ------------------------------------------------------
+
+def _check_font(loaded: LoadedSpec) -> None:
+    """A family whose files are missing would draw no text at all (vl-convert
+    drops text it has no font for): refuse it."""
+    from .fonts import family_of, font_dir, missing
+
+    family = family_of(loaded.spec.font.family)
+    assert family is not None  # the model checked the name
+    lost = missing(family)
+    if lost:
+        raise FigspecError([loaded.doc.diagnostic(
+            ("font", "family"), f"font family {family!r} is not installed: {', '.join(lost)} "
+            f"missing from {font_dir() or 'matplotlib (not installed)'}",
+            "reinstall figspec's fonts: pip install --force-reinstall matplotlib")])
+
+
+def _check_characters(loaded: LoadedSpec) -> None:
+    """Text in characters the figure's font lacks would be drawn as empty boxes
+    in PNG and PDF (the SVG keeps the text, so nobody notices): refuse it."""
+    from .fonts import family_of, missing_characters
+
+    spec = loaded.spec
+    family = family_of(spec.font.family)
+    assert family is not None
+    texts: list[tuple[tuple[str | int, ...], str | None]] = [
+        (("title",), spec.title), (("legend", "title"), spec.legend.title)]
+    for i, view in enumerate(spec.views):
+        base = spec.view_loc(i)
+        texts += [(base + ("title",), view.title), (base + ("layers", "title"), view.layers.title)]
+        texts += [(base + ("modules", j), m.shown) for j, m in enumerate(view.modules)]
+    problems = []
+    for loc, text in texts:
+        lost = missing_characters(family, text or "")
+        if lost:
+            shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in lost[:5])
+            problems.append(loaded.doc.diagnostic(
+                loc, f"the font ({family}) has no {shown}{' ...' if len(lost) > 5 else ''}: "
+                "they would be drawn as empty boxes", "write the text in Latin, Greek or "
+                "Cyrillic letters, or choose another `font.family`"))
+    if problems:
+        raise FigspecError(list(dict.fromkeys(problems)))
+
+
+def _check_size(loaded: LoadedSpec, tables: list[Table]) -> None:
+    """Refuse a PNG so large that drawing it would exhaust memory."""
+    from .chart import png_scale
+    from .units import to_points
+
+    spec = loaded.spec
+    if "png" not in spec.output.formats:
+        return
+    if spec.size is not None:
+        width = to_points(spec.size.width) if spec.size.width else None
+        height = to_points(spec.size.height) if spec.size.height else None
+        # One side given: take the other as 4x as long, more than any heatmap's shape.
+        width = width or 4 * height  # type: ignore[operator]
+        height = height or 4 * width
+        where: tuple[str, ...] = ("output", "dpi")
+    else:
+        width = sum(len(t.modules) * spec.cell.width + _MARGIN for t in tables)
+        height = max(len(t.layers) * spec.cell.height for t in tables) + _MARGIN
+        where = ("output", "dpi") if spec.output.dpi else ("output", "scale")
+    pixels = width * height * png_scale(spec) ** 2
+    if pixels > MAX_PNG_PIXELS:
+        raise FigspecError([loaded.doc.diagnostic(
+            where, f"the PNG would have about {pixels / 1e6:.0f} million pixels, "
+            f"more than {MAX_PNG_PIXELS / 1e6:.0f} million",
+            "lower `output.scale` or `output.dpi`, the size, or draw fewer layers")])
+
+
+def _layout(loaded: LoadedSpec, tables: list[Table]) -> Figure:
+    """The figure, or FigspecError where it cannot be drawn readably: a size
+    too small for the labels, labels or values that would overlap. Part of
+    checking, so `check` refuses what `build` would; a figure with a `size`
+    is measured on Vega's scenegraph for it (vl-convert is imported)."""
+    from .chart import LayoutError, figure
+
+    try:
+        return figure(loaded.spec, tables)
+    except LayoutError as e:
+        raise FigspecError([loaded.doc.diagnostic(e.loc, str(e), e.hint)]) from None
+    except Exception as e:  # a bug building the chart: fail this figure only
+        raise FigspecError([failure(loaded.path, f"{type(e).__name__}: {e}", True)]) from None

@@ -1,0 +1,64 @@
+"""vl-convert, started once per process: Vega and Vega-Lite in its embedded
+JavaScript engine, resvg for PNG, its PDF writer. Every stage that runs Vega
+(:mod:`compiler.render`, :mod:`compiler.html`, measuring in
+:mod:`compiler.chart`) gets it from :func:`engine`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+from typing import Any, Iterator
+
+#: Number and date formatting are fixed, whatever the machine's settings.
+LOCALE = "en-US"
+
+
+@functools.cache
+def engine() -> Any:
+    """vl_convert, started with the time zone UTC (Vega formats dates in local
+    time) and with figspec's fonts only (see compiler.fonts): figures must not
+    depend on where they were drawn. Both are process settings (environment
+    variables read when vl-convert loads its fonts and starts its JavaScript
+    engine); they are set for that start alone and then put back, so a
+    process that uses figspec as a library keeps its own."""
+    from .fonts import font_dir, fontconfig_file
+
+    folder = font_dir()
+    settings = {"TZ": "UTC"}
+    if folder is not None:
+        settings["FONTCONFIG_FILE"] = str(fontconfig_file(folder))
+    with _environment(settings):
+        import vl_convert
+
+        if folder is not None:
+            vl_convert.register_font_directory(str(folder))
+        # Load the fonts and start the engine now, under these settings.
+        vl_convert.vegalite_to_svg(_WARM_UP, allowed_base_urls=[], format_locale=LOCALE,
+                                   time_format_locale=LOCALE)
+    return vl_convert
+
+
+#: The smallest chart with text: it makes vl-convert load fonts and start Vega.
+_WARM_UP = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "title": "x",
+            "data": {"values": [{"a": 1}]}, "mark": "point", "encoding": {"x": {"field": "a"}}}
+
+
+@contextlib.contextmanager
+def _environment(settings: dict[str, str]) -> Iterator[None]:
+    """Set environment variables (and the C library's time zone) for the block,
+    then put back what was there."""
+    before = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    time.tzset()
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        time.tzset()
