@@ -1,0 +1,248 @@
+"""The fused kernel behind checkpoint metrics: one pass over a chunk of the
+stored bytes of a tuned tensor T (and its base B) gives every sum a metric is
+made of, at once: ||T-B||^2, ||T||^2, ||B||^2, <T,B>, max |T|, the non-finite
+entries of T and B, and a count of changed entries for each meaning of
+"changed" asked for. Values are decoded exactly (BF16, F16, F32, F64, little
+endian) and subtracted and summed in float64.
+
+Two paths give the same bits:
+
+* numba (:mod:`compiler.sources._kernel_numba`), compiled once per machine
+  into figspec's cache folder (``numba/``), used when numba can be imported;
+* numpy, used otherwise, or when ``FIGSPEC_KERNEL=numpy`` (read at each call).
+
+Neither calls BLAS (no threads of its own: the caller's threads are the only
+ones). Sums are never left to a library or compiler to order: entry i of a
+chunk goes to accumulator i % LANES, each accumulator adds its entries in
+order, and the accumulators are combined pairwise in a fixed order; chunks
+are combined in chunk order by the caller. So a sum is the same float64 on
+every processor and with either path, whatever the number of threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from typing import Any
+
+#: Stored dtypes, as the kernel numbers them.
+CODES = {"BF16": 0, "F16": 1, "F32": 2, "F64": 3}
+#: How a dtype's entries are viewed: values, and bits (for "changed" as stored).
+VALUES = {"BF16": "<u2", "F16": "<u2", "F32": "<f4", "F64": "<f8"}
+BITS = {"BF16": "<u2", "F16": "<u2", "F32": "<u4", "F64": "<u8"}
+#: Kinds of "changed": as stored, |T-B| > tol, |T-B| > eta * max(|T|, |B|).
+OPTION_KINDS = {"exact": 0, "abs": 1, "rel": 2}
+#: Where each sum is in a kernel's result; counts of changed entries follow.
+FIELDS = ("tt", "bb", "tb", "dd", "max_abs", "bad_t", "bad_b")
+#: Accumulators per sum (as _kernel_numba.LANES).
+LANES = 64
+
+log = logging.getLogger("figspec")
+
+
+def path() -> str:
+    """The path reductions take now: "numba", or "numpy" where numba cannot
+    be imported or ``FIGSPEC_KERNEL=numpy`` asks for it."""
+    if os.environ.get("FIGSPEC_KERNEL", "").lower() == "numpy":
+        chosen = "numpy"
+    else:
+        chosen = "numba" if _numba() is not None else "numpy"
+    _say(chosen)
+    return chosen
+
+
+@functools.lru_cache(maxsize=None)
+def _say(chosen: str) -> None:
+    """Once per path per process, in --verbose output."""
+    where = f", compiled into {_cache_dir()}" if chosen == "numba" else ""
+    log.info("checkpoint metrics: the %s kernel%s", chosen, where)
+
+
+def pair(t_raw: Any, t_dtype: str, b_raw: Any, b_dtype: str,
+         options: tuple[tuple[str, float], ...], kernel: str | None = None) -> Any:
+    """Every sum of one chunk of a pair, as a float64 array laid out as
+    :data:`FIELDS` then one count per option. ``t_raw``/``b_raw``: the stored
+    bytes (a numpy uint8 array or anything with the buffer protocol)."""
+    import numpy as np
+
+    kinds = np.array([OPTION_KINDS[k] for k, _ in options], dtype=np.int64)
+    limits = np.array([float(v) for _, v in options], dtype=np.float64)
+    out = np.zeros(len(FIELDS) + len(options))
+    tv, bv = _view(t_raw, VALUES[t_dtype]), _view(b_raw, VALUES[b_dtype])
+    tb, bb = _view(t_raw, BITS[t_dtype]), _view(b_raw, BITS[b_dtype])
+    same = t_dtype == b_dtype
+    if (kernel or path()) == "numba":
+        _numba().pair(tv, tb, CODES[t_dtype], bv, bb, CODES[b_dtype], same, kinds, limits,
+                      _f16_table(), out)
+    else:
+        _numpy_pair(tv, t_dtype, bv, b_dtype, tb, bb, same, kinds, limits, out)
+    return out
+
+
+def single(t_raw: Any, t_dtype: str, kernel: str | None = None) -> Any:
+    """The sums of one chunk of a tensor alone (tt, max_abs, bad_t; the rest 0)."""
+    import numpy as np
+
+    out = np.zeros(len(FIELDS))
+    tv = _view(t_raw, VALUES[t_dtype])
+    if (kernel or path()) == "numba":
+        _numba().single(tv, CODES[t_dtype], _f16_table(), out)
+    else:
+        t = _decode(tv, t_dtype)
+        out[0] = _lanes(t, t)
+        out[4], out[5] = _top_and_bad(t)
+    return out
+
+
+def _view(raw: Any, kind: str) -> Any:
+    import numpy as np
+
+    return np.frombuffer(raw, dtype=kind)
+
+
+# -- numpy path ----------------------------------------------------------------------
+
+def _numpy_pair(tv: Any, t_dtype: str, bv: Any, b_dtype: str, tbits: Any, bbits: Any,
+                same: bool, kinds: Any, limits: Any, out: Any) -> None:
+    import numpy as np
+
+    t, b = _decode(tv, t_dtype), _decode(bv, b_dtype)
+    with np.errstate(all="ignore"):
+        d = t - b
+        out[0], out[1], out[2], out[3] = _lanes(t, t), _lanes(b, b), _lanes(t, b), _lanes(d, d)
+        out[4], out[5] = _top_and_bad(t)
+        out[6] = b.size - np.count_nonzero(np.abs(b) < np.inf)
+        for k, (kind, limit) in enumerate(zip(kinds.tolist(), limits.tolist())):
+            if kind == OPTION_KINDS["abs"]:
+                hits = np.abs(d) > limit
+            elif kind == OPTION_KINDS["rel"]:
+                hits = np.abs(d) > limit * np.maximum(np.abs(t), np.abs(b))
+            elif same:
+                hits = tbits != bbits
+            else:
+                hits = t != b
+            out[len(FIELDS) + k] = np.count_nonzero(hits)
+
+
+def _decode(values: Any, dtype: str) -> Any:
+    """The stored values as float64, exactly."""
+    import numpy as np
+
+    if dtype == "F16":
+        return _f16_table()[values]
+    if dtype == "BF16":
+        values = (values.astype(np.uint32) << 16).view(np.float32)
+    with np.errstate(all="ignore"):  # NaN is counted, not warned about
+        return values.astype(np.float64)
+
+
+def _lanes(x: Any, y: Any) -> float:
+    """sum(x * y) in the kernel's order: entry i into lane i % LANES, each
+    lane in order (numpy reduces the rows of an (n, LANES) array one after
+    another), then the lanes pairwise, as _kernel_numba._combine."""
+    import numpy as np
+
+    n = x.size
+    full = n - n % LANES
+    with np.errstate(all="ignore"):
+        p = x * y
+        lanes = np.add.reduce(p[:full].reshape(-1, LANES), axis=0) if full else \
+            np.zeros(LANES)
+        lanes = lanes + 0.0  # the compiled lanes start at +0.0: -0.0 becomes +0.0
+        lanes[:n - full] += p[full:]
+    return _combine(lanes.tolist())
+
+
+def _combine(lanes: list[float]) -> float:
+    width = len(lanes)
+    while width > 1:
+        width //= 2
+        for j in range(width):
+            lanes[j] = lanes[j] + lanes[j + width]
+    return lanes[0]
+
+
+def _top_and_bad(t: Any) -> tuple[float, int]:
+    import numpy as np
+
+    a = np.abs(t)
+    finite = a < np.inf
+    bad = int(t.size - np.count_nonzero(finite))
+    if bad:
+        a = a[~np.isnan(a)]
+    return (float(a.max()) if a.size else 0.0), bad
+
+
+@functools.lru_cache(maxsize=None)
+def _f16_table() -> Any:
+    """Every F16 bit pattern's value as float64 (numba has no float16)."""
+    import numpy as np
+
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16) \
+        .astype(np.float64)
+
+
+# -- the compiled path ---------------------------------------------------------------
+
+_LOAD = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _numba() -> Any:
+    """The compiled module, or None without numba. Its cache goes to figspec's
+    cache folder: a locator that only answers for that module is put first
+    in numba's list, which changes nothing else (no environment variable,
+    no numba setting). Without a writable folder, it compiles uncached."""
+    with _LOAD:
+        try:
+            import numba  # noqa: F401
+            from numba.core import caching
+        except Exception:  # not installed, or broken on this platform
+            return None
+        try:
+            _install_locator(caching)
+        except AttributeError:  # another numba's internals: its own cache places
+            log.debug("numba's cache locators not found: numba's own cache folder is used")
+        try:
+            from . import _kernel_numba
+        except Exception as e:  # e.g. no writable cache anywhere
+            log.info("numba cannot compile figspec's kernel (%s): the numpy path is used", e)
+            return None
+        return _kernel_numba
+
+
+def _cache_dir() -> str:
+    from .. import cache
+
+    return str(cache.folder() / "numba")
+
+
+def _install_locator(caching: Any) -> None:
+    module_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernel_numba.py")
+    folder = _cache_dir()
+
+    base = getattr(caching, "UserProvidedCacheLocator", None) or \
+        caching._UserProvidedCacheLocator
+    mixin = caching._SourceFileBackedLocatorMixin
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+
+    class FigspecLocator(base):  # type: ignore[valid-type,misc]
+        def __init__(self, py_func: Any, py_file: str):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = os.path.join(folder, self.get_suitable_cache_subpath(py_file))
+
+        @classmethod
+        def from_function(cls, py_func: Any, py_file: str) -> Any:
+            if os.path.abspath(py_file) != module_file:
+                return None
+            # None when the folder cannot be written: numba then tries its
+            # own places (__pycache__, ~/.cache), and compiles uncached
+            # if none works.
+            return mixin.from_function.__func__(cls, py_func, py_file)
+
+    classes = impl._locator_classes
+    if not any(getattr(c, "__name__", "") == "FigspecLocator" for c in classes):
+        classes.insert(0, FigspecLocator)
