@@ -101,13 +101,12 @@ def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, out
     top = np.zeros(LANES)
     bad_t = np.zeros(LANES, np.int64)
     bad_b = np.zeros(LANES, np.int64)
-    scratch = np.zeros(LANES)
     counts = np.zeros(kinds.size, np.int64)
     for lo in range(0, n, BLOCK):
         m = min(BLOCK, n - lo)
         _decode(traw, tcode, lo, m, table, wide, wide_f, t)
         _decode(braw, bcode, lo, m, table, wide, wide_f, b)
-        for i in range(0, m, LANES):  # the padding adds 0
+        for i in range(0, m, LANES):  # the padding adds 0, and is finite
             tr = t[i:i + LANES]
             br = b[i:i + LANES]
             for j in range(LANES):
@@ -118,8 +117,10 @@ def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, out
                 bb[j] += y * y
                 tb[j] += x * y
                 dd[j] += d * d
-        _extremes(t, m, top, bad_t)
-        _extremes(b, m, scratch, bad_b)
+                a = abs(x)
+                top[j] = a if a > top[j] else top[j]  # NaN never is
+                bad_t[j] += not (a < np.inf)
+                bad_b[j] += not (abs(y) < np.inf)
         for k in range(kinds.size):
             counts[k] += _count(kinds[k], limits[k], same, t, b, tbits, bbits, lo, m)
     out[0] = _combine(tt)

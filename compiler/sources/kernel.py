@@ -90,9 +90,8 @@ def single(t_raw: Any, t_dtype: str, kernel: str | None = None) -> Any:
     if (kernel or path()) == "numba":
         _numba().single(tv, CODES[t_dtype], _f16_table(), out)
     else:
-        t = _decode(tv, t_dtype)
-        out[0] = _lanes(t, t)
-        out[4], out[5] = _top_and_bad(t)
+        _numpy_pair(tv, t_dtype, None, t_dtype, tv, None, True, np.zeros(0, np.int64),
+                    np.zeros(0), out)
     return out
 
 
@@ -104,75 +103,93 @@ def _view(raw: Any, kind: str) -> Any:
 
 # -- numpy path ----------------------------------------------------------------------
 
+#: Entries the numpy path takes at a time: its temporaries stay in the cache
+#: and come from the allocator's free lists, not fresh pages.
+STEP = 32768
+
+
 def _numpy_pair(tv: Any, t_dtype: str, bv: Any, b_dtype: str, tbits: Any, bbits: Any,
                 same: bool, kinds: Any, limits: Any, out: Any) -> None:
+    """The compiled kernel's sums with numpy, in the same order: each lane's
+    running sum is the first row of the rows reduced next (numpy reduces an
+    (n, LANES) array along its rows one after another), so every lane adds
+    its entries one by one, as the compiled loop does."""
     import numpy as np
 
-    t, b = _decode(tv, t_dtype), _decode(bv, b_dtype)
+    n = tv.size
+    sides = 1 if bv is None else 4
+    lanes = np.zeros((sides, LANES))
+    rows = np.empty((sides, STEP // LANES + 1, LANES))
+    top, bad_t, bad_b = 0.0, 0, 0
+    counts = [0] * len(kinds)
     with np.errstate(all="ignore"):
-        d = t - b
-        out[0], out[1], out[2], out[3] = _lanes(t, t), _lanes(b, b), _lanes(t, b), _lanes(d, d)
-        out[4], out[5] = _top_and_bad(t)
-        out[6] = b.size - np.count_nonzero(np.abs(b) < np.inf)
-        for k, (kind, limit) in enumerate(zip(kinds.tolist(), limits.tolist())):
-            if kind == OPTION_KINDS["abs"]:
-                hits = np.abs(d) > limit
-            elif kind == OPTION_KINDS["rel"]:
-                hits = np.abs(d) > limit * np.maximum(np.abs(t), np.abs(b))
-            elif same:
-                hits = tbits != bbits
-            else:
-                hits = t != b
-            out[len(FIELDS) + k] = np.count_nonzero(hits)
+        for lo in range(0, n, STEP):
+            m = min(STEP, n - lo)
+            r = -(-m // LANES)
+            t = _decode(tv[lo:lo + m], t_dtype, r * LANES)
+            products = [(t, t)]
+            if bv is not None:
+                b = _decode(bv[lo:lo + m], b_dtype, r * LANES)
+                d = t - b
+                products += [(b, b), (t, b), (d, d)]
+            for k, (x, y) in enumerate(products):
+                rows[k, 0] = lanes[k]
+                np.multiply(x.reshape(r, LANES), y.reshape(r, LANES), out=rows[k, 1:r + 1])
+                lanes[k] = np.add.reduce(rows[k, :r + 1], axis=0)
+            a = np.abs(t[:m])
+            top = max(top, float(np.fmax.reduce(a, initial=0.0)))  # fmax passes NaN by
+            bad_t += m - int(np.count_nonzero(a < np.inf))
+            if bv is None:
+                continue
+            bad_b += m - int(np.count_nonzero(np.abs(b[:m]) < np.inf))
+            for k, (kind, limit) in enumerate(zip(kinds.tolist(), limits.tolist())):
+                counts[k] += int(np.count_nonzero(_changed(
+                    kind, limit, same, t[:m], b[:m], d[:m], tbits[lo:lo + m],
+                    bbits[lo:lo + m])))
+    for k, field in enumerate((0, 1, 2, 3)[:sides]):
+        out[field] = _combine(lanes[k].tolist())
+    out[4], out[5], out[6] = top, bad_t, bad_b
+    out[len(FIELDS):len(FIELDS) + len(counts)] = counts
 
 
-def _decode(values: Any, dtype: str) -> Any:
-    """The stored values as float64, exactly."""
+def _changed(kind: int, limit: float, same: bool, t: Any, b: Any, d: Any, tbits: Any,
+             bbits: Any) -> Any:
+    """Which entries changed, as reduce_pair always decided: numpy's
+    comparisons (false with NaN), > strict."""
     import numpy as np
 
+    if kind == OPTION_KINDS["abs"]:
+        return np.abs(d) > limit
+    if kind == OPTION_KINDS["rel"]:
+        return np.abs(d) > limit * np.maximum(np.abs(t), np.abs(b))
+    if same:  # as stored, bit for bit
+        return tbits != bbits
+    return t != b
+
+
+def _decode(values: Any, dtype: str, size: int) -> Any:
+    """The stored values as float64, exactly, padded with zeros to ``size``
+    (0 * 0 adds nothing to a sum)."""
+    import numpy as np
+
+    out = np.zeros(size)
     if dtype == "F16":
-        return _f16_table()[values]
+        np.take(_f16_table(), values, out=out[:values.size])
+        return out
     if dtype == "BF16":
         values = (values.astype(np.uint32) << 16).view(np.float32)
-    with np.errstate(all="ignore"):  # NaN is counted, not warned about
-        return values.astype(np.float64)
-
-
-def _lanes(x: Any, y: Any) -> float:
-    """sum(x * y) in the kernel's order: entry i into lane i % LANES, each
-    lane in order (numpy reduces the rows of an (n, LANES) array one after
-    another), then the lanes pairwise, as _kernel_numba._combine."""
-    import numpy as np
-
-    n = x.size
-    full = n - n % LANES
-    with np.errstate(all="ignore"):
-        p = x * y
-        lanes = np.add.reduce(p[:full].reshape(-1, LANES), axis=0) if full else \
-            np.zeros(LANES)
-        lanes = lanes + 0.0  # the compiled lanes start at +0.0: -0.0 becomes +0.0
-        lanes[:n - full] += p[full:]
-    return _combine(lanes.tolist())
+    out[:values.size] = values
+    return out
 
 
 def _combine(lanes: list[float]) -> float:
+    """The lanes summed pairwise in a fixed order (as _kernel_numba._combine)."""
     width = len(lanes)
     while width > 1:
         width //= 2
         for j in range(width):
             lanes[j] = lanes[j] + lanes[j + width]
     return lanes[0]
-
-
-def _top_and_bad(t: Any) -> tuple[float, int]:
-    import numpy as np
-
-    a = np.abs(t)
-    finite = a < np.inf
-    bad = int(t.size - np.count_nonzero(finite))
-    if bad:
-        a = a[~np.isnan(a)]
-    return (float(a.max()) if a.size else 0.0), bad
 
 
 @functools.lru_cache(maxsize=None)
