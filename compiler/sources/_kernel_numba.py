@@ -99,8 +99,6 @@ def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, out
     tb = np.zeros(LANES)
     dd = np.zeros(LANES)
     top = np.zeros(LANES)
-    bad_t = np.zeros(LANES, np.int64)
-    bad_b = np.zeros(LANES, np.int64)
     counts = np.zeros(kinds.size, np.int64)
     for lo in range(0, n, BLOCK):
         m = min(BLOCK, n - lo)
@@ -119,8 +117,6 @@ def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, out
                 dd[j] += d * d
                 a = abs(x)
                 top[j] = a if a > top[j] else top[j]  # NaN never is
-                bad_t[j] += not (a < np.inf)
-                bad_b[j] += not (abs(y) < np.inf)
         for k in range(kinds.size):
             counts[k] += _count(kinds[k], limits[k], same, t, b, tbits, bbits, lo, m)
     out[0] = _combine(tt)
@@ -128,8 +124,10 @@ def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, out
     out[2] = _combine(tb)
     out[3] = _combine(dd)
     out[4] = top.max()
-    out[5] = bad_t.sum()
-    out[6] = bad_b.sum()
+    # A non-finite entry makes its side's sum of squares non-finite: only
+    # then are they counted, in a second pass (rare: it is an error).
+    out[5] = 0 if out[0] < np.inf else _bad(traw, tcode, table)
+    out[6] = 0 if out[1] < np.inf else _bad(braw, bcode, table)
     for k in range(kinds.size):
         out[7 + k] = counts[k]
 
@@ -156,6 +154,21 @@ def _count(kind, limit, same, t, b, tbits, bbits, lo, m):
         for i in range(m):
             c += t[i] != b[i]
     return c
+
+
+@njit(**_OPTS)
+def _bad(raw, code, table):
+    """The entries of ``raw`` that are not finite."""
+    t = np.zeros(BLOCK)
+    wide = np.empty(BLOCK, np.uint32)
+    wide_f = wide.view(np.float32)
+    top = np.zeros(LANES)
+    bad = np.zeros(LANES, np.int64)
+    for lo in range(0, raw.size, BLOCK):
+        m = min(BLOCK, raw.size - lo)
+        _decode(raw, code, lo, m, table, wide, wide_f, t)
+        _extremes(t, m, top, bad)
+    return bad.sum()
 
 
 @njit(**_OPTS)
