@@ -126,11 +126,11 @@ from pathlib import Path
 from compiler.sources import checkpoint as c
 tuned, base = c.open_checkpoint(Path({str(folder / 'tuned')!r})), \\
     c.open_checkpoint(Path({str(folder / 'base')!r}))
-c._reduce_all(dict(list(tuned.items())[:7]), base, frozenset([("exact", 0.0)]), False, 1)
+c._reduce_all(dict(list(tuned.items())[:7]), base, frozenset([("exact", 0.0)]), set(), 1)
 times = []
 for _ in range({runs}):
     start = time.perf_counter()
-    c._reduce_all(tuned, base, frozenset([("exact", 0.0)]), False, {threads})
+    c._reduce_all(tuned, base, frozenset([("exact", 0.0)]), set(), {threads})
     times.append(time.perf_counter() - start)
 print(statistics.median(times))
 """

@@ -71,37 +71,75 @@ def load(spec: str | Path | Mapping[str, Any], *, data: Any = None,
 
     ``spec`` is a spec file, or the spec as a mapping (a notebook's dict; a
     relative ``data.path`` is then relative to the working directory).
-    ``data`` gives the data instead of ``data.path``/``data.values``: records
-    (a list of mappings) or a pandas DataFrame (anything with
-    ``to_dict("records")``; pandas itself is never imported here)."""
+    ``data`` gives the data instead of ``data.path``/``data.values``, with a
+    file or a mapping: records (a list of mappings) or a pandas DataFrame
+    (anything with ``to_dict("records")``; pandas itself is never imported
+    here). A pivoted DataFrame (``df.pivot(index="layer", columns="module",
+    values="value")``: layers as its index, modules as its columns) is read as
+    ``layout: wide``. A problem in ``data`` names the DataFrame's row."""
     from .builder import Options, prepare
-    from .source import Document
+    from .source import Document, load_yaml
 
     if isinstance(spec, Mapping):
-        values = _with_data(dict(spec), data)
         path = Path.cwd() / "<spec>"
-        doc = Document(path, values, positions={(): (1, 1)})
-        return Loaded(path, prepare(path, Options(allow_outside=allow_outside), doc))
+        doc = Document(path, dict(spec), positions={(): (1, 1)}, in_memory=True)
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        if data is None:
+            return Loaded(path, prepare(path, Options(allow_outside=allow_outside)))
+        doc = load_yaml(path)
     if data is not None:
-        raise UsageError("`data=` goes with a spec given as a mapping; in a file, use "
-                         "`data.path` or `data.values`")
-    path = Path(spec)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    return Loaded(path, prepare(path, Options(allow_outside=allow_outside)))
+        _with_data(doc, data)
+    return Loaded(path, prepare(path, Options(allow_outside=allow_outside), doc))
 
 
-def _with_data(spec: dict[str, Any], data: Any) -> dict[str, Any]:
-    """The spec with ``data`` (records or a DataFrame) as its inline values."""
-    if data is None:
-        return spec
+def _with_data(doc: Any, data: Any) -> None:
+    """Put ``data`` (records or a DataFrame) into the spec as its inline values,
+    each row named for diagnostics."""
+    records, layer = _records(data)
+    if not isinstance(doc.data, dict):
+        return  # validation says what is wrong with the spec
+    given = doc.data.get("data") if isinstance(doc.data.get("data"), Mapping) else {}
+    settings = {k: v for k, v in given.items() if k not in ("path", "values")}
+    if layer is not None:  # pivoted: one row per layer, one column per module
+        settings.update(layout="wide", layer=layer)
+    doc.data = {**doc.data, "data": {**settings, "values": records}}
+    index = _index(data)
+    for i in range(len(records)):
+        shown = f"DataFrame row {i}" if index is not None else f"record {i}"
+        if index is not None and index[i] != i:
+            shown += f" (index {index[i]!r})"
+        doc.labels[("data", "values", i)] = shown
+
+
+def _records(data: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """Records, and the layer column when ``data`` is a pivoted DataFrame."""
+    layer = None
     if hasattr(data, "to_dict") and not isinstance(data, Mapping):  # a pandas DataFrame
+        if _pivoted(data):
+            layer = str(data.index.name)
+            data = data.reset_index()
+            data.columns = [str(c) for c in data.columns]
         data = data.to_dict("records")
     if not isinstance(data, list) or not all(isinstance(r, Mapping) for r in data):
         raise UsageError("`data=` takes records (a list of mappings) or a pandas DataFrame")
-    given = spec.get("data") if isinstance(spec.get("data"), Mapping) else {}
-    settings = {k: v for k, v in given.items() if k not in ("path", "values")}
-    return {**spec, "data": {**settings, "values": [dict(r) for r in data]}}
+    return [dict(r) for r in data], layer
+
+
+def _pivoted(frame: Any) -> bool:
+    """Layers as a named index, modules as the columns: what
+    ``df.pivot(index="layer", columns="module", ...)`` gives."""
+    index = getattr(frame, "index", None)
+    return getattr(index, "name", None) is not None and index.name not in frame.columns
+
+
+def _index(data: Any) -> list[Any] | None:
+    index = getattr(data, "index", None)
+    if index is None or isinstance(data, list):
+        return None
+    return list(index) if not _pivoted(data) else list(range(len(index)))
 
 
 def build(paths: Sequence[str | Path] = (), *, out_dir: str | Path | None = None,

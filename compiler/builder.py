@@ -24,6 +24,7 @@ from .files import Stamp, recording, sweep_temporaries, write_together
 from .manifest import Manifest, environment_key
 from .drawing import Drawer
 from .render import MAX_PNG_PIXELS, RenderJob
+from .session import Session
 
 if TYPE_CHECKING:
     from .chart import Figure
@@ -55,6 +56,8 @@ class Result:
     #: every file checking looked at (read, or looked for), failed or not: a
     #: watch retries a failed figure when one of them changes
     looked_at: set[Path] = field(default_factory=set, repr=False, compare=False)
+    #: checked without its values: a checkpoint metric not computed yet
+    values_unchecked: bool = False
 
     @property
     def ok(self) -> bool:
@@ -136,16 +139,26 @@ class Prepared:
 
     @property
     def inputs(self) -> dict[Path, Stamp]:
-        """Every file read (the spec, what it inherits, its data), stamped as read."""
+        """Every file read (the spec, what it inherits, its data), stamped as
+        read. Of figspec.yaml, only the parts the figure depends on: its
+        `defaults`, and the roots its data was read through."""
+        from . import project
+
         out = dict(self.loaded.inputs)
+        settings = project.of(self.loaded.path).settings
+        if settings is not None:
+            out.pop(settings.path.resolve(), None)
+            out.update([project.part_input(settings, "defaults")])
         for t in self.tables:
             out.update(t.stamps)
         return out
 
 
-def prepare(path: Path, options: Options, doc: Document | None = None) -> Prepared:
+def prepare(path: Path, options: Options, doc: Document | None = None,
+            session: Session | None = None) -> Prepared:
     """Load, validate and read the data of one spec (raises FigspecError);
-    ``doc``: the spec as values already (from Python), its file never read."""
+    ``doc``: the spec as values already (from Python), its file never read;
+    ``session``: the invocation's, shared by the specs it prepares."""
     from . import project
     from .data import read_tables
     from .spec import load_spec
@@ -156,7 +169,8 @@ def prepare(path: Path, options: Options, doc: Document | None = None) -> Prepar
     _check_font(loaded)
     _check_characters(loaded)
     tables = read_tables(loaded.doc, loaded.spec, root=root, allow_outside=options.allow_outside,
-                         settings=where.settings, compute=options.compute)
+                         settings=where.settings,
+                         session=session or Session(compute=options.compute))
     _check_size(loaded, tables)
     return Prepared(loaded, tables, _layout(loaded, tables))
 
@@ -245,13 +259,48 @@ def _check_size(loaded: LoadedSpec, tables: list[Table]) -> None:
 def check(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
     """Validate specs and their data without rendering."""
     unreadable: list[Result] = []
-    options = dataclasses.replace(options, compute=False)
-    results = [_check_one(p, options) for p in find_specs(paths, unreadable)]
+    session = Session(compute=False)
+    specs = [p for p in paths if not _is_input(p)]
+    results = [_check_one(p, options, session) for p in find_specs(specs, unreadable)]
+    inputs = [p for p in paths if _is_input(p) or (p.is_file() and _partial(p))]
+    if inputs:
+        results += _readers_of(inputs, {r.spec.resolve() for r in results}, options, session)
     _check_unique_names(results)
     return unreadable + results
 
 
-def _check_one(path: Path, options: Options, reason: str | None = None) -> Result:
+def _is_input(path: Path) -> bool:
+    """A file named to `check` that is not a spec: a data file, a checkpoint's
+    index or shard, figspec.yaml. `check` then checks the specs reading it
+    (what a pre-commit hook passes when such a file is staged)."""
+    from .project import FILENAME
+
+    return path.is_file() and (path.suffix not in SPEC_SUFFIXES or path.name == FILENAME)
+
+
+def _readers_of(inputs: list[Path], done: set[Path], options: Options, session: Session
+                ) -> list[Result]:
+    """The specs of the inputs' projects that read one of them (or inherit it,
+    or are governed by it), checked."""
+    from . import project
+
+    wanted = {p.resolve() for p in inputs}
+    folders = {project.of(p).specs_dir for p in inputs}
+    results = []
+    for spec in find_specs(sorted(f for f in folders if f.is_dir())):
+        if spec.resolve() in done:
+            continue
+        r = _check_one(spec, options, session)
+        settings = project.of(spec).settings
+        read = {f.resolve() for f in r.looked_at} | (
+            {settings.path.resolve()} if settings else set())
+        if read & wanted:
+            results.append(r)
+    return results
+
+
+def _check_one(path: Path, options: Options, session: Session, reason: str | None = None
+               ) -> Result:
     start = time.perf_counter()
     with recording() as seen:
         try:
@@ -259,12 +308,13 @@ def _check_one(path: Path, options: Options, reason: str | None = None) -> Resul
                 _check_partial(path)
                 return Result(path, "checked", reason=reason, looked_at=seen,
                               seconds=time.perf_counter() - start)
-            prepared = prepare(path, options)
+            prepared = prepare(path, options, session=session)
         except FigspecError as e:
             return Result(path, "failed", diagnostics=e.diagnostics, reason=reason,
                           seconds=time.perf_counter() - start, looked_at=seen)
     return Result(path, "checked", name=prepared.loaded.name, reason=reason,
-                  seconds=time.perf_counter() - start, prepared=prepared, looked_at=seen)
+                  seconds=time.perf_counter() - start, prepared=prepared, looked_at=seen,
+                  values_unchecked=prepared.loaded.path in session.unchecked)
 
 
 def _check_unique_names(results: Iterable[Result]) -> None:
@@ -310,8 +360,9 @@ def plan(paths: Sequence[Path], options: Options = Options()) -> tuple[list[Resu
     manifest = Manifest.load(options.out_dir)
     unreadable: list[Result] = []
     specs = find_specs(paths, unreadable)
+    session = Session(compute=options.compute)
     results = [Result(s, "up to date", name=manifest.name_of(s)) if reason is None
-               else _check_one(s, options, reason)
+               else _check_one(s, options, session, reason)
                for s, reason in _reasons(specs, manifest, options).items()]
     _check_unique_names(results)
     return unreadable + results, manifest
@@ -364,17 +415,18 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
         # Specs are checked cheaply first (a checkpoint's headers, not its
         # metrics), so that every figure has said what it wants of each
         # checkpoint pair before one is read: a pair is then read once for all.
-        cheap, costly = dataclasses.replace(options, compute=False), []
+        session, costly = Session(compute=False), []
         for s in stale:
-            r = results[s] = _check_one(s, cheap, reasons[s])
+            r = results[s] = _check_one(s, options, session, reasons[s])
             if r.ok and r.prepared is not None:
-                if r.prepared.reads_checkpoints:
+                if r.values_unchecked:  # a checkpoint metric not cached yet
                     costly.append(s)
                 else:
                     drawer.submit(r, render_job(r.prepared))
+        session.compute = options.compute
         for s in costly:
             yield Working(s, _costly_work(results[s]))
-            r = results[s] = _check_one(s, options, reasons[s])
+            r = results[s] = _check_one(s, options, session, reasons[s])
             if r.ok and r.prepared is not None:
                 drawer.submit(r, render_job(r.prepared))
         ordered = [results[s] for s in specs]
@@ -507,9 +559,11 @@ def _layout(loaded: LoadedSpec, tables: list[Table]) -> Figure:
 # -- watching ---------------------------------------------------------------------
 
 def snapshot(paths: Sequence[Path], options: Options, failed: Iterable[Result] = ()
-             ) -> dict[Path, tuple[int, int]]:
-    """Size and mtime of every spec, every file a figure was built from, and
-    every file a failed figure looked at (so fixing its data retries it)."""
+             ) -> dict[Path, tuple[int, ...]]:
+    """Size, mtime, inode and ctime of every spec, every file a figure was
+    built from (a checkpoint's shards too), and every file a failed figure
+    looked at (so fixing its data retries it). The inode and ctime notice a
+    file rewritten in place with its mtime set back."""
     files: set[Path] = set()
     for spec in find_specs(paths):
         files.add(spec.resolve())
@@ -518,13 +572,13 @@ def snapshot(paths: Sequence[Path], options: Options, failed: Iterable[Result] =
         files.update(manifest.inputs_of(spec))
     for r in failed:
         files.update(r.looked_at)
-    stats: dict[Path, tuple[int, int]] = {}
+    stats: dict[Path, tuple[int, ...]] = {}
     for f in sorted(files):
         try:
             st = f.stat()
-            stats[f] = (st.st_size, st.st_mtime_ns)
+            stats[f] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
         except OSError:
-            stats[f] = (-1, -1)
+            stats[f] = (-1,)
     return stats
 
 

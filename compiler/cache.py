@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .files import write_atomic
+from .files import read_bounded, write_atomic
 
 
 def folder() -> Path:
@@ -46,19 +47,39 @@ def lock(name: str) -> Iterator[None]:
 
 
 def entry(name: str, make: Callable[[], bytes]) -> bytes:
-    """The cached bytes of ``name``, made (once, under its lock) if missing.
-    A cache that cannot be written only costs making it again next time."""
+    """The cached bytes of ``name``, made (once, under its lock) if missing or
+    damaged: each entry is stored with its size and SHA-256 beside it
+    (``name.sha256``), and one that does not match them is made again. A
+    cache that cannot be written only costs making it again next time."""
     path = folder() / name
     with contextlib.suppress(OSError):
-        return path.read_bytes()
+        return _verified(path)
     with lock(name):
         with contextlib.suppress(OSError):  # made while we waited for the lock
-            return path.read_bytes()
+            return _verified(path)
         content = make()
         with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, content)
+            write_atomic(_digest_of(path), _digest(content))
         return content
+
+
+def _digest_of(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _digest(content: bytes) -> bytes:
+    return f"{len(content)} {hashlib.sha256(content).hexdigest()}\n".encode()
+
+
+def _verified(path: Path) -> bytes:
+    """The entry's bytes if they are what was stored; else OSError."""
+    expected = read_bounded(_digest_of(path), 200)
+    content = read_bounded(path, int(expected.split()[0]) if expected[:1].isdigit() else 0)
+    if _digest(content) != expected:
+        raise OSError(f"cache entry {path} is damaged")
+    return content
 
 
 def put(name: str, content: bytes) -> Path | None:

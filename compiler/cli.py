@@ -91,8 +91,10 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="validate specs and their data without rendering")
     _paths(c)
-    c.add_argument("--format", choices=("text", "json"), default="text",
-                   help="how diagnostics are printed (default: text)")
+    c.add_argument("--format", choices=("text", "full", "json", "markdown", "github"),
+                   default="text", help="how diagnostics are printed: text (one line each, "
+                   "the default), full (with the source line and a caret), json, markdown, "
+                   "github (workflow annotations)")
     _outside(c)
     _verbose(c)
     c.set_defaults(run=_command("check", "check", "paths", "format", "allow_outside"))

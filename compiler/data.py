@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from . import sources
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
 from .files import Stamp
-from .models import MAX_LAYER_INDEX, Module, Panel, Spec
+from .models import EXPERT, MAX_LAYER_INDEX, Module, Panel, Spec, expert_column, expert_matcher
+from .session import Session
 from .source import Document, Loc
 
 if TYPE_CHECKING:
@@ -75,8 +76,14 @@ class _Reader:
     root: Path | None
     allow_outside: bool
     settings: Settings | None = None
-    compute: bool = True
+    session: Session = field(default_factory=Session)
     problems: list[Diagnostic] = field(default_factory=list)
+    #: the columns drawn: the listed modules, a module naming experts without
+    #: `aggregate` replaced by one column per expert found
+    modules: tuple[Module, ...] = ()
+    expanded: set[str] = field(default_factory=set)
+    #: listed modules (`w1`) matched by several experts' tensors (`experts.N.w1`)
+    experts_in_one: set[str] = field(default_factory=set)
     stamps: dict[Path, Stamp] = field(default_factory=dict)
     #: problems of each kind seen, and the first of those not shown
     kinds: dict[str, tuple[int, Diagnostic | None]] = field(default_factory=dict)
@@ -116,22 +123,24 @@ class _Reader:
         """What the view's source holds (see :mod:`compiler.sources`)."""
         ctx = Context(self.view.data, self.doc, self.base, self.root, self.allow_outside,
                       self.stamps, self.settings.roots if self.settings else {},
-                      self.settings.folder if self.settings else None, self.compute,
-                      (self.view.layers.first, self.view.layers.last))
+                      self.settings.folder if self.settings else None, self.session,
+                      (self.view.layers.first, self.view.layers.last),
+                      tuple(m.name for m in self.view.modules), self.settings)
         return sources.for_data(self.view.data).read(ctx)
 
 
 def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
                 allow_outside: bool = False, settings: Settings | None = None,
-                compute: bool = True) -> list[Table]:
+                session: Session | None = None) -> list[Table]:
     """One table per view (panel) of the spec, or FigspecError listing every
     problem of every view."""
     tables, problems = [], []
+    session = session or Session()
     for i, view in enumerate(spec.views):
         try:
             tables.append(read_table(doc, view, spec.view_loc(i), root=root,
                                      allow_outside=allow_outside, settings=settings,
-                                     compute=compute))
+                                     session=session))
         except FigspecError as e:
             problems += e.diagnostics
     if problems:
@@ -141,11 +150,11 @@ def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
 
 def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None = None,
                allow_outside: bool = False, settings: Settings | None = None,
-               compute: bool = True) -> Table:
+               session: Session | None = None) -> Table:
     """Read one view's data into a complete table, or raise FigspecError
     listing every problem found."""
     reader = _Reader(view, doc, base, root.resolve() if root else None, allow_outside,
-                     settings, compute)
+                     settings, session or Session(), modules=tuple(view.modules))
     source = reader.rows()
     if not _check_columns(reader, source):
         raise reader.fail()
@@ -168,7 +177,7 @@ def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None 
     combine = _AGGREGATES[view.data.aggregate or "min"]  # one value per cell unless aggregating
     drawn = set(layers)
     values = {k: float(combine(vs)) for k, (vs, _) in cells.items() if k[0] in drawn}
-    return Table(tuple(layers), tuple(view.modules), values, reader.stamps)
+    return Table(tuple(layers), reader.modules, values, reader.stamps)
 
 
 # -- checks --------------------------------------------------------------------
@@ -218,26 +227,44 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
                 ) -> list[Row]:
     """Parameter-name rows -> long rows: the layer and module found in each name.
     Names without a layer (embeddings, lm_head, final norms) are skipped; a
-    module path matches a listed module exactly or by its last dotted parts."""
+    module path matches a listed module as :func:`expert_matcher` says. A listed
+    module naming experts (``experts.w1``) without ``aggregate`` becomes one
+    column per expert found (``reader.modules``)."""
     data = reader.view.data
     pattern = data.param_pattern
-    names = sorted((m.name for m in reader.view.modules), key=len, reverse=True)
+    match = expert_matcher(m.name for m in reader.view.modules)
     out = []
+    experts: dict[str, set[int]] = {}
     for origin, row in rows:
         m = pattern.search(_text(row.get(data.param)))
         if m is None:
             continue
         module = m.group("module")
-        module = next((n for n in names if module == n or module.endswith("." + n)), module)
+        listed, expert = match(module)
+        if listed is None:
+            pass  # reported as absent, or not drawn
+        elif expert is None or data.aggregate:
+            if expert is None and EXPERT.search(module):
+                reader.experts_in_one.add(listed)
+            module = listed
+        else:
+            module = expert_column(listed, expert)
+            experts.setdefault(listed, set()).add(expert)
         out.append((origin, {data.layer: m.group("layer"), data.module: module,
                              data.value: row.get(data.value)}))
+    if experts:
+        reader.modules = tuple(
+            column for m in reader.view.modules
+            for column in ([Module(name=expert_column(m.name, i), label=f"{m.shown} {i}")
+                            for i in sorted(experts[m.name])] if m.name in experts else [m]))
+        reader.expanded = set(experts)
     return out
 
 
 def _long_cells(reader: _Reader, source: Rows, rows: list[Row]
                 ) -> tuple[Cells, set[str]]:
     data = reader.view.data
-    wanted = {m.name for m in reader.view.modules}
+    wanted = {m.name for m in reader.modules}
     cells: Cells = {}
     present: set[str] = set()
     for origin, row in rows:
@@ -283,9 +310,12 @@ def _put(reader: _Reader, source: Rows, cells: Cells, key: tuple[int, str],
         where = (f"line {first}" if isinstance(first, int) else
                  (first.what or f"line {first.line}") if isinstance(first, Where) else
                  f"record {first[-1]}")
+        experts = (f"; or list `experts.{key[1]}` to draw each expert in a column of its own"
+                   if key[1] in reader.experts_in_one else "")
         reader.at(origin, source.shown, f"a second row for layer {key[0]}, module `{key[1]}` "
                   f"(first at {where})", "combine them with `aggregate: mean` (or median, min, "
-                  "max), or narrow the rows with `where:`", kind="second rows for a cell")
+                  f"max), or narrow the rows with `where:`{experts}",
+                  kind="second rows for a cell")
 
 
 _AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
@@ -293,7 +323,7 @@ _AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "min": min
 
 def _check_modules(reader: _Reader, source: Rows, present: set[str]) -> None:
     for i, m in enumerate(reader.view.modules):
-        if m.name not in present:
+        if m.name not in present and m.name not in reader.expanded:
             near = closest(m.name, present, n=3, cutoff=0.5)
             hint = (f"did you mean {', '.join(f'`{n}`' for n in near)}?" if near
                     else f"modules in the data: {_names(sorted(present))}")
@@ -325,7 +355,7 @@ def _check_complete(reader: _Reader, source: Rows, cells: dict[tuple[int, str], 
     present_modules = {name for _, name in cells}
     # A module that is absent altogether was already reported once. Missing
     # cells are counted, not listed: a sparse file can leave millions out.
-    names = [m.name for m in reader.view.modules if m.name in present_modules]
+    names = [m.name for m in reader.modules if m.name in present_modules]
     first, last = layers[0], layers[-1]
     wanted = set(names)
     count = len(layers) * len(names) - sum(1 for layer, name in cells

@@ -55,8 +55,17 @@ class FigspecError(Exception):
         super().__init__("\n".join(d.format() for d in self.diagnostics))
 
 
-class UsageError(Exception):
-    """The command line was misused: exit status 2."""
+class UsageError(FigspecError):
+    """The command line (or the Python API) was misused: exit status 2. A
+    FigspecError too, so ``except figspec.FigspecError`` catches every
+    mistake a user can make."""
+
+    def __init__(self, message: str):
+        super().__init__([Diagnostic("figspec", message=message)])
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _order(d: Diagnostic) -> tuple[str, int, int]:
@@ -98,10 +107,97 @@ def unique(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     return list(seen.values())
 
 
+# -- output formats: one emitter each, as ruff's message/ does -------------------
+
 def format_text(diagnostics: Iterable[Diagnostic]) -> str:
+    """One line each, ``path:line:col: error: message; hint``: what editors,
+    pre-commit and compilers' users read."""
     return "".join(d.format() + "\n" for d in diagnostics)
 
 
+def format_full(diagnostics: Iterable[Diagnostic]) -> str:
+    """Each line of :func:`format_text`, then the source line it points at
+    and a caret under the column, as rustc and ruff show them."""
+    out = []
+    for d in diagnostics:
+        out.append(d.format())
+        line = source_line(d)
+        if line is not None and d.line is not None:
+            gutter = f"{d.line} | "
+            out.append(gutter + line)
+            if d.column is not None:
+                caret = "".join("\t" if ch == "\t" else " " for ch in line[:d.column - 1])
+                out.append(" " * (len(gutter) - 2) + "| " + caret + "^")
+        out.append("")
+    return "\n".join(out)
+
+
 def format_json(diagnostics: Iterable[Diagnostic]) -> str:
+    """A JSON list of ``{file, line, column, yaml_path, message, hint, severity}``."""
     return json.dumps([d.to_json() for d in diagnostics], indent=2) + "\n"
+
+
+def format_markdown(diagnostics: Iterable[Diagnostic]) -> str:
+    """A list for a pull request's comment: place in code, then the message."""
+    lines = []
+    for d in diagnostics:
+        where = ":".join(str(x) for x in (d.file, d.line, d.column) if x is not None)
+        hint = f" ({_md(d.hint)})" if d.hint else ""
+        lines.append(f"- `{where.replace('`', '')}` **{d.severity}**: {_md(d.message)}{hint}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def format_github(diagnostics: Iterable[Diagnostic]) -> str:
+    """GitHub Actions workflow commands (``::error file=...,line=...,col=...::msg``):
+    each problem is shown on the file's line in a pull request."""
+    kinds = {"error": "error", "warning": "warning", "note": "notice"}
+    lines = []
+    for d in diagnostics:
+        props = [f"file={_gh_property(d.file)}"] + \
+            [f"{k}={v}" for k, v in (("line", d.line), ("col", d.column)) if v is not None]
+        text = d.message + (f"; {d.hint}" if d.hint else "")
+        lines.append(f"::{kinds.get(d.severity, 'error')} {','.join(props)},title=figspec::"
+                     f"{_gh_data(text)}")
+    return "".join(line + "\n" for line in lines)
+
+
+#: --format name -> emitter
+FORMATS = {"text": format_text, "full": format_full, "json": format_json,
+           "markdown": format_markdown, "github": format_github}
+
+
+def render(diagnostics: Iterable[Diagnostic], format: str = "text") -> str:
+    return FORMATS[format](list(diagnostics))
+
+
+def source_line(d: Diagnostic, limit: int = 10_000_000) -> str | None:
+    """The line of the file a diagnostic points at, if it can be read."""
+    if not d.line:
+        return None
+    try:
+        with open(d.file, "rb") as f:
+            raw = f.read(limit)
+    except OSError:
+        return None
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    return lines[d.line - 1] if d.line <= len(lines) else None
+
+
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _md(text: str) -> str:
+    """Text that Markdown shows as written (no links, emphasis or HTML); the
+    `code` in figspec's messages stays code."""
+    text = " ".join(text.split())
+    parts = text.split("`")
+    if len(parts) % 2 == 0 or "``" in text:  # no clean pairs of single backticks: no code
+        parts = ["`".join(parts)]
+    return "`".join(p if i % 2 else "".join("\\" + ch if ch in "\\`*_[]<>#|!&" else ch
+                                           for ch in p) for i, p in enumerate(parts))
 

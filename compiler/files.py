@@ -25,17 +25,40 @@ os.umask(_UMASK)
 
 @dataclass(frozen=True)
 class Stamp:
-    """Size and mtime (cheap to compare) and SHA-256 (the truth) of a file."""
+    """Size and mtime (cheap to compare) and SHA-256 (the truth) of a file.
+
+    A file too large to hash on every change (a checkpoint's shard) gets an
+    identity stamp instead: no hash, but its inode and ctime, so that a file
+    rewritten in place with its size and mtime restored still differs (the
+    kernel sets ctime on every write; nobody can set it back)."""
 
     size: int
     mtime_ns: int
-    sha256: str
+    sha256: str = ""
+    inode: int | None = None
+    ctime_ns: int | None = None
+    #: a part of the file (``roots.ckpt`` of figspec.yaml): ``sha256`` is that
+    #: part's, so editing the rest of the file leaves it the same
+    part: str | None = None
 
     @classmethod
     def of(cls, path: Path, content: bytes) -> Stamp:
         """The stamp of ``path``, which holds ``content``."""
         st = path.stat()
         return cls(st.st_size, st.st_mtime_ns, hashlib.sha256(content).hexdigest())
+
+    @classmethod
+    def identity(cls, st: os.stat_result) -> Stamp:
+        """The identity stamp of a file whose stat is ``st`` (taken before reading it)."""
+        return cls(st.st_size, st.st_mtime_ns, "", st.st_ino, st.st_ctime_ns)
+
+    @property
+    def by_identity(self) -> bool:
+        return self.ctime_ns is not None
+
+    def record(self) -> dict[str, int | str]:
+        """As the manifest stores it: identity fields only when set."""
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 #: Collectors of the files looked at, innermost last (see ``recording``).

@@ -68,11 +68,24 @@ def isolate() -> Path | None:
         return None
     text = ('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n'
             f"<fontconfig><dir>{html.escape(str(folder))}</dir></fontconfig>\n")
-    conf = cache.put("fonts.conf", text.encode())
-    if conf is not None:
-        os.environ["FONTCONFIG_FILE"] = str(conf)
-    # else the machine's fonts may take over a family name; registered fonts still draw
+    conf = cache.put("fonts.conf", text.encode()) or _private("fonts.conf", text.encode())
+    os.environ["FONTCONFIG_FILE"] = str(conf)
     return folder
+
+
+def _private(name: str, content: bytes) -> Path:
+    """A file of this process's own, for when figspec's cache cannot be
+    written: without the fontconfig file the machine's fonts could take over a
+    family name, and a figure must be drawn in the shipped fonts or not at
+    all (an OSError here fails the figure, saying why)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="figspec-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    (folder / name).write_bytes(content)
+    return folder / name
 
 
 def text_width(family: str, text: str) -> float:

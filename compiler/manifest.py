@@ -52,12 +52,17 @@ def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | Non
     stamp when the content is the same but the stat changed. Only a regular
     file can be the same: a FIFO or a device named by a damaged manifest is
     never opened (a FIFO would block, /dev/zero never end)."""
+    if "part" in stamp:
+        return _same_part(path, stamp)
     try:
         st = path.stat()
     except OSError:
         return False, None
     if not stat.S_ISREG(st.st_mode) or st.st_size != stamp["size"]:
         return False, None
+    if "ctime_ns" in stamp:  # an identity stamp: a checkpoint is never hashed
+        return (st.st_mtime_ns, st.st_ino, st.st_ctime_ns) == \
+            (stamp["mtime_ns"], stamp.get("inode"), stamp["ctime_ns"]), None
     if st.st_mtime_ns == stamp["mtime_ns"]:
         return True, None
     try:
@@ -69,9 +74,29 @@ def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | Non
     return True, {**stamp, "mtime_ns": st.st_mtime_ns}
 
 
+def _same_part(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+    """Whether a part of figspec.yaml (``path`` is ``figspec.yaml::roots.ckpt``)
+    still holds what it held: unchanged when the file's mtime is; else the
+    file is read again (it is small) and the part compared."""
+    from .project import PART_SEPARATOR, load, part_digest
+
+    file = Path(str(path).rsplit(PART_SEPARATOR, 1)[0])
+    try:
+        if file.stat().st_mtime_ns == stamp["mtime_ns"]:
+            return True, None
+        settings = load(file)
+    except Exception:  # gone, unreadable or invalid: the figure is checked again
+        return False, None
+    if settings is None or part_digest(settings, stamp["part"]) != stamp["sha256"]:
+        return False, None
+    return True, {**stamp, "mtime_ns": file.stat().st_mtime_ns}
+
+
 def _valid_stamp(stamp: Any) -> bool:
     return (isinstance(stamp, dict) and isinstance(stamp.get("size"), int)
-            and isinstance(stamp.get("mtime_ns"), int) and isinstance(stamp.get("sha256"), str))
+            and isinstance(stamp.get("mtime_ns"), int) and isinstance(stamp.get("sha256"), str)
+            and all(isinstance(stamp.get(k, 0), int) for k in ("inode", "ctime_ns"))
+            and isinstance(stamp.get("part", ""), str))
 
 
 def _valid_entry(key: Any, entry: Any) -> bool:
@@ -111,6 +136,15 @@ def env_change(old: str, new: str) -> str:
         else:
             changes.append(f"figspec.yaml is now {display_path(now)}, was {display_path(was)}")
     return ", ".join(changes) or "figspec or renderer version changed"
+
+
+def _changed(path: Path, stamp: dict[str, Any]) -> str:
+    """Why an input makes its figure stale, as `status` says it."""
+    if "part" in stamp:
+        file = str(path).rsplit("::", 1)[0]
+        return f"{display_path(file)} changed its `{stamp['part']}`"
+    what = "checkpoint " if "ctime_ns" in stamp else ""
+    return f"{what}{display_path(path)} changed"
 
 
 class Manifest:
@@ -160,7 +194,8 @@ class Manifest:
 
     def inputs_of(self, spec: Path) -> list[Path]:
         entry = self.entries.get(self._key(spec))
-        return [self._abs(k) for k in entry["inputs"]] if entry else []
+        # a part of figspec.yaml (`figspec.yaml::defaults`) is that file
+        return [self._abs(k.rsplit("::", 1)[0]) for k in entry["inputs"]] if entry else []
 
     def stale_reason(self, spec: Path, env: str) -> str | None:
         """Why the figure of ``spec`` must be rebuilt, or None if it is up to date."""
@@ -172,7 +207,7 @@ class Manifest:
         for key, stamp in entry["inputs"].items():
             same, fresh = _same(self._abs(key), stamp)
             if not same:
-                return f"{display_path(self._abs(key))} changed"
+                return _changed(self._abs(key), stamp)
             if fresh:
                 entry["inputs"][key], self.dirty = fresh, True
         for fmt, stamp in entry["outputs"].items():
@@ -201,8 +236,8 @@ class Manifest:
         self.entries[self._key(spec)] = {
             "name": name,
             "env": env,
-            "inputs": {self._key(p): stamp.__dict__ for p, stamp in inputs.items()},
-            "outputs": {fmt: Stamp.of(path, content).__dict__
+            "inputs": {self._key(p): stamp.record() for p, stamp in inputs.items()},
+            "outputs": {fmt: Stamp.of(path, content).record()
                         for fmt, (path, content) in outputs.items()},
         }
         self.dirty = True

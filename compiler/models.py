@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from typing import Annotated
 
@@ -63,11 +63,84 @@ DEFAULT_PARAM_PATTERN = (r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(?P<layer>\d
 _LLAMA = (("q_proj", "attn. q"), ("k_proj", "attn. k"), ("v_proj", "attn. v"),
           ("o_proj", "attn. o"), ("up_proj", "mlp. up"), ("down_proj", "mlp. down"),
           ("gate_proj", "mlp. gate"))
+_ATTENTION = _LLAMA[:4]
+#: Mixture-of-experts layouts name the experts `experts.w1` (`experts.N.w1` in
+#: the tensor names): one column per expert, or one per weight kind with
+#: `aggregate` (see expert_matcher).
 MODULE_PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
-    "llama": _LLAMA, "qwen": _LLAMA, "qwen2": _LLAMA, "mistral": _LLAMA,
+    "llama": _LLAMA, "qwen": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA, "mistral": _LLAMA,
+    "gemma": _LLAMA, "gemma2": _LLAMA,
     "gpt2": (("attn.c_attn", "attn. qkv"), ("attn.c_proj", "attn. o"),
              ("mlp.c_fc", "mlp. up"), ("mlp.c_proj", "mlp. down")),
+    "phi3": (("qkv_proj", "attn. qkv"), ("o_proj", "attn. o"), ("gate_up_proj", "mlp. gate+up"),
+             ("down_proj", "mlp. down")),
+    # Mixtral: w1 is the gate projection, w3 the up, w2 the down.
+    "mixtral": _ATTENTION + (("experts.w3", "experts up"), ("experts.w2", "experts down"),
+                             ("experts.w1", "experts gate"),
+                             ("block_sparse_moe.gate", "router")),
+    "qwen2_moe": _ATTENTION + (("experts.up_proj", "experts up"),
+                               ("experts.down_proj", "experts down"),
+                               ("experts.gate_proj", "experts gate"),
+                               ("shared_expert.up_proj", "shared up"),
+                               ("shared_expert.down_proj", "shared down"),
+                               ("shared_expert.gate_proj", "shared gate"),
+                               ("mlp.gate", "router")),
 }
+
+def module_matcher(names: Iterable[str]) -> Callable[[str], str | None]:
+    """found -> the listed module that a module path found in a parameter name
+    is (see :func:`expert_matcher`); None when no listed module matches."""
+    match = expert_matcher(names)
+    return lambda found: match(found)[0]
+
+
+#: An expert's index in a module path: ``block_sparse_moe.experts.3.w1``.
+EXPERT = re.compile(r"(?:^|\.)experts\.(\d+)(?=\.)")
+
+
+def expert_matcher(names: Iterable[str]) -> Callable[[str], tuple[str | None, int | None]]:
+    """found -> which listed module a module path found in a parameter name is,
+    and the expert it belongs to when it matched as experts.
+
+    A listed name matches the path exactly or as its last dotted parts
+    (``q_proj`` is ``self_attn.q_proj``; the longest listed name wins). Failing
+    that, ``experts.w1`` matches every expert's ``experts.N.w1`` (the path with
+    its expert index left out), and not a shared expert's
+    ``shared_expert.w1``."""
+    direct = _direct_matcher(names)
+
+    def match(found: str) -> tuple[str | None, int | None]:
+        listed = direct(found)
+        if listed is not None:
+            return listed, None
+        m = EXPERT.search(found)
+        if m is None:
+            return None, None
+        return direct(found[:m.start(1) - 1] + found[m.end(1):]), int(m.group(1))
+
+    return match
+
+
+def _direct_matcher(names: Iterable[str]) -> Callable[[str], str | None]:
+    """found -> itself if listed, or the longest listed name it ends with."""
+    listed = set(names)
+    by_length = sorted(listed, key=len, reverse=True)
+
+    def match(found: str) -> str | None:
+        if found in listed:
+            return found
+        tail = found.rpartition(".")[2]  # a cheap test first: most names match no module
+        return next((n for n in by_length if (n == tail or "." in n) and
+                     found.endswith("." + n)), None)
+
+    return match
+
+
+def expert_column(listed: str, expert: int) -> str:
+    """The column of one expert: ``experts.w1`` -> ``experts.3.w1``."""
+    head, _, tail = listed.rpartition("experts.")
+    return f"{head}experts.{expert}.{tail}"
+
 
 # d3-format's own specifier grammar (d3-format/src/formatSpecifier.js).
 _D3_FORMAT = re.compile(r"^(?:(.)?([<>=^]))?([+\-( ])?([$#])?(0)?(\d+)?(,)?(\.\d+)?(~)?([a-z%])?$", re.I)
@@ -128,7 +201,7 @@ class Data(Model):
         "(`layout: params`), with named groups `layer` and `module`. The default handles "
         "Llama, Qwen, Mistral and GPT-2 style names. A module in the spec matches the "
         "`module` group exactly or as its last dotted parts (`q_proj` matches "
-        "`self_attn.q_proj`).", examples=[r"blk\.(?P<layer>\d+)\.(?P<module>\w+)"],
+        "`self_attn.q_proj`); `experts.w1` matches every expert's `experts.N.w1`.", examples=[r"blk\.(?P<layer>\d+)\.(?P<module>\w+)"],
     )
     layer: str = Field("layer", description="Column holding the layer index.", min_length=1,
                        examples=["layer_idx"])
@@ -143,8 +216,9 @@ class Data(Model):
     )
     aggregate: Literal["mean", "median", "min", "max"] | None = Field(
         None,
-        description="Combine several rows for one cell (several seeds, say) into one value. "
-        "Without it, two rows for one cell are an error.",
+        description="Combine several rows for one cell (several seeds, say; a layer's "
+        "experts) into one value. Without it, two rows for one cell are an error, and a module "
+        "naming experts (`experts.w1`) is drawn as one column per expert.",
         examples=["mean"],
     )
     checkpoint: str | None = Field(

@@ -23,12 +23,15 @@ as part of each spec it applies to, with diagnostics pointing here.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .diagnostics import FigspecError, did_you_mean
+from .files import Stamp
 from .source import Document
 
 FILENAME = "figspec.yaml"
@@ -115,6 +118,27 @@ class Settings:
     def folder_setting(self, key: str, default: str) -> Path:
         value = self.doc.data.get(key, default)
         return self.folder / value
+
+
+#: Parts of figspec.yaml a figure depends on, as input names: what every spec
+#: inherits (``defaults``), and each root a spec reads through (``roots.NAME``).
+#: Adding a root, or changing one a figure does not use, redraws nothing.
+PART_SEPARATOR = "::"
+
+
+def part_input(settings: Settings, part: str) -> tuple[Path, Stamp]:
+    """An input of a figure standing for one part of figspec.yaml, stamped."""
+    st = settings.path.stat()
+    return (Path(f"{settings.path}{PART_SEPARATOR}{part}"),
+            Stamp(0, st.st_mtime_ns, part_digest(settings, part), part=part))
+
+
+def part_digest(settings: Settings, part: str) -> str:
+    """SHA-256 of one part of figspec.yaml's values (absent: of null)."""
+    value: Any = settings.doc.data
+    for key in part.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def find(start: Path | None = None) -> Path | None:

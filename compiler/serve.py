@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .diagnostics import Diagnostic, FigspecError, display_path
+from .diagnostics import Diagnostic, FigspecError, display_path, source_line
 
 POLL = 0.25
 
@@ -119,13 +119,7 @@ def _stamps(old: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, int, int]
 
 def _problem(d: Diagnostic) -> dict[str, Any]:
     """A diagnostic for the page, with the line of source it points at."""
-    source = None
-    if d.line:
-        try:
-            lines = Path(d.file).read_text(encoding="utf-8", errors="replace").splitlines()
-            source = lines[d.line - 1] if d.line <= len(lines) else None
-        except OSError:
-            pass
+    source = source_line(d)
     return {"text": d.format(), "file": d.file, "line": d.line, "column": d.column,
             "message": d.message, "hint": d.hint, "source": source}
 

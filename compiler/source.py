@@ -124,6 +124,12 @@ class Document:
     origins: dict[Loc, tuple[Document, Loc]] = field(default_factory=dict)
     #: every document inherited from, whether or not a value of it survived
     inherited: list[Document] = field(default_factory=list)
+    #: values given in Python (a mapping), not read from text: a place is named
+    #: by its key, since it has no line
+    in_memory: bool = False
+    #: names of places that have no line: a DataFrame's rows given as
+    #: ``data.values`` (("data", "values", 3) -> "DataFrame row 3 (index 7)")
+    labels: dict[Loc, str] = field(default_factory=dict)
 
     @property
     def shown_path(self) -> str:
@@ -151,8 +157,24 @@ class Document:
     def diagnostic(
         self, loc: Sequence[str | int], message: str, hint: str | None = None, *, key: bool = False
     ) -> Diagnostic:
+        doc, at = self.origin(tuple(loc))
+        label = next((doc.labels[at[:n]] for n in range(len(at), 0, -1)
+                      if at[:n] in doc.labels), None)
+        if label is None and doc.in_memory and at:
+            label = f"key `{dotted(at)}`"
+        if label is not None:
+            shown = message if message.startswith(dotted(at)) else f"{label}: {message}"
+            return Diagnostic(doc.shown_path, None, None, shown, hint, yaml_path=dotted(loc))
         doc, line, col = self.where(loc, key=key)
         return Diagnostic(doc.shown_path, line, col, message, hint, yaml_path=dotted(loc))
+
+    def origin(self, loc: Loc) -> tuple[Document, Loc]:
+        """The document that wrote ``loc``, and where in it."""
+        for n in range(len(loc), -1, -1):
+            if loc[:n] in self.origins:
+                doc, at = self.origins[loc[:n]]
+                return doc.origin(at + loc[n:])
+        return self, loc
 
     def files(self) -> dict[Path, Stamp]:
         """Every file this document's values were read from, stamped as read."""
@@ -333,7 +355,15 @@ def load_yaml(path: Path) -> Document:
         if e.context and problem.startswith("but "):
             problem = f"{e.context}, {problem}"
         hint = None
-        if any(p in problem for p in ("expected <block end>", "mapping values are not allowed",
+        if e.context_mark and e.context and "quoted scalar" in e.context:
+            # The quote left open is the mistake; where the scanner gave up
+            # (often the end of the file) is not.
+            line, col = e.context_mark.line + 1, e.context_mark.column + 1
+            end = (f"line {mark.line + 1}" if mark and "end of stream" not in problem
+                   else "the end of the file")
+            problem = f"the quoted text starting here is not closed before {end} ({problem})"
+            hint = "close the quote, or escape the quote character inside the text"
+        elif any(p in problem for p in ("expected <block end>", "mapping values are not allowed",
                                       "did not find expected key")):
             hint = "check the indentation of this line"
         elif "did not find expected ','" in problem:

@@ -77,7 +77,7 @@ def inherit(doc: Document, project: Settings | None, root: Path | None) -> Docum
         origins: dict[Loc, tuple[Document, Loc]] = dict(layer.origins)
         data = overlay(merged.data, (merged, ()), layer.data, (), origins)
         merged = Document(layer.path, data, layer.positions, layer.key_positions, layer.stamp,
-                          origins)
+                          origins, in_memory=layer.in_memory, labels=layer.labels)
     assert merged is not None
     merged.inherited = inherited
     _spread_panels(merged)

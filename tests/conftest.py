@@ -43,6 +43,16 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
     os.environ.setdefault("PYTHONHASHSEED", "0")
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+               ) -> Path:
+    """Every test its own cache folder (FIGSPEC_CACHE): no test reads what
+    another computed, and none writes into the user's ~/.cache/figspec."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("FIGSPEC_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def monkeypatch_chdir():
     """chdir for hypothesis tests, which may not use function-scoped fixtures

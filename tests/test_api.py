@@ -81,3 +81,47 @@ def test_a_bad_mapping_raises_the_exported_error(project: Path):
     with pytest.raises(compiler.FigspecError, match=r"unknown key `colour`; did you mean `color`"):
         compiler.load({"modules": ["q_proj"], "colour": {}},
                       data=[{"layer": 0, "module": "q_proj", "value": 1}])
+
+
+def test_every_error_is_a_figspec_error(project: Path):
+    with pytest.raises(compiler.FigspecError, match="no such file"):
+        compiler.load(project / "specs" / "missing.yaml")
+    with pytest.raises(compiler.FigspecError, match="unknown format"):
+        support.write(project / "specs" / "a.yaml", support.spec_text())
+        compiler.load(project / "specs" / "a.yaml").save(project / "fig.gif")
+
+
+def test_a_spec_file_takes_a_dataframe(project: Path):
+    import pandas as pd
+
+    support.write(project / "specs" / "a.yaml", support.spec_text(extra="title: From a file\n"))
+    frame = pd.DataFrame(support.long_rows(layers=2))
+    fig = compiler.load(project / "specs" / "a.yaml", data=frame)
+    assert len(fig.vegalite["data"]["values"]) == 2 * 7
+    assert fig.vegalite["title"] == "From a file"
+
+
+def test_a_pivoted_dataframe_is_read_as_the_wide_layout(project: Path):
+    import pandas as pd
+
+    frame = pd.DataFrame(support.long_rows(layers=3))
+    wide = frame.pivot(index="layer", columns="module", values="value")
+    fig = compiler.load({"modules": "qwen2"}, data=wide)
+    got = {(r["layer"], r["module"]): r["value"] for r in fig.vegalite["data"]["values"]}
+    assert got == {(r["layer"], label): r["value"] for r in support.long_rows(layers=3)
+                   for name, label in zip(MODULES, support.LABELS) if r["module"] == name}
+
+
+def test_errors_in_python_data_name_the_key_and_the_row(project: Path):
+    import pandas as pd
+
+    rows = support.long_rows(layers=2)
+    rows[5]["value"] = "n/a"
+    frame = pd.DataFrame(rows, index=[f"r{i}" for i in range(len(rows))])
+    with pytest.raises(compiler.FigspecError) as caught:
+        compiler.load({"modules": "qwen2"}, data=frame)
+    assert str(caught.value) == ('<spec>: error: DataFrame row 5 (index \'r5\'): value "n/a" '
+                                 'in column `value` is not a number')
+    with pytest.raises(compiler.FigspecError) as caught:
+        compiler.load({"modules": "qwen2", "cell": {"width": -3}}, data=frame.iloc[:4])
+    assert str(caught.value).startswith("<spec>: error: cell.width: input should be")

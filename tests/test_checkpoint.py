@@ -19,12 +19,6 @@ LABELS = dict(zip(["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj
                   support.LABELS))
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FIGSPEC_CACHE", str(tmp_path / "cache"))
-    source._MEMORY.clear()
-
-
 def spec_for(project: Path, metric: str, extra: str = "", modules: str = "qwen2",
              name: str = "fig", data: str = "") -> Path:
     base = "" if metric in ("norm", "rms", "max_abs") else "  base: ../ckpt/base\n"
@@ -185,7 +179,6 @@ def test_a_pair_is_read_once_however_many_figures_use_it(project: Path, passes: 
     # A colour changed, a figure added with another metric of the pair: no read.
     spec_for(project, "relative_change", name="f0", extra="color: {scheme: redblue}\n")
     spec_for(project, "update_rms", name="f3")
-    source._MEMORY.clear()  # a new process: only the disk cache is left
     results = build([project / "specs"], Options(out_dir=project / "out", jobs=1))
     assert {r.status for r in results} == {"built", "up to date"}
     assert len(passes) == first
@@ -196,7 +189,6 @@ def test_a_shard_rewritten_in_place_is_noticed(project: Path, passes: list[int])
     spec = spec_for(project, "relative_change")
     before = cells(compile_spec(spec))
     ck.make_pair(project / "ckpt", seed=7)  # same names and sizes, other bytes
-    source._MEMORY.clear()
     assert cells(compile_spec(spec)) != before
 
 
@@ -220,7 +212,8 @@ def test_a_named_root_may_lie_outside_the_project(project: Path, tmp_path_factor
     assert code == 1 and ("root `ckpt` in figspec.yaml takes its folder from the environment "
                           "variable CKPT_DIR, which is not set") in err
     monkeypatch.setenv("CKPT_DIR", str(shared))
-    assert run("check") == (0, "", "")
+    code, _, err = run("check")
+    assert code == 0 and ": error:" not in err
     support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: $other/tuned\n"
                   "  base: $ckpt/base\n  metric: relative_change\nmodules: qwen2\n")
     code, _, err = run("check")
@@ -378,3 +371,320 @@ def test_tensor_bias_selects_the_biases(project: Path):
         (value,) = cells(compile_spec(spec)).values()
         raw = tensors[f"model.layers.0.self_attn.q_proj.{kind}"][2]
         assert value == pytest.approx(float(np.linalg.norm(np.frombuffer(raw))), rel=1e-12)
+
+
+# -- figures a paper can trust ---------------------------------------------------------
+
+def _with_norms(folder: Path, seed: int = 0, zero_bias: bool = False) -> None:
+    """A Qwen2-like checkpoint: matrices, biases (zero in the base if asked) and
+    1-D norms in every layer, as real checkpoints have them."""
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for layer in range(2):
+        p = f"model.layers.{layer}"
+        for m in ("self_attn.q_proj", "self_attn.k_proj", "mlp.up_proj"):
+            tensors[f"{p}.{m}.weight"] = rng.normal(size=(8, 12))
+        tensors[f"{p}.self_attn.q_proj.bias"] = (np.zeros(8) if zero_bias
+                                                 else rng.normal(size=8))
+        tensors[f"{p}.input_layernorm.weight"] = np.ones(12)
+    ck.write_safetensors(folder / "model.safetensors", {
+        n: ("F32", v.shape, v.astype("<f4").tobytes()) for n, v in tensors.items()})
+
+
+def _tuned_from(project: Path, seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    raw = (project / "ckpt" / "base" / "model.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    tensors = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        values = np.frombuffer(raw[8 + n + begin:8 + n + end], "<f4").astype(np.float64)
+        low_rank = np.outer(rng.normal(size=info["shape"][0]), rng.normal(size=info["shape"][1])) \
+            if len(info["shape"]) == 2 else rng.normal(size=info["shape"])
+        values = values + low_rank.ravel()
+        tensors[name] = ("F32", tuple(info["shape"]), values.astype("<f4").tobytes())
+    ck.write_safetensors(project / "ckpt" / "tuned" / "model.safetensors", tensors)
+
+
+def test_update_rank_reads_only_the_matrices_drawn(project: Path, run):
+    """Real checkpoints hold norms and biases beside the matrices: never ranked."""
+    _with_norms(project / "ckpt" / "base")
+    _tuned_from(project)
+    spec_for(project, "update_rank", modules="[q_proj, k_proj, up_proj]")
+    code, out, err = run("table", "specs/fig.yaml")
+    assert code == 0, err
+    values = [float(line.rsplit(",", 1)[1]) for line in out.splitlines()[1:]]
+    assert values == [1 / 8] * 6  # a rank-1 update of 8 x 12 matrices
+
+
+def test_a_drawn_tensor_that_is_no_matrix_is_a_diagnostic_for_update_rank(project: Path, run):
+    _with_norms(project / "ckpt" / "base")
+    _tuned_from(project)
+    spec_for(project, "update_rank", modules="[q_proj, input_layernorm]")
+    for command in ("check", "build"):
+        code, _, err = run(command)
+        assert code == 1 and "Traceback" not in err and "internal error" not in err
+        assert ("specs/fig.yaml:4:11: error: tensor `model.layers.0.input_layernorm.weight` has "
+                "shape [12]: update_rank is the rank of a matrix") in err, err
+
+
+def test_a_zero_base_says_which_tensor_and_what_to_use(project: Path, run):
+    _with_norms(project / "ckpt" / "base", zero_bias=True)
+    _tuned_from(project)
+    spec_for(project, "relative_change", modules="[q_proj]", data="  tensor: bias\n")
+    code, _, err = run("build")
+    assert code == 1 and "column" not in err
+    assert ("specs/fig.yaml:4:11: error: tensor `model.layers.0.self_attn.q_proj.bias`: its "
+            "base is all zeros") in err, err
+    assert "use `metric: update_norm` or `update_rms`" in err
+    spec_for(project, "cosine", modules="[q_proj]", data="  tensor: bias\n")
+    code, _, err = run("build")
+    assert code == 1 and "cosine of T and B is undefined" in err
+    spec_for(project, "update_norm", modules="[q_proj]", data="  tensor: bias\n")
+    assert run("build")[0] == 0
+
+
+def test_cosine_of_a_tensor_with_itself_is_one(project: Path, run):
+    _with_norms(project / "ckpt" / "base")
+    (project / "ckpt" / "tuned").mkdir()
+    (project / "ckpt" / "tuned" / "model.safetensors").write_bytes(
+        (project / "ckpt" / "base" / "model.safetensors").read_bytes())
+    spec_for(project, "cosine", modules="[q_proj, k_proj, up_proj]")
+    code, out, _ = run("table", "specs/fig.yaml")
+    assert code == 0
+    assert {line.rsplit(",", 1)[1] for line in out.splitlines()[1:]} == {"1.0"}
+
+
+def test_a_zero_size_tensor_is_a_diagnostic(project: Path, run):
+    ck.write_safetensors(project / "ckpt" / "tuned" / "model.safetensors", {
+        "model.layers.0.self_attn.q_proj.weight": ("F32", (0, 16), b"")})
+    spec_for(project, "rms", modules="[q_proj]")
+    code, _, err = run("check")
+    assert code == 1 and "has no entries (shape [0, 16])" in err and "Infinity" not in err
+
+
+def test_a_retrained_checkpoint_is_noticed(project: Path, run, monkeypatch: pytest.MonkeyPatch):
+    """Rewritten at the same paths: status names the shard, build redraws
+    exactly the figures reading it, even if size and mtime are restored."""
+    import os
+
+    ck.make_pair(project / "ckpt", shards=2)
+    spec_for(project, "relative_change", name="a")
+    support.write(project / "specs" / "b.yaml", support.spec_text())
+    assert run("build")[0] == 0
+    before = (project / "out" / "a.svg").read_bytes()
+    shard = project / "ckpt" / "tuned" / "model-00002-of-00002.safetensors"
+    st = shard.stat()
+    ck.make_pair(project / "ckpt", shards=2, seed=9)  # same names and sizes, other bytes
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert shard.stat().st_size == st.st_size
+    code, out, _ = run("status")
+    assert ("stale       specs/a.yaml (checkpoint ckpt/base/model-00001-of-00002.safetensors "
+            "changed)") in out, out
+    assert "up to date  specs/b.yaml" in out
+    code, out, _ = run("build")
+    assert code == 0 and "1 built, 1 up to date" in out
+    assert (project / "out" / "a.svg").read_bytes() != before
+    code, out, _ = run("status")
+    assert "stale" not in out
+
+
+def test_a_no_op_build_never_hashes_a_checkpoint(project: Path, run,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    import os
+
+    from compiler import manifest
+
+    ck.make_pair(project / "ckpt")
+    spec_for(project, "norm")
+    assert run("build")[0] == 0
+    hashed: list[Path] = []
+    monkeypatch.setattr(manifest, "hash_file", lambda p, size: hashed.append(p) or "")
+    shard = project / "ckpt" / "tuned" / "model.safetensors"
+    os.utime(shard)  # touched: a content stamp would be hashed to find it unchanged
+    code, out, _ = run("status")
+    assert hashed == [] and "stale       specs/fig.yaml (checkpoint" in out
+
+
+def test_a_retrained_checkpoint_under_a_root_is_noticed(project: Path, run, tmp_path_factory,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    shared = tmp_path_factory.mktemp("shared")
+    ck.make_pair(shared)
+    support.write(project / "figspec.yaml", f"roots: {{ckpt: {shared}}}\n")
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: $ckpt/tuned\n"
+                  "  base: $ckpt/base\n  metric: relative_change\nmodules: qwen2\n")
+    assert run("build")[0] == 0
+    assert "up to date" in run("status")[1]
+    ck.make_pair(shared, seed=3)
+    code, out, _ = run("status")
+    assert "stale       specs/fig.yaml (checkpoint" in out and "model.safetensors changed" in out
+
+
+def test_check_uses_the_sums_a_build_computed(project: Path, run):
+    """Before any build, check says once that the values were not checked;
+    after one, check refuses the value-dependent layout build refused."""
+    ck.make_pair(project / "ckpt")
+    extra = "annotate: {format: .4~s}\ncell: {width: 14}\n"
+    spec_for(project, "update_norm", name="a", extra=extra)
+    spec_for(project, "update_rms", name="b", extra=extra)
+    code, _, err = run("check")
+    assert code == 0 and err.count("note: checkpoint metrics not computed yet") == 1, err
+    assert "specs/a.yaml and 1 more" in err
+    code, _, build_err = run("build")
+    assert code == 1 and "annotat" in build_err
+    code, _, err = run("check")
+    assert code == 1 and "note:" not in err
+    assert [line for line in err.splitlines() if "annotat" in line] == \
+        [line for line in build_err.splitlines() if "annotat" in line]
+
+
+def test_a_damaged_cache_entry_is_computed_again(project: Path, run, _own_cache: Path):
+    ck.make_pair(project / "ckpt")
+    spec_for(project, "norm")
+    code, first, _ = run("table", "specs/fig.yaml")
+    entries = list((_own_cache / "metrics").glob("*.json"))
+    assert code == 0 and entries
+    for entry in entries:
+        entry.write_text('{"model.layers.0.self_attn.q_proj.weight": [1, 2]}')
+    assert run("table", "specs/fig.yaml")[:2] == (0, first)
+
+
+# -- where a checkpoint may be read from -----------------------------------------------
+
+def test_a_linked_shard_outside_the_project_is_refused(project: Path, run, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    ck.make_pair(elsewhere)
+    ck.make_pair(project / "ckpt")
+    shard = project / "ckpt" / "tuned" / "model.safetensors"
+    shard.unlink()
+    shard.symlink_to(elsewhere / "tuned" / "model.safetensors")
+    spec_for(project, "norm")
+    code, _, err = run("table", "specs/fig.yaml")
+    assert code == 1 and f"is a link to {elsewhere}" in err and "outside the project" in err
+    assert run("table", "specs/fig.yaml", "--allow-outside")[0] == 0
+
+
+def test_a_root_cannot_be_left_with_dot_dot(project: Path, run, tmp_path_factory):
+    shared = tmp_path_factory.mktemp("shared")
+    ck.make_pair(shared / "secret")
+    (shared / "ckpt").mkdir()
+    support.write(project / "figspec.yaml", f"roots: {{ckpt: {shared / 'ckpt'}}}\n")
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: $ckpt/../secret/tuned\n"
+                  "  metric: norm\nmodules: qwen2\n")
+    code, _, err = run("check")
+    assert code == 1 and "'$ckpt/../secret/tuned' leaves the root `$ckpt`" in err
+
+
+def test_an_empty_root_variable_is_named(project: Path, run, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CKPT_DIR", "")
+    support.write(project / "figspec.yaml", "roots: {ckpt: $CKPT_DIR}\n")
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: $ckpt/tuned\n"
+                  "  metric: norm\nmodules: qwen2\n")
+    code, _, err = run("check")
+    assert code == 1 and "the environment variable CKPT_DIR, which is empty" in err
+
+
+def _hub_snapshot(hub: Path, repo: str, commit: str) -> Path:
+    """A model laid out as huggingface_hub caches it: files are links into blobs."""
+    model = hub / ("models--" + repo.replace("/", "--"))
+    ck.make_pair(model / "tmp", shards=2)
+    snapshot = model / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (model / "blobs").mkdir()
+    for i, f in enumerate(sorted((model / "tmp" / "tuned").iterdir())):
+        blob = model / "blobs" / f"{i:040x}"
+        f.rename(blob)
+        (snapshot / f.name).symlink_to(Path("..", "..", "blobs", blob.name))
+    (model / "refs").mkdir()
+    (model / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_a_hugging_face_snapshot_is_read_and_named_by_id(project: Path, run, tmp_path_factory,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    hub = tmp_path_factory.mktemp("hub")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    snapshot = _hub_snapshot(hub, "Org/Tiny-1B", "a" * 40)
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: hf:Org/Tiny-1B\n"
+                  "  metric: norm\nmodules: qwen2\n")
+    code, by_id, err = run("table", "specs/fig.yaml")
+    assert code == 0, err
+    support.write(project / "figspec.yaml", f"roots: {{hub: {snapshot}}}\n")
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: $hub\n"
+                  "  metric: norm\nmodules: qwen2\n")
+    assert run("table", "specs/fig.yaml")[:2] == (0, by_id)
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: hf:Org/Other@v2\n"
+                  "  metric: norm\nmodules: qwen2\n")
+    code, _, err = run("check")
+    assert code == 1 and "Org/Other (revision v2) is not in the Hugging Face cache" in err
+    assert "hf download Org/Other --revision v2" in err
+
+
+def test_a_pattern_capturing_no_digits_as_layer(project: Path, run):
+    ck.write_safetensors(project / "ckpt" / "tuned" / "model.safetensors", {
+        "model.layers.\u00b2.self_attn.q_proj.weight": ("F32", (2, 2), b"\0" * 16)})
+    spec_for(project, "norm", modules="[q_proj]",
+             data="  pattern: 'layers\\.(?P<layer>[^.]+)\\.(?P<module>.+)\\.weight'\n")
+    code, _, err = run("check")
+    assert code == 1 and "not a whole number" in err and "Traceback" not in err
+
+
+def test_watch_redraws_when_a_checkpoint_is_rewritten(project: Path):
+    import threading
+    import time
+
+    from compiler.builder import watch
+    from compiler.events import Finished
+
+    ck.make_pair(project / "ckpt")
+    spec_for(project, "relative_change")
+    builds: list[list[str]] = []
+
+    def consume() -> None:
+        for event in watch([project / "specs"], Options(out_dir=project / "out", jobs=1),
+                           poll=0.05):
+            if isinstance(event, Finished):
+                builds.append([r.status for r in event.results])
+                if len(builds) == 2:
+                    return
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not builds and time.time() < deadline:
+        time.sleep(0.05)
+    first = (project / "out" / "fig.svg").read_bytes()
+    ck.make_pair(project / "ckpt", seed=5)
+    thread.join(60)
+    assert builds == [["built"], ["built"]]
+    assert (project / "out" / "fig.svg").read_bytes() != first
+
+
+def test_a_shard_truncated_while_it_is_read(project: Path, run,
+                                            monkeypatch: pytest.MonkeyPatch):
+    """The file shrinks between its header being checked and its bytes being
+    read (a copy still running): a diagnostic at the key, never exit 3."""
+    tuned, _, _ = ck.make_pair(project / "ckpt")
+    real = source.reduce_pair
+
+    def truncating(*args, **kw):
+        shard = tuned / "model.safetensors"
+        shard.write_bytes(shard.read_bytes()[:1000])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(source, "reduce_pair", truncating)
+    spec_for(project, "relative_change")
+    code, _, err = run("build")
+    assert code == 1 and "internal error" not in err, err
+    assert "specs/fig.yaml:2:15: error: in ckpt/tuned/model.safetensors" in err
+    assert "the file changed while it was read" in err
+
+
+def test_a_layer_of_five_thousand_digits_is_never_drawn(project: Path, run):
+    ck.write_safetensors(project / "ckpt" / "tuned" / "model.safetensors", {
+        "model.layers.0.self_attn.q_proj.weight": ("F32", (2, 2), b"\0" * 16),
+        f"model.layers.{'9' * 5000}.self_attn.q_proj.weight": ("F32", (2, 2), b"\0" * 16)})
+    spec_for(project, "norm", modules="[q_proj]")
+    code, out, err = run("table", "specs/fig.yaml")
+    assert code == 0 and out.splitlines()[1:] == ["0,q_proj,q_proj,0.0"], err

@@ -288,3 +288,30 @@ def test_a_build_is_a_stream_of_events(three: Path):
         "a": "up to date", "b": "built", "c": "failed"}
     assert isinstance(events[-1], Finished)
     assert [r.spec.stem for r in events[-1].results] == ["a", "b", "c"]
+
+
+def test_figspec_yaml_redraws_only_the_figures_using_what_changed(project: Path, run,
+                                                                   tmp_path_factory):
+    import checkpoints as ck
+
+    shared = tmp_path_factory.mktemp("shared")
+    ck.make_pair(shared)
+    support.write(project / "figspec.yaml", f"roots: {{ckpt: {shared}}}\n")
+    spec(project, "a")
+    support.write(project / "specs" / "b.yaml", "data:\n  checkpoint: $ckpt/tuned\n"
+                  "  metric: norm\nmodules: qwen2\n")
+    assert run("build")[0] == 0
+    support.write(project / "figspec.yaml", f"roots: {{ckpt: {shared}, other: /elsewhere}}\n")
+    code, out, _ = run("status")
+    assert out.count("up to date") == 2, out  # a root added: nothing to redraw
+    moved = tmp_path_factory.mktemp("moved")
+    ck.make_pair(moved)
+    support.write(project / "figspec.yaml", f"roots: {{ckpt: {moved}, other: /elsewhere}}\n")
+    code, out, _ = run("status")
+    assert "up to date  specs/a.yaml" in out
+    assert "stale       specs/b.yaml (figspec.yaml changed its `roots.ckpt`)" in out
+    assert run("build")[0] == 0
+    support.write(project / "figspec.yaml", f"roots: {{ckpt: {moved}}}\n"
+                  "defaults: {legend: {format: .3f}}\n")
+    code, out, _ = run("status")
+    assert out.count("figspec.yaml changed its `defaults`") == 2, out

@@ -30,12 +30,6 @@ FIELDS = {name: k for k, name in enumerate(kernel.FIELDS)}
 OPTIONS = (("abs", 0.25), ("exact", 0.0), ("rel", 0.5))
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FIGSPEC_CACHE", str(tmp_path / "cache"))
-    source._MEMORY.clear()
-
-
 # -- values ---------------------------------------------------------------------------
 
 def bits_of(dtype: str, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -185,7 +179,7 @@ SIZES = [source.CHUNK - 1, source.CHUNK, source.CHUNK + 1, 2 * source.CHUNK + 3,
 def reduced(project: Path, threads: int) -> dict:
     tuned = source.open_checkpoint(project / "ckpt" / "tuned")
     base = source.open_checkpoint(project / "ckpt" / "base")
-    return source._reduce_all(tuned, base, frozenset(OPTIONS), False, threads)
+    return source._reduce_all(tuned, base, frozenset(OPTIONS), set(), threads)
 
 
 def test_chunk_boundaries_match_the_reference(project: Path, run):
@@ -222,7 +216,6 @@ def test_fig_kernel_numpy_gives_the_same_figures(project: Path, run):
         "modules: [q_proj]\nlayers: {last: 2}\n"))
     tables = []
     for path in ("numba", "numpy"):
-        source._MEMORY.clear()
         env = {**os.environ, "FIGSPEC_KERNEL": path,
                "FIGSPEC_CACHE": str(project / f"cache-{path}")}
         p = subprocess.run([sys.executable, "-m", "compiler", "-v", "table", "specs/fig.yaml"],

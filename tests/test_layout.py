@@ -147,7 +147,9 @@ def test_missing_font_files_are_an_error_not_blank_text(project: Path,
 
 def test_a_system_font_of_the_same_name_does_not_take_over(project: Path, tmp_path_factory):
     """A user font named "DejaVu Sans" (really STIX, renamed) in ~/.fonts,
-    where fontconfig looks: figures must still embed figspec's DejaVu Sans."""
+    where fontconfig looks: figures must still embed figspec's DejaVu Sans,
+    byte for byte the same when figspec's cache cannot be written (a file
+    where its folder goes), where the machine's DejaVu could take over."""
     from fontTools.ttLib import TTFont
 
     from compiler.fonts import font_dir
@@ -159,13 +161,18 @@ def test_a_system_font_of_the_same_name_does_not_take_over(project: Path, tmp_pa
             record.string = "DejaVu Sans"
     (home / ".fonts").mkdir()
     impostor.save(home / ".fonts" / "impostor.ttf")
+    (home / "blocked").write_text("a file, not a folder")
     support.write(project / "specs" / "fig.yaml", support.spec_text(
         extra="title: T\noutput: {formats: [pdf]}\n"))
-    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(home / ".cache")}
-    subprocess.run([sys.executable, "-m", "compiler", "build"], cwd=project, env=env, check=True,
-                   capture_output=True)
-    fonts = support.pdf_fonts(project / "out" / "fig.pdf")
-    assert fonts and all(f.startswith("DejaVuSans") for f in fonts), fonts
+    pdfs = []
+    for cache in (".cache", "blocked"):
+        env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(home / cache)}
+        subprocess.run([sys.executable, "-m", "compiler", "build", "--force"], cwd=project,
+                       env=env, check=True, capture_output=True)
+        fonts = support.pdf_fonts(project / "out" / "fig.pdf")
+        assert fonts and all(f.startswith("DejaVuSans") for f in fonts), fonts
+        pdfs.append((project / "out" / "fig.pdf").read_bytes())
+    assert pdfs[0] == pdfs[1]
 
 
 # -- the drawing fits its size exactly, in every format -----------------------

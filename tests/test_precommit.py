@@ -75,3 +75,13 @@ def test_hook_refuses_a_broken_spec_and_accepts_the_fix(tmp_path: Path):
     accepted = git(work, "commit", "-qm", "add figure")
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert "figspec check" in accepted.stdout + accepted.stderr
+
+    # A staged data file re-checks the specs that read it.
+    rows = support.long_rows()
+    rows[4]["value"] = "n/a"
+    support.write_csv(work / "data" / "cells.csv", rows)
+    git(work, "add", "-A")
+    refused = git(work, "commit", "-qm", "new data")
+    assert refused.returncode != 0
+    assert 'data/cells.csv:6: error: value "n/a" in column `value` is not a number' in \
+        refused.stdout + refused.stderr

@@ -154,8 +154,10 @@ def test_the_javascript_bundle_is_cached_on_disk(tmp_path: Path, monkeypatch: py
         bundle = render.javascript_bundle()
         (cached,) = (tmp_path / "figspec").glob("vega-bundle-*.js")
         assert cached.read_text() == bundle and "vegaEmbed" in bundle
-        cached.write_text("window.vegaEmbed = 1;")  # what is cached is what is used
-        render.javascript_bundle.cache_clear()
-        assert render.javascript_bundle() == "window.vegaEmbed = 1;"
+        for damage in ("window.vegaEmbed = 1;", bundle[:len(bundle) // 2], ""):
+            cached.write_text(damage)  # damaged or truncated: made again, never used
+            render.javascript_bundle.cache_clear()
+            assert render.javascript_bundle() == bundle
+            assert cached.read_text() == bundle
     finally:
         render.javascript_bundle.cache_clear()

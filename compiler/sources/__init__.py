@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import looked_at
+from ..session import Session
 
 if TYPE_CHECKING:
     from ..files import Stamp
     from ..models import Data
+    from ..project import Settings
     from ..source import Document, Loc
 
 
@@ -88,11 +90,15 @@ class Context:
     roots: dict[str, str] = field(default_factory=dict)
     #: where figspec.yaml is: relative roots start there
     roots_base: Path | None = None
-    #: False for `check`: read what is cheap (headers), not what is costly
-    compute: bool = True
+    #: the invocation this read belongs to: what it computed, what it may compute
+    session: Session = field(default_factory=Session)
     #: the layers drawn, first and last (None: to the data's last): a source
     #: may skip what lies outside
     layers: tuple[int, int | None] = (0, None)
+    #: the modules listed (names as in the data): a source may skip the others
+    modules: tuple[str, ...] = ()
+    #: the project's figspec.yaml: a root read through is an input of the figure
+    settings: Settings | None = None
 
     def error(self, loc: Loc, message: str, hint: str | None = None) -> FigspecError:
         """A problem with what the spec asks of its source, at that key."""
@@ -115,10 +121,24 @@ class Context:
 
 
     def rooted(self, written: str, key: Loc) -> Path:
-        """A path that may start with ``$name/``, a root named in figspec.yaml
-        (whose folder may itself be ``$ENVVAR`` or ``${ENVVAR}/...``): what lies
-        under a root may be outside the project, since the project's settings
-        say so. Any other path is relative to the spec and inside the project."""
+        """A path that may start with ``$name/`` (a root named in figspec.yaml)
+        or be ``hf:org/name``; see :meth:`locate`."""
+        return self.locate(written, key)[0]
+
+    def locate(self, written: str, key: Loc) -> tuple[Path, Path | None, str]:
+        """Where ``written`` is, the folder every file read through it must lie
+        in once links are followed (None: anywhere), and that folder's name.
+
+        ``$name/...`` is under a root of figspec.yaml (whose folder may be
+        ``$ENVVAR`` or ``${ENVVAR}/...``), which may lie outside the project
+        since the project's settings say so, and which ``..`` cannot leave;
+        ``hf:org/name[@revision]`` is a model in the local Hugging Face hub
+        cache; any other path is relative to the spec and inside the project."""
+        if written.startswith("hf:"):
+            from .hub import snapshot
+
+            path = snapshot(written, lambda message, hint=None: self.error(key, message, hint))
+            return path, path.parent.parent.resolve(), "its Hugging Face cache folder"
         if not written.startswith("$"):
             path = (self.doc.path.parent / written).resolve()
             if self.root is not None and not self.allow_outside and \
@@ -126,8 +146,22 @@ class Context:
                 raise self.error(key, f"{written!r} lies outside the project", "name it under "
                                  "a root of figspec.yaml (`roots: {ckpt: /shared/ckpt}`, then "
                                  "`$ckpt/...`), or pass --allow-outside")
-            return path
+            within = self.root if self.root is not None and not self.allow_outside else None
+            plain = Path(os.path.normpath(self.doc.path.parent.absolute() / written))
+            return path, _hub_model(plain) or within, "the project"
         name, _, rest = written[1:].partition("/")
+        folder = self._root(name, key)
+        path = (folder / rest).resolve()
+        if not path.is_relative_to(folder):
+            raise self.error(key, f"{written!r} leaves the root `${name}` ({folder})",
+                             f"write a path below `${name}/`, or add a root for it to "
+                             "figspec.yaml")
+        within = None if self.allow_outside else folder
+        plain = Path(os.path.normpath(folder / rest))
+        return path, _hub_model(plain) or within, f"the root `${name}` ({folder})"
+
+    def _root(self, name: str, key: Loc) -> Path:
+        """The folder of root ``name``, resolved."""
         if name not in self.roots:
             listed = ", ".join(f"`${n}`" for n in self.roots) or "none"
             raise self.error(key, f"`${name}` is not a root in figspec.yaml (roots: {listed})",
@@ -135,13 +169,32 @@ class Context:
         folder = self.roots[name]
         env = re.fullmatch(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?(/.*)?", folder)
         if env:
-            if env.group(1) not in os.environ:
+            variable = env.group(1)
+            if variable not in os.environ:
                 raise self.error(key, f"root `{name}` in figspec.yaml takes its folder from "
-                                 f"the environment variable {env.group(1)}, which is not set",
-                                 f"export {env.group(1)}=/path/to/folder")
-            folder = os.environ[env.group(1)] + (env.group(2) or "")
+                                 f"the environment variable {variable}, which is not set",
+                                 f"export {variable}=/path/to/folder")
+            if not os.environ[variable].strip():
+                raise self.error(key, f"root `{name}` in figspec.yaml takes its folder from "
+                                 f"the environment variable {variable}, which is empty",
+                                 f"export {variable}=/path/to/folder")
+            folder = os.environ[variable] + (env.group(2) or "")
+        if self.settings is not None:  # the figure depends on this root, not all of figspec.yaml
+            from ..project import part_input
+
+            self.stamps.update([part_input(self.settings, f"roots.{name}")])
         base = self.roots_base or self.doc.path.parent
-        return (base / folder / rest).resolve()
+        return (base / folder).resolve()
+
+
+def _hub_model(path: Path) -> Path | None:
+    """The model folder (``models--org--name``) of a path inside a Hugging Face
+    hub cache snapshot: its files are links into that folder's ``blobs``."""
+    parts = path.parts
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] == "snapshots" and parts[i - 1].startswith("models--"):
+            return Path(*parts[:i])
+    return None
 
 
 class Source(Protocol):

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
-from ..files import looked_at, open_regular
+from ..files import Stamp, looked_at, open_regular
+from ..models import module_matcher
+from ..session import Option
 from . import Context, Rows, Where
 
 #: Bytes per entry of the dtypes read.
@@ -80,12 +82,20 @@ class Tensor:
 
 # -- reading headers ---------------------------------------------------------------
 
-def read_header(path: Path) -> dict[str, Tensor]:
-    """The tensors of one .safetensors file, every field checked; CheckpointError."""
+#: file read -> its identity stamp, taken before reading it
+Stamps = dict[Path, Stamp]
+
+
+def read_header(path: Path, stamps: Stamps | None = None) -> dict[str, Tensor]:
+    """The tensors of one .safetensors file, every field checked; CheckpointError.
+    The file is stamped in ``stamps`` as it was before its header was read."""
     looked_at(path)
     try:
         with open_regular(path) as f:
-            size = os.fstat(f.fileno()).st_size
+            st = os.fstat(f.fileno())
+            size = st.st_size
+            if stamps is not None:
+                stamps[path] = Stamp.identity(st)
             head = f.read(8)
             if len(head) < 8:
                 raise CheckpointError(f"only {len(head)} bytes: not a safetensors file", path)
@@ -157,32 +167,42 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def open_checkpoint(path: Path) -> dict[str, Tensor]:
+@dataclass(frozen=True)
+class Within:
+    """Where every file of a checkpoint must lie once links are followed: a
+    folder, and how to name it in a message."""
+
+    folder: Path
+    shown: str
+
+    def check(self, path: Path) -> None:
+        real = path.resolve()
+        if not real.is_relative_to(self.folder):
+            raise CheckpointError(f"is a link to {real}, outside {self.shown}", path,
+                                  hint="copy the file there, or pass --allow-outside")
+
+
+def open_checkpoint(path: Path, stamps: Stamps | None = None, within: Within | None = None
+                    ) -> dict[str, Tensor]:
     """Every tensor of a checkpoint: a .safetensors file, or a folder with an
-    index naming its shards, or with *.safetensors files."""
+    index naming its shards, or with *.safetensors files (links followed, but
+    only to files ``within`` allows). Each file read is stamped in ``stamps``."""
     looked_at(path)
     if path.is_file():
         if path.suffix.lower() in _PICKLES:
             raise CheckpointError("a PyTorch pickle, which figspec never unpickles (it can run "
                                   "code); convert it: `safetensors.torch.save_file(torch.load("
                                   "p, weights_only=True), 'model.safetensors')`", path)
-        return read_header(path)
-    if not path.is_dir():
+        shards = [path]
+    elif not path.is_dir():
         raise CheckpointError("no such file or folder", path)
-    index = path / INDEX
-    looked_at(index)
-    if index.is_file():
-        shards = _index_shards(index)
     else:
-        shards = sorted(path.glob("*.safetensors"))
-        if not shards:
-            pickles = [p.name for p in path.iterdir() if p.suffix.lower() in _PICKLES]
-            hint = (f"; it has {', '.join(pickles[:3])}: PyTorch pickles, which figspec never "
-                    "unpickles; convert them to safetensors" if pickles else "")
-            raise CheckpointError(f"holds neither {INDEX} nor *.safetensors files{hint}", path)
+        shards = _shards(path, stamps, within)
     tensors: dict[str, Tensor] = {}
     for shard in shards:
-        for name, t in read_header(shard).items():
+        if within is not None:
+            within.check(shard)
+        for name, t in read_header(shard, stamps).items():
             if name in tensors:
                 raise CheckpointError(f"is also in {display_path(tensors[name].file)}", shard,
                                       name)
@@ -190,26 +210,55 @@ def open_checkpoint(path: Path) -> dict[str, Tensor]:
     return tensors
 
 
-def _index_shards(index: Path) -> list[Path]:
+def _shards(folder: Path, stamps: Stamps | None, within: Within | None) -> list[Path]:
+    """The shards of a checkpoint folder: those its index names, else every
+    ``*.safetensors`` file in it."""
+    index = folder / INDEX
+    looked_at(index)
+    if index.is_file():
+        if within is not None:
+            within.check(index)
+        return _index_shards(index, stamps)
+    shards = sorted(folder.glob("*.safetensors"))
+    if not shards:
+        pickles = [p.name for p in folder.iterdir() if p.suffix.lower() in _PICKLES]
+        hint = (f"; it has {', '.join(pickles[:3])}: PyTorch pickles, which figspec never "
+                "unpickles; convert them to safetensors" if pickles else "")
+        raise CheckpointError(f"holds neither {INDEX} nor *.safetensors files{hint}", folder)
+    return shards
+
+
+def _index_shards(index: Path, stamps: Stamps | None = None) -> list[Path]:
+    """The shards an index names: plain file names beside it. A Hugging Face
+    hub snapshot's index and shards are links into its ``blobs`` folder, so a
+    shard is found by its name in the index's folder, never by where it leads."""
     try:
         with open_regular(index) as f:
+            st = os.fstat(f.fileno())
             data = json.loads(f.read(MAX_HEADER + 1), object_pairs_hook=_unique)
     except (OSError, ValueError, RecursionError) as e:
         raise CheckpointError(f"not a readable index: {e}", index) from None
+    if stamps is not None:
+        stamps[index] = Stamp.identity(st)
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str)
                                                    for v in weight_map.values()):
         raise CheckpointError("has no `weight_map` of tensor name to shard file", index)
     shards = []
     for name in sorted(set(weight_map.values())):
-        shard = (index.parent / name).resolve()
-        if shard.parent != index.parent.resolve():
+        if not _PLAIN_FILE.fullmatch(name) or name in (".", ".."):
             raise CheckpointError(f"names a shard outside its folder: {name!r}", index)
+        shard = index.parent / name
+        looked_at(shard)
         if not shard.is_file():
             raise CheckpointError(f"names a shard that does not exist: {name}", index,
                                   hint="copy the missing shard next to the index")
         shards.append(shard)
     return shards
+
+
+#: A shard's name in an index: a file name, no folder.
+_PLAIN_FILE = re.compile(r"[^/\\\x00]{1,255}")
 
 
 # -- reducing tensors --------------------------------------------------------------
@@ -311,8 +360,6 @@ def reduce_pair(t: Tensor, b: Tensor | None, files: _Files, options: frozenset[O
     return out
 
 
-#: What "changed" means: ("exact", 0), ("abs", tolerance) or ("rel", relative_tolerance).
-Option = tuple[str, float]
 
 
 def option_of(data: Any) -> Option:
@@ -393,7 +440,7 @@ def metric(name: str, sums: dict[str, float], option: Option = ("exact", 0.0)) -
     if name == "sparsity":
         return 1 - sums[changed_key(option)] / n if n else 1.0
     if name == "cosine":
-        return tb / (math.sqrt(tt) * math.sqrt(bb)) if tt and bb else math.nan
+        return _cosine(tt, bb, tb)
     if name == "update_norm":
         return math.sqrt(dd)
     if name == "update_rms":
@@ -407,36 +454,72 @@ def metric(name: str, sums: dict[str, float], option: Option = ("exact", 0.0)) -
     return sums[name]  # update_rank, computed on its own
 
 
+def _cosine(tt: float, bb: float, tb: float) -> float:
+    """tb / (‖T‖‖B‖), exactly 1 for a tensor with itself (sqrt of a rounded
+    square is exact), and never past ±1 however the sums round."""
+    if not (tt and bb):
+        return math.nan
+    both = tt * bb
+    norms = math.sqrt(both) if math.isfinite(both) and both > 0 else math.sqrt(tt) * math.sqrt(bb)
+    return max(-1.0, min(1.0, tb / norms))
+
+
 # -- the source --------------------------------------------------------------------
+
+#: Why a metric cannot be computed for a tensor: metric -> (test on its sums,
+#: why, what to use instead).
+_UNDEFINED: dict[str, list[tuple[Any, str, str]]] = {
+    "relative_change": [(lambda s: not s["bb"], "its base is all zeros (‖B‖ = 0), so "
+                         "‖T − B‖ / ‖B‖ is undefined", "use `metric: update_norm` or "
+                         "`update_rms`, which need no norm of the base")],
+    "cosine": [(lambda s: not s["tt"], "it is all zeros in the checkpoint (‖T‖ = 0), so the "
+                "cosine of T and B is undefined", "use `metric: update_norm` or `update_rms`"),
+               (lambda s: not s["bb"], "its base is all zeros (‖B‖ = 0), so the cosine of T "
+                "and B is undefined", "use `metric: update_norm` or `update_rms`")],
+}
+
 
 class Checkpoint:
     def read(self, ctx: Context) -> Rows:
         data = ctx.data
         try:
-            tuned = open_checkpoint(self._path(ctx, "checkpoint"))
-            base = open_checkpoint(self._path(ctx, "base")) if data.base else None
+            tuned = self._open(ctx, "checkpoint")
+            base = self._open(ctx, "base") if data.base else None
         except CheckpointError as e:
-            key = "base" if data.base and e.file is not None and \
-                _under(e.file, ctx, "base") else "checkpoint"
-            hint = e.hint or (None if "unpickle" in str(e) or "no such" in str(e) else
-                              "the file is damaged or not safetensors: save the checkpoint again")
-            raise ctx.error(("data", key), e.text(), hint) from None
-        chosen = self._tensors(tuned, data.tensor, data.param_pattern, ctx.layers)
-        problems = []
-        if base is not None:
-            problems = self._compare_headers(ctx, chosen, base)
+            raise self._error(ctx, e) from None
+        chosen = self._tensors(ctx, tuned)
+        problems = self._compare_headers(ctx, chosen, base) if base is not None else []
+        problems += self._applicable(ctx, chosen)
         if problems:
-            raise FigspecError(problems)
-        if ctx.compute:
-            values = self._values(ctx, chosen, base)
-        else:  # checking: say what a build will want of this pair, compute nothing
+            raise FigspecError(_summed(problems))
+        key = self._pair_key(chosen, base, data)
+        self._want(ctx, key, chosen)
+        sums = self._sums(ctx, key, chosen, base)
+        if sums is None:  # checking: the values are not known without reading the pair
+            ctx.session.unchecked.add(ctx.doc.path)
             values = {name: 0.0 for name in chosen}
-            _want(self._pair_key(chosen, base, data), data)
-        rows = [(Where(display_path(t.file), what=f"tensor `{name}`"),
+        else:
+            values = self._values(ctx, chosen, sums)
+        shown = {f: display_path(f) for f in {t.file for t in chosen.values()}}
+        rows = [(Where(shown[t.file], what=f"tensor `{name}`"),
                  {data.param: name, data.value: values[name]})
                 for name, t in chosen.items()]
-        shown = display_path(self._path(ctx, "checkpoint"))
-        return Rows(rows, [data.param, data.value], shown)  # type: ignore[arg-type]
+        folder = display_path(self._path(ctx, "checkpoint"))
+        return Rows(rows, [data.param, data.value], folder)  # type: ignore[arg-type]
+
+    def _error(self, ctx: Context, e: CheckpointError) -> FigspecError:
+        """A checkpoint that cannot be read, at the key that names it."""
+        data = ctx.data
+        key = "base" if data.base and e.file is not None and \
+            _under(e.file, ctx, "base") else "checkpoint"
+        hint = e.hint or (None if "unpickle" in str(e) or "no such" in str(e) else
+                          "the file is damaged or not safetensors: save the checkpoint again")
+        return ctx.error(("data", key), e.text(), hint)
+
+    @staticmethod
+    def _open(ctx: Context, key: str) -> dict[str, Tensor]:
+        path, folder, shown = ctx.locate(getattr(ctx.data, key), ("data", key))
+        return open_checkpoint(path, ctx.stamps, Within(folder, shown) if folder else None)
 
     @staticmethod
     def _path(ctx: Context, key: str) -> Path:
@@ -444,16 +527,26 @@ class Checkpoint:
         return ctx.rooted(written, ("data", key))
 
     @staticmethod
-    def _tensors(tensors: dict[str, Tensor], kind: str, pattern: re.Pattern[str],
-                 layers: tuple[int, int | None]) -> dict[str, Tensor]:
-        """The weights (or biases) of the layers drawn: embeddings, the final
-        norm and lm_head have no layer, and are never read."""
-        suffix, (first, last) = "." + kind, layers
+    def _tensors(ctx: Context, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The weights (or biases) of the modules and layers drawn: nothing else
+        is ever read (embeddings, norms, lm_head, modules not listed)."""
+        data = ctx.data
+        suffix, (first, last) = "." + data.tensor, ctx.layers
+        pattern, listed = data.param_pattern, module_matcher(ctx.modules)
         chosen = {}
         for name, t in tensors.items():
             m = pattern.search(name) if name.endswith(suffix) else None
-            if m and m.group("layer").isdigit() and first <= int(m.group("layer")) and \
-                    (last is None or int(m.group("layer")) <= last):
+            if m is None or listed(m.group("module")) is None:
+                continue
+            layer = m.group("layer")
+            if not _LAYER.fullmatch(layer):
+                raise ctx.error(("data", "pattern") if data.pattern else ("data", "checkpoint"),
+                                f"the layer found in tensor `{name[:200]}` is {layer[:20]!r}, "
+                                "not a whole number", "capture only ASCII digits in "
+                                "`(?P<layer>...)`")
+            if len(layer) > 12:  # past any layer drawn (and int() of 5,000 digits refuses)
+                continue
+            if first <= int(layer) and (last is None or int(layer) <= last):
                 chosen[name] = t
         return chosen
 
@@ -470,9 +563,25 @@ class Checkpoint:
                 problems.append(ctx.doc.diagnostic(ctx.base + ("data", "base"),
                                 f"tensor `{name}` is {list(t.shape)} in the checkpoint and "
                                 f"{list(other.shape)} in the base"))
-        return problems[:5] + ([ctx.doc.diagnostic(ctx.base + ("data", "base"),
-                                f"... and {len(problems) - 5} more like this")]
-                               if len(problems) > 5 else [])
+        return problems
+
+    @staticmethod
+    def _applicable(ctx: Context, chosen: dict[str, Tensor]) -> list[Diagnostic]:
+        """Tensors drawn that the metric cannot apply to, known from the headers."""
+        metric_name, problems = ctx.data.metric, []
+        for name, t in chosen.items():
+            why = None
+            if t.count == 0:
+                why = (f"tensor `{name}` has no entries (shape {list(t.shape)}): there is "
+                       f"nothing to compute {metric_name} from")
+            elif metric_name == "update_rank" and len(t.shape) != 2:
+                why = (f"tensor `{name}` has shape {list(t.shape)}: update_rank is the rank "
+                       "of a matrix")
+            if why:
+                problems.append(ctx.doc.diagnostic(
+                    ctx.base + ("data", "metric"), why, "leave its module out of `modules`, "
+                    "or choose another `metric`"))
+        return problems
 
     @staticmethod
     def _pair_key(chosen: dict[str, Tensor], base: dict[str, Tensor] | None, data: Any) -> str:
@@ -480,32 +589,89 @@ class Checkpoint:
                        {base[n].file for n in chosen if base and n in base})
         return _cache_key(files, data)
 
-    def _values(self, ctx: Context, chosen: dict[str, Tensor], base: dict[str, Tensor] | None
+    @staticmethod
+    def _want(ctx: Context, key: str, chosen: dict[str, Tensor]) -> None:
+        """Say what this figure wants of the pair, so the session reads it once for all."""
+        data, request = ctx.data, ctx.session.request(key)
+        request.tensors.update(chosen)
+        if data.base is not None:  # "changed" compares two checkpoints
+            request.options.add(option_of(data))
+            if data.metric == "update_rank":
+                request.ranks.update(chosen)
+
+    def _sums(self, ctx: Context, key: str, chosen: dict[str, Tensor],
+              base: dict[str, Tensor] | None) -> dict[str, dict[str, float]] | None:
+        """The sums of every tensor the session wants of the pair: from this
+        session, else figspec's cache, else (building) one pass over the pair.
+        None when checking and they are not known yet."""
+        session, request = ctx.session, ctx.session.request(key)
+        sums = session.sums.get(key) or _cached(key) or {}
+        want_rank = ctx.data.metric == "update_rank" and base is not None
+        if _covers(sums, chosen, request.options if base is not None else set(),
+                   set(chosen) if want_rank else set()):
+            session.sums[key] = sums
+            return sums
+        if not session.compute:
+            return None
+        # What is reduced now holds every option and rank the cache held before,
+        # so one pass serves every figure of the pair, in this session and after.
+        options = set(request.options) | {_option(k) for s in sums.values() for k in s
+                                          if k.startswith("changed:")}
+        if base is None:
+            options = set()
+        ranks = (request.ranks | {n for n, s in sums.items() if "update_rank" in s}
+                 if base is not None else set())
+        todo = {n: t for n, t in request.tensors.items()
+                if not _covers(sums, {n: t}, options, ranks)}
+        try:
+            fresh = _reduce_all(todo, base, frozenset(options), ranks)
+        except CheckpointError as e:
+            raise self._error(ctx, e) from None
+        sums = {**sums, **fresh}
+        session.sums[key] = sums
+        _store(key, sums)
+        return sums
+
+    @staticmethod
+    def _values(ctx: Context, chosen: dict[str, Tensor], sums: dict[str, dict[str, float]]
                 ) -> dict[str, float]:
+        """Each drawn tensor's metric; a diagnostic for weights that are not
+        finite, and for tensors the metric is undefined for."""
         data = ctx.data
-        key = self._pair_key(chosen, base, data)
-        _want(key, data)
-        options, rank = _WANTED[key]
-        sums = _cached(key)
-        if not _covers(sums, chosen, options, rank and base is not None):
-            # Reduce what any spec of this build wants of the pair, and what
-            # was cached before, in one pass.
-            for name_sums in (sums or {}).values():
-                for k in name_sums:
-                    if k.startswith("changed:"):
-                        kind, value = k.split(":", 2)[1:]
-                        options.add((kind, float(value)))
-            sums = _reduce_all(chosen, base, frozenset(options), rank)
-            _store(key, sums)
-        bad = {n: s for n, s in sums.items() if n in chosen and (s["bad_t"] or s["bad_b"])}
+        bad = [n for n in chosen if sums[n]["bad_t"] or sums[n]["bad_b"]]
         if bad:
-            name, s = next(iter(bad.items()))
+            s = sums[bad[0]]
             which = "checkpoint" if s["bad_t"] else "base"
-            raise ctx.error(("data", which), f"tensor `{name}` holds "
+            raise ctx.error(("data", which), f"tensor `{bad[0]}` holds "
                             f"{int(s['bad_t'] or s['bad_b']):,} non-finite weights (NaN or "
                             f"infinity) in the {which}" + (f"; and {len(bad) - 1} more tensors"
                                                           if len(bad) > 1 else ""))
+        problems = [ctx.doc.diagnostic(ctx.base + ("data", "metric"),
+                                       f"tensor `{name}`: {why}", hint)
+                    for name in chosen
+                    for test, why, hint in _UNDEFINED.get(str(data.metric), [])
+                    if test(sums[name])]
+        if problems:
+            raise FigspecError(_summed(problems))
         return {name: metric(data.metric, sums[name], option_of(data)) for name in chosen}
+
+
+#: A layer index as a tensor name writes it: ASCII digits.
+_LAYER = re.compile(r"[0-9]+")
+
+
+def _summed(problems: list[Diagnostic]) -> list[Diagnostic]:
+    """Five problems of one place shown, the rest counted."""
+    if len(problems) <= 5:
+        return problems
+    first = problems[0]
+    return problems[:5] + [Diagnostic(first.file, first.line, first.column,
+                                      f"... and {len(problems) - 5} more like this")]
+
+
+def _option(key: str) -> Option:
+    kind, value = key.split(":", 2)[1:]
+    return (kind, float(value))
 
 
 def _under(path: Path, ctx: Context, key: str) -> bool:
@@ -516,12 +682,13 @@ def _under(path: Path, ctx: Context, key: str) -> bool:
 
 
 def _reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None,
-                options: frozenset[Option], rank: bool, threads: int | None = None
+                options: frozenset[Option], ranks: set[str], threads: int | None = None
                 ) -> dict[str, dict[str, float]]:
-    """Every chosen tensor reduced, by ``threads`` threads (default: one per
-    core this process may use), each taking the next tensor in file order
-    (reads stay nearly sequential). The kernel lets go of the GIL and calls
-    no BLAS, so the threads are the only ones working: no oversubscription."""
+    """Every chosen tensor reduced, and the update_rank of those in ``ranks``,
+    by ``threads`` threads (default: one per core this process may use), each
+    taking the next tensor in file order (reads stay nearly sequential). The
+    kernel lets go of the GIL and calls no BLAS, so the threads are the only
+    ones working: no oversubscription."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import kernel
@@ -537,7 +704,7 @@ def _reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None,
             local.buffers = _Buffers()
         sums = reduce_pair(t, b, files, options if b is not None else frozenset(),
                            local.buffers, path)
-        if rank and b is not None:
+        if name in ranks and b is not None:
             sums["update_rank"] = update_rank(t, b, files)
         return name, sums
 
@@ -557,32 +724,12 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-#: Reductions made in this process, by cache key: several specs comparing the
-#: same pair in one build share one pass.
-_MEMORY: dict[str, dict[str, dict[str, float]]] = {}
-
-
-#: What the specs of this process want of each pair (cache key): the meanings
-#: of "changed" asked for, and whether update_rank is. Checking a spec adds to
-#: it, so a build reduces a pair once for all its figures.
-_WANTED: dict[str, tuple[set[Option], bool]] = {}
-
-
-def _want(key: str, data: Any) -> None:
-    options, rank = _WANTED.setdefault(key, (set(), False))
-    if data.base is not None:  # "changed" compares two checkpoints
-        options.add(option_of(data))
-    _WANTED[key] = (options, rank or data.metric == "update_rank")
-
-
-def _covers(sums: dict[str, dict[str, float]] | None, chosen: dict[str, Tensor],
-            options: set[Option], rank: bool) -> bool:
-    """Whether cached sums hold every tensor and option wanted."""
-    if sums is None:
-        return False
+def _covers(sums: dict[str, dict[str, float]], chosen: dict[str, Tensor],
+            options: set[Option], ranks: set[str]) -> bool:
+    """Whether the sums hold every tensor, option and rank wanted."""
     for name in chosen:
         have = sums.get(name)
-        if have is None or (rank and "update_rank" not in have):
+        if have is None or (name in ranks and "update_rank" not in have):
             return False
         if not all(changed_key(o) in have for o in options):
             return False
@@ -600,25 +747,30 @@ def _cache_key(files: list[Path], data: Any) -> str:
 
 
 def _cached(key: str) -> dict[str, dict[str, float]] | None:
+    """The sums figspec's cache holds for the pair; None if missing, or not
+    of the shape written (a damaged or foreign entry is computed again)."""
     from .. import cache
 
-    if key in _MEMORY:
-        return _MEMORY[key]
     try:
         raw = (cache.folder() / "metrics" / f"{key}.json").read_bytes()
         sums = json.loads(raw)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
-    if isinstance(sums, dict):
-        _MEMORY[key] = sums
-        return sums
-    return None
+    valid = isinstance(sums, dict) and all(
+        isinstance(name, str) and isinstance(entry, dict) and
+        all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            for k, v in entry.items()) and _SUM_KEYS <= entry.keys()
+        for name, entry in sums.items())
+    return sums if valid else None
+
+
+#: What every tensor's cached sums hold.
+_SUM_KEYS = {"n", "tt", "bb", "tb", "dd", "max_abs", "bad_t", "bad_b"}
 
 
 def _store(key: str, sums: dict[str, dict[str, float]]) -> None:
     from .. import cache
 
-    _MEMORY[key] = sums
     cache.put(f"metrics/{key}.json", json.dumps(sums, sort_keys=True).encode())
 
 

@@ -187,3 +187,24 @@ for case in ("shape_differs", "tensor_missing"):
         f"  metric: relative_change\n" + CKMODS)
 (INV / "checkpoint_no_base.yaml").write_text(
     "data:\n  checkpoint: ../data/ckpt/base\n  metric: cosine\n" + CKMODS)
+
+# A 1-D tensor drawn for update_rank; a tensor with no entries; a pattern whose
+# layer group captures what is no number.
+_NORM = "model.layers.0.input_layernorm.weight"
+_write("with_norm", _safetensors(GOOD_T, header_edit=lambda h: h.update(
+    {_NORM: {"dtype": "F32", "shape": [4], "data_offsets": [32, 48]}}),
+    body_edit=lambda b: b + _struct.pack("<4f", 1, 1, 1, 1)))
+_write("zero_size", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[1]].update(
+    shape=[0, 2], data_offsets=[16, 16])))
+(INV / "checkpoint_rank_of_a_vector.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/with_norm\n  base: ../data/ckpt/with_norm\n"
+    "  metric: update_rank\nmodules: [q_proj, input_layernorm]\n")
+(INV / "checkpoint_zero_size.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/zero_size\n  metric: rms\n" + CKMODS)
+(INV / "checkpoint_layer_not_a_number.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/base\n  metric: norm\n"
+    "  pattern: '(?P<layer>[a-z]+)\\.\\d+\\.(?P<module>.+)\\.weight'\n" + CKMODS)
+
+# A quote never closed: reported where it opens, not where the file ends.
+(INV / "unterminated_quote.yaml").write_text(
+    GOOD + 'title: "Qwen2.5-1.5B: update ratio\n')

@@ -1,0 +1,140 @@
+"""A float64 reference for every checkpoint metric, written from the README's
+metric table and nothing else: it imports no figspec code, reads safetensors
+files with json and numpy alone, and computes each metric from whole arrays
+the plain way (figspec reads pieces and keeps running sums).
+
+T is the checkpoint's tensor, B the base's, each as float64 from its stored
+values; BF16 is widened as the format defines it (the 16 bits are the top
+half of a float32).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: numpy's type for the stored bits and for the stored values of each dtype.
+_BITS = {"BF16": "<u2", "F16": "<u2", "F32": "<u4", "F64": "<u8"}
+_VALUES = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}
+
+#: Every metric of the README's table, and those that need a base.
+METRICS = ("relative_change", "changed_fraction", "sparsity", "cosine", "update_norm",
+           "update_rms", "update_rank", "norm", "rms", "max_abs")
+NEEDS_BASE = METRICS[:7]
+
+
+class Stored:
+    """One tensor as stored: its dtype, shape and raw bits."""
+
+    def __init__(self, dtype: str, shape: tuple[int, ...], raw: bytes):
+        self.dtype, self.shape, self.raw = dtype, shape, raw
+
+    def bits(self) -> np.ndarray:
+        return np.frombuffer(self.raw, _BITS[self.dtype]).reshape(self.shape)
+
+    def float32(self) -> np.ndarray:
+        """The stored values as float32 (exact for BF16, F16 and F32)."""
+        if self.dtype == "BF16":
+            return (self.bits().astype(np.uint32) << 16).view(np.float32)
+        return np.frombuffer(self.raw, _VALUES[self.dtype]).astype(np.float32).reshape(self.shape)
+
+    def float64(self) -> np.ndarray:
+        if self.dtype == "F64":
+            return np.frombuffer(self.raw, "<f8").reshape(self.shape).copy()
+        return self.float32().astype(np.float64)
+
+
+def read_file(path: Path) -> dict[str, Stored]:
+    """Every tensor of one .safetensors file: 8 bytes of header length
+    (little-endian), the JSON header, then the data."""
+    blob = path.read_bytes()
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + length])
+    start = 8 + length
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        out[name] = Stored(info["dtype"], tuple(info["shape"]), blob[start + begin:start + end])
+    return out
+
+
+def read_checkpoint(folder: Path) -> dict[str, Stored]:
+    """A folder with model.safetensors.index.json and its shards, or with one
+    model.safetensors."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        shards = ["model.safetensors"]
+    tensors: dict[str, Stored] = {}
+    for shard in shards:
+        tensors.update(read_file(folder / shard))
+    return tensors
+
+
+def metric(name: str, t: Stored, b: Stored | None, *, tolerance: float | None = None,
+           relative_tolerance: float | None = None) -> float:
+    """The README's definition of ``name`` for one tensor (``b``: the base's)."""
+    T = t.float64()
+    n = T.size
+    if name == "norm":
+        return math.sqrt(float(np.sum(T * T)))
+    if name == "rms":
+        return math.sqrt(float(np.sum(T * T)) / n)
+    if name == "max_abs":
+        return float(np.max(np.abs(T)))
+    assert b is not None, f"{name} needs a base"
+    B = b.float64()
+    D = T - B
+    if name == "relative_change":
+        return math.sqrt(float(np.sum(D * D))) / math.sqrt(float(np.sum(B * B)))
+    if name == "cosine":
+        return float(np.sum(T * B)) / (math.sqrt(float(np.sum(T * T))) *
+                                       math.sqrt(float(np.sum(B * B))))
+    if name == "update_norm":
+        return math.sqrt(float(np.sum(D * D)))
+    if name == "update_rms":
+        return math.sqrt(float(np.sum(D * D)) / n)
+    if name in ("changed_fraction", "sparsity"):
+        if tolerance is not None:
+            changed = np.abs(D) > tolerance
+        elif relative_tolerance is not None:
+            changed = np.abs(D) > relative_tolerance * np.maximum(np.abs(T), np.abs(B))
+        elif t.dtype == b.dtype:
+            changed = t.bits() != b.bits()  # as stored, bit for bit
+        else:
+            changed = T != B
+        fraction = int(np.count_nonzero(changed)) / n
+        return fraction if name == "changed_fraction" else 1 - fraction
+    if name == "update_rank":
+        return _rank(t.float32() - b.float32()) / min(t.shape)
+    raise ValueError(f"unknown metric {name}")
+
+
+def _rank(d: np.ndarray) -> int:
+    """torch.linalg.matrix_rank's default on float32: singular values above
+    s_max * max(rows, cols) * eps(float32)."""
+    assert d.ndim == 2 and d.dtype == np.float32
+    s = np.linalg.svd(d, compute_uv=False)
+    if s.size == 0 or s[0] == 0:
+        return 0
+    return int(np.count_nonzero(s > s[0] * max(d.shape) * np.finfo(np.float32).eps))
+
+
+def close(a: float, b: float, rel: float = 1e-9) -> bool:
+    """Equal to ``rel`` relative; exact zeros must be zeros (to 1e-300)."""
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-300)
+
+
+def combine(values: list[float], how: str | None) -> Any:
+    """``aggregate:`` as the README defines it."""
+    import statistics
+
+    return {"mean": statistics.fmean, "median": statistics.median, "min": min,
+            "max": max, None: lambda v: v[0]}[how](values)
