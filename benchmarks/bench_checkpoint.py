@@ -117,9 +117,10 @@ def peak_of(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, floa
     return seconds, usage.ru_maxrss / 1024
 
 
-def reduction(folder: Path, threads: int, path: str, runs: int) -> float:
-    """Median seconds of the reduction alone (every cheap metric of every
-    layer), in a child process so that the kernel path is chosen afresh."""
+def reduction(folder: Path, threads: int, path: str, runs: int) -> tuple[float, float]:
+    """Median wall and CPU seconds of the reduction alone (every cheap metric
+    of every layer), in a child process so that the kernel path is chosen
+    afresh. CPU time says what the work costs on a machine shared with others."""
     code = f"""
 import os, statistics, time
 from pathlib import Path
@@ -127,17 +128,19 @@ from compiler.sources import checkpoint as c
 tuned, base = c.open_checkpoint(Path({str(folder / 'tuned')!r})), \\
     c.open_checkpoint(Path({str(folder / 'base')!r}))
 c._reduce_all(dict(list(tuned.items())[:7]), base, frozenset([("exact", 0.0)]), set(), 1)
-times = []
+times, cpu = [], []
 for _ in range({runs}):
-    start = time.perf_counter()
+    start, used = time.perf_counter(), time.process_time()
     c._reduce_all(tuned, base, frozenset([("exact", 0.0)]), set(), {threads})
     times.append(time.perf_counter() - start)
-print(statistics.median(times))
+    cpu.append(time.process_time() - used)
+print(statistics.median(times), statistics.median(cpu))
 """
     env = {**os.environ, "FIGSPEC_KERNEL": path}
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                          capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
+    wall, cpu = out.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
 NAIVE = '''
@@ -242,11 +245,12 @@ def main() -> None:
     print(f"| the same, first run on the machine (compiles the kernel) | {first:.2f} s | | |")
     print(f"| the same, numpy path (`FIGSPEC_KERNEL=numpy`, one run) | {numpy_table:.2f} s | "
           f"{gb / numpy_table:.2f} GB/s | {numpy_peak:.0f} MB |")
-    for (n, path), seconds in alone.items():
-        speedup = alone[(1, path)] / seconds
+    for (n, path), (seconds, cpu) in alone.items():
+        speedup = alone[(1, path)][0] / seconds
         runs = "" if path == "numba" else ", one run"
         print(f"| the reduction alone, {path}, {n} thread{'s' * (n > 1)}{runs} | {seconds:.2f} s | "
-              f"{gb / seconds:.2f} GB/s ({speedup:.2f}x 1 thread) | |")
+              f"{gb / seconds:.2f} GB/s ({speedup:.2f}x 1 thread; {gb / cpu:.2f} GB per "
+              "CPU-second) | |")
     print(f"| `update_rank`, {args.rank_layers} layers ({7 * args.rank_layers} SVDs) | "
           f"{rank_time:.2f} s | {rank_time / (7 * args.rank_layers):.2f} s per matrix | "
           f"{rank_peak:.0f} MB |")
