@@ -269,3 +269,46 @@ def test_the_compiled_kernel_is_cached_in_figspec_s_cache(project: Path):
     assert list((cache / "numba").rglob("*.nbi"))
     assert "data saved" in logs[0] and "data saved" not in logs[1]
     assert "data loaded" in logs[1]
+
+
+def table_in_child(project: Path, env: dict[str, str], prelude: str = ""
+                   ) -> subprocess.CompletedProcess:
+    code = (f"import sys; {prelude}from compiler.cli import main; "
+            "sys.exit(main(['-v', 'table', 'specs/fig.yaml']))")
+    return subprocess.run([sys.executable, "-c", code], cwd=project, env=env,
+                          capture_output=True, text=True)
+
+
+def test_without_numba_the_numpy_path_gives_the_same_table(project: Path):
+    """Where numba cannot be imported, the numpy path is taken, and says so."""
+    pair_of_sizes(project / "ckpt", [300, 70])
+    support.write(project / "specs" / "fig.yaml", (
+        "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: update_rms}\n"
+        "modules: [q_proj]\nlayers: {last: 1}\n"))
+    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
+    without = table_in_child(project, {**env, "FIGSPEC_CACHE": str(project / "c1")},
+                             "sys.modules['numba'] = None; ")  # import numba fails
+    assert without.returncode == 0, without.stderr
+    assert "the numpy kernel" in without.stderr and "numba kernel" not in without.stderr
+    if HAVE_NUMBA:
+        compiled = table_in_child(project, {**env, "FIGSPEC_CACHE": str(project / "c2")})
+        assert "the numba kernel" in compiled.stderr
+        assert compiled.stdout == without.stdout
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_an_unwritable_cache_compiles_for_the_process_alone(project: Path):
+    """No cache folder to write: compiled anyway, cached nowhere else (not
+    beside the package's sources, as numba would by itself)."""
+    pair_of_sizes(project / "ckpt", [300, 70])
+    support.write(project / "specs" / "fig.yaml", (
+        "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: update_rms}\n"
+        "modules: [q_proj]\nlayers: {last: 1}\n"))
+    (project / "not-a-folder").write_text("")
+    package = Path(kernel.__file__).parent
+    before = set(package.rglob("*.nb[ic]"))
+    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
+    p = table_in_child(project, {**env, "FIGSPEC_CACHE": str(project / "not-a-folder")})
+    assert p.returncode == 0, p.stderr
+    assert "compiled for this process alone" in p.stderr
+    assert set(package.rglob("*.nb[ic]")) == before == set()

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from . import kernel
+
 #: Accumulators per sum; entry i goes to lane i % LANES. As many as make
 #: the lane loop long enough for LLVM's loop vectoriser (numba leaves its
 #: SLP vectoriser off), in the L1 cache with the blocks.
@@ -31,7 +33,8 @@ EXACT, ABS, REL = 0, 1, 2
 #: Stored dtypes (see compiler.sources.kernel.CODES).
 BF16, F16, F32, F64 = 0, 1, 2, 3
 
-_OPTS = dict(nogil=True, cache=True, boundscheck=False, error_model="numpy")
+#: cache: in figspec's cache folder, where it can be written (kernel._numba).
+_OPTS = dict(nogil=True, cache=kernel._CACHED, boundscheck=False, error_model="numpy")
 
 
 @njit(**_OPTS)

@@ -56,7 +56,10 @@ def path() -> str:
 @functools.lru_cache(maxsize=None)
 def _say(chosen: str) -> None:
     """Once per path per process, in --verbose output."""
-    where = f", compiled into {_cache_dir()}" if chosen == "numba" else ""
+    where = ""
+    if chosen == "numba":
+        where = f", compiled into {_cache_dir()}" if _CACHED else \
+            ", compiled for this process alone (figspec's cache folder cannot be written)"
     log.info("checkpoint metrics: the %s kernel%s", chosen, where)
 
 
@@ -204,14 +207,21 @@ def _f16_table() -> Any:
 # -- the compiled path ---------------------------------------------------------------
 
 _LOAD = threading.Lock()
+#: Whether the compiled kernel is cached (in figspec's cache folder): decided
+#: before _kernel_numba is imported, which reads it.
+_CACHED = False
 
 
 @functools.lru_cache(maxsize=None)
 def _numba() -> Any:
     """The compiled module, or None without numba. Its cache goes to figspec's
-    cache folder: a locator that only answers for that module is put first
-    in numba's list, which changes nothing else (no environment variable,
-    no numba setting). Without a writable folder, it compiles uncached."""
+    cache folder (as it is at the first call: once per process): a locator
+    that only answers for that module is put first in numba's list, which
+    changes nothing else (no environment variable, no numba setting). Where
+    the folder cannot be written, or numba's internals are not those known,
+    the kernel is compiled for this process alone, never cached elsewhere
+    (site-packages may be read-only, or shared)."""
+    global _CACHED
     with _LOAD:
         try:
             import numba  # noqa: F401
@@ -219,12 +229,12 @@ def _numba() -> Any:
         except Exception:  # not installed, or broken on this platform
             return None
         try:
-            _install_locator(caching)
-        except AttributeError:  # another numba's internals: its own cache places
-            log.debug("numba's cache locators not found: numba's own cache folder is used")
+            _CACHED = _writable(_cache_dir()) and _install_locator(caching)
+        except AttributeError:  # another numba's internals
+            _CACHED = False
         try:
             from . import _kernel_numba
-        except Exception as e:  # e.g. no writable cache anywhere
+        except Exception as e:  # pragma: no cover - a numba that cannot compile it
             log.info("numba cannot compile figspec's kernel (%s): the numpy path is used", e)
             return None
         return _kernel_numba
@@ -236,13 +246,25 @@ def _cache_dir() -> str:
     return str(cache.folder() / "numba")
 
 
-def _install_locator(caching: Any) -> None:
+def _writable(folder: str) -> bool:
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+def _install_locator(caching: Any) -> bool:
+    """Put first in numba's locators one that keeps _kernel_numba's compiled
+    code in figspec's cache folder; whether it is there."""
     module_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernel_numba.py")
     folder = _cache_dir()
 
     base = getattr(caching, "UserProvidedCacheLocator", None) or \
         caching._UserProvidedCacheLocator
-    mixin = caching._SourceFileBackedLocatorMixin
     impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
 
     class FigspecLocator(base):  # type: ignore[valid-type,misc]
@@ -254,12 +276,12 @@ def _install_locator(caching: Any) -> None:
         @classmethod
         def from_function(cls, py_func: Any, py_file: str) -> Any:
             if os.path.abspath(py_file) != module_file:
-                return None
-            # None when the folder cannot be written: numba then tries its
-            # own places (__pycache__, ~/.cache), and compiles uncached
-            # if none works.
-            return mixin.from_function.__func__(cls, py_func, py_file)
+                return None  # every other function: numba's own places
+            self = cls(py_func, py_file)
+            self.ensure_cache_path()
+            return self
 
     classes = impl._locator_classes
     if not any(getattr(c, "__name__", "") == "FigspecLocator" for c in classes):
         classes.insert(0, FigspecLocator)
+    return True
