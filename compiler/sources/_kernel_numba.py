@@ -107,7 +107,28 @@ def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, out
         m = min(BLOCK, n - lo)
         _decode(traw, tcode, lo, m, table, wide, wide_f, t)
         _decode(braw, bcode, lo, m, table, wide, wide_f, b)
-        for i in range(0, m, LANES):  # the padding adds 0, and is finite
+        rows = -(-m // LANES)  # the padding adds 0, and is finite
+        for r in range(0, rows - rows % 2, 2):  # two rows a time: half the loads
+            i = r * LANES                        # and stores of the lanes
+            tr = t[i:i + 2 * LANES]
+            br = b[i:i + 2 * LANES]
+            for j in range(LANES):
+                x = tr[j]
+                y = br[j]
+                u = tr[LANES + j]
+                v = br[LANES + j]
+                d = x - y
+                e = u - v
+                tt[j] = (tt[j] + x * x) + u * u  # in order: row r, then r + 1
+                bb[j] = (bb[j] + y * y) + v * v
+                tb[j] = (tb[j] + x * y) + u * v
+                dd[j] = (dd[j] + d * d) + e * e
+                a = abs(x)
+                c = abs(u)
+                m0 = a if a > top[j] else top[j]  # NaN never is
+                top[j] = c if c > m0 else m0
+        if rows % 2:
+            i = (rows - 1) * LANES
             tr = t[i:i + LANES]
             br = b[i:i + LANES]
             for j in range(LANES):
@@ -119,7 +140,7 @@ def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, out
                 tb[j] += x * y
                 dd[j] += d * d
                 a = abs(x)
-                top[j] = a if a > top[j] else top[j]  # NaN never is
+                top[j] = a if a > top[j] else top[j]
         for k in range(kinds.size):
             counts[k] += _count(kinds[k], limits[k], same, t, b, tbits, bbits, lo, m)
     out[0] = _combine(tt)
