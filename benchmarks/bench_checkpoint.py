@@ -116,7 +116,8 @@ def peak_of(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, floa
     return seconds, usage.ru_maxrss / 1024
 
 
-def reduction(folder: Path, threads: int, path: str, runs: int) -> tuple[float, float]:
+def reduction(folder: Path, threads: int, path: str, runs: int, cache: Path
+              ) -> tuple[float, float]:
     """Median wall and CPU seconds of the reduction alone (every cheap metric
     of every layer), in a child process so that the kernel path is chosen
     afresh. CPU time says what the work costs on a machine shared with others."""
@@ -135,7 +136,7 @@ for _ in range({runs}):
     cpu.append(time.process_time() - used)
 print(statistics.median(times), statistics.median(cpu))
 """
-    env = {**os.environ, "FIGSPEC_KERNEL": path}
+    env = {**os.environ, "FIGSPEC_KERNEL": path, "FIGSPEC_CACHE": str(cache)}
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
                          capture_output=True, text=True).stdout
     wall, cpu = out.strip().splitlines()[-1].split()
@@ -209,7 +210,7 @@ def main() -> None:
     numpy_table, numpy_peak = table({"FIGSPEC_KERNEL": "numpy"})
     threads = sorted({1, 2, len(os.sched_getaffinity(0))})
     # the numpy path once per thread count: it is slow, and only the fallback
-    alone = {(n, path): reduction(folder, n, path, args.runs if path == "numba" else 1)
+    alone = {(n, path): reduction(folder, n, path, args.runs if path == "numba" else 1, cache)
              for path in ("numba", "numpy") for n in threads}
     shutil.rmtree(cache / "metrics", ignore_errors=True)
     rank_time, rank_peak = peak_of([figspec, "table", str(rank)], project, env)
