@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Literal, Sequence
 
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path
 from .events import Event, FigureDone, Finished, Started, Waiting, Working
-from .files import Stamp, recording, sweep_temporaries, write_together
+from .files import Seen, Stamp, file_state, recording, sweep_temporaries, write_together
 from .manifest import Manifest, environment_key
 from .drawing import Drawer
 from .render import MAX_PNG_PIXELS, RenderJob
@@ -55,7 +55,7 @@ class Result:
     prepared: Prepared | None = field(default=None, repr=False, compare=False)
     #: every file checking looked at (read, or looked for), failed or not: a
     #: watch retries a failed figure when one of them changes
-    looked_at: set[Path] = field(default_factory=set, repr=False, compare=False)
+    looked_at: Seen = field(default_factory=Seen, repr=False, compare=False)
     #: checked without its values: a checkpoint metric not computed yet
     values_unchecked: bool = False
 
@@ -572,14 +572,7 @@ def snapshot(paths: Sequence[Path], options: Options, failed: Iterable[Result] =
         files.update(manifest.inputs_of(spec))
     for r in failed:
         files.update(r.looked_at)
-    stats: dict[Path, tuple[int, ...]] = {}
-    for f in sorted(files):
-        try:
-            st = f.stat()
-            stats[f] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-        except OSError:
-            stats[f] = (-1,)
-    return stats
+    return {f: file_state(f) for f in sorted(files)}
 
 
 def watch(paths: Sequence[Path], options: Options, poll: float = 0.5) -> Iterator[Event]:
@@ -595,7 +588,7 @@ def watch(paths: Sequence[Path], options: Options, poll: float = 0.5) -> Iterato
             yield event
         failed = [r for r in results if not r.ok]
         before = snapshot(paths, options, failed)
-        if _changed_during(results, options):
+        if _changed_during(results, options) or any(r.looked_at.changed() for r in failed):
             continue
         yield Waiting(tuple(before))
         while snapshot(paths, options, failed) == before:

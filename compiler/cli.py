@@ -34,10 +34,20 @@ def _log_to_stderr() -> None:
     library user's logging is left as it is."""
     import logging
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("figspec: %(message)s"))
+    class ToStderr(logging.Handler):
+        """Writes to sys.stderr as it is when a line is logged."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                sys.stderr.write(self.format(record) + "\n")
+            except Exception:  # pragma: no cover - a closed stderr
+                self.handleError(record)
+
     log = logging.getLogger("figspec")
-    log.addHandler(handler)
+    if not any(type(h).__name__ == "ToStderr" for h in log.handlers):  # main() again
+        handler = ToStderr()
+        handler.setFormatter(logging.Formatter("figspec: %(message)s"))
+        log.addHandler(handler)
     log.setLevel(logging.INFO)
 
 
@@ -129,7 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="a live preview in the browser, redrawn as specs and "
                        "data change")
     _paths(v)
-    v.add_argument("--port", type=int, default=8765, help="0 picks a free port (default 8765)")
+    v.add_argument("--port", type=_port, default=8765,
+                   help="0 picks a free port (default 8765)")
     v.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1: this machine only)")
     v.add_argument("--open", action="store_true", help="open the page in a browser")
@@ -181,6 +192,17 @@ def _positive(text: str) -> int:
         n = 0
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return n
+
+
+def _port(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535 (0: any free "
+                                         f"one), got {text!r}")
     return n
 
 

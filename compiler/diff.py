@@ -1,9 +1,11 @@
 """What a change did to the figures: each figure at two revisions, compared
 by what would be drawn (its Vega-Lite and output settings), not by pixels.
 
-The old side is the revision's tracked files, unpacked by ``git archive`` into
-a temporary folder of figspec's own (removed afterwards, even on Ctrl-C); the
-new side is the working tree or another revision. Nothing of the working tree,
+The old side is the revision's files as committed (``git ls-tree`` and
+``git cat-file``, never ``git archive``, whose export attributes change what
+it gives), fetched one at a time as checking asks for them into a temporary
+folder of figspec's own (removed afterwards, even on Ctrl-C); the new side
+is the working tree or another revision. Nothing of the working tree,
 its out dir or its manifest is written. Git runs as a subprocess with the
 repository's own settings and without the ``GIT_*`` variables a hook sets.
 """
@@ -11,11 +13,9 @@ repository's own settings and without the ``GIT_*`` variables a hook sets.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,20 +57,183 @@ def resolve(repo: Path, rev: str) -> str:
             if shallow else "")) from None
 
 
-@contextlib.contextmanager
-def checkout(repo: Path, commit: str) -> Iterator[Path]:
-    """The files tracked at ``commit``, in a temporary folder removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="figspec-diff-"))
-    try:
-        raw = git(repo, "archive", "--format=tar", commit, binary=True)
-        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: no link or path tricks
-                tar.extractall(folder, filter="data")
-            else:  # pragma: no cover - git archive of the user's own repository
-                tar.extractall(folder)
+#: Links followed within one path, at most (as the kernel's own limit).
+MAX_LINKS = 40
+_LINK, _TREE_FILE = "120000", ("100644", "100755")
+
+
+class Tree:
+    """The files of one commit as committed (``git ls-tree``, ``git cat-file``:
+    never through ``export-ignore`` or ``export-subst``), written into a
+    temporary folder of figspec's own only as they are needed: a spec, what
+    it extends, figspec.yaml, the data it names. One blob at a time is
+    streamed to disk, never a whole revision into memory."""
+
+    def __init__(self, repo: Path, commit: str, folder: Path):
+        self.repo, self.commit, self.folder = repo, commit, folder
+        #: path -> (mode, object id) of every blob and link in the commit
+        self.entries: dict[str, tuple[str, str]] = {}
+        #: links that leave the repository (absolute, or ``..`` past its top)
+        self.outside: dict[str, str] = {}
+        raw = git(repo, "ls-tree", "-r", "-z", "--full-tree", commit, binary=True)
+        for record in raw.split(b"\0"):
+            if record:
+                info, _, path = record.partition(b"\t")
+                mode, kind, oid = info.decode().split()
+                if kind == "blob":
+                    self.entries[path.decode("utf-8", "surrogateescape")] = (mode, oid)
+        self._cat: subprocess.Popen[bytes] | None = None
         (folder / ".git").mkdir(exist_ok=True)  # the project's root, as in the repository
-        yield folder
+        for path in self.entries:  # project roots and settings, wherever they are
+            if Path(path).name in ROOT_FILES:
+                self.fetch(path)
+
+    def fetch(self, rel: str) -> bool:
+        """Write the file at ``rel`` (a path in the tree, through the links
+        the commit holds) into the folder; whether it is there now. A folder
+        gets its files (not its subfolders: those come when asked for)."""
+        real = self.resolve(rel)
+        if real is None:
+            inside = self.resolve(rel, folder=True)
+            if inside is None:
+                return False
+            prefix = inside + "/" if inside else ""
+            children = [p for p in self.entries if p.startswith(prefix) and "/" not in
+                        p[len(prefix):]]
+            return any([self.fetch(c) for c in children])
+        target = self.folder / real
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._blob(self.entries[real][1], real, target)
+        return True
+
+    def oid(self, rel: str) -> str | None:
+        """The object id of the file at ``rel``, or None where the commit has none."""
+        real = self.resolve(rel)
+        return None if real is None else self.entries[real][1]
+
+    def resolve(self, rel: str, folder: bool = False) -> str | None:
+        """The path of the file ``rel`` names, links followed as the commit
+        stores them (each written into the folder on the way) and ``..``
+        taken after them, as the system does; None where there is no such
+        file, or a link leaves the repository (kept in ``outside``)."""
+        todo, done, links = rel.split("/"), [], 0
+        while todo:
+            part = todo.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not done:
+                    return None  # above the repository's top
+                done.pop()
+                continue
+            head = "/".join([*done, part])
+            entry = self.entries.get(head)
+            if entry is not None and entry[0] == _LINK:
+                links += 1
+                target = self._read_link(head, entry[1]) if links <= MAX_LINKS else None
+                if target is None:
+                    return None
+                todo = target.split("/") + todo  # from the link's own folder
+                continue
+            if entry is not None and any(p not in ("", ".") for p in todo):
+                return None  # a file is not a folder
+            done.append(part)
+        path = "/".join(done)
+        if folder:
+            return path if any(e.startswith(path + "/") for e in self.entries) else None
+        return path if path in self.entries else None
+
+    def _read_link(self, path: str, oid: str) -> str | None:
+        """Where the link at ``path`` leads, as the commit stores it (relative
+        to the link's folder); the link itself is made in the folder, so
+        paths through it work. None, kept in ``outside``, for a link out of
+        the repository."""
+        target = self._read(oid, path).decode("utf-8", "surrogateescape")
+        joined = os.path.normpath(os.path.join(os.path.dirname(path), target))
+        if os.path.isabs(target) or joined == ".." or joined.startswith("../"):
+            self.outside[path] = target
+            return None
+        made = self.folder / path
+        if not made.is_symlink():
+            made.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(target, made)
+        return target
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        if self._cat is None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+            # --filters: the content a checkout would write (end of lines,
+            # smudge filters such as Git LFS), as `git archive` gave it.
+            self._cat = subprocess.Popen(["git", "cat-file", "--batch", "--filters"],
+                                         cwd=self.repo, env=env, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return self._cat
+
+    def _request(self, oid: str, path: str) -> tuple[Any, int]:
+        cat = self._start()
+        assert cat.stdin is not None and cat.stdout is not None
+        cat.stdin.write(f"{oid} {path}\n".encode("utf-8", "surrogateescape"))
+        cat.stdin.flush()
+        header = cat.stdout.readline().split()
+        if len(header) != 3:
+            raise UsageError(f"git cat-file: cannot read {path} at {self.commit[:12]}")
+        return cat.stdout, int(header[2])
+
+    def _read(self, oid: str, path: str) -> bytes:
+        out, size = self._request(oid, path)
+        data = out.read(size)
+        out.read(1)  # the newline after the content
+        return data
+
+    def _blob(self, oid: str, path: str, target: Path) -> None:
+        if "\n" in path:  # cat-file's requests are lines
+            return
+        out, size = self._request(oid, path)
+        with open(target, "wb") as f:
+            while size:
+                chunk = out.read(min(size, 1 << 20))
+                if not chunk:
+                    raise UsageError(f"git cat-file: {path} at {self.commit[:12]} ended early")
+                f.write(chunk)
+                size -= len(chunk)
+        out.read(1)
+
+    def close(self) -> None:
+        if self._cat is not None:
+            with contextlib.suppress(OSError):
+                assert self._cat.stdin is not None
+                self._cat.stdin.close()
+            self._cat.wait()
+
+
+class WorkingTree:
+    """The working tree, as a Tree: every file is there already."""
+
+    def __init__(self, repo: Path):
+        self.repo = self.folder = repo
+        self.outside: dict[str, str] = {}
+
+    def fetch(self, rel: str) -> bool:
+        return (self.folder / rel).exists()
+
+
+#: Files that make a folder a project's root, or hold its settings.
+ROOT_FILES = ("figspec.yaml", "pyproject.toml")
+
+
+@contextlib.contextmanager
+def checkout(repo: Path, commit: str) -> Iterator[Tree]:
+    """The files tracked at ``commit``, fetched as needed into a temporary
+    folder removed afterwards (even on Ctrl-C)."""
+    folder = Path(tempfile.mkdtemp(prefix="figspec-diff-")).resolve()
+    tree = None
+    try:
+        tree = Tree(repo, commit, folder)
+        yield tree
     finally:
+        if tree is not None:
+            tree.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -179,27 +342,47 @@ def _other(a: Prepared, b: Prepared) -> list[str]:
     return out
 
 
-def prepare_side(path: Path, allow_outside: bool, tree: Path | None = None) -> Side:
+def prepare_side(path: Path, allow_outside: bool, tree: Tree | None = None) -> Side:
     """The figure of the spec at ``path``; in a revision's ``tree``, also which
-    files it needs that the revision does not hold, and its committed image."""
+    files it needs that the revision does not hold, and its committed image.
+    The revision's files are fetched as checking asks for them: checked
+    again while it looked for a file the revision holds and had not fetched."""
     from .builder import Options, prepare
     from .files import recording
 
     if not path.is_file():
         return Side()
-    with recording() as seen:
-        try:
-            return Side(prepare(path, Options(allow_outside=allow_outside)))
-        except FigspecError as e:
-            side = Side(diagnostics=e.diagnostics)
-    if tree is not None:
-        side.untracked = sorted(str(f.relative_to(tree)) for f in seen
-                                if f.is_relative_to(tree) and not f.exists())
-        side.committed_image = _committed_image(path, tree)
+    for _ in range(MAX_ROUNDS):
+        with recording() as seen:
+            try:
+                return Side(prepare(path, Options(allow_outside=allow_outside)))
+            except FigspecError as e:
+                side = Side(diagnostics=e.diagnostics)
+        if tree is None:
+            return side
+        missing = [str(f.relative_to(tree.folder)) for f in sorted(seen)
+                   if f.is_relative_to(tree.folder) and not f.exists()]
+        if not any([tree.fetch(m) for m in missing]):
+            break
+    side.untracked = [_untracked(m, tree) for m in missing]
+    side.committed_image = _committed_image(path, tree)
     return side
 
 
-def _committed_image(spec: Path, tree: Path) -> Path | None:
+#: Rounds of checking and fetching for one spec: an `extends` chain (16 files
+#: at most) is found a file a round, then its data.
+MAX_ROUNDS = 24
+
+
+def _untracked(rel: str, tree: Tree) -> str:
+    """A file the revision does not hold, and why when a link leads out."""
+    for link, target in tree.outside.items():
+        if rel == link or rel.startswith(link + "/"):
+            return f"{rel} (a link to {target}, outside the repository)"
+    return rel
+
+
+def _committed_image(spec: Path, tree: Tree) -> Path | None:
     """The PNG the revision's out dir holds for this spec, if it committed one."""
     from . import project
     from .source import load_yaml
@@ -209,39 +392,66 @@ def _committed_image(spec: Path, tree: Path) -> Path | None:
         image = project.of(spec).out_dir / f"{name}.png"
     except (FigspecError, AttributeError):
         return None
-    return image if image.is_file() and image.is_relative_to(tree) else None
+    if not image.is_relative_to(tree.folder):
+        return None
+    tree.fetch(str(image.relative_to(tree.folder)))
+    return image if image.is_file() else None
 
 
-def unchanged_inputs(repo: Path, out_dir: Path, names: list[str], old: Path, new: Path
-                     ) -> set[str]:
-    """Specs whose every input (the spec, what it extends, figspec.yaml, its
-    data), as the working tree's manifest lists them, is the same file in both
-    trees: their figures are the same, and are not even checked. A spec the
-    manifest does not know, or whose inputs it cannot tell, is checked."""
+def recorded_inputs(repo: Path, out_dir: Path, names: list[str]) -> dict[str, list[str]]:
+    """Each spec's inputs (the spec, what it extends, figspec.yaml, its data)
+    as the working tree's manifest lists them, relative to the repository;
+    a spec it does not know, or with an input outside, is left out."""
     from .manifest import Manifest
 
     manifest = Manifest.load(out_dir)
-    same = set()
+    inputs = {}
     for name in names:
-        inputs = manifest.inputs_of(repo / name)
-        if not inputs or not all(p.is_relative_to(repo) for p in inputs):
-            continue
-        rel = [p.relative_to(repo) for p in inputs]
-        if all(_same_file(old / r, new / r) for r in rel):
-            same.add(name)
-    return same
+        paths = manifest.inputs_of(repo / name)
+        if paths and all(p.is_relative_to(repo) for p in paths):
+            inputs[name] = [str(p.relative_to(repo)) for p in paths]
+    return inputs
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
-    except OSError:
-        return False
+def unchanged_inputs(repo: Path, inputs: dict[str, list[str]], old: Tree,
+                     new: Tree | WorkingTree) -> set[str]:
+    """Specs whose every recorded input is the same file in both trees
+    (compared by git's object ids: nothing is fetched): their figures are the
+    same, and are not even checked. A spec without inputs is checked."""
+    wanted = sorted({r for rel in inputs.values() for r in rel})
+    old_ids = {r: old.oid(r) for r in wanted}
+    new_ids = ({r: new.oid(r) for r in wanted} if isinstance(new, Tree) else
+               _working_ids(repo, [r for r in wanted if old_ids[r] is not None]))
+    return {name for name, rel in inputs.items()
+            if all(old_ids[r] is not None and old_ids[r] == new_ids.get(r) for r in rel)}
 
 
-def specs_below(folder: Path, paths: Sequence[str]) -> list[str]:
+def _working_ids(repo: Path, rel: list[str]) -> dict[str, str | None]:
+    """The object id each working-tree file would have if added (its clean
+    filters applied), by one `git hash-object`; None for a file not there."""
+    files = [r for r in rel if (repo / r).is_file() and "\n" not in r]
+    if not files:
+        return {}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    done = subprocess.run(["git", "hash-object", "--stdin-paths"], cwd=repo, env=env,
+                          input="\n".join(files).encode("utf-8", "surrogateescape"),
+                          capture_output=True)
+    ids = done.stdout.decode().split()
+    if done.returncode != 0 or len(ids) != len(files):
+        return {}  # compare nothing: every figure is checked
+    return dict(zip(files, ids))
+
+
+def specs_below(tree: Tree | WorkingTree, paths: Sequence[str]) -> list[str]:
     """The specs (relative paths) a diff covers in one tree."""
-    from .builder import find_specs
+    from .builder import SPEC_SUFFIXES, find_specs
 
+    if isinstance(tree, Tree):
+        for p in paths:
+            prefix = p.strip("/") + "/" if p not in ("", ".") else ""
+            for f in tree.entries:
+                if (f == p or f.startswith(prefix)) and Path(f).suffix in SPEC_SUFFIXES:
+                    tree.fetch(f)
+    folder = tree.folder
     roots = [folder / p for p in paths if (folder / p).exists()]
     return [str(s.relative_to(folder)) for s in find_specs(roots)] if roots else []

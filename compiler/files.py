@@ -7,20 +7,18 @@ compares stamps, and everything that writes (``build``, ``render``'s cache).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import hashlib
 import io
 import os
+import secrets
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-# mkstemp makes files private (0600); outputs get the usual permissions.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -61,25 +59,51 @@ class Stamp:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-#: Collectors of the files looked at, innermost last (see ``recording``).
-_RECORDERS: list[set[Path]] = []
+def file_state(path: Path) -> tuple[int, ...]:
+    """What tells a file changed without reading it: size, mtime, inode and
+    ctime (a rewrite in place with its mtime set back still changes ctime);
+    (-1,) when it cannot be stat'ed (missing)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1,)
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+class Seen(dict[Path, tuple[int, ...]]):
+    """The files a stage looked at, each with its state when first looked at
+    (before it was read): a file changed since then, while a figure was being
+    checked or after, is told by :meth:`changed`, whatever the timing."""
+
+    def add(self, path: Path) -> None:
+        if path not in self:
+            self[path] = file_state(path)
+
+    def changed(self) -> bool:
+        return any(file_state(p) != state for p, state in self.items())
+
+
+#: The collectors open in this thread (or task), innermost last: each
+#: `recording()` block has its own, so nested and concurrent ones never mix.
+_RECORDERS: contextvars.ContextVar[tuple[Seen, ...]] = contextvars.ContextVar(
+    "figspec_recorders", default=())
 
 
 @contextlib.contextmanager
-def recording() -> Iterator[set[Path]]:
+def recording() -> Iterator[Seen]:
     """Collect every file the stages look at (read, or looked for and missing)
     while the block runs: what a watch must watch to retry a failed figure."""
-    seen: set[Path] = set()
-    _RECORDERS.append(seen)
+    seen = Seen()
+    token = _RECORDERS.set(_RECORDERS.get() + (seen,))
     try:
         yield seen
     finally:
-        _RECORDERS.remove(seen)
+        _RECORDERS.reset(token)
 
 
 def looked_at(path: Path) -> None:
     """Note that a stage depends on ``path``, whether or not it exists."""
-    for seen in _RECORDERS:
+    for seen in _RECORDERS.get():
         seen.add(path.absolute())
 
 
@@ -161,14 +185,12 @@ def write_together(contents: dict[Path, bytes]) -> list[Path]:
         for target, content in contents.items():
             if _holds(target, content):
                 continue
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                       suffix=TEMP_SUFFIX)
+            fd, tmp = _create_temporary(target)
             pending.append((tmp, target))
             with os.fdopen(fd, "wb") as f:
                 f.write(content)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~_UMASK)
         for tmp, target in pending:
             os.replace(tmp, target)
     except BaseException:
@@ -176,6 +198,20 @@ def write_together(contents: dict[Path, bytes]) -> list[Path]:
             Path(tmp).unlink(missing_ok=True)
         raise
     return [target for _, target in pending]
+
+
+def _create_temporary(target: Path) -> tuple[int, str]:
+    """A new file ``.NAME.<random>.tmp`` beside ``target``, opened for writing.
+    Made with mode 0666 so the kernel applies the process's umask, as for any
+    file the user makes (mkstemp's 0600 would need the umask read, and
+    reading it means setting it: a library must not touch its caller's)."""
+    for _ in range(100):
+        tmp = str(target.parent / f".{target.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", str(target.parent))
 
 
 def _holds(target: Path, content: bytes) -> bool:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import functools
 import html
 import importlib.util
-import os
 from pathlib import Path
+from typing import Any
 
 #: Family name as Vega writes it -> its files (regular, bold, italic, bold italic).
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -57,20 +57,15 @@ def missing(family: str) -> list[str]:
     return [f for f in FAMILIES[family] if folder is None or not (folder / f).is_file()]
 
 
-def isolate() -> Path | None:
-    """Make fontdb see our fonts only: write a fontconfig file listing our
-    folder (in figspec's cache) and name it in ``FONTCONFIG_FILE``. Call
-    before vl-convert is imported."""
+def fontconfig_file(folder: Path) -> Path:
+    """A fontconfig file listing ``folder`` alone (in figspec's cache, else a
+    file of this process's own): named in ``FONTCONFIG_FILE`` while
+    vl-convert loads its fonts, fontdb sees our fonts only."""
     from . import cache
 
-    folder = font_dir()
-    if folder is None:
-        return None
     text = ('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n'
             f"<fontconfig><dir>{html.escape(str(folder))}</dir></fontconfig>\n")
-    conf = cache.put("fonts.conf", text.encode()) or _private("fonts.conf", text.encode())
-    os.environ["FONTCONFIG_FILE"] = str(conf)
-    return folder
+    return cache.put("fonts.conf", text.encode()) or _private("fonts.conf", text.encode())
 
 
 def _private(name: str, content: bytes) -> Path:
@@ -88,12 +83,16 @@ def _private(name: str, content: bytes) -> Path:
     return folder / name
 
 
-def text_width(family: str, text: str) -> float:
-    """Width of ``text`` in ``family``'s regular face, in em (multiply by the
-    size in pt), from the font's own advance widths: what Vega will measure,
-    without running Vega. A character the font lacks counts as 1 em."""
-    advances = _advances(family)
-    return sum(advances.get(ch, 1.0) for ch in text)
+def text_width(family: str, text: str, bold: bool = False) -> float:
+    """Width of ``text`` in ``family``'s regular (or bold) face, in em
+    (multiply by the size in pt), from the font's own advance widths: what
+    Vega will measure, without running Vega. A character the font lacks
+    counts as 1 em."""
+    face = _face(family, 1 if bold else 0)
+    if face is None:
+        return float(len(text))
+    cmap, metrics, per_em = face
+    return sum(metrics[cmap[ord(ch)]][0] / per_em if ord(ch) in cmap else 1.0 for ch in text)
 
 
 def missing_characters(family: str, text: str) -> list[str]:
@@ -116,16 +115,12 @@ def _coverage(family: str) -> frozenset[int]:
 
 
 @functools.cache
-def _advances(family: str) -> dict[str, float]:
+def _face(family: str, face: int = 0) -> tuple[dict[int, str], Any, int] | None:
+    """A face's character map, advance widths (read per glyph) and units per em."""
     from fontTools.ttLib import TTFont  # ships with matplotlib; ~50 ms, only when needed
 
     folder = font_dir()
     if folder is None:
-        return {}
-    font = TTFont(str(folder / FAMILIES[family][0]), lazy=True)
-    per_em = font["head"].unitsPerEm
-    metrics = font["hmtx"]
-    # Characters numbers are written with (d3 writes U+2212 for minus).
-    chars = "0123456789.,-+e%\u2212\u00b5kMGTmnpEfgGyzaPZY "
-    cmap = font.getBestCmap()
-    return {ch: metrics[cmap[ord(ch)]][0] / per_em for ch in chars if ord(ch) in cmap}
+        return None
+    font = TTFont(str(folder / FAMILIES[family][face]), lazy=True)
+    return font.getBestCmap(), font["hmtx"], font["head"].unitsPerEm

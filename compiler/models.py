@@ -452,19 +452,53 @@ def _check_d3_format(v: str | None) -> str | None:
     return v
 
 
+#: A figure at most this wide (pt) gets its colorbar under the plot by default.
+NARROW = 4 * 72
+
+
 class Legend(Model):
-    """The colorbar on the right."""
+    """The colorbar: beside the plot, or under it."""
 
     title: str | None = Field(None, max_length=MAX_LABEL, description="Title of the colorbar.",
                               examples=["update ratio"])
     format: str | None = Field(None, description="d3-format specifier for the colorbar's labels "
                                "(https://d3js.org/d3-format); default: Vega's choice.",
                                examples=[".2f"])
+    orient: Literal["right", "bottom"] | None = Field(
+        None, description="`right`: a vertical colorbar beside the plot, as tall as the cells. "
+        "`bottom`: a horizontal one under the plot, as wide as the cells. Default: `bottom` for "
+        "a figure whose `size.width` is at most 4in (a column), where width is scarce and "
+        "height is not; else `right`.", examples=["bottom"])
+    ticks: int | list[float] | None = Field(
+        None, description="The colorbar's labelled values: a count (at least 2), spread evenly "
+        "from the low to the high end of the domain, or a list of values inside the domain. "
+        "Default: the ends and the middle, as many as fit.", examples=[5, [0.12, 0.15, 0.18]])
 
     @field_validator("format")
     @classmethod
     def _d3(cls, v: str | None) -> str | None:
         return _check_d3_format(v)
+
+    @field_validator("ticks")
+    @classmethod
+    def _ticks(cls, v: int | list[float] | None) -> int | list[float] | None:
+        if isinstance(v, int) and not 2 <= v <= 50:
+            raise ValueError("a count of ticks is 2 to 50")
+        if isinstance(v, list):
+            if not 1 <= len(v) <= 50 or not all(math.isfinite(x) for x in v):
+                raise ValueError("give 1 to 50 finite numbers")
+            if sorted(set(v)) != v:
+                raise ValueError("list the values once each, increasing")
+        return v
+
+
+class ModuleLabels(Model):
+    """The labels under the columns."""
+
+    angle: Literal["auto", 0, 45, 90] = Field(
+        "auto", description="How far the labels are turned, in degrees: 0 (level), 45, or 90 "
+        "(reading bottom to top). `auto`: the smallest at which neighbouring labels, measured "
+        "in the figure's font, do not run into each other.", examples=[45, "auto"])
 
 
 class Font(Model):
@@ -479,6 +513,9 @@ class Font(Model):
     size: float | None = Field(None, ge=4, le=72, description="Size of labels and axis titles "
                                "in pt; the figure's title is 2 pt larger. Default: Vega's "
                                "(10 pt labels, 11 pt titles).", examples=[8])
+    title_weight: Literal["normal", "bold"] = Field(
+        "bold", description="Weight of the titles: the figure's, the panels', the layer axis' "
+        "and the colorbar's.", examples=["normal"])
 
     @field_validator("family")
     @classmethod
@@ -497,7 +534,7 @@ _LENGTH_DOC = (f"A length with a unit ({', '.join(UNITS)}: `3.25in`, `8.2cm`, `2
 class Size(Model):
     """The size of the whole figure: axes, labels, title and colorbar included.
     The cells grow or shrink to fit; with only one side given they keep their
-    shape."""
+    shape, except that a width alone gives a figure at most as high as wide."""
 
     width: str | None = Field(None, description=_LENGTH_DOC, examples=["3.25in", "icml.column"])
     height: str | None = Field(None, description=_LENGTH_DOC.replace(" or a venue's width "
@@ -652,6 +689,13 @@ class Spec(Model):
                               examples=[{"width": "3.25in", "height": "2.4in"}])
     font: Font = Field(Font(), title="Font", description="Typeface and size of all text.",
                        examples=[{"family": "serif", "size": 8}])
+    module_labels: ModuleLabels = Field(ModuleLabels(), title="Module labels",
+                                        description="The labels under the columns.",
+                                        examples=[{"angle": 90}])
+    panel_labels: Literal["(a)", "a", "(A)", "A."] | None = Field(
+        None, description="With panels: a letter before each panel's title, written in this "
+        "style: `(a)`, `a`, `(A)` or `A.`. A figure of one heatmap has none (so a project's "
+        "`defaults` may set it).", examples=["(a)"])
     annotate: Annotate | None = Field(None, title="Annotate", description="Write each cell's "
                                       "value in it.", examples=[{"format": ".3f"}])
     output: Output = Field(Output(), title="Output", description="Files to write.",

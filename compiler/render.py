@@ -18,13 +18,14 @@ can make rendering read a file or the network.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 FORMATS = ("svg", "png", "pdf", "html")
 #: Largest PNG drawn, in pixels: 60 megapixels is ~240 MB of pixmap.
@@ -45,19 +46,51 @@ LOCALE = "en-US"
 
 @functools.cache
 def _vlc() -> Any:
-    """vl_convert, imported with the time zone fixed to UTC (Vega formats
-    dates in local time) and with figspec's fonts only (see compiler.fonts):
-    figures must not depend on where they were drawn."""
-    from .fonts import isolate
+    """vl_convert, started with the time zone UTC (Vega formats dates in local
+    time) and with figspec's fonts only (see compiler.fonts): figures must not
+    depend on where they were drawn. Both are process settings (environment
+    variables read when vl-convert loads its fonts and starts its JavaScript
+    engine); they are set for that start alone and then put back, so a
+    process that uses figspec as a library keeps its own."""
+    from .fonts import font_dir, fontconfig_file
 
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    folder = isolate()
-    import vl_convert
-
+    folder = font_dir()
+    settings = {"TZ": "UTC"}
     if folder is not None:
-        vl_convert.register_font_directory(str(folder))
+        settings["FONTCONFIG_FILE"] = str(fontconfig_file(folder))
+    with _environment(settings):
+        import vl_convert
+
+        if folder is not None:
+            vl_convert.register_font_directory(str(folder))
+        # Load the fonts and start the engine now, under these settings.
+        vl_convert.vegalite_to_svg(_WARM_UP, allowed_base_urls=[], format_locale=LOCALE,
+                                   time_format_locale=LOCALE)
     return vl_convert
+
+
+#: The smallest chart with text: it makes vl-convert load fonts and start Vega.
+_WARM_UP = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "title": "x",
+            "data": {"values": [{"a": 1}]}, "mark": "point", "encoding": {"x": {"field": "a"}}}
+
+
+@contextlib.contextmanager
+def _environment(settings: dict[str, str]) -> Iterator[None]:
+    """Set environment variables (and the C library's time zone) for the block,
+    then put back what was there."""
+    before = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    time.tzset()
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        time.tzset()
+
 
 _ID_REF = re.compile(r'(id="|url\(#|href="#)((?:gradient_|clip)\d+)(?=[")])')
 

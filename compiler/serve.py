@@ -16,17 +16,29 @@ GET and HEAD; sends no header that lets other origins in.
 
 from __future__ import annotations
 
+import errno
 import http.server
 import json
+import queue
+import selectors
+import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .diagnostics import Diagnostic, FigspecError, display_path, source_line
+from .diagnostics import Diagnostic, FigspecError, UsageError, display_path, source_line
 
 POLL = 0.25
+#: Threads answering requests, and connections the kernel may hold for them.
+WORKERS, REQUEST_QUEUE = 32, 1024
+#: Seconds a connection may stay idle before its request (waiting, it holds
+#: no worker), and that a worker waits for each piece of a request that began.
+TIMEOUT = 10
+#: A file's mtime is the kernel's coarse clock, a little behind time.time_ns().
+STAMP_MARGIN_NS = 50_000_000
 
 
 @dataclass
@@ -61,8 +73,11 @@ class Board:
         changed = specs != self.order
         for spec in specs:
             entry = self.entries.get(spec)
-            if entry is None or _stamps(entry.stamps) != entry.stamps:
-                self._check(spec)
+            # Stamped before checking: a file saved while the spec is checked
+            # differs from its stamp next time, and is checked again then.
+            before = _stamps(entry.stamps if entry else ((str(Path(spec).absolute()), 0, 0),))
+            if entry is None or before != entry.stamps:
+                self._check(spec, before)
                 changed = True
         with self.lock:
             for gone in set(self.entries) - set(specs):
@@ -72,11 +87,15 @@ class Board:
                 self.version += 1
         return changed
 
-    def _check(self, spec: str) -> None:
+    def _check(self, spec: str, before: tuple[tuple[str, int, int], ...]) -> None:
+        """Check ``spec``; its files' stamps are those taken ``before`` it, or
+        for a file first read now, one that says "check again" when the file
+        may have changed while it was checked (written since ``start``)."""
         from .builder import Options, prepare
         from .files import recording
 
         path = Path(spec)
+        start = time.time_ns() - STAMP_MARGIN_NS
         with recording() as seen:
             try:
                 prepared = prepare(path, Options(allow_outside=self.allow_outside))
@@ -84,7 +103,9 @@ class Board:
             except FigspecError as e:
                 vegalite, problems, name = None, [_problem(d) for d in e.diagnostics], path.stem
         seen.add(path.absolute())
-        stamps = _stamps(tuple((str(p), 0, 0) for p in sorted(seen)))
+        known = {st[0]: st for st in before}
+        stamps = tuple(known[str(p)] if str(p) in known else
+                       _recent(_stamps(((str(p), 0, 0),))[0], start) for p in sorted(seen))
         with self.lock:
             self.entries[spec] = Entry(display_path(path), name, self.version + 1, vegalite,
                                        problems, stamps)
@@ -104,6 +125,12 @@ class Board:
                 self.refresh()
             except Exception:  # a bad moment (a file half written): try again
                 pass
+
+
+def _recent(stamp: tuple[str, int, int], start: int) -> tuple[str, int, int]:
+    """A stamp that matches no file when the file was written after ``start``
+    (it may have changed while it was read): its spec is checked once more."""
+    return (stamp[0], -2, -2) if stamp[2] >= start else stamp
 
 
 def _stamps(old: tuple[tuple[str, int, int], ...]) -> tuple[tuple[str, int, int], ...]:
@@ -130,6 +157,7 @@ def handler(board: Board, hosts: set[str]) -> type[http.server.BaseHTTPRequestHa
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "figspec"
         sys_version = ""
+        timeout = TIMEOUT
 
         def log_message(self, *args: Any) -> None:  # quiet: the terminal shows builds
             pass
@@ -186,8 +214,75 @@ def handler(board: Board, hosts: set[str]) -> type[http.server.BaseHTTPRequestHa
     return Handler
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(http.server.HTTPServer):
+    """An HTTP server whose requests are answered by a fixed pool of WORKERS
+    threads (a burst of connections waits in a queue, not in hundreds of
+    threads), with room for REQUEST_QUEUE connections not yet accepted (a
+    burst is not refused by the kernel), on IPv4 or IPv6.
+
+    A connection goes to a worker only once its request has begun to arrive:
+    one a browser opens ahead and leaves idle waits in a selector, holding no
+    worker, and is closed after TIMEOUT seconds without a byte."""
+
+    request_queue_size = REQUEST_QUEUE
+
+    def __init__(self, address: tuple[str, int]):
+        if ":" in address[0]:  # ::1, an IPv6 address
+            self.address_family = socket.AF_INET6
+        self.ready: queue.Queue[tuple[Any, Any] | None] = queue.Queue()
+        self.arrived: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        self.wake_read, self.wake_write = socket.socketpair()
+        self.closing = False
+        super().__init__(address, http.server.BaseHTTPRequestHandler)
+        threading.Thread(target=self._wait_for_requests, daemon=True).start()
+        for _ in range(WORKERS):
+            threading.Thread(target=self._work, daemon=True).start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.arrived.put((request, client_address))
+        self.wake_write.send(b"\0")
+
+    def _wait_for_requests(self) -> None:
+        """Hand each connection to the workers when it has something to read
+        (or has been closed); close those idle past TIMEOUT."""
+        idle = selectors.DefaultSelector()
+        idle.register(self.wake_read, selectors.EVENT_READ)
+        since: dict[Any, float] = {}
+        while not self.closing:
+            for key, _ in idle.select(timeout=1.0):
+                if key.fileobj is self.wake_read:
+                    self.wake_read.recv(4096)
+                    while not self.arrived.empty():
+                        request, client_address = self.arrived.get()
+                        idle.register(request, selectors.EVENT_READ, client_address)
+                        since[request] = time.monotonic()
+                else:
+                    idle.unregister(key.fileobj)
+                    del since[key.fileobj]
+                    self.ready.put((key.fileobj, key.data))
+            for request, start in list(since.items()):
+                if time.monotonic() - start > TIMEOUT:
+                    idle.unregister(request)
+                    del since[request]
+                    self.shutdown_request(request)
+        idle.close()
+
+    def _work(self) -> None:
+        while (job := self.ready.get()) is not None:
+            request, client_address = job
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.closing = True
+        self.wake_write.send(b"\0")
+        for _ in range(WORKERS):
+            self.ready.put(None)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A browser that closes a connection mid-answer is no error; anything
@@ -197,19 +292,35 @@ class _Server(http.server.ThreadingHTTPServer):
             print(f"figspec: serve: {type(error).__name__}: {error}", file=sys.stderr)
 
 
+def _bind(host: str, port: int) -> _Server:
+    """The server, listening; a port in use or an address that is not this
+    machine's is a UsageError that says so."""
+    try:
+        return _Server((host, port))
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise UsageError(f"port {port} is in use on {host} (another `figspec serve`?); "
+                             "`--port 0` picks a free one") from None
+        if isinstance(e, socket.gaierror):
+            raise UsageError(f"--host {host}: not a name or address of this machine "
+                             f"({e.strerror})") from None
+        raise UsageError(f"cannot listen on {host} port {port}: {e.strerror or e}") from None
+
+
 def serve(paths: Sequence[Path], host: str, port: int, allow_outside: bool = False,
           announce: Any = print) -> None:
     """Serve until interrupted (KeyboardInterrupt)."""
     board = Board(paths, allow_outside)
     board.refresh()
-    server = _Server((host, port), None)  # type: ignore[arg-type]
+    server = _bind(host, port)
     port = server.server_address[1]
+    shown = f"[{host}]" if ":" in host else host
     names = {host, "127.0.0.1", "localhost"} if host in ("127.0.0.1", "localhost") else {host}
-    hosts = {f"{n}:{port}" for n in names} | ({f"[::1]:{port}"} if host == "::1" else set())
+    hosts = {f"{n}:{port}" for n in names} | {f"{shown}:{port}"}
     server.RequestHandlerClass = handler(board, hosts)
     watcher = threading.Thread(target=board.watch, daemon=True)
     watcher.start()
-    announce(f"http://{host}:{port}/")
+    announce(f"http://{shown}:{port}/")
     try:
         server.serve_forever(poll_interval=0.5)
     finally:

@@ -125,3 +125,34 @@ def test_errors_in_python_data_name_the_key_and_the_row(project: Path):
     with pytest.raises(compiler.FigspecError) as caught:
         compiler.load({"modules": "qwen2", "cell": {"width": -3}}, data=frame.iloc[:4])
     assert str(caught.value).startswith("<spec>: error: cell.width: input should be")
+
+
+def test_a_library_user_s_process_is_left_as_it_was(project: Path):
+    """Time zone, environment and umask stay the caller's, and the figure is
+    still what `figspec build` draws (UTC, the shipped fonts)."""
+    import subprocess
+    import sys
+
+    support.write(project / "specs" / "a.yaml", support.spec_text(
+        extra="title: T\noutput: {formats: [svg, png, pdf]}\n"))
+    code = """if True:
+        import os, time
+        os.umask(0o027)
+        before = (dict(os.environ), time.tzname, time.timezone)
+        import figspec
+        fig = figspec.load("specs/a.yaml")
+        for fmt in ("svg", "png", "pdf"):
+            fig.save(f"mine.{fmt}")
+        after = (dict(os.environ), time.tzname, time.timezone)
+        print(before == after, oct(os.umask(0)), oct(os.stat("mine.png").st_mode & 0o777))
+    """
+    env = {**__import__("os").environ, "TZ": "America/New_York"}
+    env.pop("FONTCONFIG_FILE", None)
+    out = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    assert out.split() == ["True", "0o27", "0o640"]
+    subprocess.run([sys.executable, "-m", "compiler", "build"], cwd=project, env=env, check=True,
+                   capture_output=True)
+    for fmt in ("svg", "png", "pdf"):
+        assert (project / f"mine.{fmt}").read_bytes() == \
+            (project / "out" / f"a.{fmt}").read_bytes(), fmt

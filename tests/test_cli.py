@@ -120,6 +120,38 @@ def test_table_prints_the_cells_as_csv(project: Path, run):
         (layer, m): value_of(layer, i) for layer in range(6) for i, m in enumerate(MODULES)}
 
 
+def test_table_neutralises_spreadsheet_formulas_but_not_numbers(project: Path, run):
+    """OWASP's advice for CSV: a text cell starting =, +, -, @, tab or CR gets a
+    leading ' so a spreadsheet shows it rather than runs it; values stay numbers."""
+    import csv
+    import io
+
+    hostile = ["=HYPERLINK(\"http://x\")", "+SUM(1,2)", "-cmd", "@SUM(A1)", "\tq", "\rk",
+               "plain"]
+    rows = [{"model": model, "layer": layer, "module": m, "value": -0.5 - i}
+            for model in ("a", "b") for layer in range(2) for i, m in enumerate(hostile)]
+    with open(project / "data" / "evil.csv", "w", newline="") as f:
+        data = csv.DictWriter(f, list(rows[0]))
+        data.writeheader()
+        data.writerows({**r, "module": r["module"].replace("\t", "tab").replace("\r", "cr")}
+                       for r in rows)
+    labels = "\n".join(f"  - {{name: {json.dumps(m.replace(chr(9), 'tab').replace(chr(13), 'cr'))}, "
+                       f"label: {json.dumps(m)}}}" for m in hostile)
+    support.write(project / "specs" / "a.yaml",
+                  "data: {path: ../data/evil.csv}\nmodules:\n" + labels + "\n"
+                  "panels:\n  - title: '=1+1'\n    data: {where: {model: a}}\n"
+                  "  - title: fine\n    data: {where: {model: b}}\n")
+    code, out, err = run("table", "specs/a.yaml")
+    assert code == 0, err
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert {r["panel"] for r in table} == {"'=1+1", "fine"}
+    assert [r["label"] for r in table[:7]] == ["'" + m for m in hostile[:6]] + ["plain"]
+    assert [r["module"] for r in table[:7]] == [
+        "'=HYPERLINK(\"http://x\")", "'+SUM(1,2)", "'-cmd", "'@SUM(A1)", "tabq", "crk", "plain"]
+    assert [float(r["value"]) for r in table[:7]] == [-0.5 - i for i in range(7)]
+    assert table[0]["value"] == "-0.5" and table[0]["layer"] == "0"
+
+
 def test_check_of_a_data_file_checks_the_specs_that_read_it(project: Path, run):
     """What the pre-commit hook passes when a data file is staged."""
     rows = support.long_rows()

@@ -62,7 +62,7 @@ def test_a_changed_value_is_named_with_its_cell(repo: Path, run):
     assert "  1 of 42 cells changed" in lines
     images = repo / "out" / "diff"
     for name in ("before", "after", "difference"):
-        assert (images / f"specs__a.{name}.png").is_file()
+        assert (images / "specs" / f"a.yaml.{name}.png").is_file()
     assert (images / "index.html").is_file()
 
 
@@ -179,3 +179,122 @@ def test_a_relabelled_module(repo: Path, run):
     assert code == 1
     assert out.splitlines()[1:4] == ["changed   specs/a.yaml", "  0 of 42 cells changed",
                                      "  also changed: module labels"]
+
+
+def test_the_revision_is_read_as_committed_not_as_git_archive_exports_it(repo: Path, run):
+    """export-ignore and export-subst change what `git archive` gives, not
+    what the revision holds: nothing changed, so no figure differs."""
+    (repo / ".gitattributes").write_text("data/** export-ignore\nspecs/a.yaml export-subst\n")
+    support.write(repo / "specs" / "a.yaml", support.spec_text(
+        extra="title: Figure $Format:%h$\nlegend: {format: .3f}\n"))
+    commit(repo, "attributes")
+    code, out, err = run("diff", "--exit-code")
+    assert (code, err) == (0, "")
+    assert out.splitlines()[-1] == "0 of 3 figures differ"
+
+
+def test_only_the_files_the_figures_need_are_read(repo: Path, run):
+    """A large tracked file no figure reads is never fetched: its smudge
+    filter, which would leave a mark, is never run."""
+    mark = repo.parent / "read"
+    git(repo, "config", "filter.mark.smudge", f"touch {mark}; cat")
+    git(repo, "config", "filter.mark.clean", "cat")
+    (repo / ".gitattributes").write_text("*.bin filter=mark\n")
+    (repo / "weights.bin").write_bytes(b"\0" * (1 << 20))
+    commit(repo, "an unrelated file")
+    assert not mark.exists()
+    rows = support.long_rows()
+    rows[0]["value"] = 0.3
+    support.write_csv(repo / "data" / "cells.csv", rows)
+    code, out, _ = run("diff")
+    assert "changed   specs/a.yaml" in out and "layer 0, q_proj: 0.1 -> 0.3 (+0.2)" in out
+    assert not mark.exists()
+
+
+def test_links_inside_the_repository_are_followed_and_links_out_are_not_tracked(
+        repo: Path, run, tmp_path: Path):
+    """`data/latest -> run1` is read as git stores it; `data/shared -> /abs/path`
+    and `data/up -> ../../x` leave the repository: named as not tracked."""
+    import os
+
+    support.write_csv(repo / "data" / "run1" / "cells.csv", support.long_rows())
+    os.symlink("run1", repo / "data" / "latest")
+    shared = tmp_path / "shared"
+    support.write_csv(shared / "cells.csv", support.long_rows())
+    os.symlink(shared, repo / "data" / "shared")
+    os.symlink("../../shared", repo / "data" / "up")
+    for name, folder in (("latest", "latest"), ("abs", "shared"), ("up", "up")):
+        support.write(repo / "specs" / f"{name}.yaml",
+                      support.spec_text(f"path: ../data/{folder}/cells.csv"))
+    commit(repo, "links")
+    code, out, err = run("diff", "--format", "json", "--allow-outside")
+    assert (code, err) == (0, "")
+    figures = {f["spec"]: f for f in json.loads(out)["figures"]}
+    assert {s: f["kind"] for s, f in figures.items()} == {
+        "specs/a.yaml": "unchanged", "specs/b.yaml": "unchanged", "specs/c.yaml": "unchanged",
+        "specs/latest.yaml": "unchanged", "specs/abs.yaml": "changed", "specs/up.yaml": "changed"}
+    assert figures["specs/abs.yaml"]["notes"][0] == (
+        f"data/shared/cells.csv (a link to {shared}, outside the repository) is not tracked "
+        "at the old revision")
+    assert figures["specs/up.yaml"]["notes"][0] == (
+        "data/up/cells.csv (a link to ../../shared, outside the repository) is not tracked "
+        "at the old revision")
+    rows = support.long_rows()
+    rows[3]["value"] = 0.3
+    support.write_csv(repo / "data" / "run1" / "cells.csv", rows)
+    code, out, err = run("diff", "--format", "json", "--allow-outside", "specs/latest.yaml")
+    (latest,) = json.loads(out)["figures"]
+    assert [(c["layer"], c["module"], c["after"]) for c in latest["cells"]] == [
+        (0, "o_proj", 0.3)]
+
+
+def test_out_naming_a_file_and_a_path_outside_the_repository_are_usage_errors(
+        repo: Path, run, tmp_path: Path):
+    support.write(repo / "specs" / "a.yaml", support.spec_text(extra="title: edited\n"))
+    (repo / "notes.txt").write_text("mine\n")
+    code, out, err = run("diff", "--out", "notes.txt")
+    assert (code, out) == (2, "")
+    assert err == "figspec: error: --out notes.txt: not a folder (it is a file)\n"
+    assert (repo / "notes.txt").read_text() == "mine\n"
+    elsewhere = support.write(tmp_path / "elsewhere" / "x.yaml", support.spec_text())
+    code, out, err = run("diff", str(elsewhere))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"figspec: error: {elsewhere}: outside the repository")
+
+
+def test_two_specs_never_share_an_image(repo: Path, run):
+    """specs/x__y.yaml and specs/x/y.yaml, specs/z.yaml and specs/z.yml."""
+    for name, title in (("x__y.yaml", "flat"), ("x/y.yaml", "nested"), ("z.yaml", "yaml"),
+                        ("z.yml", "yml")):
+        data = "path: ../../data/cells.csv" if "/" in name else "path: ../data/cells.csv"
+        support.write(repo / "specs" / name, support.spec_text(data, extra=f"title: {title}\n"))
+    commit(repo, "four specs")
+    rows = support.long_rows()
+    rows[0]["value"] = 0.3
+    support.write_csv(repo / "data" / "cells.csv", rows)
+    code, out, _ = run("diff", "--format", "json")
+    assert {f["spec"] for f in json.loads(out)["figures"]} >= {
+        "specs/x__y.yaml", "specs/x/y.yaml", "specs/z.yaml", "specs/z.yml"}, out
+    images = [i for f in json.loads(out)["figures"] for i in f["images"].values()]
+    assert len(images) == 7 * 3 and len(set(images)) == len(images), out
+    drawn = {i: (repo / "out" / "diff" / i).read_bytes() for i in images}
+    assert len(set(drawn.values())) == len(images)  # each its own figure: no overwrite
+
+
+def test_the_images_path_opens_from_a_subfolder_of_a_monorepo(tmp_path: Path, run,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    root = tmp_path / "mono"
+    paper = root / "paper"
+    support.write_csv(paper / "data" / "cells.csv", support.long_rows())
+    support.write(paper / "specs" / "a.yaml", support.spec_text())
+    (paper / "figspec.yaml").write_text("{}\n")
+    git(tmp_path, "init", "-q", str(root))
+    commit(root, "a paper in a monorepo")
+    rows = support.long_rows()
+    rows[0]["value"] = 0.3
+    support.write_csv(paper / "data" / "cells.csv", rows)
+    for cwd in (paper, paper / "specs", root):
+        monkeypatch.chdir(cwd)
+        code, out, _ = run("diff", str((paper / "specs").relative_to(cwd)))
+        where = out.splitlines()[-1].split("; images in ", 1)[1]
+        assert (cwd / where).is_file(), where

@@ -41,3 +41,31 @@ def test_an_unexpected_exception_exits_3_with_one_line_and_a_log(
     text = log.read_text()
     assert "Traceback (most recent call last)" in text and "a bug in figspec" in text
     assert "vl-convert-python==" in text and "Python 3." in text
+
+
+@pytest.mark.parametrize("argv", [["table", "specs/a.yaml"], ["compile", "specs/a.yaml"],
+                                  ["schema"], ["check", "--format", "json", "specs/bad.yaml"]])
+@pytest.mark.parametrize("stdout", ["full", "closed"])
+def test_output_that_cannot_be_written_is_an_error_not_a_bug(project: Path, argv: list[str],
+                                                             stdout: str, tmp_path: Path):
+    """`figspec table s.yaml > /dev/full` or `>&-`: one line on stderr, exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    import support
+
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    support.write(project / "specs" / "bad.yaml", support.spec_text(extra="colour: x\n"))
+    command = [sys.executable, "-m", "compiler", *argv]
+    env = {**os.environ, "FIGSPEC_CACHE": str(tmp_path / "cache")}
+    if stdout == "full":
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(command, cwd=project, stdout=full, stderr=subprocess.PIPE,
+                                  text=True, env=env)
+    else:  # the shell's `>&-`: the child starts without file descriptor 1
+        done = subprocess.run(["/bin/sh", "-c", 'exec "$@" >&-', "sh", *command], cwd=project,
+                              stderr=subprocess.PIPE, text=True, env=env)
+    reason = "No space left on device" if stdout == "full" else "Bad file descriptor"
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"figspec: error: cannot write to standard output: {reason}\n"

@@ -315,3 +315,22 @@ def test_figspec_yaml_redraws_only_the_figures_using_what_changed(project: Path,
                   "defaults: {legend: {format: .3f}}\n")
     code, out, _ = run("status")
     assert out.count("figspec.yaml changed its `defaults`") == 2, out
+
+
+def test_watch_retries_a_figure_fixed_before_it_looks_again(project: Path):
+    """The data is fixed the moment the failed build finishes, before the
+    watch takes its snapshot: the fix is still seen (no race with timing)."""
+    data = project / "data" / "cells.csv"
+    rows = support.long_rows()
+    rows[3]["value"] = "n/a"
+    support.write_csv(data, rows)
+    spec(project, "a")
+    builds = []
+    for event in watch([project / "specs"], Options(out_dir=project / "out", jobs=1), poll=0.05):
+        if isinstance(event, Finished):
+            builds.append([r.status for r in event.results])
+            if len(builds) == 2:
+                break
+            rows[3]["value"] = 0.5  # the watch is paused here, between build and snapshot
+            support.write_csv(data, rows)
+    assert builds == [["failed"], ["built"]]

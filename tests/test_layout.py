@@ -53,12 +53,13 @@ def test_the_whole_figure_is_the_size_asked_for(project: Path, width: str, heigh
 
 
 def test_cells_fill_what_labels_and_colorbar_leave(project: Path):
-    """Fitting changes the cells, not the fonts: a wider figure has wider cells."""
+    """Fitting changes the cells, not the fonts: a wider figure has wider cells
+    (the colorbar in one place: a 3in figure would have it under the plot)."""
     from compiler.builder import compile_spec
 
     def cell_width(width: str) -> float:
-        spec = support.write(project / "specs" / "fig.yaml",
-                             support.spec_text(extra=f"size: {{width: {width}}}\n"))
+        spec = support.write(project / "specs" / "fig.yaml", support.spec_text(
+            extra=f"size: {{width: {width}}}\nlegend: {{orient: right}}\n"))
         vl = compile_spec(spec)
         return vl["width"] / 7
 
@@ -283,7 +284,7 @@ def test_overlapping_layer_labels_are_an_error_with_the_step_that_fits(project: 
     support.write_csv(project / "data" / "cells.csv", support.long_rows(layers=32))
     support.write(project / "specs" / "fig.yaml", support.spec_text(
         extra="size: {width: icml.column, height: 2in}\nfont: {size: 8}\n"
-              "layers: {tick_every: 1}\n"))
+              "layers: {tick_every: 1}\nlegend: {orient: right}\n"))
     code, _, err = run("check", "specs")
     assert code == 1
     assert err.startswith("specs/fig.yaml:13:22: error: layer labels every 1 overlap: the cells "
@@ -306,7 +307,7 @@ def test_annotations_that_run_into_each_other_are_an_error(project: Path, run):
 
 
 def test_check_refuses_a_size_build_would_refuse(project: Path, run):
-    support.write(project / "specs" / "fig.yaml", support.spec_text(extra="size: {width: 1in}\n"))
+    support.write(project / "specs" / "fig.yaml", support.spec_text(extra="size: {width: 0.6in}\n"))
     code, _, err = run("check", "specs")
     assert code == 1
-    assert "specs/fig.yaml:11:7: error: 1in leaves no room for the cells" in err
+    assert "specs/fig.yaml:11:7: error: 0.6in leaves no room for the cells" in err

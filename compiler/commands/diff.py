@@ -4,16 +4,20 @@ and how: the cells that moved, what else changed, and images to review."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import json
 import sys
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from ..diagnostics import UsageError, display_path
+from ..diagnostics import Diagnostic, FigspecError, UsageError, display_path
 from ..errors import INVALID, OK
 
 SHOW_CELLS = 10
+#: Review images drawn in worker processes from this many on (else here).
+POOL_FROM = 8
 
 
 def diff(args: Sequence[str], *, out: Path | None = None, format: str = "text",
@@ -27,26 +31,38 @@ def diff(args: Sequence[str], *, out: Path | None = None, format: str = "text",
     old_commit = d.resolve(repo, old_rev)
     new_commit = d.resolve(repo, revs[1]) if len(revs) > 1 else None
     project = of_command([Path(p) for p in paths])
-    rel_paths = [str(Path(p).resolve().relative_to(repo)) for p in paths] or \
-        [str(project.specs_dir.resolve().relative_to(repo))]
+    rel_paths = [_in_repository(repo, Path(p), p) for p in paths] or \
+        [_in_repository(repo, project.specs_dir, "the specs folder")]
+    folder = out or project.out_dir / "diff"
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {display_path(folder)}: not a folder (it is a file)")
     with d.checkout(repo, old_commit) as old_tree, _new_tree(repo, new_commit) as new_tree:
         names = sorted(set(d.specs_below(old_tree, rel_paths)) |
                        set(d.specs_below(new_tree, rel_paths)))
-        same = d.unchanged_inputs(repo, project.out_dir, names, old_tree, new_tree)
-        figures = [d.FigureDiff(n, "unchanged", d.Side(), d.Side()) if n in same else
-                   d.compare(d.prepare_side(old_tree / n, allow_outside, old_tree),
-                             d.prepare_side(new_tree / n, allow_outside,
-                                            None if new_commit is None else new_tree), n)
-                   for n in names]
-        folder = out or project.out_dir / "diff"
+        inputs = d.recorded_inputs(repo, project.out_dir, names)
+        same = d.unchanged_inputs(repo, inputs, old_tree, new_tree)
+        with _Images(folder, 3 * (len(names) - len(same))) as images:
+            figures = []
+            for n in names:  # each figure's images are drawn while the next is checked
+                for tree in (old_tree, new_tree):  # what it read last time, fetched at once
+                    for r in inputs.get(n, []) if n not in same else []:
+                        tree.fetch(r)
+                figures.append(d.FigureDiff(n, "unchanged", d.Side(), d.Side()) if n in same
+                               else d.compare(
+                                   d.prepare_side(old_tree.folder / n, allow_outside, old_tree),
+                                   d.prepare_side(new_tree.folder / n, allow_outside,
+                                                  None if new_commit is None else new_tree), n))
+                images.submit(figures[-1])
         new_label = revs[1] if len(revs) > 1 else "working tree"
         if any(f.kind != "unchanged" for f in figures):
-            _images(figures, folder)
             _page(figures, folder, old_rev, new_label)
         text = {"text": _text, "markdown": _markdown, "json": _json}[format](
             figures, old_rev, new_label, folder)
+        # The revisions' temporary folders are never shown: their files are
+        # named as `REV:path`, as git names them.
         for tree, label in ((old_tree, old_rev), (new_tree, new_label)):
-            text = text.replace(str(tree) + "/", f"{label}:")
+            if tree.folder != repo:
+                text = text.replace(str(tree.folder) + "/", f"{label}:")
     sys.stdout.write(text)
     changed = any(f.kind != "unchanged" for f in figures)
     return INVALID if exit_code and changed else OK
@@ -69,12 +85,22 @@ def _split(repo: Path, args: list[str]) -> tuple[list[str], list[str]]:
     return revs, []
 
 
+def _in_repository(repo: Path, path: Path, what: str) -> str:
+    """``path`` relative to the repository's top, or UsageError: a diff
+    compares what git holds, and git holds nothing outside."""
+    try:
+        return str(path.resolve().relative_to(repo))
+    except ValueError:
+        raise UsageError(f"{what}: outside the repository ({repo}); figspec diff compares "
+                         "the files git holds") from None
+
+
 @contextlib.contextmanager
-def _new_tree(repo: Path, commit: str | None) -> Iterator[Path]:
+def _new_tree(repo: Path, commit: str | None) -> Iterator[Any]:
     from .. import diff as d
 
     if commit is None:
-        yield repo
+        yield d.WorkingTree(repo)
     else:
         with d.checkout(repo, commit) as tree:
             yield tree
@@ -82,31 +108,100 @@ def _new_tree(repo: Path, commit: str | None) -> Iterator[Path]:
 
 # -- images -------------------------------------------------------------------------
 
-def _images(figures: list[Any], folder: Path) -> None:
-    """Before, after, and after minus before in the figure's own layout, on a
-    diverging scale centred at 0."""
-    from ..files import write_together
-    from ..render import render
+class _Images:
+    """The review images: before, after, and after minus before in the
+    figure's own layout, on a diverging scale centred at 0. Drawn by the
+    build's worker processes (one per CPU) as each figure is compared, or in
+    this process when few could be needed (a worker costs ~2 s to start);
+    written together when all are drawn.
 
-    folder.mkdir(parents=True, exist_ok=True)
-    files: dict[Path, bytes] = {}
-    for f in figures:
-        stem = f.spec.replace("/", "__").rsplit(".", 1)[0]
+    Each image is named by its spec's path in the repository, extension kept,
+    then ``.before.png`` and so on, in the spec's folders under ``folder``:
+    two specs' images never share a name (``x__y.yaml`` and ``x/y.yaml``,
+    ``a.yaml`` and ``a.yml``)."""
+
+    def __init__(self, folder: Path, most: int):
+        from ..drawing import Drawer
+
+        self.folder = folder
+        self.files: dict[Path, bytes] = {}
+        self.figures: list[Any] = []
+        self.drawer = Drawer(None if most >= POOL_FROM else 1, most)
+
+    def __enter__(self) -> _Images:
+        self.drawing = False  # the workers start with the first image to draw
+        return self
+
+    def submit(self, f: Any) -> None:
+        from ..builder import render_job
+
+        if f.kind == "unchanged":
+            return
+        self.figures.append(f)
         for side, name in ((f.old, "before"), (f.new, "after")):
-            if side.prepared is not None and f.kind != "unchanged":
-                fig = side.prepared.figure
-                files[folder / f"{stem}.{name}.png"] = render(
-                    fig.vegalite, ["png"], scale=fig.png_scale, size=fig.svg_size)["png"]
-                f.images[name] = f"{stem}.{name}.png"
+            if side.prepared is not None:
+                self._draw(f, name, render_job(side.prepared))
             elif side.committed_image is not None and f.kind == "changed":
-                files[folder / f"{stem}.{name}.png"] = side.committed_image.read_bytes()
-                f.images[name] = f"{stem}.{name}.png"
+                self.files[self.folder / _image_name(f, name)] = \
+                    side.committed_image.read_bytes()
+                f.images[name] = _image_name(f, name)
         if f.kind == "changed" and f.old.prepared and f.new.prepared:
-            fig = _difference(f.old.prepared, f.new.prepared)
-            files[folder / f"{stem}.difference.png"] = render(
-                fig.vegalite, ["png"], scale=fig.png_scale, size=fig.svg_size)["png"]
-            f.images["difference"] = f"{stem}.difference.png"
-    write_together(files)
+            self._draw(f, "difference", render_job(_difference(f.old.prepared,
+                                                               f.new.prepared)))
+
+    def _draw(self, f: Any, name: str, job: Any) -> None:
+        if not self.drawing:
+            self.drawer.__enter__()
+            self.drawing = True
+        self.drawer.submit(_Image(f, name), dataclasses.replace(job, formats=("png",)))  # type: ignore[arg-type]
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if kind is None and self.drawing:
+                self._collect()
+        finally:
+            if self.drawing:
+                self.drawer.__exit__(kind, *exc)  # type: ignore[arg-type]
+        if kind is None:
+            self._write()
+
+    def _collect(self) -> None:
+        for image, drawn, error, _ in self.drawer.results():
+            f = image.figure  # type: ignore[attr-defined]
+            if drawn is None:
+                f.notes.append(f"the {image.name} image could not be drawn: {error}")
+            else:
+                self.files[self.folder / _image_name(f, image.name)] = drawn["png"]
+                f.images[image.name] = _image_name(f, image.name)
+        for f in self.figures:  # in one order, however the drawing finished
+            f.images = {k: f.images[k] for k in ("before", "after", "difference")
+                        if k in f.images}
+
+    def _write(self) -> None:
+        from ..files import write_together
+
+        try:
+            for path in self.files:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            write_together(self.files)
+        except OSError as e:
+            raise FigspecError([Diagnostic(
+                display_path(e.filename if isinstance(e.filename, str) else self.folder),
+                message=f"cannot write the review images: {e.strerror or e}",
+                hint="name a writable folder with --out")]) from None
+
+
+@dataclass
+class _Image:
+    """One review image being drawn (what the Drawer reports back)."""
+
+    figure: Any
+    name: str
+    seconds: float = 0.0
+
+
+def _image_name(f: Any, name: str) -> str:
+    return f"{f.spec}.{name}.png"
 
 
 def _difference(old: Any, new: Any) -> Any:
@@ -125,7 +220,7 @@ def _difference(old: Any, new: Any) -> Any:
         "color": Color(scheme="redblue", reverse=True),
         "legend": Legend(title="after - before", format=".2~g"),
         "title": f"{new.loaded.spec.title or new.loaded.name}: after - before"})
-    return figure(spec, tables)
+    return dataclasses.replace(new, figure=figure(spec, tables), tables=tables)
 
 
 def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:
@@ -141,8 +236,9 @@ def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:
         if f.kind == "unchanged":
             continue
         parts.append(f'<section class="figure {f.kind}"><h2>{e(f.kind)}: {e(f.spec)}</h2>\n')
+        src = {k: e(_url(v)) for k, v in f.images.items()}
         if f.kind == "changed" and {"before", "after"} <= f.images.keys():
-            before, after = e(f.images["before"]), e(f.images["after"])
+            before, after = src["before"], src["after"]
             parts.append(
                 f'<div class="pair"><figure><img class="before" src="{before}" alt="before">'
                 f'<figcaption>{e(old)}</figcaption></figure><figure><img class="after" '
@@ -153,18 +249,31 @@ def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:
                 f'<div class="onion"><img src="{before}" alt="before"><img class="top" '
                 f'src="{after}" alt="after"><input class="onion-control" type="range" min="0" '
                 f'max="100" value="50" aria-label="onion skin"></div>\n'
-                + (f'<img class="difference" src="{e(f.images["difference"])}" '
+                + (f'<img class="difference" src="{src["difference"]}" '
                    f'alt="after minus before">\n' if "difference" in f.images else "")
                 + _cell_table(f))
         else:
             for name in ("before", "after"):
                 if name in f.images:
-                    parts.append(f'<img class="{name}" src="{e(f.images[name])}" alt="{name}">\n')
+                    parts.append(f'<img class="{name}" src="{src[name]}" alt="{name}">\n')
             for d in f.old.diagnostics + f.new.diagnostics:
                 parts.append(f"<pre>{e(d.format())}</pre>\n")
         parts.append("</section>\n")
     parts.append(f"<script>{_JS}</script>\n</body>\n</html>\n")
-    write_atomic(folder / "index.html", "".join(parts).encode())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / "index.html", "".join(parts).encode())
+    except OSError as e:
+        raise FigspecError([Diagnostic(display_path(folder / "index.html"), message=f"cannot "
+                                       f"write the review page: {e.strerror or e}",
+                                       hint="name a writable folder with --out")]) from None
+
+
+def _url(path: str) -> str:
+    """A relative URL of an image: `#`, `?`, spaces in a spec's path kept as text."""
+    from urllib.parse import quote
+
+    return quote(path)
 
 
 def _cell_table(f: Any) -> str:
@@ -239,7 +348,7 @@ def _markdown(figures: list[Any], old: str, new: str, folder: Path) -> str:
         out.append(f"### {f.kind}: `{f.spec}`\n")
         for name in ("before", "after", "difference"):
             if name in f.images:
-                out.append(f"![{name}]({f.images[name]}) ")
+                out.append(f"![{name}]({_url(f.images[name])}) ")
         out.append("\n")
         if f.cells:
             out.append("| " + " | ".join(_HEADS) + " |\n" + "|---" * len(_HEADS) + "|")

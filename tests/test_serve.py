@@ -1,0 +1,150 @@
+"""figspec serve without a browser: what the page is told as files change,
+the port and host it listens on, and bursts of connections."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import support
+
+
+def test_an_edit_made_while_a_spec_is_checked_is_not_lost(project: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    """The data is saved after checking read it and before checking ends: the
+    next poll must check the spec again, or the page keeps the old figure."""
+    from compiler import builder
+    from compiler.serve import Board
+
+    spec = support.write(project / "specs" / "a.yaml", support.spec_text())
+    board = Board([project / "specs"])
+    board.refresh()
+    real = builder.prepare
+
+    def prepare_then_save(*args, **kwargs):
+        prepared = real(*args, **kwargs)  # the data as it was, read
+        rows = support.long_rows()
+        rows[0]["value"] = 0.777  # saved now, while the spec is still being checked
+        support.write_csv(project / "data" / "cells.csv", rows)
+        return prepared
+
+    monkeypatch.setattr(builder, "prepare", prepare_then_save)
+    spec.write_text(spec.read_text() + "title: edited\n")
+    assert board.refresh()  # the edited spec, checked with the old data
+    assert "0.777" not in json.dumps(board.state())
+    monkeypatch.setattr(builder, "prepare", real)
+    assert board.refresh()  # the data changed since it was stamped: checked again
+    assert "0.777" in json.dumps(board.state())
+    assert not board.refresh()  # and then nothing more to do
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(project: Path, run, port: str):
+    code, _, err = run("serve", "--port", port)
+    assert code == 2 and "expected a port from 0 to 65535" in err
+
+
+def test_a_port_in_use_says_so_and_suggests_port_0(project: Path, run):
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run("serve", "--port", str(port))
+    assert (code, out) == (2, "")
+    assert err == (f"figspec: error: port {port} is in use on 127.0.0.1 (another `figspec "
+                   "serve`?); `--port 0` picks a free one\n")
+
+
+@contextlib.contextmanager
+def served(project: Path, *args: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`figspec serve --port 0 ARGS` as a child process, and its URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "compiler", "serve", "--port", "0", *args],
+                            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://"), proc.stderr.read()
+        yield proc, url
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    assert "Traceback" not in proc.stderr.read()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_ipv6_loopback(project: Path):
+    import http.client
+
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    with served(project, "--host", "::1") as (proc, url):
+        assert url.startswith("http://[::1]:")
+        conn = http.client.HTTPConnection("::1", int(url.rsplit(":", 1)[1].strip("/")),
+                                          timeout=20)
+        conn.request("GET", "/state.json")
+        answer = conn.getresponse()
+        assert answer.status == 200
+        assert [f["spec"] for f in json.loads(answer.read())["figures"]] == ["specs/a.yaml"]
+        conn.close()
+
+
+def test_a_burst_of_200_connections_is_answered(project: Path):
+    """200 connections arrive while the server is stopped (SIGSTOP): the
+    kernel must hold them all until it can accept (a backlog of 5 made the
+    rest wait out TCP's retries, 45 s), and all are answered after."""
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    with served(project) as (proc, url):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        proc.send_signal(signal.SIGSTOP)
+        clients = []
+        try:
+            for _ in range(200):
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            for c in clients:
+                c.sendall(f"GET /state.json HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            proc.send_signal(signal.SIGCONT)
+            for c in clients:
+                c.settimeout(30)
+                assert c.makefile("rb").readline().startswith(b"HTTP/1.0 200 ")
+        finally:
+            proc.send_signal(signal.SIGCONT)
+            for c in clients:
+                c.close()
+
+
+def test_idle_connections_hold_no_thread_and_delay_no_one(project: Path):
+    """100 connections opened and left idle (as browsers open them ahead):
+    the next request is answered at once, and the server's threads stay
+    bounded (one per connection would be 100 more)."""
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    with served(project) as (proc, url):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(100)]
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                c.sendall(f"GET /state.json HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+                assert c.makefile("rb").readline().startswith(b"HTTP/1.0 200 ")
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            threads = int(status.split("Threads:", 1)[1].split()[0])
+            assert threads < 50
+        finally:
+            for c in idle:
+                c.close()
