@@ -23,7 +23,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_usage(sys.stderr)
         return USAGE
+    if args.verbose:
+        _log_to_stderr()
     return run(lambda: args.run(args))
+
+
+def _log_to_stderr() -> None:
+    """--verbose: figspec's log (the "figspec" logger, silent unless a
+    program configures it) on stderr. Only the command line does this: a
+    library user's logging is left as it is."""
+    import logging
+
+    class ToStderr(logging.Handler):
+        """Writes to sys.stderr as it is when a line is logged."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                sys.stderr.write(self.format(record) + "\n")
+            except Exception:  # pragma: no cover - a closed stderr
+                self.handleError(record)
+
+    log = logging.getLogger("figspec")
+    if not any(type(h).__name__ == "ToStderr" for h in log.handlers):  # main() again
+        handler = ToStderr()
+        handler.setFormatter(logging.Formatter("figspec: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 
 def _command(module: str, name: str, *params: str) -> Callable[[argparse.Namespace], int]:
@@ -48,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="figspec", description="Compile YAML heatmap specs into "
                                 "SVG, PNG, PDF and HTML figures.")
     p.add_argument("--version", action="version", version=f"figspec {__version__}")
+    _verbose(p, default=False)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     b = sub.add_parser("build", help="render the figures that are not up to date")
@@ -62,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="rebuild whenever a spec or a data file changes, until interrupted")
     b.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
     _outside(b)
+    _verbose(b)
     b.set_defaults(run=_build)
 
     st = sub.add_parser("status", help="list each figure as up to date, stale (and why) "
@@ -69,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     _paths(st)
     _out(st)
     _outside(st)
+    _verbose(st)
     st.set_defaults(run=_command("status", "status", "paths", "out", "allow_outside"))
 
     c = sub.add_parser("check", help="validate specs and their data without rendering")
@@ -78,17 +106,20 @@ def _parser() -> argparse.ArgumentParser:
                    "the default), full (with the source line and a caret), json, markdown, "
                    "github (workflow annotations)")
     _outside(c)
+    _verbose(c)
     c.set_defaults(run=_command("check", "check", "paths", "format", "allow_outside"))
 
     k = sub.add_parser("compile", help="print a spec's Vega-Lite JSON (data inline)")
     k.add_argument("spec", type=Path, metavar="SPEC")
     _outside(k)
+    _verbose(k)
     k.set_defaults(run=_command("compile", "compile_", "spec", "allow_outside"))
 
     t = sub.add_parser("table", help="print the cells behind a figure as CSV (layer, module, "
                        "label, value)")
     t.add_argument("spec", type=Path, metavar="SPEC")
     _outside(t)
+    _verbose(t)
     t.set_defaults(run=_command("table", "table", "spec", "allow_outside"))
 
     d = sub.add_parser("diff", help="which figures a change altered, and how (cells, labels, "
@@ -101,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--exit-code", action="store_true",
                    help="exit 1 when any figure differs, as git diff --exit-code")
     _outside(d)
+    _verbose(d)
     d.set_defaults(run=_command("diff", "diff", "args", "out", "format", "exit_code",
                                 "allow_outside"))
 
@@ -113,15 +145,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="interface to listen on (default 127.0.0.1: this machine only)")
     v.add_argument("--open", action="store_true", help="open the page in a browser")
     _outside(v)
+    _verbose(v)
     v.set_defaults(run=_command("serve", "serve", "paths", "host", "port", "open",
                                 "allow_outside"))
 
     s = sub.add_parser("schema", help="print the JSON Schema of a spec")
+    _verbose(s)
     s.set_defaults(run=_command("schema", "schema"))
 
     cl = sub.add_parser("clean", help="remove figures of specs that were deleted or renamed "
                         "(only files figspec wrote, unchanged since)")
     _out(cl)
+    _verbose(cl)
     cl.set_defaults(run=_command("clean", "clean", "out"))
     return p
 
@@ -131,6 +166,13 @@ def _build(args: argparse.Namespace) -> int:
         return _command("status", "status", "paths", "out", "allow_outside")(args)
     return _command("build", "build", "paths", "out", "force", "jobs", "allow_outside",
                     "watch", "poll")(args)
+
+
+def _verbose(p: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
+    """--verbose before or after the command (a subcommand's default leaves
+    the top level's value alone)."""
+    p.add_argument("--verbose", "-v", action="store_true", default=default,
+                   help="say more on stderr: which checkpoint kernel computes metrics")
 
 
 def _paths(p: argparse.ArgumentParser) -> None:

@@ -128,7 +128,7 @@ def test_check_does_not_import_altair_or_vl_convert(specs: list[str], loaded: li
     import sys
 
     code = (f"import sys; from compiler.cli import main; rc = main(['check', *{specs!r}]); "
-            "heavy = [m for m in ('altair', 'vl_convert', 'pikepdf') if m in sys.modules]; "
+            "heavy = [m for m in ('altair', 'vl_convert', 'pikepdf', 'numba') if m in sys.modules]; "
             "print(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO,
                          capture_output=True, text=True, check=True).stdout

@@ -119,6 +119,31 @@ def test_update_rank_is_torch_s_rank_on_float32(project: Path):
     assert value == want and 3 / 32 <= value
 
 
+@pytest.mark.parametrize("shape,near", [((64, 96), True), ((96, 64), False), ((80, 80), True)])
+def test_update_rank_near_its_threshold_is_torch_s_rank(project: Path, shape: tuple[int, int],
+                                                        near: bool):
+    """Singular values designed around the threshold (s_max * max(m, n) *
+    eps_float32), or far from it, and a rank-deficient tail: the rank is
+    float32 SVD's count, whichever way figspec finds it."""
+    rng = np.random.default_rng(4)
+    m, n = shape
+    k = min(m, n)
+    thr = max(m, n) * np.finfo(np.float32).eps
+    s = np.concatenate([np.geomspace(1, 1e-3, k // 2),
+                        thr * np.array([1.3, 1.05, 0.95, 0.7]) if near else [1e-4] * 4,
+                        np.zeros(k - k // 2 - 4)])
+    u, _ = np.linalg.qr(rng.normal(size=(m, k)))
+    v, _ = np.linalg.qr(rng.normal(size=(n, k)))
+    d = ((u * s) @ v.T).astype(np.float32)
+    for side, values in (("base", np.zeros(shape, np.float32)), ("tuned", d)):
+        ck.write_safetensors(project / "ckpt" / side / "model.safetensors", {
+            "model.layers.0.self_attn.q_proj.weight": ("F32", shape, values.tobytes())})
+    spec = spec_for(project, "update_rank", modules="[q_proj]")
+    (value,) = cells(compile_spec(spec)).values()
+    sv = np.linalg.svd(d, compute_uv=False)
+    assert value == np.count_nonzero(sv > sv[0] * max(shape) * np.finfo(np.float32).eps) / k
+
+
 def test_gpt2_names_and_biases(project: Path):
     _, _, stored = ck.make_pair(project / "ckpt", arch="gpt2", dtype="F32")
     spec = spec_for(project, "norm", modules="gpt2")

@@ -145,7 +145,7 @@ def test_progress_on_a_terminal_rewrites_one_line():
 
 def test_no_op_build_imports_nothing_heavy(three: Path):
     code = ("import sys; from compiler.cli import main; rc = main(['build']); "
-            "heavy = [m for m in ('altair', 'vl_convert', 'pikepdf', 'pydantic') "
+            "heavy = [m for m in ('altair', 'vl_convert', 'pikepdf', 'pydantic', 'numba') "
             "if m in sys.modules]; print(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=three, capture_output=True, text=True,
                          check=True).stdout

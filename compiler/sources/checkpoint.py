@@ -38,8 +38,8 @@ from . import Context, Rows, Where
 DTYPES = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8}
 #: A header longer than this is refused (real ones are a few hundred KB).
 MAX_HEADER = 100_000_000
-#: Entries reduced at a time: a few float64 arrays of this (2 MB each) are
-#: reused, and stay in the processor's cache.
+#: Entries reduced at a time (512 KB of BF16 per checkpoint): a chunk's sums
+#: are the kernel's unit, so this fixes the order of every sum.
 CHUNK = 1 << 18
 #: Bump when what is cached changes meaning.
 CACHE_VERSION = 1
@@ -264,61 +264,62 @@ _PLAIN_FILE = re.compile(r"[^/\\\x00]{1,255}")
 # -- reducing tensors --------------------------------------------------------------
 
 class _Buffers:
-    """Arrays reused from piece to piece: a fresh array per piece costs more in
-    page faults than the arithmetic, and small pieces stay in the CPU's cache."""
+    """One thread's byte buffers for a chunk of T and of B, reused chunk to
+    chunk: a fresh buffer per chunk costs more in page faults than the
+    arithmetic, and a chunk stays in the processor's cache."""
 
     def __init__(self) -> None:
-        import numpy as np
-
-        self.wide = np.zeros(2 * CHUNK, dtype=np.uint16)  # even halves stay zero
-        self.t = np.empty(CHUNK)
-        self.b = np.empty(CHUNK)
-        self.d = np.empty(CHUNK)
-        self.scratch = np.empty(CHUNK)
-
-    def float64(self, raw: Any, dtype: str, out: Any) -> Any:
-        import numpy as np
-
-        n = raw.size
-        if dtype == "BF16":
-            self.wide[1:2 * n:2] = raw
-            np.copyto(out[:n], self.wide[:2 * n].view(np.float32))
-        else:
-            np.copyto(out[:n], raw)
-        return out[:n]
+        self.t = bytearray(CHUNK * max(DTYPES.values()))
+        self.b = bytearray(CHUNK * max(DTYPES.values()))
 
 
 class _Files:
-    """Open shards, read a piece at a time with pread: memory stays bounded
-    (a memory map would count every page it touched as resident)."""
+    """Open shards, read a chunk at a time with preadv (pread) into a thread's
+    buffers: memory stays bounded (a memory map would count every page it
+    touched as resident), and pread is safe from several threads."""
 
     KINDS = {"BF16": "<u2", "F16": "<f2", "F32": "<f4", "F64": "<f8"}
-    BITS = {"BF16": "<u2", "F16": "<u2", "F32": "<u4", "F64": "<u8"}
 
     def __init__(self) -> None:
         self.fds: dict[Path, int] = {}
-        self.lock = threading.Lock()  # pread itself is safe from several threads
+        self.lock = threading.Lock()
 
-    def read(self, t: Tensor, first: int, count: int) -> bytes:
+    def _fd(self, t: Tensor) -> int:
         with self.lock:
             if t.file not in self.fds:
                 with open_regular(t.file) as f:
                     self.fds[t.file] = os.dup(f.fileno())
+            return self.fds[t.file]
+
+    def read(self, t: Tensor, first: int, count: int) -> bytes:
         size = DTYPES[t.dtype]
-        raw = os.pread(self.fds[t.file], count * size, t.start + first * size)
+        raw = os.pread(self._fd(t), count * size, t.start + first * size)
         if len(raw) != count * size:  # the file shrank since its header was read
             raise CheckpointError("the file changed while it was read", t.file, t.name)
         return raw
+
+    def read_into(self, t: Tensor, first: int, count: int, buffer: bytearray) -> memoryview:
+        """Entries first..first+count of ``t``, read into the front of ``buffer``."""
+        size, fd = DTYPES[t.dtype], self._fd(t)
+        view = memoryview(buffer)[:count * size]
+        done = 0
+        while done < len(view):
+            offset = t.start + first * size + done
+            if hasattr(os, "preadv"):
+                got = os.preadv(fd, [view[done:]], offset)
+            else:  # pragma: no cover - platforms without preadv
+                piece = os.pread(fd, len(view) - done, offset)
+                view[done:done + len(piece)] = piece
+                got = len(piece)
+            if got == 0:  # the file shrank since its header was read
+                raise CheckpointError("the file changed while it was read", t.file, t.name)
+            done += got
+        return view
 
     def values(self, t: Tensor, raw: bytes) -> Any:
         import numpy as np
 
         return np.frombuffer(raw, dtype=self.KINDS[t.dtype])
-
-    def bits(self, t: Tensor, raw: bytes) -> Any:
-        import numpy as np
-
-        return np.frombuffer(raw, dtype=self.BITS[t.dtype])
 
     def close(self) -> None:
         for fd in self.fds.values():
@@ -326,48 +327,36 @@ class _Files:
 
 
 def reduce_pair(t: Tensor, b: Tensor | None, files: _Files, options: frozenset[Option],
-                buffers: _Buffers | None = None) -> dict[str, float]:
+                buffers: _Buffers | None = None, path: str | None = None) -> dict[str, float]:
     """The sums every cheap metric is made of, in one pass, in float64; a count
-    of changed entries for each of ``options`` (see :func:`changed_key`)."""
-    import numpy as np
+    of changed entries for each of ``options`` (see :func:`changed_key`).
+
+    Each chunk of CHUNK entries goes through the fused kernel
+    (:mod:`compiler.sources.kernel`; ``path``: "numba" or "numpy", else
+    chosen there); the chunks' sums are added in chunk order, so the result
+    does not depend on which thread reduced which tensor."""
+    from . import kernel
 
     buf = buffers or _Buffers()
+    path = path or kernel.path()
+    wanted = tuple(sorted(options)) if b is not None else ()
     out = {"n": float(t.count), "tt": 0.0, "bb": 0.0, "tb": 0.0, "dd": 0.0, "max_abs": 0.0,
-           "bad_t": 0.0, "bad_b": 0.0, **{changed_key(o): 0.0 for o in options}}
-    same_dtype = b is not None and b.dtype == t.dtype
+           "bad_t": 0.0, "bad_b": 0.0, **{changed_key(o): 0.0 for o in wanted}}
     for i in range(0, t.count, CHUNK):
         n = min(CHUNK, t.count - i)
-        t_raw = files.read(t, i, n)
-        tc = buf.float64(files.values(t, t_raw), t.dtype, buf.t)
-        tt = float(np.dot(tc, tc))
-        out["tt"] += tt
-        if not math.isfinite(tt):  # only then count what is not finite
-            out["bad_t"] += float(n - np.count_nonzero(np.isfinite(tc)))
-        out["max_abs"] = max(out["max_abs"], float(tc.max()), -float(tc.min()))
+        t_raw = files.read_into(t, i, n, buf.t)
         if b is None:
-            continue
-        b_raw = files.read(b, i, n)
-        bc = buf.float64(files.values(b, b_raw), b.dtype, buf.b)
-        bb = float(np.dot(bc, bc))
-        out["bb"] += bb
-        if not math.isfinite(bb):
-            out["bad_b"] += float(n - np.count_nonzero(np.isfinite(bc)))
-        # exact in float64 for 16- and 32-bit values: no cancellation
-        d = np.subtract(tc, bc, out=buf.d[:n])
-        out["tb"] += float(np.dot(tc, bc))
-        out["dd"] += float(np.dot(d, d))
-        for option in options:
-            kind, threshold = option
-            if kind == "abs":
-                hits = np.abs(d, out=buf.scratch[:n]) > threshold
-            elif kind == "rel":
-                scale = np.maximum(np.abs(tc), np.abs(bc), out=buf.scratch[:n])
-                hits = np.abs(d) > threshold * scale
-            elif same_dtype:  # bit-exact, as stored
-                hits = files.bits(t, t_raw) != files.bits(b, b_raw)
+            part = kernel.single(t_raw, t.dtype, path)
+        else:
+            part = kernel.pair(t_raw, t.dtype, files.read_into(b, i, n, buf.b), b.dtype,
+                               wanted, path)
+        for k, name in enumerate(kernel.FIELDS):
+            if name == "max_abs":
+                out[name] = max(out[name], float(part[k]))
             else:
-                hits = tc != bc
-            out[changed_key(option)] += float(np.count_nonzero(hits))
+                out[name] += float(part[k])
+        for k, option in enumerate(wanted):
+            out[changed_key(option)] += float(part[len(kernel.FIELDS) + k])
     return out
 
 
@@ -391,19 +380,46 @@ _SVD = threading.Lock()
 
 def update_rank(t: Tensor, b: Tensor, files: _Files) -> float:
     """Numerical rank of T - B over min(rows, cols), as torch.linalg.matrix_rank
-    computes it on float32: singular values above s_max * max(m, n) * eps."""
+    computes it on float32: singular values above s_max * max(m, n) * eps.
+
+    The singular values come first from the eigenvalues of the smaller Gram
+    matrix of T - B (taken in float32, as torch would, then widened), in
+    float64: accurate far below the threshold, and several times cheaper
+    than an SVD. Where one of them lies near the threshold (within a factor
+    of 2, far wider than a float32 SVD's error), the float32 SVD decides, as
+    torch's would."""
     import numpy as np
 
     if len(t.shape) != 2:
         raise CheckpointError("update_rank needs a matrix", t.file, t.name)
-    with _SVD:
+    with _SVD, np.errstate(all="ignore"):  # non-finite weights are reported, not warned
         d = _as_float32(files.values(t, files.read(t, 0, t.count)), t.dtype)
         d -= _as_float32(files.values(b, files.read(b, 0, b.count)), b.dtype)
-        s = np.linalg.svd(d.reshape(t.shape), compute_uv=False)
+        d = d.reshape(t.shape)
+        s = _singular_values_by_gram(d)
+        if s is not None and s.size and s[0] > 0:
+            tol = s[0] * max(t.shape) * np.finfo(np.float32).eps
+            if np.count_nonzero((s > tol / 2) & (s < tol * 2)):
+                s = None  # too close to call: the SVD decides
+        if s is None:
+            s = np.linalg.svd(d, compute_uv=False)
     if not s.size or s[0] == 0:
         return 0.0
     tol = s[0] * max(t.shape) * np.finfo(np.float32).eps
     return float(np.count_nonzero(s > tol)) / min(t.shape)
+
+
+def _singular_values_by_gram(d: Any) -> Any:
+    """Singular values of ``d`` (descending) from the eigenvalues of its
+    smaller Gram matrix in float64; None when ``d`` is not finite."""
+    import numpy as np
+
+    if not np.isfinite(d).all():
+        return None
+    wide = d.astype(np.float64)
+    gram = wide.T @ wide if d.shape[0] >= d.shape[1] else wide @ wide.T
+    values = np.linalg.eigvalsh(gram)[::-1]
+    return np.sqrt(np.maximum(values, 0.0))
 
 
 def _as_float32(raw: Any, dtype: str) -> Any:
@@ -666,15 +682,19 @@ def _under(path: Path, ctx: Context, key: str) -> bool:
 
 
 def _reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None,
-                options: frozenset[Option], ranks: set[str]) -> dict[str, dict[str, float]]:
-    """Every chosen tensor reduced, shard by shard in file order (sequential
-    reads); the update_rank of those in ``ranks``."""
+                options: frozenset[Option], ranks: set[str], threads: int | None = None
+                ) -> dict[str, dict[str, float]]:
+    """Every chosen tensor reduced, and the update_rank of those in ``ranks``,
+    by ``threads`` threads (default: one per core this process may use), each
+    taking the next tensor in file order (reads stay nearly sequential). The
+    kernel lets go of the GIL and calls no BLAS, so the threads are the only
+    ones working: no oversubscription."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from . import kernel
+
     files = _Files()
-
-    import numpy as np
-
+    path = kernel.path()  # once: the environment is read, and --verbose told, here
     local = threading.local()
 
     def one(item: tuple[str, Tensor]) -> tuple[str, dict[str, float]]:
@@ -682,22 +702,26 @@ def _reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None,
         b = base[name] if base is not None else None
         if not hasattr(local, "buffers"):
             local.buffers = _Buffers()
-        # A NaN weight is counted and reported as a diagnostic, not warned about.
-        with np.errstate(all="ignore"):
-            sums = reduce_pair(t, b, files, options if b is not None else frozenset(),
-                               local.buffers)
-            if name in ranks and b is not None:
-                sums["update_rank"] = update_rank(t, b, files)
+        sums = reduce_pair(t, b, files, options if b is not None else frozenset(),
+                           local.buffers, path)
+        if name in ranks and b is not None:
+            sums["update_rank"] = update_rank(t, b, files)
         return name, sums
 
-    # numpy lets go of the GIL in its loops: one thread per core reduces
-    # tensors side by side, in file order (reads stay nearly sequential).
     order = sorted(chosen.items(), key=lambda kv: (str(kv[1].file), kv[1].start))
     try:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=threads or cores()) as pool:
             return dict(pool.map(one, order))
     finally:
         files.close()
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _covers(sums: dict[str, dict[str, float]], chosen: dict[str, Tensor],

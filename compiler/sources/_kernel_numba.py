@@ -1,0 +1,218 @@
+"""The fused checkpoint kernel compiled with numba; imported by
+:mod:`compiler.sources.kernel` only when a pair is reduced, never by `check`.
+
+The arithmetic order is written out, never left to the compiler: sums run in
+:data:`LANES` separate accumulators (entry i into lane i % LANES), combined in
+a fixed order, and no ``fastmath`` flag is set (``reassoc`` would let LLVM
+pick the order by the processor's vector width, ``contract`` fuses multiply
+and add where the processor has FMA, ``nnan`` deletes the NaN tests). So the
+results are the same bits on every processor, and the same as the numpy path's,
+which sums in the same order. The lanes are independent, so LLVM still
+vectorises them.
+
+Every entry point is a plain function of arrays (no closures), so numba can
+cache it; :func:`compiler.sources.kernel._numba` points the cache at figspec's
+folder before this module is imported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from . import kernel
+
+#: Accumulators per sum; entry i goes to lane i % LANES. As many as make
+#: the lane loop long enough for LLVM's loop vectoriser (numba leaves its
+#: SLP vectoriser off), in the L1 cache with the blocks.
+LANES = 64
+#: Entries decoded at a time into float64 scratch that stays in the L1 cache.
+BLOCK = 2048
+#: Kinds of "changed" (see compiler.sources.kernel.OPTION_KINDS).
+EXACT, ABS, REL = 0, 1, 2
+#: Stored dtypes (see compiler.sources.kernel.CODES).
+BF16, F16, F32, F64 = 0, 1, 2, 3
+
+#: cache: in figspec's cache folder, where it can be written (kernel._numba).
+_OPTS = dict(nogil=True, cache=kernel._CACHED, boundscheck=False, error_model="numpy")
+
+
+@njit(**_OPTS)
+def _decode(raw, code, lo, n, table, wide, wide_f, out):
+    """Entries lo..lo+n of ``raw`` (the stored values as uint16 for BF16 and
+    F16, float32 or float64 otherwise) into out[:n], exactly, as float64; the
+    rest of the block up to whole lanes as 0 (0 * 0 adds nothing). ``wide_f``
+    is ``wide`` seen as float32. (Slices indexed from 0 let LLVM vectorise:
+    ``raw[lo + i]`` would need a check for negative indices.)"""
+    r = raw[lo:lo + n]
+    if code == BF16:  # BF16 is the top half of a float32
+        for i in range(n):
+            wide[i] = np.uint32(r[i]) << np.uint32(16)
+        for i in range(n):
+            out[i] = wide_f[i]
+    elif code == F16:  # numba has no float16: every bit pattern's value, looked up
+        for i in range(n):
+            out[i] = table[np.intp(r[i])]  # (a no-op cast, for typing)
+    else:
+        for i in range(n):
+            out[i] = r[i]
+    for i in range(n, -(-n // LANES) * LANES):
+        out[i] = 0.0
+
+
+@njit(**_OPTS)
+def _combine(lanes):
+    """The lanes summed pairwise in a fixed order (as kernel._combine)."""
+    width = lanes.size
+    while width > 1:
+        width //= 2
+        for j in range(width):
+            lanes[j] = lanes[j] + lanes[j + width]
+    return lanes[0]
+
+
+@njit(**_OPTS)
+def _extremes(x, m, top, bad):
+    """Per lane: the largest |x| (NaN never is) and the count of entries that
+    are not finite, over x[:m]."""
+    for i in range(0, m - m % LANES, LANES):
+        row = x[i:i + LANES]
+        for j in range(LANES):
+            a = abs(row[j])
+            top[j] = a if a > top[j] else top[j]
+            bad[j] += not (a < np.inf)
+    rest = x[m - m % LANES:m]
+    for j in range(m % LANES):
+        a = abs(rest[j])
+        top[j] = a if a > top[j] else top[j]
+        bad[j] += not (a < np.inf)
+
+
+@njit(**_OPTS)
+def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, out):
+    """Every sum of one chunk of a pair, written to ``out``: tt, bb, tb, dd,
+    max |T|, non-finite counts of T and B, then one count per option."""
+    n = traw.size
+    t = np.zeros(BLOCK)
+    b = np.zeros(BLOCK)
+    wide = np.empty(BLOCK, np.uint32)
+    wide_f = wide.view(np.float32)
+    tt = np.zeros(LANES)
+    bb = np.zeros(LANES)
+    tb = np.zeros(LANES)
+    dd = np.zeros(LANES)
+    top = np.zeros(LANES)
+    counts = np.zeros(kinds.size, np.int64)
+    for lo in range(0, n, BLOCK):
+        m = min(BLOCK, n - lo)
+        _decode(traw, tcode, lo, m, table, wide, wide_f, t)
+        _decode(braw, bcode, lo, m, table, wide, wide_f, b)
+        rows = -(-m // LANES)  # the padding adds 0, and is finite
+        for r in range(0, rows - rows % 2, 2):  # two rows a time: half the loads
+            i = r * LANES                        # and stores of the lanes
+            tr = t[i:i + 2 * LANES]
+            br = b[i:i + 2 * LANES]
+            for j in range(LANES):
+                x = tr[j]
+                y = br[j]
+                u = tr[LANES + j]
+                v = br[LANES + j]
+                d = x - y
+                e = u - v
+                tt[j] = (tt[j] + x * x) + u * u  # in order: row r, then r + 1
+                bb[j] = (bb[j] + y * y) + v * v
+                tb[j] = (tb[j] + x * y) + u * v
+                dd[j] = (dd[j] + d * d) + e * e
+                a = abs(x)
+                c = abs(u)
+                m0 = a if a > top[j] else top[j]  # NaN never is
+                top[j] = c if c > m0 else m0
+        if rows % 2:
+            i = (rows - 1) * LANES
+            tr = t[i:i + LANES]
+            br = b[i:i + LANES]
+            for j in range(LANES):
+                x = tr[j]
+                y = br[j]
+                d = x - y
+                tt[j] += x * x
+                bb[j] += y * y
+                tb[j] += x * y
+                dd[j] += d * d
+                a = abs(x)
+                top[j] = a if a > top[j] else top[j]
+        for k in range(kinds.size):
+            counts[k] += _count(kinds[k], limits[k], same, t, b, tbits, bbits, lo, m)
+    out[0] = _combine(tt)
+    out[1] = _combine(bb)
+    out[2] = _combine(tb)
+    out[3] = _combine(dd)
+    out[4] = top.max()
+    # A non-finite entry makes its side's sum of squares non-finite: only
+    # then are they counted, in a second pass (rare: it is an error).
+    out[5] = 0 if out[0] < np.inf else _bad(traw, tcode, table)
+    out[6] = 0 if out[1] < np.inf else _bad(braw, bcode, table)
+    for k in range(kinds.size):
+        out[7 + k] = counts[k]
+
+
+@njit(**_OPTS)
+def _count(kind, limit, same, t, b, tbits, bbits, lo, m):
+    """Entries of the block that changed, as ``kind`` means it; comparisons
+    with NaN are false, as numpy's are."""
+    c = 0
+    if kind == ABS:
+        for i in range(m):
+            c += abs(t[i] - b[i]) > limit
+    elif kind == REL:
+        for i in range(m):
+            x = abs(t[i])
+            y = abs(b[i])
+            c += abs(t[i] - b[i]) > limit * (x if x > y else y)
+    elif same:  # as stored, bit for bit
+        tr = tbits[lo:lo + m]
+        br = bbits[lo:lo + m]
+        for i in range(m):
+            c += tr[i] != br[i]
+    else:
+        for i in range(m):
+            c += t[i] != b[i]
+    return c
+
+
+@njit(**_OPTS)
+def _bad(raw, code, table):
+    """The entries of ``raw`` that are not finite."""
+    t = np.zeros(BLOCK)
+    wide = np.empty(BLOCK, np.uint32)
+    wide_f = wide.view(np.float32)
+    top = np.zeros(LANES)
+    bad = np.zeros(LANES, np.int64)
+    for lo in range(0, raw.size, BLOCK):
+        m = min(BLOCK, raw.size - lo)
+        _decode(raw, code, lo, m, table, wide, wide_f, t)
+        _extremes(t, m, top, bad)
+    return bad.sum()
+
+
+@njit(**_OPTS)
+def single(traw, tcode, table, out):
+    """The sums of one chunk of a tensor alone: tt, max |T|, non-finite count."""
+    n = traw.size
+    t = np.zeros(BLOCK)
+    wide = np.empty(BLOCK, np.uint32)
+    wide_f = wide.view(np.float32)
+    tt = np.zeros(LANES)
+    top = np.zeros(LANES)
+    bad = np.zeros(LANES, np.int64)
+    for lo in range(0, n, BLOCK):
+        m = min(BLOCK, n - lo)
+        _decode(traw, tcode, lo, m, table, wide, wide_f, t)
+        for i in range(0, m, LANES):
+            tr = t[i:i + LANES]
+            for j in range(LANES):
+                tt[j] += tr[j] * tr[j]
+        _extremes(t, m, top, bad)
+    out[0] = _combine(tt)
+    out[4] = top.max()
+    out[5] = bad.sum()

@@ -1,0 +1,287 @@
+"""The fused kernel behind checkpoint metrics: one pass over a chunk of the
+stored bytes of a tuned tensor T (and its base B) gives every sum a metric is
+made of, at once: ||T-B||^2, ||T||^2, ||B||^2, <T,B>, max |T|, the non-finite
+entries of T and B, and a count of changed entries for each meaning of
+"changed" asked for. Values are decoded exactly (BF16, F16, F32, F64, little
+endian) and subtracted and summed in float64.
+
+Two paths give the same bits:
+
+* numba (:mod:`compiler.sources._kernel_numba`), compiled once per machine
+  into figspec's cache folder (``numba/``), used when numba can be imported;
+* numpy, used otherwise, or when ``FIGSPEC_KERNEL=numpy`` (read at each call).
+
+Neither calls BLAS (no threads of its own: the caller's threads are the only
+ones). Sums are never left to a library or compiler to order: entry i of a
+chunk goes to accumulator i % LANES, each accumulator adds its entries in
+order, and the accumulators are combined pairwise in a fixed order; chunks
+are combined in chunk order by the caller. So a sum is the same float64 on
+every processor and with either path, whatever the number of threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+from typing import Any
+
+#: Stored dtypes, as the kernel numbers them.
+CODES = {"BF16": 0, "F16": 1, "F32": 2, "F64": 3}
+#: How a dtype's entries are viewed: values, and bits (for "changed" as stored).
+VALUES = {"BF16": "<u2", "F16": "<u2", "F32": "<f4", "F64": "<f8"}
+BITS = {"BF16": "<u2", "F16": "<u2", "F32": "<u4", "F64": "<u8"}
+#: Kinds of "changed": as stored, |T-B| > tol, |T-B| > eta * max(|T|, |B|).
+OPTION_KINDS = {"exact": 0, "abs": 1, "rel": 2}
+#: Where each sum is in a kernel's result; counts of changed entries follow.
+FIELDS = ("tt", "bb", "tb", "dd", "max_abs", "bad_t", "bad_b")
+#: Accumulators per sum (as _kernel_numba.LANES).
+LANES = 64
+
+log = logging.getLogger("figspec")
+
+
+def path() -> str:
+    """The path reductions take now: "numba", or "numpy" where numba cannot
+    be imported or ``FIGSPEC_KERNEL=numpy`` asks for it."""
+    if os.environ.get("FIGSPEC_KERNEL", "").lower() == "numpy":
+        chosen = "numpy"
+    else:
+        chosen = "numba" if _numba() is not None else "numpy"
+    _say(chosen)
+    return chosen
+
+
+@functools.lru_cache(maxsize=None)
+def _say(chosen: str) -> None:
+    """Once per path per process, in --verbose output."""
+    where = ""
+    if chosen == "numba":
+        where = f", compiled into {_cache_dir()}" if _CACHED else \
+            ", compiled for this process alone (figspec's cache folder cannot be written)"
+    log.info("checkpoint metrics: the %s kernel%s", chosen, where)
+
+
+def pair(t_raw: Any, t_dtype: str, b_raw: Any, b_dtype: str,
+         options: tuple[tuple[str, float], ...], kernel: str | None = None) -> Any:
+    """Every sum of one chunk of a pair, as a float64 array laid out as
+    :data:`FIELDS` then one count per option. ``t_raw``/``b_raw``: the stored
+    bytes (a numpy uint8 array or anything with the buffer protocol)."""
+    import numpy as np
+
+    kinds = np.array([OPTION_KINDS[k] for k, _ in options], dtype=np.int64)
+    limits = np.array([float(v) for _, v in options], dtype=np.float64)
+    out = np.zeros(len(FIELDS) + len(options))
+    tv, bv = _view(t_raw, VALUES[t_dtype]), _view(b_raw, VALUES[b_dtype])
+    tb, bb = _view(t_raw, BITS[t_dtype]), _view(b_raw, BITS[b_dtype])
+    same = t_dtype == b_dtype
+    if (kernel or path()) == "numba":
+        _numba().pair(tv, tb, CODES[t_dtype], bv, bb, CODES[b_dtype], same, kinds, limits,
+                      _f16_table(), out)
+    else:
+        _numpy_pair(tv, t_dtype, bv, b_dtype, tb, bb, same, kinds, limits, out)
+    return out
+
+
+def single(t_raw: Any, t_dtype: str, kernel: str | None = None) -> Any:
+    """The sums of one chunk of a tensor alone (tt, max_abs, bad_t; the rest 0)."""
+    import numpy as np
+
+    out = np.zeros(len(FIELDS))
+    tv = _view(t_raw, VALUES[t_dtype])
+    if (kernel or path()) == "numba":
+        _numba().single(tv, CODES[t_dtype], _f16_table(), out)
+    else:
+        _numpy_pair(tv, t_dtype, None, t_dtype, tv, None, True, np.zeros(0, np.int64),
+                    np.zeros(0), out)
+    return out
+
+
+def _view(raw: Any, kind: str) -> Any:
+    import numpy as np
+
+    return np.frombuffer(raw, dtype=kind)
+
+
+# -- numpy path ----------------------------------------------------------------------
+
+#: Entries the numpy path takes at a time: its temporaries stay in the cache
+#: and come from the allocator's free lists, not fresh pages.
+STEP = 32768
+
+
+def _numpy_pair(tv: Any, t_dtype: str, bv: Any, b_dtype: str, tbits: Any, bbits: Any,
+                same: bool, kinds: Any, limits: Any, out: Any) -> None:
+    """The compiled kernel's sums with numpy, in the same order: each lane's
+    running sum is the first row of the rows reduced next (numpy reduces an
+    (n, LANES) array along its rows one after another), so every lane adds
+    its entries one by one, as the compiled loop does."""
+    import numpy as np
+
+    n = tv.size
+    sides = 1 if bv is None else 4
+    lanes = np.zeros((sides, LANES))
+    rows = np.empty((sides, STEP // LANES + 1, LANES))
+    top, bad_t, bad_b = 0.0, 0, 0
+    counts = [0] * len(kinds)
+    with np.errstate(all="ignore"):
+        for lo in range(0, n, STEP):
+            m = min(STEP, n - lo)
+            r = -(-m // LANES)
+            t = _decode(tv[lo:lo + m], t_dtype, r * LANES)
+            products = [(t, t)]
+            if bv is not None:
+                b = _decode(bv[lo:lo + m], b_dtype, r * LANES)
+                d = t - b
+                products += [(b, b), (t, b), (d, d)]
+            for k, (x, y) in enumerate(products):
+                rows[k, 0] = lanes[k]
+                np.multiply(x.reshape(r, LANES), y.reshape(r, LANES), out=rows[k, 1:r + 1])
+                lanes[k] = np.add.reduce(rows[k, :r + 1], axis=0)
+            a = np.abs(t[:m])
+            top = max(top, float(np.fmax.reduce(a, initial=0.0)))  # fmax passes NaN by
+            bad_t += m - int(np.count_nonzero(a < np.inf))
+            if bv is None:
+                continue
+            bad_b += m - int(np.count_nonzero(np.abs(b[:m]) < np.inf))
+            for k, (kind, limit) in enumerate(zip(kinds.tolist(), limits.tolist())):
+                counts[k] += int(np.count_nonzero(_changed(
+                    kind, limit, same, t[:m], b[:m], d[:m], tbits[lo:lo + m],
+                    bbits[lo:lo + m])))
+    for k, field in enumerate((0, 1, 2, 3)[:sides]):
+        out[field] = _combine(lanes[k].tolist())
+    out[4], out[5], out[6] = top, bad_t, bad_b
+    out[len(FIELDS):len(FIELDS) + len(counts)] = counts
+
+
+def _changed(kind: int, limit: float, same: bool, t: Any, b: Any, d: Any, tbits: Any,
+             bbits: Any) -> Any:
+    """Which entries changed, as reduce_pair always decided: numpy's
+    comparisons (false with NaN), > strict."""
+    import numpy as np
+
+    if kind == OPTION_KINDS["abs"]:
+        return np.abs(d) > limit
+    if kind == OPTION_KINDS["rel"]:
+        return np.abs(d) > limit * np.maximum(np.abs(t), np.abs(b))
+    if same:  # as stored, bit for bit
+        return tbits != bbits
+    return t != b
+
+
+def _decode(values: Any, dtype: str, size: int) -> Any:
+    """The stored values as float64, exactly, padded with zeros to ``size``
+    (0 * 0 adds nothing to a sum)."""
+    import numpy as np
+
+    out = np.zeros(size)
+    if dtype == "F16":
+        np.take(_f16_table(), values, out=out[:values.size])
+        return out
+    if dtype == "BF16":
+        values = (values.astype(np.uint32) << 16).view(np.float32)
+    out[:values.size] = values
+    return out
+
+
+def _combine(lanes: list[float]) -> float:
+    """The lanes summed pairwise in a fixed order (as _kernel_numba._combine)."""
+    width = len(lanes)
+    while width > 1:
+        width //= 2
+        for j in range(width):
+            lanes[j] = lanes[j] + lanes[j + width]
+    return lanes[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _f16_table() -> Any:
+    """Every F16 bit pattern's value as float64 (numba has no float16)."""
+    import numpy as np
+
+    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16) \
+        .astype(np.float64)
+
+
+# -- the compiled path ---------------------------------------------------------------
+
+_LOAD = threading.Lock()
+#: Whether the compiled kernel is cached (in figspec's cache folder): decided
+#: before _kernel_numba is imported, which reads it.
+_CACHED = False
+
+
+@functools.lru_cache(maxsize=None)
+def _numba() -> Any:
+    """The compiled module, or None without numba. Its cache goes to figspec's
+    cache folder (as it is at the first call: once per process): a locator
+    that only answers for that module is put first in numba's list, which
+    changes nothing else (no environment variable, no numba setting). Where
+    the folder cannot be written, or numba's internals are not those known,
+    the kernel is compiled for this process alone, never cached elsewhere
+    (site-packages may be read-only, or shared)."""
+    global _CACHED
+    with _LOAD:
+        try:
+            import numba  # noqa: F401
+            from numba.core import caching
+        except Exception:  # not installed, or broken on this platform
+            return None
+        try:
+            _CACHED = _writable(_cache_dir()) and _install_locator(caching)
+        except AttributeError:  # another numba's internals
+            _CACHED = False
+        try:
+            from . import _kernel_numba
+        except Exception as e:  # pragma: no cover - a numba that cannot compile it
+            log.info("numba cannot compile figspec's kernel (%s): the numpy path is used", e)
+            return None
+        return _kernel_numba
+
+
+def _cache_dir() -> str:
+    from .. import cache
+
+    return str(cache.folder() / "numba")
+
+
+def _writable(folder: str) -> bool:
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+def _install_locator(caching: Any) -> bool:
+    """Put first in numba's locators one that keeps _kernel_numba's compiled
+    code in figspec's cache folder; whether it is there."""
+    module_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernel_numba.py")
+    folder = _cache_dir()
+
+    base = getattr(caching, "UserProvidedCacheLocator", None) or \
+        caching._UserProvidedCacheLocator
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+
+    class FigspecLocator(base):  # type: ignore[valid-type,misc]
+        def __init__(self, py_func: Any, py_file: str):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = os.path.join(folder, self.get_suitable_cache_subpath(py_file))
+
+        @classmethod
+        def from_function(cls, py_func: Any, py_file: str) -> Any:
+            if os.path.abspath(py_file) != module_file:
+                return None  # every other function: numba's own places
+            self = cls(py_func, py_file)
+            self.ensure_cache_path()
+            return self
+
+    classes = impl._locator_classes
+    if not any(getattr(c, "__name__", "") == "FigspecLocator" for c in classes):
+        classes.insert(0, FigspecLocator)
+    return True

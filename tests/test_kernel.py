@@ -1,0 +1,314 @@
+"""The fused checkpoint kernel: every sum against an exact reference (fractions)
+for every stored dtype and its special values, numba and numpy paths giving
+the same bits, chunk boundaries, and results that do not depend on the
+number of threads; where its compiled code is cached, and that `check`,
+`status` and a no-op build never load numba."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import checkpoints as ck
+import support
+from compiler.sources import checkpoint as source
+from compiler.sources import kernel
+
+REPO = Path(__file__).resolve().parent.parent
+#: Looked up without importing numba: the first import compiles into the
+#: cache folder of that moment, which must be a test's own.
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+PATHS = ["numpy"] + (["numba"] if HAVE_NUMBA else [])
+FIELDS = {name: k for k, name in enumerate(kernel.FIELDS)}
+OPTIONS = (("abs", 0.25), ("exact", 0.0), ("rel", 0.5))
+
+
+# -- values ---------------------------------------------------------------------------
+
+def bits_of(dtype: str, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Stored entries across the whole exponent range of ``dtype``, finite
+    (subnormals and zeros of both signs included), as their bytes' integers."""
+    if dtype in ("BF16", "F16"):
+        bits = rng.integers(0, 1 << 16, n, dtype=np.uint16)
+        top = 0x7F80 if dtype == "BF16" else 0x7C00  # exponent all ones: inf, NaN
+        bits[(bits & top) == top] &= ~np.uint16(0x4000)  # halve the exponent instead
+        return bits
+    if dtype == "F32":
+        bits = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
+        return np.where((bits & 0x7F800000) == 0x7F800000, bits & ~np.uint32(1 << 30), bits)
+    # F64: exponents within 1e+-150, so that a square is still a float64
+    exps = rng.integers(1023 - 500, 1023 + 500, n, dtype=np.uint64)
+    mant = rng.integers(0, 1 << 52, n, dtype=np.uint64)
+    sign = rng.integers(0, 2, n, dtype=np.uint64)
+    return (sign << np.uint64(63)) | (exps << np.uint64(52)) | mant
+
+
+WIDTH = {"BF16": "<u2", "F16": "<u2", "F32": "<u4", "F64": "<u8"}
+
+
+def as_bytes(bits: np.ndarray, dtype: str) -> bytes:
+    return bits.astype(WIDTH[dtype]).tobytes()
+
+
+def exact(raw: bytes, dtype: str) -> list[float]:
+    return ck.decode(raw, dtype, (len(raw) // {"BF16": 2, "F16": 2, "F32": 4, "F64": 8}[dtype],)
+                     ).tolist()
+
+
+def fsum_products(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """sum(x * y) exactly (rounded once), and sum |x * y| for the error bound."""
+    total = sum((Fraction(x) * Fraction(y) for x, y in zip(xs, ys)), Fraction(0))
+    return float(total), math.fsum(abs(x * y) for x, y in zip(xs, ys))
+
+
+def close(got: float, want: float, scale: float) -> bool:
+    return abs(got - want) <= 1e-12 * scale
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32", "F64"])
+def test_every_sum_matches_an_exact_reference(dtype: str, path: str):
+    rng = np.random.default_rng(1)
+    n = 5000
+    b_bits = bits_of(dtype, rng, n)
+    t_bits = b_bits.copy()
+    moved = rng.random(n) < 0.5  # half the entries changed a little, some a lot
+    t_bits[moved] ^= rng.integers(1, 64, int(moved.sum())).astype(t_bits.dtype)
+    t_raw, b_raw = as_bytes(t_bits, dtype), as_bytes(b_bits, dtype)
+    t, b = exact(t_raw, dtype), exact(b_raw, dtype)
+    got = kernel.pair(bytearray(t_raw), dtype, bytearray(b_raw), dtype, OPTIONS, path)
+    d = [Fraction(x) - Fraction(y) for x, y in zip(t, b)]
+    for name, (want, scale) in {
+        "tt": fsum_products(t, t), "bb": fsum_products(b, b), "tb": fsum_products(t, b),
+        "dd": (float(sum((x * x for x in d), Fraction(0))), float(sum(x * x for x in d))),
+    }.items():
+        assert close(got[FIELDS[name]], want, scale), (name, got[FIELDS[name]], want)
+    assert got[FIELDS["max_abs"]] == max(abs(x) for x in t)
+    assert got[FIELDS["bad_t"]] == got[FIELDS["bad_b"]] == 0
+    counts = got[len(FIELDS):]
+    # abs: |T - B| > 0.25; exact: bits differ; rel: |T - B| > 0.5 max(|T|, |B|)
+    assert counts[0] == sum(abs(x) > Fraction(1, 4) for x in d)
+    assert counts[1] == int(np.count_nonzero(t_bits != b_bits))
+    assert counts[2] == sum(abs(x) > Fraction(1, 2) * max(abs(Fraction(p)), abs(Fraction(q)))
+                            for x, p, q in zip(d, t, b))
+    alone = kernel.single(bytearray(t_raw), dtype, path)
+    assert alone[FIELDS["tt"]] == got[FIELDS["tt"]] and \
+        alone[FIELDS["max_abs"]] == got[FIELDS["max_abs"]]
+
+
+SPECIAL = [0.0, -0.0, math.inf, -math.inf, math.nan, 1.0, -1.0, 0.5, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32", "F64"])
+def test_special_values_as_numpy_compares_them(dtype: str, path: str):
+    """NaN, infinities, zeros of both signs and differences sitting exactly on
+    a tolerance: counted as reduce_pair always counted them (numpy's
+    comparisons: false with NaN; > is strict)."""
+    pairs = [(x, y) for x in SPECIAL for y in SPECIAL]
+    t = np.array([p[0] for p in pairs])
+    b = np.array([p[1] for p in pairs])
+    t_raw, b_raw = ck.encode(t, dtype), ck.encode(b, dtype)
+    tv, bv = np.array(exact(t_raw, dtype)), np.array(exact(b_raw, dtype))
+    options = (("abs", 1.0), ("exact", 0.0), ("rel", 0.5))
+    got = kernel.pair(bytearray(t_raw), dtype, bytearray(b_raw), dtype, options, path)
+    with np.errstate(all="ignore"):
+        d = tv - bv
+        want = [np.count_nonzero(np.abs(d) > 1.0),  # 2 - 1 and 3 - 2 are on it: not counted
+                np.count_nonzero(np.frombuffer(t_raw, WIDTH[dtype]) !=
+                                 np.frombuffer(b_raw, WIDTH[dtype])),  # -0 and 0 differ
+                np.count_nonzero(np.abs(d) > 0.5 * np.maximum(np.abs(tv), np.abs(bv)))]
+    assert list(got[len(FIELDS):]) == want
+    assert got[FIELDS["bad_t"]] == got[FIELDS["bad_b"]] == 30  # 3 of 10 values, 10 times
+    assert got[FIELDS["max_abs"]] == math.inf  # NaN never is the largest
+    assert math.isnan(got[FIELDS["tt"]])
+    # Values of another dtype compare as values: -0 == 0, NaN != NaN.
+    other = "F64" if dtype != "F64" else "F32"
+    b_other = ck.encode(bv, other)
+    got = kernel.pair(bytearray(t_raw), dtype, bytearray(b_other), other, (("exact", 0.0),),
+                      path)
+    assert got[len(FIELDS)] == np.count_nonzero(tv != bv)
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32", "F64"])
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 2047, 2048, 2049, 100_003])
+def test_numba_and_numpy_give_the_same_bits(dtype: str, n: int):
+    rng = np.random.default_rng(n)
+    b_bits = bits_of(dtype, rng, n)
+    t_bits = b_bits ^ rng.integers(0, 4, n).astype(b_bits.dtype)
+    t_raw, b_raw = bytearray(as_bytes(t_bits, dtype)), bytearray(as_bytes(b_bits, dtype))
+    a = kernel.pair(t_raw, dtype, b_raw, dtype, OPTIONS, "numba")
+    c = kernel.pair(t_raw, dtype, b_raw, dtype, OPTIONS, "numpy")
+    assert a.tobytes() == c.tobytes()
+    assert kernel.single(t_raw, dtype, "numba").tobytes() == \
+        kernel.single(t_raw, dtype, "numpy").tobytes()
+
+
+# -- through the reduction: chunks and threads ----------------------------------------
+
+def pair_of_sizes(folder: Path, sizes: list[int], dtype: str = "BF16") -> dict:
+    """A pair with one q_proj per layer, of ``sizes[layer]`` entries (1 x n)."""
+    rng = np.random.default_rng(3)
+    stored: dict[str, dict[str, bytes]] = {"base": {}, "tuned": {}}
+    for side in ("base", "tuned"):
+        tensors = {}
+        for layer, n in enumerate(sizes):
+            name = f"model.layers.{layer}.self_attn.q_proj.weight"
+            if side == "base":
+                values = rng.normal(0, 0.02, n)
+            else:
+                base = ck.decode(stored["base"][name], dtype, (n,))
+                values = base + (rng.random(n) < 0.1) * rng.normal(0, 1e-3, n)
+            stored[side][name] = ck.encode(values, dtype)
+            tensors[name] = (dtype, (1, n), stored[side][name])
+        ck.write_safetensors(folder / side / "model.safetensors", tensors)
+    return stored
+
+
+SIZES = [source.CHUNK - 1, source.CHUNK, source.CHUNK + 1, 2 * source.CHUNK + 3, 5, 1]
+
+
+def reduced(project: Path, threads: int) -> dict:
+    tuned = source.open_checkpoint(project / "ckpt" / "tuned")
+    base = source.open_checkpoint(project / "ckpt" / "base")
+    return source._reduce_all(tuned, base, frozenset(OPTIONS), set(), threads)
+
+
+def test_chunk_boundaries_match_the_reference(project: Path, run):
+    stored = pair_of_sizes(project / "ckpt", SIZES)
+    support.write(project / "specs" / "fig.yaml", (
+        "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: relative_change}\n"
+        f"modules: [q_proj]\nlayers: {{last: {len(SIZES) - 1}}}\n"))
+    code, out, err = run("table", "specs/fig.yaml")
+    assert code == 0, err
+    got = {int(line.split(",")[0]): float(line.split(",")[-1])
+           for line in out.splitlines()[1:]}
+    for layer, n in enumerate(SIZES):
+        name = f"model.layers.{layer}.self_attn.q_proj.weight"
+        t = ck.decode(stored["tuned"][name], "BF16", (n,))
+        b = ck.decode(stored["base"][name], "BF16", (n,))
+        want = math.sqrt(math.fsum((t - b) ** 2)) / math.sqrt(math.fsum(b * b))
+        assert got[layer] == pytest.approx(want, rel=1e-12), layer
+
+
+def test_the_same_sums_whatever_the_threads(project: Path):
+    pair_of_sizes(project / "ckpt", SIZES)
+    one = reduced(project, 1)
+    assert reduced(project, 2) == one and reduced(project, 3) == one
+    assert one["model.layers.3.self_attn.q_proj.weight"]["n"] == SIZES[3]
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_fig_kernel_numpy_gives_the_same_figures(project: Path, run):
+    """FIGSPEC_KERNEL=numpy (read at each reduction) takes the numpy path:
+    the same table, byte for byte."""
+    pair_of_sizes(project / "ckpt", SIZES[-3:], dtype="F32")
+    support.write(project / "specs" / "fig.yaml", (
+        "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: cosine}\n"
+        "modules: [q_proj]\nlayers: {last: 2}\n"))
+    tables = []
+    for path in ("numba", "numpy"):
+        env = {**os.environ, "FIGSPEC_KERNEL": path,
+               "FIGSPEC_CACHE": str(project / f"cache-{path}")}
+        p = subprocess.run([sys.executable, "-m", "compiler", "-v", "table", "specs/fig.yaml"],
+                           cwd=project, env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        assert p.stderr.count(f"the {path} kernel") == 1, p.stderr
+        tables.append(p.stdout)
+    assert tables[0] == tables[1]
+
+
+# -- what is loaded, and where the compiled code goes ---------------------------------
+
+def test_check_status_and_a_no_op_build_never_load_numba(project: Path):
+    ck.make_pair(project / "ckpt")
+    support.write(project / "specs" / "fig.yaml", (
+        "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: relative_change}\n"
+        "modules: qwen2\noutput: {formats: [svg]}\n"))
+    env = {**os.environ, "FIGSPEC_CACHE": str(project / "cache")}
+    code = ("import sys; from compiler.cli import main; rc = main(sys.argv[1:]); "
+            "print(rc, 'numba' in sys.modules, 'compiler.sources.kernel' in sys.modules)")
+    subprocess.run([sys.executable, "-m", "compiler", "build"], cwd=project, env=env,
+                   check=True, capture_output=True)
+    for argv in (["check"], ["status"], ["build"]):
+        out = subprocess.run([sys.executable, "-c", code, *argv], cwd=project, env=env,
+                             capture_output=True, text=True, check=True).stdout
+        assert out.strip().splitlines()[-1] == "0 False False", argv
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_the_compiled_kernel_is_cached_in_figspec_s_cache(project: Path):
+    """Compiled once into $FIGSPEC_CACHE/numba; the next process loads it
+    (numba says so with NUMBA_DEBUG_CACHE); the environment is not changed."""
+    pair_of_sizes(project / "ckpt", [100, 7])
+    support.write(project / "specs" / "fig.yaml", (
+        "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: update_norm}\n"
+        "modules: [q_proj]\nlayers: {last: 1}\n"))
+    cache = project / "cache"
+    code = ("import os, sys, json; from compiler.cli import main; before = dict(os.environ); "
+            "main(['table', 'specs/fig.yaml']); print(json.dumps(dict(os.environ) == before))")
+    logs = []
+    for _ in range(2):
+        (cache / "metrics").exists() and [p.unlink() for p in (cache / "metrics").iterdir()]
+        env = {**os.environ, "FIGSPEC_CACHE": str(cache), "NUMBA_DEBUG_CACHE": "1"}
+        env.pop("FIGSPEC_KERNEL", None)
+        p = subprocess.run([sys.executable, "-c", code], cwd=project, env=env,
+                           capture_output=True, text=True, check=True)
+        assert json.loads(p.stdout.strip().splitlines()[-1]) is True
+        logs.append(p.stdout)
+    assert list((cache / "numba").rglob("*.nbi"))
+    assert "data saved" in logs[0] and "data saved" not in logs[1]
+    assert "data loaded" in logs[1]
+
+
+def table_in_child(project: Path, env: dict[str, str], prelude: str = ""
+                   ) -> subprocess.CompletedProcess:
+    code = (f"import sys; {prelude}from compiler.cli import main; "
+            "sys.exit(main(['-v', 'table', 'specs/fig.yaml']))")
+    return subprocess.run([sys.executable, "-c", code], cwd=project, env=env,
+                          capture_output=True, text=True)
+
+
+def test_without_numba_the_numpy_path_gives_the_same_table(project: Path):
+    """Where numba cannot be imported, the numpy path is taken, and says so."""
+    pair_of_sizes(project / "ckpt", [300, 70])
+    support.write(project / "specs" / "fig.yaml", (
+        "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: update_rms}\n"
+        "modules: [q_proj]\nlayers: {last: 1}\n"))
+    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
+    without = table_in_child(project, {**env, "FIGSPEC_CACHE": str(project / "c1")},
+                             "sys.modules['numba'] = None; ")  # import numba fails
+    assert without.returncode == 0, without.stderr
+    assert "the numpy kernel" in without.stderr and "numba kernel" not in without.stderr
+    if HAVE_NUMBA:
+        compiled = table_in_child(project, {**env, "FIGSPEC_CACHE": str(project / "c2")})
+        assert "the numba kernel" in compiled.stderr
+        assert compiled.stdout == without.stdout
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_an_unwritable_cache_compiles_for_the_process_alone(project: Path):
+    """No cache folder to write: compiled anyway, cached nowhere else (not
+    beside the package's sources, as numba would by itself)."""
+    pair_of_sizes(project / "ckpt", [300, 70])
+    support.write(project / "specs" / "fig.yaml", (
+        "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: update_rms}\n"
+        "modules: [q_proj]\nlayers: {last: 1}\n"))
+    (project / "not-a-folder").write_text("")
+    package = Path(kernel.__file__).parent
+    before = set(package.rglob("*.nb[ic]"))
+    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
+    p = table_in_child(project, {**env, "FIGSPEC_CACHE": str(project / "not-a-folder")})
+    assert p.returncode == 0, p.stderr
+    assert "compiled for this process alone" in p.stderr
+    assert set(package.rglob("*.nb[ic]")) == before == set()
