@@ -216,6 +216,9 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
                 else:
                     drawer.submit(r, render_job(r.prepared))
         session.compute = options.compute
+        # One budget of cores: the workers drawing what was sent in the cheap
+        # pass hold theirs while checkpoints are reduced here.
+        session.drawing = drawer.busy()
         for s in costly:
             yield Working(s, _costly_work(results[s]))
             r = results[s] = _check_one(s, options, session, reasons[s])

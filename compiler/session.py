@@ -47,6 +47,25 @@ class Session:
     sums: dict[str, Sums] = field(default_factory=dict)
     #: specs whose checkpoint values were not computed (checking only)
     unchecked: set[Path] = field(default_factory=set)
+    #: the machine's cores this invocation may use, and how many of them its
+    #: drawing workers hold right now: a checkpoint reduction takes the rest
+    cores: int = field(default_factory=lambda: cores())
+    drawing: int = 0
+
+    def reduce_threads(self) -> int:
+        """Threads for a checkpoint reduction: the cores the drawing workers
+        leave, at least one. Drawing and reducing never oversubscribe."""
+        return max(1, self.cores - self.drawing)
 
     def request(self, key: str) -> PairRequest:
         return self.requests.setdefault(key, PairRequest())
+
+
+def cores() -> int:
+    """The cores this process may run on (its affinity, where the system says)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1

@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from typing import Any, Generic, Iterator, TypeVar
 
 from .render import Drawing, RenderJob, render_task, warm_up
+from .session import cores
 
 #: What the caller tags each job with (a build's Result, diff's image name).
 Tag = TypeVar("Tag")
@@ -30,7 +31,7 @@ class Drawer(Generic[Tag]):
     100-figure build 417 MB, against 467 MB when workers built the charts)."""
 
     def __init__(self, jobs: int | None, expected: int):
-        self.jobs = min(jobs or os.cpu_count() or 1, expected)
+        self.jobs = min(jobs or cores(), expected)
         self.pool: Any = None
         self.futures: dict[Future[Any], tuple[Tag, RenderJob]] = {}
         self.local: list[tuple[Tag, RenderJob]] = []
@@ -78,6 +79,12 @@ class Drawer(Generic[Tag]):
         """Whether ``r`` was sent to be drawn."""
         return any(x is r for x, _ in self.local) or \
             any(x is r for x, _ in self.futures.values())
+
+    def busy(self) -> int:
+        """Worker processes at work now (a core each), at most the pool's size."""
+        if self.pool is None:
+            return 0
+        return min(self.jobs, sum(1 for f in self.futures if not f.done()))
 
     def submit(self, r: Tag, job: RenderJob) -> None:
         if self.pool is None:

@@ -312,3 +312,15 @@ def test_an_unwritable_cache_compiles_for_the_process_alone(project: Path):
     assert p.returncode == 0, p.stderr
     assert "compiled for this process alone" in p.stderr
     assert set(package.rglob("*.nb[ic]")) == before == set()
+
+
+def test_reducing_threads_take_the_cores_drawing_leaves():
+    """One budget of cores: drawing workers and reducing threads never add up
+    to more than the machine (one thread at least)."""
+    from compiler.session import Session, cores
+
+    assert Session().cores == cores() >= 1
+    assert Session(cores=16, drawing=4).reduce_threads() == 12
+    assert Session(cores=16).reduce_threads() == 16
+    assert Session(cores=2, drawing=2).reduce_threads() == 1
+    assert Session(cores=2, drawing=5).reduce_threads() == 1

@@ -11,16 +11,19 @@ which sums in the same order. The lanes are independent, so LLVM still
 vectorises them.
 
 Every entry point is a plain function of arrays (no closures), so numba can
-cache it; :func:`compiler.sources.kernel._numba` points the cache at figspec's
+cache it; :func:`_cached` points the cache at figspec's
 folder before this module is imported.
 """
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import numpy as np
 from numba import njit
 
-from . import kernel
+from .. import cache
 
 #: Accumulators per sum; entry i goes to lane i % LANES. As many as make
 #: the lane loop long enough for LLVM's loop vectoriser (numba leaves its
@@ -33,8 +36,70 @@ EXACT, ABS, REL = 0, 1, 2
 #: Stored dtypes (see compiler.sources.kernel.CODES).
 BF16, F16, F32, F64 = 0, 1, 2, 3
 
-#: cache: in figspec's cache folder, where it can be written (kernel._numba).
-_OPTS = dict(nogil=True, cache=kernel._CACHED, boundscheck=False, error_model="numpy")
+
+def _cache_dir() -> str:
+    return str(cache.folder() / "numba")
+
+
+def _writable(folder: str) -> bool:
+    import tempfile
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+def _install_locator(caching: Any) -> bool:
+    """Put first in numba's locators one that keeps _kernel_numba's compiled
+    code in figspec's cache folder; whether it is there."""
+    module_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernel_numba.py")
+    folder = _cache_dir()
+
+    base = getattr(caching, "UserProvidedCacheLocator", None) or \
+        caching._UserProvidedCacheLocator
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+
+    class FigspecLocator(base):  # type: ignore[valid-type,misc]
+        def __init__(self, py_func: Any, py_file: str):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = os.path.join(folder, self.get_suitable_cache_subpath(py_file))
+
+        @classmethod
+        def from_function(cls, py_func: Any, py_file: str) -> Any:
+            if os.path.abspath(py_file) != module_file:
+                return None  # every other function: numba's own places
+            self = cls(py_func, py_file)
+            self.ensure_cache_path()
+            return self
+
+    classes = impl._locator_classes
+    if not any(getattr(c, "__name__", "") == "FigspecLocator" for c in classes):
+        classes.insert(0, FigspecLocator)
+    return True
+
+
+def _cached() -> bool:
+    """Whether the compiled code can be kept in figspec's cache folder (as it
+    is when this module is imported: once per process): a locator that only
+    answers for this module is put first in numba's list, which changes
+    nothing else (no environment variable, no numba setting). Where the folder
+    cannot be written, or numba's internals are not those known, the kernel is
+    compiled for this process alone, never cached elsewhere (site-packages may
+    be read-only, or shared)."""
+    from numba.core import caching
+
+    try:
+        return _writable(_cache_dir()) and _install_locator(caching)
+    except AttributeError:  # another numba's internals
+        return False
+
+
+#: cache: in figspec's cache folder, where it can be written.
+_OPTS = dict(nogil=True, cache=_cached(), boundscheck=False, error_model="numpy")
 
 
 @njit(**_OPTS)

@@ -31,7 +31,7 @@ from typing import Any
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import Stamp, looked_at, open_regular
 from ..models import module_matcher
-from ..session import Option
+from ..session import Option, cores
 from . import Context, Rows, Where
 
 #: Bytes per entry of the dtypes read.
@@ -374,9 +374,6 @@ def changed_key(option: Option) -> str:
     return f"changed:{option[0]}:{option[1]!r}"
 
 
-#: One SVD at a time: each is multi-threaded already, and memory stays that of one.
-_SVD = threading.Lock()
-
 
 def update_rank(t: Tensor, b: Tensor, files: _Files) -> float:
     """Numerical rank of T - B over min(rows, cols), as torch.linalg.matrix_rank
@@ -392,7 +389,7 @@ def update_rank(t: Tensor, b: Tensor, files: _Files) -> float:
 
     if len(t.shape) != 2:
         raise CheckpointError("update_rank needs a matrix", t.file, t.name)
-    with _SVD, np.errstate(all="ignore"):  # non-finite weights are reported, not warned
+    with np.errstate(all="ignore"):  # non-finite weights are reported, not warned
         d = _as_float32(files.values(t, files.read(t, 0, t.count)), t.dtype)
         d -= _as_float32(files.values(b, files.read(b, 0, b.count)), b.dtype)
         d = d.reshape(t.shape)
@@ -624,7 +621,8 @@ class Checkpoint:
         todo = {n: t for n, t in request.tensors.items()
                 if not _covers(sums, {n: t}, options, ranks)}
         try:
-            fresh = _reduce_all(todo, base, frozenset(options), ranks)
+            fresh = _reduce_all(todo, base, frozenset(options), ranks,
+                                session.reduce_threads())
         except CheckpointError as e:
             raise self._error(ctx, e) from None
         sums = {**sums, **fresh}
@@ -684,11 +682,12 @@ def _under(path: Path, ctx: Context, key: str) -> bool:
 def _reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None,
                 options: frozenset[Option], ranks: set[str], threads: int | None = None
                 ) -> dict[str, dict[str, float]]:
-    """Every chosen tensor reduced, and the update_rank of those in ``ranks``,
-    by ``threads`` threads (default: one per core this process may use), each
-    taking the next tensor in file order (reads stay nearly sequential). The
-    kernel lets go of the GIL and calls no BLAS, so the threads are the only
-    ones working: no oversubscription."""
+    """Every chosen tensor reduced by ``threads`` threads (default: one per
+    core this process may use), each taking the next tensor in file order
+    (reads stay nearly sequential). The kernel lets go of the GIL and calls no
+    BLAS, so those threads are the only ones working. Then the update_rank of
+    those in ``ranks``, one matrix at a time in this thread, where BLAS has
+    the cores to itself: never BLAS threads inside the reducing threads."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import kernel
@@ -702,26 +701,20 @@ def _reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None,
         b = base[name] if base is not None else None
         if not hasattr(local, "buffers"):
             local.buffers = _Buffers()
-        sums = reduce_pair(t, b, files, options if b is not None else frozenset(),
-                           local.buffers, path)
-        if name in ranks and b is not None:
-            sums["update_rank"] = update_rank(t, b, files)
-        return name, sums
+        return name, reduce_pair(t, b, files, options if b is not None else frozenset(),
+                                 local.buffers, path)
 
     order = sorted(chosen.items(), key=lambda kv: (str(kv[1].file), kv[1].start))
     try:
         with ThreadPoolExecutor(max_workers=threads or cores()) as pool:
-            return dict(pool.map(one, order))
+            sums = dict(pool.map(one, order))
+        for name, t in order:
+            if name in ranks and base is not None:
+                sums[name]["update_rank"] = update_rank(t, base[name], files)
+        return sums
     finally:
         files.close()
 
-
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
 
 
 def _covers(sums: dict[str, dict[str, float]], chosen: dict[str, Tensor],

@@ -58,7 +58,8 @@ def _say(chosen: str) -> None:
     """Once per path per process, in --verbose output."""
     where = ""
     if chosen == "numba":
-        where = f", compiled into {_cache_dir()}" if _CACHED else \
+        cached = _numba()._OPTS["cache"]
+        where = f", compiled into {_numba()._cache_dir()}" if cached else \
             ", compiled for this process alone (figspec's cache folder cannot be written)"
     log.info("checkpoint metrics: the %s kernel%s", chosen, where)
 
@@ -207,81 +208,20 @@ def _f16_table() -> Any:
 # -- the compiled path ---------------------------------------------------------------
 
 _LOAD = threading.Lock()
-#: Whether the compiled kernel is cached (in figspec's cache folder): decided
-#: before _kernel_numba is imported, which reads it.
-_CACHED = False
 
 
 @functools.lru_cache(maxsize=None)
 def _numba() -> Any:
-    """The compiled module, or None without numba. Its cache goes to figspec's
-    cache folder (as it is at the first call: once per process): a locator
-    that only answers for that module is put first in numba's list, which
-    changes nothing else (no environment variable, no numba setting). Where
-    the folder cannot be written, or numba's internals are not those known,
-    the kernel is compiled for this process alone, never cached elsewhere
-    (site-packages may be read-only, or shared)."""
-    global _CACHED
+    """The compiled module, or None without numba (see
+    :mod:`compiler.sources._kernel_numba` for where it keeps its compiled code)."""
     with _LOAD:
         try:
             import numba  # noqa: F401
-            from numba.core import caching
         except Exception:  # not installed, or broken on this platform
             return None
-        try:
-            _CACHED = _writable(_cache_dir()) and _install_locator(caching)
-        except AttributeError:  # another numba's internals
-            _CACHED = False
         try:
             from . import _kernel_numba
         except Exception as e:  # pragma: no cover - a numba that cannot compile it
             log.info("numba cannot compile figspec's kernel (%s): the numpy path is used", e)
             return None
         return _kernel_numba
-
-
-def _cache_dir() -> str:
-    from .. import cache
-
-    return str(cache.folder() / "numba")
-
-
-def _writable(folder: str) -> bool:
-    import tempfile
-
-    try:
-        os.makedirs(folder, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError:
-        return False
-    return True
-
-
-def _install_locator(caching: Any) -> bool:
-    """Put first in numba's locators one that keeps _kernel_numba's compiled
-    code in figspec's cache folder; whether it is there."""
-    module_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernel_numba.py")
-    folder = _cache_dir()
-
-    base = getattr(caching, "UserProvidedCacheLocator", None) or \
-        caching._UserProvidedCacheLocator
-    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
-
-    class FigspecLocator(base):  # type: ignore[valid-type,misc]
-        def __init__(self, py_func: Any, py_file: str):
-            self._py_file = py_file
-            self._lineno = py_func.__code__.co_firstlineno
-            self._cache_path = os.path.join(folder, self.get_suitable_cache_subpath(py_file))
-
-        @classmethod
-        def from_function(cls, py_func: Any, py_file: str) -> Any:
-            if os.path.abspath(py_file) != module_file:
-                return None  # every other function: numba's own places
-            self = cls(py_func, py_file)
-            self.ensure_cache_path()
-            return self
-
-    classes = impl._locator_classes
-    if not any(getattr(c, "__name__", "") == "FigspecLocator" for c in classes):
-        classes.insert(0, FigspecLocator)
-    return True
