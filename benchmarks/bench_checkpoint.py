@@ -124,14 +124,15 @@ def reduction(folder: Path, threads: int, path: str, runs: int, cache: Path
     code = f"""
 import os, statistics, time
 from pathlib import Path
-from compiler.sources import checkpoint as c
-tuned, base = c.open_checkpoint(Path({str(folder / 'tuned')!r})), \\
-    c.open_checkpoint(Path({str(folder / 'base')!r}))
-c._reduce_all(dict(list(tuned.items())[:7]), base, frozenset([("exact", 0.0)]), set(), 1)
+from compiler.sources import reduce as c
+from compiler.sources.safetensors import open_checkpoint
+tuned, base = open_checkpoint(Path({str(folder / 'tuned')!r})), \\
+    open_checkpoint(Path({str(folder / 'base')!r}))
+c.reduce_all(dict(list(tuned.items())[:7]), base, frozenset([("exact", 0.0)]), set(), 1)
 times, cpu = [], []
 for _ in range({runs}):
     start, used = time.perf_counter(), time.process_time()
-    c._reduce_all(tuned, base, frozenset([("exact", 0.0)]), set(), {threads})
+    c.reduce_all(tuned, base, frozenset([("exact", 0.0)]), set(), {threads})
     times.append(time.perf_counter() - start)
     cpu.append(time.process_time() - used)
 print(statistics.median(times), statistics.median(cpu))

@@ -21,6 +21,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationI
 from .diagnostics import did_you_mean
 from .fonts import FAMILY_NAMES, family_of
 from .render import FORMATS
+from .sources import metrics
 from .sources.registry import BY_SUFFIX
 from .units import UNITS, to_points
 
@@ -163,10 +164,8 @@ class Model(BaseModel):
 
 
 #: What a checkpoint source computes from each weight matrix.
-Metric = Literal["relative_change", "changed_fraction", "sparsity", "cosine", "update_norm",
-                 "update_rms", "update_rank", "norm", "rms", "max_abs"]
-NEEDS_BASE = ("relative_change", "changed_fraction", "sparsity", "cosine", "update_norm",
-              "update_rms", "update_rank")
+Metric = Literal[metrics.NAMES]  # type: ignore[valid-type]
+NEEDS_BASE = metrics.NEEDS_BASE
 _CHECKPOINT_ONLY = ("base", "metric", "tolerance", "relative_tolerance")
 
 
@@ -231,11 +230,7 @@ class Data(Model):
         None, description="The checkpoint `checkpoint` is compared against, for metrics that "
         "compare two (the same forms of path).", examples=["$ckpt/qwen2.5-1.5b"])
     metric: Metric | None = Field(
-        None, description="What is computed from each weight matrix (T: the checkpoint's, B: "
-        "the base's, as float64 from their stored values): relative_change ||T-B||/||B||, "
-        "changed_fraction (entries with T != B as stored), sparsity (1 - changed_fraction), "
-        "cosine, update_norm ||T-B||, update_rms ||T-B||/sqrt(n), update_rank (numerical rank "
-        "of T-B / min(rows, cols)), norm ||T||, rms ||T||/sqrt(n), max_abs.",
+        None, description=metrics.schema_description(),
         examples=["relative_change"])
     tolerance: float | None = Field(
         None, ge=0, description="changed_fraction and sparsity: an entry changed when "

@@ -13,7 +13,7 @@ import pytest
 import checkpoints as ck
 import support
 from compiler.builder import Options, build, compile_spec
-from compiler.sources import checkpoint as source
+from compiler.sources import reduce as source
 
 LABELS = dict(zip(["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"],
                   support.LABELS))

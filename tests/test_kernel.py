@@ -20,7 +20,8 @@ import pytest
 
 import checkpoints as ck
 import support
-from compiler.sources import checkpoint as source
+from compiler.sources import reduce
+from compiler.sources.safetensors import open_checkpoint
 from compiler.sources import kernel
 
 REPO = Path(__file__).resolve().parent.parent
@@ -175,13 +176,13 @@ def pair_of_sizes(folder: Path, sizes: list[int], dtype: str = "BF16") -> dict:
     return stored
 
 
-SIZES = [source.CHUNK - 1, source.CHUNK, source.CHUNK + 1, 2 * source.CHUNK + 3, 5, 1]
+SIZES = [reduce.CHUNK - 1, reduce.CHUNK, reduce.CHUNK + 1, 2 * reduce.CHUNK + 3, 5, 1]
 
 
 def reduced(project: Path, threads: int) -> dict:
-    tuned = source.open_checkpoint(project / "ckpt" / "tuned")
-    base = source.open_checkpoint(project / "ckpt" / "base")
-    return source._reduce_all(tuned, base, frozenset(OPTIONS), set(), threads)
+    tuned = open_checkpoint(project / "ckpt" / "tuned")
+    base = open_checkpoint(project / "ckpt" / "base")
+    return reduce.reduce_all(tuned, base, frozenset(OPTIONS), set(), threads)
 
 
 def test_chunk_boundaries_match_the_reference(project: Path, run):

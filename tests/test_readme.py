@@ -105,3 +105,12 @@ def test_every_figure_the_readme_shows_is_built_from_the_specs(tmp_path: Path):
         assert (REPO / image).read_bytes() == fresh.read_bytes(), f"{image} is stale"
     for image in re.findall(r"\]\(((?:docs|out)/[^)]+)\)", README):
         assert (REPO / image).is_file(), image
+
+
+def test_the_metric_table_is_the_one_figspec_computes_from():
+    """The README's metric table is made from compiler.sources.metrics: a new
+    metric is one row there, and the README must show it."""
+    from compiler.sources import metrics
+
+    assert metrics.markdown_table() in README
+    assert set(metrics.NAMES) == {m.name for m in metrics.METRICS}

@@ -1,0 +1,121 @@
+"""The metrics a checkpoint figure can draw: one table, one row each (its
+name, whether it compares with a base, its formula, when it is undefined,
+and how it is made of a tensor's sums). The spec language's `metric` values,
+the JSON Schema's description and the README's metric table are made from
+it (a test holds the README to it): a new metric is one row here, if the
+kernel's sums (:mod:`compiler.sources.kernel`) already give what it needs.
+
+A tensor's sums (float64, over its n entries): ``tt`` = ‖T‖², ``bb`` = ‖B‖²,
+``tb`` = ⟨T, B⟩, ``dd`` = ‖T − B‖² (summed from T − B itself), ``max_abs``,
+and ``changed:KIND:VALUE`` counts (see :func:`changed_key`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+#: What "changed" means: ("exact", 0), ("abs", tolerance) or ("rel", relative_tolerance).
+Option = tuple[str, float]
+Sums = dict[str, float]
+#: a test on a tensor's sums, why the metric is undefined then, what to use instead
+Undefined = tuple[Callable[[Sums], bool], str, str]
+
+_NO_BASE_NORM = "use `metric: update_norm` or `update_rms`, which need no norm of the base"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    needs_base: bool
+    #: the README's formula (Markdown)
+    formula: str
+    #: the schema's words for it
+    summary: str
+    value: Callable[[Sums, Option], float]
+    undefined: tuple[Undefined, ...] = ()
+
+
+def _fraction_changed(s: Sums, option: Option) -> float:
+    return s[changed_key(option)] / s["n"] if s["n"] else 0.0
+
+
+def _cosine(s: Sums, option: Option) -> float:
+    """tb / (‖T‖‖B‖), exactly 1 for a tensor with itself (sqrt of a rounded
+    square is exact), and never past ±1 however the sums round."""
+    tt, bb, tb = s["tt"], s["bb"], s["tb"]
+    if not (tt and bb):
+        return math.nan
+    both = tt * bb
+    norms = math.sqrt(both) if math.isfinite(both) and both > 0 else math.sqrt(tt) * math.sqrt(bb)
+    return max(-1.0, min(1.0, tb / norms))
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("relative_change", True, "‖T − B‖_F / ‖B‖_F", "||T-B||/||B||",
+           lambda s, o: math.sqrt(s["dd"]) / math.sqrt(s["bb"]),
+           ((lambda s: not s["bb"], "its base is all zeros (‖B‖ = 0), so ‖T − B‖ / ‖B‖ is "
+             "undefined", _NO_BASE_NORM),)),
+    Metric("changed_fraction", True, "fraction of entries with T ≠ B as stored (bit for "
+           "bit); with `tolerance: t`, \\|T − B\\| > t; with `relative_tolerance: η`, "
+           "\\|T − B\\| > η·max(\\|T\\|, \\|B\\|)", "entries with T != B as stored",
+           _fraction_changed),
+    Metric("sparsity", True, "1 − `changed_fraction`, same options", "1 - changed_fraction",
+           lambda s, o: 1 - _fraction_changed(s, o)),
+    Metric("cosine", True, "⟨T, B⟩ / (‖T‖_F ‖B‖_F)", "<T,B>/(||T|| ||B||)", _cosine,
+           ((lambda s: not s["tt"], "it is all zeros in the checkpoint (‖T‖ = 0), so the "
+             "cosine of T and B is undefined", "use `metric: update_norm` or `update_rms`"),
+            (lambda s: not s["bb"], "its base is all zeros (‖B‖ = 0), so the cosine of T and "
+             "B is undefined", "use `metric: update_norm` or `update_rms`"))),
+    Metric("update_norm", True, "‖T − B‖_F", "||T-B||", lambda s, o: math.sqrt(s["dd"])),
+    Metric("update_rms", True, "‖T − B‖_F / √n", "||T-B||/sqrt(n)",
+           lambda s, o: math.sqrt(s["dd"] / s["n"]) if s["n"] else 0.0),
+    Metric("update_rank", True, "numerical rank of T − B over min(rows, cols), as "
+           "`torch.linalg.matrix_rank` on float32: singular values above σ_max · max(rows, "
+           "cols) · ε_float32 (only when asked; see below)",
+           "numerical rank of T-B / min(rows, cols)", lambda s, o: s["update_rank"]),
+    Metric("norm", False, "‖T‖_F", "||T||", lambda s, o: math.sqrt(s["tt"])),
+    Metric("rms", False, "‖T‖_F / √n", "||T||/sqrt(n)",
+           lambda s, o: math.sqrt(s["tt"] / s["n"]) if s["n"] else 0.0),
+    Metric("max_abs", False, "max \\|T\\|", "max |T|", lambda s, o: s["max_abs"]),
+)
+BY_NAME = {m.name: m for m in METRICS}
+NAMES = tuple(BY_NAME)
+NEEDS_BASE = tuple(m.name for m in METRICS if m.needs_base)
+
+
+def value(name: str, sums: Sums, option: Option = ("exact", 0.0)) -> float:
+    """One metric from a tensor's sums."""
+    return BY_NAME[name].value(sums, option)
+
+
+def undefined(name: str, sums: Sums) -> list[tuple[str, str]]:
+    """Why ``name`` cannot be computed from these sums, and what to use instead."""
+    return [(why, hint) for test, why, hint in BY_NAME[name].undefined if test(sums)]
+
+
+def option_of(data: Any) -> Option:
+    """What "changed" means for a spec's `data`."""
+    if data.tolerance is not None:
+        return ("abs", data.tolerance)
+    if data.relative_tolerance is not None:
+        return ("rel", data.relative_tolerance)
+    return ("exact", 0.0)
+
+
+def changed_key(option: Option) -> str:
+    return f"changed:{option[0]}:{option[1]!r}"
+
+
+def schema_description() -> str:
+    """The `metric` field's description in the JSON Schema."""
+    return ("What is computed from each weight matrix (T: the checkpoint's, B: the base's, "
+            "as float64 from their stored values): " +
+            ", ".join(f"{m.name} {m.summary}" for m in METRICS) + ".")
+
+
+def markdown_table() -> str:
+    """The README's metric table."""
+    rows = [f"| `{m.name}` | {'yes' if m.needs_base else 'no'} | {m.formula} |" for m in METRICS]
+    return "\n".join(["| metric | needs `base` | value |", "|---|---|---|", *rows]) + "\n"

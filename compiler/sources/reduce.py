@@ -1,0 +1,151 @@
+"""A checkpoint pair reduced to the sums its metrics are made of: each tensor
+read a chunk at a time (:mod:`compiler.sources.safetensors`) and passed
+through the fused kernel (:mod:`compiler.sources.kernel`), on the threads
+the session's budget of cores allows; then update_rank, one matrix at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..session import Option, cores
+from .metrics import changed_key
+from .safetensors import DTYPES, CheckpointError, Files, Tensor
+
+#: Entries reduced at a time (512 KB of BF16 per checkpoint): a chunk's sums
+#: are the kernel's unit, so this fixes the order of every sum.
+CHUNK = 1 << 18
+
+
+class _Buffers:
+    """One thread's byte buffers for a chunk of T and of B, reused chunk to
+    chunk: a fresh buffer per chunk costs more in page faults than the
+    arithmetic, and a chunk stays in the processor's cache."""
+
+    def __init__(self) -> None:
+        self.t = bytearray(CHUNK * max(DTYPES.values()))
+        self.b = bytearray(CHUNK * max(DTYPES.values()))
+
+
+def reduce_pair(t: Tensor, b: Tensor | None, files: Files, options: frozenset[Option],
+                buffers: _Buffers | None = None, path: str | None = None) -> dict[str, float]:
+    """The sums every cheap metric is made of, in one pass, in float64; a count
+    of changed entries for each of ``options`` (see :func:`changed_key`).
+
+    Each chunk of CHUNK entries goes through the fused kernel
+    (:mod:`compiler.sources.kernel`; ``path``: "numba" or "numpy", else
+    chosen there); the chunks' sums are added in chunk order, so the result
+    does not depend on which thread reduced which tensor."""
+    from . import kernel
+
+    buf = buffers or _Buffers()
+    path = path or kernel.path()
+    wanted = tuple(sorted(options)) if b is not None else ()
+    out = {"n": float(t.count), "tt": 0.0, "bb": 0.0, "tb": 0.0, "dd": 0.0, "max_abs": 0.0,
+           "bad_t": 0.0, "bad_b": 0.0, **{changed_key(o): 0.0 for o in wanted}}
+    for i in range(0, t.count, CHUNK):
+        n = min(CHUNK, t.count - i)
+        t_raw = files.read_into(t, i, n, buf.t)
+        if b is None:
+            part = kernel.single(t_raw, t.dtype, path)
+        else:
+            part = kernel.pair(t_raw, t.dtype, files.read_into(b, i, n, buf.b), b.dtype,
+                               wanted, path)
+        for k, name in enumerate(kernel.FIELDS):
+            if name == "max_abs":
+                out[name] = max(out[name], float(part[k]))
+            else:
+                out[name] += float(part[k])
+        for k, option in enumerate(wanted):
+            out[changed_key(option)] += float(part[len(kernel.FIELDS) + k])
+    return out
+
+
+def update_rank(t: Tensor, b: Tensor, files: Files) -> float:
+    """Numerical rank of T - B over min(rows, cols), as torch.linalg.matrix_rank
+    computes it on float32: singular values above s_max * max(m, n) * eps.
+
+    The singular values come first from the eigenvalues of the smaller Gram
+    matrix of T - B (taken in float32, as torch would, then widened), in
+    float64: accurate far below the threshold, and several times cheaper
+    than an SVD. Where one of them lies near the threshold (within a factor
+    of 2, far wider than a float32 SVD's error), the float32 SVD decides, as
+    torch's would."""
+    import numpy as np
+
+    if len(t.shape) != 2:
+        raise CheckpointError("update_rank needs a matrix", t.file, t.name)
+    with np.errstate(all="ignore"):  # non-finite weights are reported, not warned
+        d = _as_float32(files.values(t, files.read(t, 0, t.count)), t.dtype)
+        d -= _as_float32(files.values(b, files.read(b, 0, b.count)), b.dtype)
+        d = d.reshape(t.shape)
+        s = _singular_values_by_gram(d)
+        if s is not None and s.size and s[0] > 0:
+            tol = s[0] * max(t.shape) * np.finfo(np.float32).eps
+            if np.count_nonzero((s > tol / 2) & (s < tol * 2)):
+                s = None  # too close to call: the SVD decides
+        if s is None:
+            s = np.linalg.svd(d, compute_uv=False)
+    if not s.size or s[0] == 0:
+        return 0.0
+    tol = s[0] * max(t.shape) * np.finfo(np.float32).eps
+    return float(np.count_nonzero(s > tol)) / min(t.shape)
+
+
+def _singular_values_by_gram(d: Any) -> Any:
+    """Singular values of ``d`` (descending) from the eigenvalues of its
+    smaller Gram matrix in float64; None when ``d`` is not finite."""
+    import numpy as np
+
+    if not np.isfinite(d).all():
+        return None
+    wide = d.astype(np.float64)
+    gram = wide.T @ wide if d.shape[0] >= d.shape[1] else wide @ wide.T
+    values = np.linalg.eigvalsh(gram)[::-1]
+    return np.sqrt(np.maximum(values, 0.0))
+
+
+def _as_float32(raw: Any, dtype: str) -> Any:
+    import numpy as np
+
+    if dtype == "BF16":
+        return (raw.astype(np.uint32) << 16).view(np.float32)
+    return raw.astype(np.float32)
+
+
+def reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None,
+                options: frozenset[Option], ranks: set[str], threads: int | None = None
+                ) -> dict[str, dict[str, float]]:
+    """Every chosen tensor reduced by ``threads`` threads (default: one per
+    core this process may use), each taking the next tensor in file order
+    (reads stay nearly sequential). The kernel lets go of the GIL and calls no
+    BLAS, so those threads are the only ones working. Then the update_rank of
+    those in ``ranks``, one matrix at a time in this thread, where BLAS has
+    the cores to itself: never BLAS threads inside the reducing threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import kernel
+
+    files = Files()
+    path = kernel.path()  # once: the environment is read, and --verbose told, here
+    local = threading.local()
+
+    def one(item: tuple[str, Tensor]) -> tuple[str, dict[str, float]]:
+        name, t = item
+        b = base[name] if base is not None else None
+        if not hasattr(local, "buffers"):
+            local.buffers = _Buffers()
+        return name, reduce_pair(t, b, files, options if b is not None else frozenset(),
+                                 local.buffers, path)
+
+    order = sorted(chosen.items(), key=lambda kv: (str(kv[1].file), kv[1].start))
+    try:
+        with ThreadPoolExecutor(max_workers=threads or cores()) as pool:
+            sums = dict(pool.map(one, order))
+        for name, t in order:
+            if name in ranks and base is not None:
+                sums[name]["update_rank"] = update_rank(t, base[name], files)
+        return sums
+    finally:
+        files.close()
