@@ -103,10 +103,12 @@ def _check_one(path: Path, options: Options, session: Session, reason: str | Non
             prepared = prepare(path, session)
         except FigspecError as e:
             return Result(path, "failed", diagnostics=e.diagnostics, reason=reason,
-                          seconds=time.perf_counter() - start, looked_at=seen)
+                          seconds=time.perf_counter() - start, looked_at=seen,
+                          notes=session.notes.get(path, []))
     return Result(path, "checked", name=prepared.loaded.name, reason=reason,
                   seconds=time.perf_counter() - start, prepared=prepared, looked_at=seen,
-                  values_unchecked=prepared.loaded.path in session.unchecked)
+                  values_unchecked=prepared.loaded.path in session.unchecked,
+                  notes=session.notes.get(path, []))
 
 
 def _check_unique_names(results: Iterable[Result]) -> None:

@@ -14,7 +14,7 @@ import json
 import math
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,14 @@ class Table:
     values: dict[tuple[int, str], float]
     #: data files read, stamped as they were read, for incremental builds
     stamps: dict[Path, Stamp] = field(default_factory=dict)
+    #: the panel this table is drawn as (a run's checkpoints make several
+    #: tables of one view: one per step, or one per module; see :func:`drawn`)
+    view: Panel | None = None
+    #: a run's checkpoints, `x: module`: this table's step and checkpoint
+    step: tuple[int, str] | None = None
+    #: `x: step`: the module this table draws, and each column's step and checkpoint
+    module: Module | None = None
+    steps: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     @property
     def sources(self) -> tuple[Path, ...]:
@@ -136,8 +144,15 @@ def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
     session = session or Session()
     for i, view in enumerate(spec.views):
         try:
-            tables.append(read_table(doc, view, spec.view_loc(i), root=root,
-                                     settings=settings, session=session))
+            if view.data.checkpoints is not None:
+                tables += _run_tables(doc, view, spec.view_loc(i), spec.x, root=root,
+                                      settings=settings, session=session)
+                continue
+            if spec.x == "step":
+                raise FigspecError([doc.diagnostic(("x",), "`x: step` draws a run's "
+                                    "checkpoints: it goes with `data.checkpoints`")])
+            tables.append(replace(read_table(doc, view, spec.view_loc(i), root=root,
+                                             settings=settings, session=session), view=view))
         except FigspecError as e:
             problems += e.diagnostics
     if problems:
@@ -151,7 +166,75 @@ def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None 
     listing every problem found."""
     reader = _Reader(view, doc, base, root.resolve() if root else None,
                      settings, session or Session(), modules=tuple(view.modules))
+    return _table(reader, reader.rows())
+
+
+def drawn(spec: Spec, tables: list[Table]) -> Spec:
+    """The spec as drawn: where a source made several tables of one view (a
+    run's checkpoints), one panel per table."""
+    if len(tables) == len(spec.views) and all(t.module is None for t in tables):
+        return spec
+    return spec.model_copy(update={"panels": [t.view for t in tables]})
+
+
+def _run_tables(doc: Document, view: Panel, base: Loc, x: str, *, root: Path | None,
+                settings: Settings | None, session: Session) -> list[Table]:
+    """A run's checkpoints (:mod:`compiler.sources.trajectory`): one table per
+    step drawn (``x: module``), or one per listed module with the steps as its
+    columns (``x: step``). Each step's cells are checked as any table's."""
+    from .sources.trajectory import CHECKPOINT, STEP
+
+    root = root.resolve() if root else None
+    reader = _Reader(view, doc, base, root, settings, session, modules=tuple(view.modules))
     source = reader.rows()
+    by_step: dict[int, list[Row]] = {}
+    written: dict[int, str] = {}
+    for origin, row in source.rows:
+        by_step.setdefault(row[STEP], []).append((origin, row))
+        written[row[STEP]] = row[CHECKPOINT]
+    per_step = []
+    for step, rows in sorted(by_step.items()):
+        one = _Reader(view, doc, base, root, settings, session, modules=tuple(view.modules))
+        table = _table(one, Rows(rows, source.columns, source.shown))
+        per_step.append(replace(table, stamps=reader.stamps, step=(step, written[step])))
+    if x == "step":
+        return _by_module(doc, view, base, per_step)
+    if len(per_step) == 1:
+        return [replace(per_step[0], view=view)]
+    return [replace(t, view=_panel(view, f"step {t.step[0]}", t.modules))  # type: ignore[index]
+            for t in per_step]
+
+
+def _by_module(doc: Document, view: Panel, base: Loc, per_step: list[Table]) -> list[Table]:
+    """`x: step`: one table per module, its columns the steps."""
+    first = per_step[0]
+    for t in per_step[1:]:
+        if t.layers != first.layers or [m.name for m in t.modules] != \
+                [m.name for m in first.modules]:
+            raise FigspecError([doc.diagnostic(base + ("data", "checkpoints"), (
+                f"step {t.step[0]} has other layers or modules than step "  # type: ignore[index]
+                f"{first.step[0]}: `x: step` draws one grid of layers for every step"))])  # type: ignore[index]
+    columns = tuple(Module(name=str(t.step[0]), label=str(t.step[0]))  # type: ignore[index]
+                    for t in per_step)
+    steps = {str(t.step[0]): t.step for t in per_step}  # type: ignore[index]
+    out = []
+    for m in first.modules:
+        values = {(layer, c.name): t.values[(layer, m.name)]
+                  for c, t in zip(columns, per_step) for layer in first.layers}
+        out.append(Table(first.layers, columns, values, first.stamps,
+                         view=_panel(view, m.shown, columns), module=m, steps=steps))
+    return out
+
+
+def _panel(view: Panel, title: str, modules: tuple[Module, ...]) -> Panel:
+    """One panel of the tables a view became, titled by its step or module."""
+    return Panel.model_construct(title=f"{view.title}: {title}" if view.title else title,
+                                 data=view.data, modules=list(modules), layers=view.layers)
+
+
+def _table(reader: _Reader, source: Rows) -> Table:
+    """The checked table of what a source read."""
+    view = reader.view
     if not _check_columns(reader, source):
         raise reader.fail()
     rows = [(o, r) for o, r in source.rows if _matches(r, view.data.where)]

@@ -45,6 +45,8 @@ class Result:
     looked_at: Seen = field(default_factory=Seen, repr=False, compare=False)
     #: checked without its values: a checkpoint metric not computed yet
     values_unchecked: bool = False
+    #: notes its sources left: a run's newest checkpoint left out, say
+    notes: list[Diagnostic] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

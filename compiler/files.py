@@ -21,6 +21,11 @@ from typing import Iterator
 
 
 
+#: The part of a figure's input standing for a glob's matches (a run's
+#: checkpoints): ``folder::glob:pattern``, its stamp's digest that of the names.
+GLOB_PART = "glob:"
+
+
 @dataclass(frozen=True)
 class Stamp:
     """Size and mtime (cheap to compare) and SHA-256 (the truth) of a file.

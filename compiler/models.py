@@ -167,6 +167,15 @@ class Model(BaseModel):
 Metric = Literal[metrics.NAMES]  # type: ignore[valid-type]
 NEEDS_BASE = metrics.NEEDS_BASE
 _CHECKPOINT_ONLY = ("base", "metric", "tolerance", "relative_tolerance")
+#: What goes with `checkpoints` (a run's checkpoints) only.
+_TRAJECTORY_ONLY = ("step", "compare", "steps")
+
+
+class Every(Model):
+    """Every N-th step: the steps that are multiples of N."""
+
+    every: int = Field(..., ge=1, description="Draw the steps that are multiples of this.",
+                       examples=[200])
 
 
 class Data(Model):
@@ -242,6 +251,24 @@ class Data(Model):
     tensor: Literal["weight", "bias"] = Field(
         "weight", description="With `checkpoint`: which tensors of each module are used.",
         examples=["bias"])
+    checkpoints: str | None = Field(
+        None, description="A run's checkpoints, one step each: a glob (`*`, `?`, `[...]` in "
+        "its last part only) of checkpoint folders or .safetensors files, relative to the "
+        "spec or `$ROOT/...`, each compared as `compare` says. Instead of `checkpoint`.",
+        examples=["$runs/qwen2.5-1.5b-grpo/checkpoint-*"])
+    step: str | None = Field(
+        None, description="With `checkpoints`: a regular expression with a named group `step` "
+        "finding the step in a checkpoint's name. Default: `global_step` of the folder's "
+        "trainer_state.json, else the last whole number in its name.",
+        examples=[r"checkpoint-(?P<step>\d+)"])
+    compare: Literal["base", "previous"] | None = Field(
+        None, description="With `checkpoints`: `base` compares each checkpoint with `base`; "
+        "`previous` each with the step drawn before it (the first with `base`): what "
+        "changed in each interval. Default: `base`.", examples=["previous"])
+    steps: list[int] | Every | Literal["last"] | None = Field(
+        None, description="With `checkpoints`: which steps to draw: a list of steps, "
+        "`{every: N}` (the multiples of N), or `last` (the newest complete one). Default: all.",
+        examples=[[100, 500, 1000], {"every": 200}, "last"])
 
     @field_validator("path")
     @classmethod
@@ -274,6 +301,19 @@ class Data(Model):
                              f"missing: {', '.join(sorted(missing))}")
         return v
 
+    @field_validator("step")
+    @classmethod
+    def _step_group(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            compiled = re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a regular expression: {e}") from None
+        if "step" not in compiled.groupindex:
+            raise ValueError("needs a named group `(?P<step>...)` around the step's digits")
+        return v
+
     @property
     def param_pattern(self) -> re.Pattern[str]:
         return re.compile(self.pattern or DEFAULT_PARAM_PATTERN)
@@ -282,26 +322,36 @@ class Data(Model):
     @classmethod
     def _checkpoint_rows_are_params(cls, v: Any) -> Any:
         """A checkpoint's rows are keyed by tensor names: `layout: params`."""
-        if isinstance(v, dict) and v.get("checkpoint") is not None and "layout" not in v:
+        if isinstance(v, dict) and "layout" not in v and (
+                v.get("checkpoint") is not None or v.get("checkpoints") is not None):
             return {**v, "layout": "params"}
         return v
 
     @model_validator(mode="after")
     def _one_source(self, info: ValidationInfo) -> Data:
-        given = [k for k in ("path", "values", "checkpoint") if getattr(self, k) is not None]
+        given = [k for k in ("path", "values", "checkpoint", "checkpoints")
+                 if getattr(self, k) is not None]
         if _partial(info) and not given:
             return self  # the spec extending it gives the source
         if len(given) != 1:
             raise ValueError("give exactly one of `path` (a data file), `values` (inline "
-                             "records) or `checkpoint` (a safetensors checkpoint)")
-        if self.checkpoint is None:
+                             "records), `checkpoint` (a safetensors checkpoint) or "
+                             "`checkpoints` (a run's checkpoints)")
+        if self.checkpoints is None:
+            extra = [k for k in _TRAJECTORY_ONLY if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"`{extra[0]}` goes with `checkpoints`")
+        if self.checkpoint is None and self.checkpoints is None:
             extra = [k for k in _CHECKPOINT_ONLY if getattr(self, k) is not None]
             if extra:
                 raise ValueError(f"`{extra[0]}` goes with `checkpoint`")
             return self
         if self.metric is None:
-            raise ValueError("with `checkpoint`, give the `metric` to compute, such as "
-                             "`relative_change`")
+            raise ValueError("with `checkpoint` or `checkpoints`, give the `metric` to "
+                             "compute, such as `relative_change`")
+        if self.compare is not None and self.metric not in NEEDS_BASE:
+            raise ValueError(f"`compare` goes with metrics that compare two checkpoints, not "
+                             f"`{self.metric}`")
         if self.layout != "params":
             raise ValueError("a checkpoint's rows are its tensors: leave out `layout`")
         if self.metric in NEEDS_BASE and self.base is None:
@@ -664,6 +714,10 @@ class Spec(Model):
         examples=["independent"])
     columns: int | None = Field(None, ge=1, description="With panels: at most this many per "
                                 "row; default: all in one row.", examples=[2])
+    x: Literal["module", "step"] = Field(
+        "module", description="With `data.checkpoints`: `module` draws one layer-by-module "
+        "heatmap per step (side by side; `columns` wraps them); `step` draws the steps along "
+        "the x axis, one heatmap per listed module.", examples=["step"])
     # Defaults are instances, not factories, so that the JSON Schema shows them.
     layers: Layers = Field(Layers(), title="Layers", description="The y axis.",
                            examples=[{"first": 0, "last": 27, "tick_every": 4}])

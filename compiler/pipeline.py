@@ -67,7 +67,7 @@ def prepare(path: Path, session: Session, doc: Document | None = None) -> Prepar
     """Every phase but rendering; FigspecError with every problem found.
     ``doc``: the spec as values already (given in Python), its file never read."""
     from . import project
-    from .cells import read_tables
+    from .cells import drawn, read_tables
     from .spec import LoadedSpec, inherit, validate
     from .yaml_reader import load_yaml
 
@@ -79,6 +79,8 @@ def prepare(path: Path, session: Session, doc: Document | None = None) -> Prepar
     _check_characters(loaded)
     tables = read_tables(loaded.doc, loaded.spec, root=where.root,  # read, cells
                          settings=where.settings, session=session)
+    # A run's checkpoints are drawn as several panels of one view.
+    loaded = LoadedSpec(loaded.path, loaded.doc, drawn(loaded.spec, tables))
     _check_size(loaded, tables)
     return Prepared(loaded, tables, _layout(loaded, tables))  # layout
 

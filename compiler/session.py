@@ -47,6 +47,8 @@ class Session:
     sums: dict[str, Sums] = field(default_factory=dict)
     #: specs whose checkpoint values were not computed (checking only)
     unchecked: set[Path] = field(default_factory=set)
+    #: spec -> notes its sources left (a run's newest checkpoint left out, say)
+    notes: dict[Path, list[Any]] = field(default_factory=dict)
     #: the machine's cores this invocation may use, and how many of them its
     #: drawing workers hold right now: a checkpoint reduction takes the rest
     cores: int = field(default_factory=lambda: cores())

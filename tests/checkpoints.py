@@ -88,3 +88,54 @@ def make_pair(folder: Path, *, arch: str = "llama", layers: int = 3, dtype: str 
             weight_map.update({n: fname for n in part})
         (out / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     return folder / "tuned", folder / "base", stored
+
+
+def make_run(folder: Path, steps: list[int], *, layers: int = 2, dtype: str = "BF16",
+             shards: int = 1, seed: int = 0, shape: tuple[int, int] = (8, 12),
+             trainer_state: bool = False, name: str = "checkpoint-{step}",
+             settled: bool = True) -> Path:
+    """A base (``folder/base``) and a training run (``folder/run/checkpoint-N``),
+    each step's weights the previous step's with more entries changed (some
+    entries of each tensor never change, some change at every step). With
+    ``trainer_state``, each folder has a trainer_state.json giving its step.
+    ``settled``: the files' mtimes set a minute back (written long ago, not
+    still being written). Returns the run's folder."""
+    rng = np.random.default_rng(seed)
+    all_names = names("llama", layers) + ["model.embed_tokens.weight"]
+    current = {n: rng.normal(0, 0.02, size=shape) for n in all_names}
+
+    def save(out: Path, values: dict[str, np.ndarray]) -> None:
+        tensors = {n: (dtype, shape, encode(v, dtype)) for n, v in values.items()}
+        if shards == 1:
+            write_safetensors(out / "model.safetensors", tensors)
+            return
+        items, weight_map = list(tensors.items()), {}
+        for i in range(shards):
+            part = dict(items[i::shards])
+            fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+            write_safetensors(out / fname, part)
+            weight_map.update({n: fname for n in part})
+        (out / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+    save(folder / "base", current)
+    for step in steps:
+        current = {n: v + (rng.random(shape) < 0.2) * rng.normal(0, 1e-3, size=shape)
+                   for n, v in current.items()}
+        out = folder / "run" / name.format(step=step)
+        save(out, current)
+        if trainer_state:
+            (out / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    if settled:
+        settle(folder)
+    return folder / "run"
+
+
+def settle(folder: Path) -> None:
+    """Every file under ``folder`` dated a minute back: written, not being written."""
+    import os
+    import time
+
+    past = time.time() - 60
+    for f in folder.rglob("*"):
+        if f.is_file():
+            os.utime(f, (past, past))

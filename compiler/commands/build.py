@@ -64,6 +64,9 @@ class Report:
         failed = [r for r in results if not r.ok]
         for r in failed:
             sys.stderr.write(format_text(r.diagnostics))
+        notes = list(dict.fromkeys(n for r in results for n in r.notes))
+        if notes:
+            sys.stderr.write(format_text(notes))
         report_orphans(self.out_dir)
         counts = [f"{sum(r.status == 'built' for r in results)} built",
                   f"{sum(r.status == 'up to date' for r in results)} up to date",

@@ -17,7 +17,8 @@ def check(paths: Sequence[Path], *, format: str = "text", allow_outside: bool = 
     results = run(spec_paths(paths), Options(allow_outside=allow_outside))
     # A mistake inherited by several specs (in figspec.yaml, say) is shown once.
     problems = unique(d for r in results for d in r.diagnostics)
-    notes = _unchecked_values([r.spec for r in results if r.values_unchecked])
+    notes = unique(n for r in results for n in r.notes)
+    notes += _unchecked_values([r.spec for r in results if r.values_unchecked])
     # Machine-read formats go to stdout; a person reads the others on stderr.
     stream = sys.stderr if format in ("text", "full") else sys.stdout
     stream.write(render(problems + notes, format))

@@ -26,6 +26,8 @@ def table(spec: Path, *, allow_outside: bool = False) -> int:
     if not spec.is_file():
         raise UsageError(f"{display_path(spec)}: no such file")
     prepared = prepare(spec, Session(allow_outside=allow_outside))
+    if any(t.step or t.module for t in prepared.tables):
+        return _run_table(prepared.tables)
     panels = prepared.loaded.spec.panels
     _row((["panel"] if panels else []) + ["layer", "module", "label", "value"])
     for i, t in enumerate(prepared.tables):
@@ -34,6 +36,32 @@ def table(spec: Path, *, allow_outside: bool = False) -> int:
             for m in t.modules:
                 _row(panel + [layer, _text(m.name), _text(m.shown),
                               repr(t.values[(layer, m.name)])])
+    return OK
+
+
+def _run_table(tables: list[Any]) -> int:
+    """A run's checkpoints: one row per step, layer and module, with the step
+    and the checkpoint (its path as the spec writes it), whichever way the
+    figure draws them (`x: module` or `x: step`)."""
+    cells: dict[tuple[int, int, str], tuple[str, Any, float]] = {}
+    order: dict[str, int] = {}
+    for t in tables:
+        if t.module is not None:  # x: step: the columns are steps
+            order.setdefault(t.module.name, len(order))
+            for column, (step, written) in t.steps.items():
+                for layer in t.layers:
+                    cells[(step, layer, t.module.name)] = (written, t.module,
+                                                           t.values[(layer, column)])
+        else:
+            step, written = t.step
+            for m in t.modules:
+                order.setdefault(m.name, len(order))
+                for layer in t.layers:
+                    cells[(step, layer, m.name)] = (written, m, t.values[(layer, m.name)])
+    _row(["step", "checkpoint", "layer", "module", "label", "value"])
+    for (step, layer, name) in sorted(cells, key=lambda k: (k[0], k[1], order[k[2]])):
+        written, m, value = cells[(step, layer, name)]
+        _row([step, _text(written), layer, _text(name), _text(m.shown), repr(value)])
     return OK
 
 

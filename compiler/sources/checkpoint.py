@@ -37,6 +37,13 @@ CACHE_VERSION = 1
 # -- the source --------------------------------------------------------------------
 
 class Checkpoint:
+    """The source of ``data.checkpoint``. ``keys``: where the spec wrote each
+    side when it is not at its own key (a run's checkpoints, read as pairs
+    by :mod:`compiler.sources.trajectory`, are at `checkpoints`)."""
+
+    def __init__(self, keys: dict[str, str] | None = None) -> None:
+        self.keys = {"checkpoint": "checkpoint", "base": "base", **(keys or {})}
+
     def read(self, ctx: Context) -> Rows:
         data = ctx.data
         try:
@@ -45,7 +52,8 @@ class Checkpoint:
         except CheckpointError as e:
             raise self._error(ctx, e) from None
         chosen = self._tensors(ctx, tuned)
-        problems = self._compare_headers(ctx, chosen, base) if base is not None else []
+        problems = self._compare_headers(ctx, chosen, base, self.keys["base"]) \
+            if base is not None else []
         problems += self._applicable(ctx, chosen)
         if problems:
             raise FigspecError(_summed(problems))
@@ -61,25 +69,30 @@ class Checkpoint:
         rows = [(Where(shown[t.file], what=f"tensor `{name}`"),
                  {data.param: name, data.value: values[name]})
                 for name, t in chosen.items()]
-        folder = display_path(self._path(ctx, "checkpoint"))
+        folder = display_path(self.path(ctx, "checkpoint"))
         return Rows(rows, [data.param, data.value], folder)  # type: ignore[arg-type]
 
     def _error(self, ctx: Context, e: CheckpointError) -> FigspecError:
         """A checkpoint that cannot be read, at the key that names it."""
         data = ctx.data
         key = "base" if data.base and e.file is not None and \
-            _under(e.file, ctx, "base") else "checkpoint"
-        return ctx.error(("data", key), e.text(), e.hint)
+            self._under(e.file, ctx, "base") else "checkpoint"
+        return ctx.error(("data", self.keys[key]), e.text(), e.hint)
 
-    @staticmethod
-    def _open(ctx: Context, key: str) -> dict[str, Tensor]:
-        path, folder, shown = ctx.locate(getattr(ctx.data, key), ("data", key))
+    def _open(self, ctx: Context, key: str) -> dict[str, Tensor]:
+        path, folder, shown = ctx.locate(getattr(ctx.data, key), ("data", self.keys[key]))
         return open_checkpoint(path, ctx.stamps, Within(folder, shown) if folder else None)
 
-    @staticmethod
-    def _path(ctx: Context, key: str) -> Path:
+    def path(self, ctx: Context, key: str) -> Path:
+        """Where the checkpoint (``key``: "checkpoint" or "base") is."""
         written = getattr(ctx.data, key)
-        return ctx.rooted(written, ("data", key))
+        return ctx.rooted(written, ("data", self.keys[key]))
+
+    def _under(self, path: Path, ctx: Context, key: str) -> bool:
+        try:
+            return path.resolve().is_relative_to(self.path(ctx, key))
+        except FigspecError:
+            return False
 
     @staticmethod
     def _tensors(ctx: Context, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -106,16 +119,16 @@ class Checkpoint:
         return chosen
 
     @staticmethod
-    def _compare_headers(ctx: Context, chosen: dict[str, Tensor], base: dict[str, Tensor]
-                         ) -> list[Diagnostic]:
+    def _compare_headers(ctx: Context, chosen: dict[str, Tensor], base: dict[str, Tensor],
+                         key: str = "base") -> list[Diagnostic]:
         problems = []
         for name, t in chosen.items():
             other = base.get(name)
             if other is None:
-                problems.append(ctx.doc.diagnostic(ctx.base + ("data", "base"),
+                problems.append(ctx.doc.diagnostic(ctx.base + ("data", key),
                                 f"tensor `{name}` of the checkpoint is not in the base"))
             elif other.shape != t.shape:
-                problems.append(ctx.doc.diagnostic(ctx.base + ("data", "base"),
+                problems.append(ctx.doc.diagnostic(ctx.base + ("data", key),
                                 f"tensor `{name}` is {list(t.shape)} in the checkpoint and "
                                 f"{list(other.shape)} in the base"))
         return problems
@@ -188,8 +201,7 @@ class Checkpoint:
         _store(key, sums)
         return sums
 
-    @staticmethod
-    def _values(ctx: Context, chosen: dict[str, Tensor], sums: dict[str, dict[str, float]]
+    def _values(self, ctx: Context, chosen: dict[str, Tensor], sums: dict[str, dict[str, float]]
                 ) -> dict[str, float]:
         """Each drawn tensor's metric; a diagnostic for weights that are not
         finite, and for tensors the metric is undefined for."""
@@ -198,7 +210,7 @@ class Checkpoint:
         if bad:
             s = sums[bad[0]]
             which = "checkpoint" if s["bad_t"] else "base"
-            raise ctx.error(("data", which), f"tensor `{bad[0]}` holds "
+            raise ctx.error(("data", self.keys[which]), f"tensor `{bad[0]}` holds "
                             f"{int(s['bad_t'] or s['bad_b']):,} non-finite weights (NaN or "
                             f"infinity) in the {which}" + (f"; and {len(bad) - 1} more tensors"
                                                           if len(bad) > 1 else ""))
@@ -228,13 +240,6 @@ def _summed(problems: list[Diagnostic]) -> list[Diagnostic]:
 def _option(key: str) -> Option:
     kind, value = key.split(":", 2)[1:]
     return (kind, float(value))
-
-
-def _under(path: Path, ctx: Context, key: str) -> bool:
-    try:
-        return path.resolve().is_relative_to(Checkpoint._path(ctx, key))
-    except FigspecError:
-        return False
 
 
 def _covers(sums: dict[str, dict[str, float]], chosen: dict[str, Tensor],

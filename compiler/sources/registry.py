@@ -9,7 +9,8 @@ from typing import Any
 
 #: `data` key -> the module reading that kind of source (or a source object).
 BY_KEY: dict[str, Any] = {"values": "compiler.sources.inline",
-                          "checkpoint": "compiler.sources.checkpoint"}
+                          "checkpoint": "compiler.sources.checkpoint",
+                          "checkpoints": "compiler.sources.trajectory"}
 #: `data.path`'s suffix -> the module reading that kind of file (or a source object).
 BY_SUFFIX: dict[str, Any] = {
     ".csv": "compiler.sources.tabular", ".tsv": "compiler.sources.tabular",

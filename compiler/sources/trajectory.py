@@ -1,0 +1,254 @@
+"""A training run's checkpoints, one step each: ``data.checkpoints``.
+
+``data: {checkpoints: $runs/grpo/checkpoint-*, base: $ckpt/base, metric: ...}``:
+the glob's matches are the run's checkpoints, each given its step (``step:``,
+else ``global_step`` of its trainer_state.json, else the last whole number
+in its name). Each step drawn is a checkpoint pair, read by the checkpoint
+source (:mod:`compiler.sources.checkpoint`): the checkpoint against ``base``
+(``compare: base``) or against the step drawn before it (``compare:
+previous``). So a pair's sums are cached by its two sides' file identity,
+and a build after a new checkpoint lands reads only the new one.
+
+The rows are the checkpoint source's, each with the ``step`` and the
+``checkpoint`` (its path as the spec would write it); :mod:`compiler.cells`
+makes one table per step (or per module, ``x: step``) of them.
+
+The glob is an input of the figure (its matches, :func:`glob_input`), so a
+checkpoint appearing makes the figure stale. The newest checkpoint, when it
+is still being written (a file modified in the last :data:`QUIET` seconds,
+a shard shorter than its header says, an index naming a shard not there
+yet), is left out with a note, and drawn once it is complete.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..diagnostics import display_path
+from ..files import GLOB_PART, Stamp, TooLarge, looked_at, read_stamped
+from . import Context, Rows
+from .checkpoint import Checkpoint
+from .safetensors import CheckpointError, open_checkpoint
+
+#: A checkpoint with a file modified this recently (seconds) is still being written.
+QUIET = 3.0
+#: Glob characters: allowed in the last part of `checkpoints` only.
+_GLOB = re.compile(r"[*?\[]")
+#: trainer_state.json is read for its step; a larger one is refused.
+_STATE_LIMIT = 50_000_000
+#: The columns a trajectory's rows add to a checkpoint's.
+STEP, CHECKPOINT = "step", "checkpoint"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One checkpoint of the run."""
+
+    step: int
+    #: the path as the spec would write it (the glob's folder and the name)
+    written: str
+    path: Path
+
+
+class Trajectory:
+    def read(self, ctx: Context) -> Rows:
+        data = ctx.data
+        run = found(ctx)
+        run = self._complete(ctx, run)
+        drawn = self._selected(ctx, run)
+        if data.compare == "previous" and len(drawn) < 2:
+            raise ctx.error(("data", "compare"), f"`compare: previous` compares each step with "
+                            f"the one before it, but {len(drawn)} checkpoint is drawn",
+                            "draw more steps, or compare each with `base`")
+        rows, previous = [], None
+        for s in drawn:
+            against = (previous.written if data.compare == "previous" and previous is not None
+                       else data.base)
+            keys = {"checkpoint": "checkpoints",
+                    "base": "checkpoints" if previous is not None and
+                    data.compare == "previous" else "base"}
+            pair = data.model_copy(update={"checkpoint": s.written, "base": against,
+                                           "checkpoints": None})
+            got = Checkpoint(keys).read(replace(ctx, data=pair))
+            rows += [(o, {**r, STEP: s.step, CHECKPOINT: s.written}) for o, r in got.rows]
+            previous = s
+        return Rows(rows, [data.param, data.value, STEP, CHECKPOINT],
+                    f"the checkpoints {data.checkpoints}")
+
+    @staticmethod
+    def _complete(ctx: Context, run: list[Step]) -> list[Step]:
+        """The run without its newest checkpoint when that one is still being
+        written (a note says so); an older one damaged is an error, later."""
+        if not run:
+            return run
+        newest = run[-1]
+        why = _incomplete(newest.path)
+        if why is None:
+            return run
+        note = ctx.doc.diagnostic(
+            ctx.base + ("data", "checkpoints"),
+            f"step {newest.step} ({display_path(newest.path)}) is left out: {why}",
+            "it is drawn once it is complete")
+        notes = ctx.session.notes.setdefault(ctx.doc.path, [])
+        if replace(note, severity="note") not in notes:  # checked, then computed: said once
+            notes.append(replace(note, severity="note"))
+        _watch_pending(ctx, newest.path)
+        return run[:-1]
+
+    @staticmethod
+    def _selected(ctx: Context, run: list[Step]) -> list[Step]:
+        """The steps `steps:` asks for, in order."""
+        steps = ctx.data.steps
+        if steps is None:
+            chosen = run
+        elif steps == "last":
+            chosen = run[-1:]
+        elif isinstance(steps, list):
+            have = {s.step: s for s in run}
+            missing = [n for n in steps if n not in have]
+            if missing:
+                shown = ", ".join(str(s.step) for s in run[:20])
+                raise ctx.error(("data", "steps"), f"step {missing[0]} is not among the "
+                                f"checkpoints' steps ({shown or 'none'})")
+            chosen = [have[n] for n in sorted(set(steps))]
+        else:
+            chosen = [s for s in run if s.step % steps.every == 0]
+        if not chosen:
+            raise ctx.error(("data", "steps"), "no checkpoint's step is drawn: "
+                            f"the steps are {', '.join(str(s.step) for s in run[:20]) or 'none'}")
+        return chosen
+
+
+def found(ctx: Context) -> list[Step]:
+    """The checkpoints the glob matches, by step; FigspecError for a glob that
+    matches nothing, a step that cannot be found, or two with one step."""
+    written = str(ctx.data.checkpoints)
+    head, _, pattern = written.rpartition("/")
+    key = ("data", "checkpoints")
+    if _GLOB.search(head):
+        raise ctx.error(key, f"only the last part of {written!r} may hold `*`, `?` or `[`",
+                        "name the run's folder, then a pattern of its checkpoints: "
+                        "`runs/grpo/checkpoint-*`")
+    folder = ctx.locate(head or ".", key)[0]
+    names = matches(folder, pattern)
+    ctx.stamps.update([glob_input(folder, pattern)])
+    if names is None:
+        raise ctx.error(key, f"the folder {display_path(folder)} does not exist")
+    if not names:
+        raise ctx.error(key, f"{pattern!r} matches nothing in {display_path(folder)}",
+                        "checkpoints are folders (or .safetensors files) named as the "
+                        "pattern says")
+    run = [Step(_step(ctx, folder / name), f"{head}/{name}" if head else name, folder / name)
+           for name in names]
+    by_step: dict[int, Step] = {}
+    for s in run:
+        if s.step in by_step:
+            raise ctx.error(("data", "step") if ctx.data.step else key,
+                            f"{display_path(by_step[s.step].path)} and {display_path(s.path)} "
+                            f"are both step {s.step}", "give `step:` a pattern that tells "
+                            "them apart, or leave one out of the glob")
+        by_step[s.step] = s
+    return sorted(run, key=lambda s: s.step)
+
+
+def matches(folder: Path, pattern: str) -> list[str] | None:
+    """The names in ``folder`` matching ``pattern``: folders and .safetensors
+    files, hidden ones left out, sorted; None when the folder is not there."""
+    looked_at(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return None
+    return sorted(e.name for e in entries
+                  if not e.name.startswith(".") and fnmatch.fnmatchcase(e.name, pattern)
+                  and (e.is_dir() or e.name.endswith(".safetensors")))
+
+
+def glob_input(folder: Path, pattern: str) -> tuple[Path, Stamp]:
+    """An input of a figure standing for a glob: the names it matches. A new
+    checkpoint makes the figure stale; the folder is what a watch polls."""
+    names = matches(folder, pattern) or []
+    try:
+        mtime = folder.stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    return (Path(f"{folder}::{GLOB_PART}{pattern}"),
+            Stamp(len(names), mtime, names_digest(names), part=GLOB_PART + pattern))
+
+
+def names_digest(names: list[str]) -> str:
+    return hashlib.sha256(json.dumps(names).encode()).hexdigest()
+
+
+def _step(ctx: Context, path: Path) -> int:
+    """A checkpoint's step: ``step:``'s group, else trainer_state.json's
+    ``global_step``, else the last whole number in its name."""
+    name = path.name
+    if ctx.data.step:
+        m = re.search(ctx.data.step, name)
+        if m is None or m.group("step") is None or not m.group("step").isdigit():
+            raise ctx.error(("data", "step"), f"no step found in {name!r} by this pattern",
+                            "the group `(?P<step>...)` must match the step's digits")
+        return int(m.group("step"))
+    state = path / "trainer_state.json"
+    if path.is_dir() and state.is_file():
+        try:
+            raw, stamp = read_stamped(state, _STATE_LIMIT)
+            step = json.loads(raw).get("global_step")
+        except (OSError, TooLarge, ValueError, AttributeError, RecursionError):
+            step = None
+        if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+            ctx.stamps[state.resolve()] = stamp
+            return step
+    digits = re.findall(r"[0-9]+", name)
+    if not digits or len(digits[-1]) > 18:
+        raise ctx.error(("data", "checkpoints"), f"no step in {display_path(path)}: no "
+                        "trainer_state.json with `global_step`, and no number in its name",
+                        "give `step:` a pattern with a group `(?P<step>...)`")
+    return int(digits[-1])
+
+
+def _incomplete(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` is still being written, or None."""
+    now = time.time()
+    files = [path] if path.is_file() else [Path(e.path) for e in os.scandir(path)
+                                            if e.is_file()]
+    recent = [f for f in files if now - f.stat().st_mtime < QUIET]
+    if recent:
+        return f"{display_path(recent[0])} was modified {now - recent[0].stat().st_mtime:.0f} s " \
+               "ago, so it may still be being written"
+    try:
+        open_checkpoint(path, {}, None)  # headers only; links are checked when it is read
+    except CheckpointError as e:
+        return e.text()
+    return None
+
+
+def _watch_pending(ctx: Context, path: Path) -> None:
+    """Inputs of the figure for a checkpoint left out, so that its completion
+    makes the figure stale: its folder's names, and its files as they are
+    (one still being written changes). A file modified only just now is
+    recorded as changed already: it may be complete, and nothing else would
+    tell when the next status or build looks."""
+    if path.is_dir():
+        ctx.stamps.update([glob_input(path, "*")])
+        for e in os.scandir(path):
+            if e.is_file():
+                st = os.stat(e.path)
+                stamp = Stamp.identity(st)
+                if time.time() - st.st_mtime < QUIET:
+                    stamp = replace(stamp, mtime_ns=-1)
+                ctx.stamps[Path(e.path).resolve()] = stamp
+    else:
+        st = path.stat()
+        ctx.stamps[path.resolve()] = replace(Stamp.identity(st), mtime_ns=-1)
+
+
+SOURCE = Trajectory()

@@ -1,0 +1,263 @@
+"""A training run's checkpoints (`data.checkpoints`): every step's values
+against the float64 reference, each checkpoint read once and cached, a new
+checkpoint noticed, one still being written left out, the diagnostics, and
+the two layouts (`x: module`, `x: step`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+import checkpoints as ck
+import reference as ref
+import support
+from compiler.builder import compile_spec
+from compiler.sources import reduce as source
+from compiler.sources.metrics import NAMES, NEEDS_BASE
+
+MODULES = ["q_proj", "k_proj", "up_proj"]
+#: the synthetic run of every test: checkpoint-100, -200, -300 of a 2-layer model
+STEPS = [100, 200, 300]
+GLOB = "../ckpt/run/checkpoint-*"
+
+
+def spec(project: Path, metric: str = "changed_fraction", extra: str = "",
+         data: str = "", name: str = "traj", checkpoints: str = GLOB) -> Path:
+    base = "" if metric not in NEEDS_BASE else "  base: ../ckpt/base\n"
+    return support.write(project / "specs" / f"{name}.yaml", (
+        f"data:\n  checkpoints: {checkpoints}\n{base}  metric: {metric}\n{data}"
+        f"modules: [{', '.join(MODULES)}]\n{extra}"))
+
+
+def table(run, path: Path) -> list[dict[str, str]]:
+    code, out, err = run("table", str(path))
+    assert code == 0, err
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def module_name(module: str) -> str:
+    return f"mlp.{module}" if module.endswith("_proj") and module[:-5] in ("up", "down", "gate") \
+        else f"self_attn.{module}"
+
+
+@pytest.fixture
+def passes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Each tensor reduced (read from disk), as (checkpoint folder, compared-with folder)."""
+    seen: list[tuple[str, str]] = []
+    real = source.reduce_pair
+
+    def counting(t, b, *args, **kw):
+        seen.append((t.file.parent.name, b.file.parent.name if b is not None else ""))
+        return real(t, b, *args, **kw)
+
+    monkeypatch.setattr(source, "reduce_pair", counting)
+    return seen
+
+
+# -- values ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("metric,compare", [
+    (m, c) for m in NAMES for c in (("base", "previous") if m in NEEDS_BASE else ("base",))])
+def test_every_step_equals_the_float64_reference(project: Path, run, metric: str,
+                                                  compare: str):
+    runs = ck.make_run(project / "ckpt", STEPS, dtype="F32" if metric == "update_rank"
+                       else "BF16")
+    data = f"  compare: {compare}\n" if metric in NEEDS_BASE else ""
+    rows = table(run, spec(project, metric, data=data))
+    assert len(rows) == len(STEPS) * 2 * len(MODULES)
+    stored = {s: ref.read_checkpoint(runs / f"checkpoint-{s}") for s in STEPS}
+    base = ref.read_checkpoint(project / "ckpt" / "base")
+    for row in rows:
+        step = int(row["step"])
+        assert row["checkpoint"] == f"../ckpt/run/checkpoint-{step}"
+        name = f"model.layers.{row['layer']}.{module_name(row['module'])}.weight"
+        before = STEPS[STEPS.index(step) - 1] if compare == "previous" and step > STEPS[0] \
+            else None
+        against = stored[before] if before else base
+        want = ref.metric(metric, stored[step][name], against[name] if metric in NEEDS_BASE
+                          else None)
+        assert ref.close(float(row["value"]), want), (row, want)
+
+
+def test_steps_from_trainer_state_and_from_a_pattern(project: Path, run):
+    ck.make_run(project / "ckpt", STEPS, trainer_state=True, name="ckpt-{step}-final7")
+    path = support.write(project / "specs" / "traj.yaml", (
+        "data:\n  checkpoints: ../ckpt/run/ckpt-*\n  base: ../ckpt/base\n"
+        "  metric: update_norm\nmodules: [q_proj]\n"))
+    assert {r["step"] for r in table(run, path)} == {"100", "200", "300"}
+    for s in STEPS:  # without trainer_state.json: the last number in the name (7)
+        (project / "ckpt" / "run" / f"ckpt-{s}-final7" / "trainer_state.json").unlink()
+    code, _, err = run("check", str(path))
+    assert code == 1 and "are both step 7" in err, err
+    text = path.read_text().replace("  metric:", "  step: 'ckpt-(?P<step>[0-9]+)'\n  metric:")
+    path.write_text(text)
+    assert {r["step"] for r in table(run, path)} == {"100", "200", "300"}
+
+
+def test_steps_chooses_a_list_every_n_or_the_last(project: Path, run):
+    ck.make_run(project / "ckpt", [100, 200, 300, 400])
+    for steps, want in (("[100, 300]", {"100", "300"}), ("{every: 200}", {"200", "400"}),
+                        ("last", {"400"})):
+        path = spec(project, data=f"  steps: {steps}\n")
+        assert {r["step"] for r in table(run, path)} == want, steps
+
+
+# -- read once, cached, incremental ---------------------------------------------------
+
+def test_each_checkpoint_is_read_once_and_a_new_one_alone(project: Path, run, passes):
+    ck.make_run(project / "ckpt", STEPS)
+    spec(project, data="  compare: previous\n")
+    spec(project, "relative_change", name="other")  # a second figure of the same run
+    code, _, err = run("build")
+    assert code == 0, err
+    tensors = 2 * len(MODULES)
+    # Each step with what it is compared with; the second figure's pairs
+    # (against the base) once for both of its kind.
+    assert len(passes) == tensors * (3 + 2), passes
+    del passes[:]
+    code, _, err = run("build")
+    assert code == 0 and not passes
+    # Training writes a new checkpoint: status names it, a build reads it alone.
+    other = ck.make_run(project / "more", STEPS + [400])
+    shutil.copytree(other / "checkpoint-400", project / "ckpt" / "run" / "checkpoint-400")
+    ck.settle(project / "ckpt" / "run" / "checkpoint-400")
+    code, out, _ = run("status")
+    assert "stale       specs/traj.yaml (1 new checkpoint (ckpt/run/checkpoint-*))" in out, out
+    code, _, err = run("build")
+    assert code == 0, err
+    assert sorted(set(passes)) == [("checkpoint-400", "base"),
+                                   ("checkpoint-400", "checkpoint-300")]
+    assert len(passes) == 2 * tensors
+
+
+def test_a_changed_checkpoint_makes_the_figure_stale(project: Path, run):
+    runs = ck.make_run(project / "ckpt", STEPS)
+    spec(project)
+    assert run("build")[0] == 0
+    shard = runs / "checkpoint-200" / "model.safetensors"
+    shard.write_bytes(shard.read_bytes())
+    ck.settle(runs / "checkpoint-200")
+    code, out, _ = run("status")
+    assert "checkpoint ckpt/run/checkpoint-200/model.safetensors changed" in out, out
+
+
+# -- a checkpoint still being written ------------------------------------------------
+
+def damage_truncate(folder: Path) -> None:
+    shard = folder / "model.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-40])
+
+
+def damage_missing_shard(folder: Path) -> None:
+    (folder / "model-00002-of-00002.safetensors").unlink()
+
+
+@pytest.mark.parametrize("damage,shards", [(damage_truncate, 1), (damage_missing_shard, 2),
+                                           (None, 1)])
+def test_the_newest_checkpoint_still_being_written_is_left_out_with_a_note(
+        project: Path, run, damage, shards: int):
+    runs = ck.make_run(project / "ckpt", STEPS, shards=shards)
+    newest = runs / "checkpoint-300"
+    whole = {f.name: f.read_bytes() for f in newest.iterdir()}
+    if damage is not None:
+        damage(newest)
+        ck.settle(runs)
+    else:  # complete, but written a moment ago
+        (newest / "model.safetensors").touch()
+    path = spec(project)
+    code, _, err = run("build")
+    assert code == 0, err
+    assert "specs/traj.yaml:2:16: note: step 300 (ckpt/run/checkpoint-300) is left out" in err
+    assert {r["step"] for r in table(run, path)} == {"100", "200"}
+    # Once the writer is done, the figure is stale and draws the step.
+    if damage is not None:
+        assert "up to date" in run("status")[1]
+        for name, raw in whole.items():
+            (newest / name).write_bytes(raw)
+    ck.settle(newest)  # (time passes)
+    assert "stale" in run("status")[1]
+    code, _, err = run("build")
+    assert code == 0 and "note:" not in err, err
+    assert {r["step"] for r in table(run, path)} == {"100", "200", "300"}
+    assert "up to date" in run("status")[1]
+
+
+def test_the_same_damage_in_an_older_checkpoint_is_an_error_naming_the_file(project, run):
+    runs = ck.make_run(project / "ckpt", STEPS)
+    damage_truncate(runs / "checkpoint-200")
+    ck.settle(runs)
+    spec(project)
+    code, _, err = run("check")
+    assert code == 1
+    assert "specs/traj.yaml:2:16: error: in ckpt/run/checkpoint-200/model.safetensors" in err
+
+
+# -- diagnostics ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("data,message", [
+    ("  checkpoints: ../ckpt/run/step-*\n", "specs/traj.yaml:2:16: error: 'step-*' matches "
+     "nothing in ckpt/run"),
+    ("  step: 'checkpoint-[0-9]+'\n", "specs/traj.yaml:5:9: error: data.step: needs a named "
+     "group `(?P<step>...)`"),
+    ("  step: 'checkpoint-(?P<step>[0-9])'\n", "specs/traj.yaml:5:9: error: "
+     "ckpt/run/checkpoint-100 and ckpt/run/checkpoint-1100 are both step 1"),
+    ("  compare: previous\n  steps: last\n", "specs/traj.yaml:5:12: error: `compare: previous` "
+     "compares each step with the one before it, but 1 checkpoint is drawn"),
+    ("  steps: [100, 250]\n", "error: step 250 is not among the checkpoints' steps "
+     "(100, 200, 300)"),
+    ("  checkpoints: ../ckpt/*/checkpoint-*\n", "only the last part of"),
+])
+def test_mistakes_are_diagnostics_at_their_key(project: Path, run, data: str, message: str):
+    ck.make_run(project / "ckpt", STEPS)
+    if "(?P<step>[0-9])" in data:  # two folders whose step, by this pattern, is 1
+        ck.make_run(project / "ckpt", STEPS, name="checkpoint-1{step}")
+    glob = data.split("checkpoints: ")[1].strip() if "checkpoints:" in data else None
+    path = spec(project, data="" if glob else data, checkpoints=glob or GLOB)
+    code, _, err = run("check", str(path))
+    assert code == 1 and "internal error" not in err, err
+    assert message in err, err
+
+
+def test_x_step_goes_with_checkpoints(project: Path, run):
+    support.write(project / "specs" / "fig.yaml", support.spec_text() + "x: step\n")
+    code, _, err = run("check")
+    assert code == 1 and "`x: step` draws a run's checkpoints" in err, err
+
+
+# -- layout ---------------------------------------------------------------------------
+
+def test_x_module_draws_one_panel_per_step(project: Path):
+    ck.make_run(project / "ckpt", STEPS)
+    sg = support.scenegraph(compile_spec(spec(project, extra="columns: 2\n")))
+    assert len(support.placed(sg, "mark", "rect")) == len(STEPS) * 2 * len(MODULES)
+    assert [t["text"] for t in support.marks(sg, "title-text")] == \
+        ["step 100", "step 200", "step 300"]
+
+
+def test_x_step_draws_the_steps_along_x_one_panel_per_module(project: Path, run):
+    ck.make_run(project / "ckpt", STEPS)
+    path = spec(project, extra="x: step\n")
+    vl = compile_spec(path)
+    sg = support.scenegraph(vl)
+    cells = support.placed(sg, "mark", "rect")
+    assert len(cells) == len(MODULES) * 2 * len(STEPS)
+    assert [t["text"] for t in support.marks(sg, "title-text")] == MODULES
+    assert ["100", "200", "300"] in support.axis_texts(sg)
+    # The values are each step's: the table says the same whichever way it is drawn.
+    by_module = table(run, path)
+    path.write_text(path.read_text().replace("x: step\n", ""))
+    assert table(run, path) == by_module
+
+
+def test_x_step_with_one_module_is_one_heatmap(project: Path):
+    ck.make_run(project / "ckpt", STEPS)
+    path = support.write(project / "specs" / "one.yaml", (
+        "data: {checkpoints: ../ckpt/run/checkpoint-*, base: ../ckpt/base, "
+        "metric: update_rms}\nmodules: [q_proj]\nx: step\n"))
+    sg = support.scenegraph(compile_spec(path))
+    assert len(support.placed(sg, "mark", "rect")) == 2 * len(STEPS)
+    assert len(support.marks(sg, "legend")) == 1
