@@ -261,3 +261,36 @@ def test_x_step_with_one_module_is_one_heatmap(project: Path):
     sg = support.scenegraph(compile_spec(path))
     assert len(support.placed(sg, "mark", "rect")) == 2 * len(STEPS)
     assert len(support.marks(sg, "legend")) == 1
+
+
+def test_watch_redraws_when_a_checkpoint_lands(project: Path, run):
+    import threading
+    import time
+
+    from compiler.builder import Options
+    from compiler.events import Finished
+    from compiler.watch import watch
+
+    ck.make_run(project / "ckpt", STEPS)
+    path = spec(project)
+    builds: list[list[str]] = []
+
+    def consume() -> None:
+        for event in watch([project / "specs"], Options(out_dir=project / "out", jobs=1),
+                           poll=0.05):
+            if isinstance(event, Finished):
+                builds.append([r.status for r in event.results])
+                if len(builds) == 2:
+                    return
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not builds and time.time() < deadline:
+        time.sleep(0.05)
+    # Training writes checkpoint-400 elsewhere, then moves it into the run (whole).
+    other = ck.make_run(project / "more", STEPS + [400])
+    (other / "checkpoint-400").rename(project / "ckpt" / "run" / "checkpoint-400")
+    thread.join(60)
+    assert builds == [["built"], ["built"]]
+    assert {r["step"] for r in table(run, path)} == {"100", "200", "300", "400"}
