@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import checkpoints as ck
 import reference as ref
 import support
 from compiler.builder import compile_spec
-from compiler.sources import reduce as source
+from compiler.sources.safetensors import Files
 from compiler.sources.metrics import NAMES, NEEDS_BASE
 
 MODULES = ["q_proj", "k_proj", "up_proj"]
@@ -45,16 +46,17 @@ def module_name(module: str) -> str:
 
 
 @pytest.fixture
-def passes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """Each tensor reduced (read from disk), as (checkpoint folder, compared-with folder)."""
-    seen: list[tuple[str, str]] = []
-    real = source.reduce_pair
+def reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Chunks read from disk for a reduction, by the checkpoint folder read
+    (each tensor here is one chunk): counted, not timed."""
+    seen: Counter[str] = Counter()
+    real = Files.read_into
 
-    def counting(t, b, *args, **kw):
-        seen.append((t.file.parent.name, b.file.parent.name if b is not None else ""))
-        return real(t, b, *args, **kw)
+    def counting(self, t, *args, **kw):
+        seen[t.file.parent.name] += 1
+        return real(self, t, *args, **kw)
 
-    monkeypatch.setattr(source, "reduce_pair", counting)
+    monkeypatch.setattr(Files, "read_into", counting)
     return seen
 
 
@@ -108,20 +110,19 @@ def test_steps_chooses_a_list_every_n_or_the_last(project: Path, run):
 
 # -- read once, cached, incremental ---------------------------------------------------
 
-def test_each_checkpoint_is_read_once_and_a_new_one_alone(project: Path, run, passes):
+def test_each_file_is_read_once_and_a_new_checkpoint_alone(project: Path, run, reads):
     ck.make_run(project / "ckpt", STEPS)
-    spec(project, data="  compare: previous\n")
-    spec(project, "relative_change", name="other")  # a second figure of the same run
+    spec(project, "relative_change")
+    spec(project, "cosine", name="other")  # a second figure of the same pairs
     code, _, err = run("build")
     assert code == 0, err
     tensors = 2 * len(MODULES)
-    # Each step with what it is compared with; the second figure's pairs
-    # (against the base) once for both of its kind.
-    assert len(passes) == tensors * (3 + 2), passes
-    del passes[:]
-    code, _, err = run("build")
-    assert code == 0 and not passes
-    # Training writes a new checkpoint: status names it, a build reads it alone.
+    # Every checkpoint once, and the base once for all of them (not once per step).
+    assert reads == {"base": tensors, **{f"checkpoint-{s}": tensors for s in STEPS}}
+    reads.clear()
+    assert run("build")[0] == 0 and not reads
+    # Training writes a new checkpoint: status names it, a build reads it alone
+    # (with the base); the steps before come from the cache.
     other = ck.make_run(project / "more", STEPS + [400])
     shutil.copytree(other / "checkpoint-400", project / "ckpt" / "run" / "checkpoint-400")
     ck.settle(project / "ckpt" / "run" / "checkpoint-400")
@@ -129,9 +130,24 @@ def test_each_checkpoint_is_read_once_and_a_new_one_alone(project: Path, run, pa
     assert "stale       specs/traj.yaml (1 new checkpoint (ckpt/run/checkpoint-*))" in out, out
     code, _, err = run("build")
     assert code == 0, err
-    assert sorted(set(passes)) == [("checkpoint-400", "base"),
-                                   ("checkpoint-400", "checkpoint-300")]
-    assert len(passes) == 2 * tensors
+    assert reads == {"base": tensors, "checkpoint-400": tensors}
+
+
+def test_compare_previous_reads_each_interval_once_and_a_new_one_alone(project: Path, run,
+                                                                      reads):
+    ck.make_run(project / "ckpt", STEPS)
+    spec(project, data="  compare: previous\n")
+    assert run("build")[0] == 0
+    tensors = 2 * len(MODULES)
+    # (100, base), (200, 100), (300, 200): each pair once.
+    assert reads == {"base": tensors, "checkpoint-100": 2 * tensors,
+                     "checkpoint-200": 2 * tensors, "checkpoint-300": tensors}
+    reads.clear()
+    other = ck.make_run(project / "more", STEPS + [400])
+    shutil.copytree(other / "checkpoint-400", project / "ckpt" / "run" / "checkpoint-400")
+    ck.settle(project / "ckpt" / "run" / "checkpoint-400")
+    assert run("build")[0] == 0
+    assert reads == {"checkpoint-300": tensors, "checkpoint-400": tensors}
 
 
 def test_a_changed_checkpoint_makes_the_figure_stale(project: Path, run):
@@ -294,3 +310,16 @@ def test_watch_redraws_when_a_checkpoint_lands(project: Path, run):
     thread.join(60)
     assert builds == [["built"], ["built"]]
     assert {r["step"] for r in table(run, path)} == {"100", "200", "300", "400"}
+
+
+def test_a_step_is_the_same_number_as_its_pair_read_alone(project: Path, run):
+    """Reading the base once for every step changes no bit of any value."""
+    ck.make_run(project / "ckpt", STEPS, dtype="F32")
+    rows = table(run, spec(project, "update_norm"))
+    for s in STEPS:
+        alone = support.write(project / "specs" / f"alone{s}.yaml", (
+            f"data: {{checkpoint: ../ckpt/run/checkpoint-{s}, base: ../ckpt/base, "
+            f"metric: update_norm}}\nmodules: [{', '.join(MODULES)}]\n"))
+        want = [(r["layer"], r["module"], r["value"]) for r in table(run, alone)]
+        assert [(r["layer"], r["module"], r["value"]) for r in rows
+                if r["step"] == str(s)] == want

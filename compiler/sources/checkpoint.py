@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +47,8 @@ class Checkpoint:
 
     def read(self, ctx: Context) -> Rows:
         data = ctx.data
-        try:
-            tuned = self._open(ctx, "checkpoint")
-            base = self._open(ctx, "base") if data.base else None
-        except CheckpointError as e:
-            raise self._error(ctx, e) from None
-        chosen = self._tensors(ctx, tuned)
-        problems = self._compare_headers(ctx, chosen, base, self.keys["base"]) \
-            if base is not None else []
-        problems += self._applicable(ctx, chosen)
-        if problems:
-            raise FigspecError(_summed(problems))
-        key = self._pair_key(chosen, base, data)
-        self._want(ctx, key, chosen)
+        pair = self.plan(ctx)
+        chosen, base, key = pair.chosen, pair.base, pair.key
         sums = self._sums(ctx, key, chosen, base)
         if sums is None:  # checking: the values are not known without reading the pair
             ctx.session.unchecked.add(ctx.doc.path)
@@ -72,7 +62,26 @@ class Checkpoint:
         folder = display_path(self.path(ctx, "checkpoint"))
         return Rows(rows, [data.param, data.value], folder)  # type: ignore[arg-type]
 
-    def _error(self, ctx: Context, e: CheckpointError) -> FigspecError:
+    def plan(self, ctx: Context) -> Pair:
+        """The pair's headers read and checked, the tensors drawn chosen, and
+        what the figure wants of the pair said to the session."""
+        data = ctx.data
+        try:
+            tuned = self._open(ctx, "checkpoint")
+            base = self._open(ctx, "base") if data.base else None
+        except CheckpointError as e:
+            raise self.error(ctx, e) from None
+        chosen = self._tensors(ctx, tuned)
+        problems = self._compare_headers(ctx, chosen, base, self.keys["base"]) \
+            if base is not None else []
+        problems += self._applicable(ctx, chosen)
+        if problems:
+            raise FigspecError(_summed(problems))
+        key = self._pair_key(chosen, base, data)
+        self._want(ctx, key, chosen)
+        return Pair(chosen, base, key)
+
+    def error(self, ctx: Context, e: CheckpointError) -> FigspecError:
         """A checkpoint that cannot be read, at the key that names it."""
         data = ctx.data
         key = "base" if data.base and e.file is not None and \
@@ -172,15 +181,30 @@ class Checkpoint:
         """The sums of every tensor the session wants of the pair: from this
         session, else figspec's cache, else (building) one pass over the pair.
         None when checking and they are not known yet."""
+        need = self.todo(ctx, Pair(chosen, base, key))
+        if not need.tensors:
+            ctx.session.sums[key] = need.sums
+            return need.sums
+        if not ctx.session.compute:
+            return None
+        try:
+            fresh = reduce_all(need.tensors, base, frozenset(need.options), need.ranks,
+                               ctx.session.reduce_threads())
+        except CheckpointError as e:
+            raise self.error(ctx, e) from None
+        return keep(ctx.session, key, need.sums, fresh)
+
+    @staticmethod
+    def todo(ctx: Context, pair: Pair) -> Todo:
+        """What is known of the pair's sums (this session's, figspec's cache's),
+        and what is still to be reduced for every figure that wants the pair."""
+        key, chosen, base = pair.key, pair.chosen, pair.base
         session, request = ctx.session, ctx.session.request(key)
         sums = session.sums.get(key) or _cached(key) or {}
         want_rank = ctx.data.metric == "update_rank" and base is not None
         if _covers(sums, chosen, request.options if base is not None else set(),
                    set(chosen) if want_rank else set()):
-            session.sums[key] = sums
-            return sums
-        if not session.compute:
-            return None
+            return Todo(sums, {}, set(), set())
         # What is reduced now holds every option and rank the cache held before,
         # so one pass serves every figure of the pair, in this session and after.
         options = set(request.options) | {_option(k) for s in sums.values() for k in s
@@ -191,15 +215,7 @@ class Checkpoint:
                  if base is not None else set())
         todo = {n: t for n, t in request.tensors.items()
                 if not _covers(sums, {n: t}, options, ranks)}
-        try:
-            fresh = reduce_all(todo, base, frozenset(options), ranks,
-                                session.reduce_threads())
-        except CheckpointError as e:
-            raise self._error(ctx, e) from None
-        sums = {**sums, **fresh}
-        session.sums[key] = sums
-        _store(key, sums)
-        return sums
+        return Todo(sums, todo, options, ranks)
 
     def _values(self, ctx: Context, chosen: dict[str, Tensor], sums: dict[str, dict[str, float]]
                 ) -> dict[str, float]:
@@ -222,6 +238,36 @@ class Checkpoint:
             raise FigspecError(_summed(problems))
         return {name: metrics.value(str(data.metric), sums[name], option_of(data))
                 for name in chosen}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A checkpoint pair as a figure reads it: the tensors drawn, the base's
+    (None: a metric of one checkpoint), and the key of its sums."""
+
+    chosen: dict[str, Tensor]
+    base: dict[str, Tensor] | None
+    key: str
+
+
+@dataclass(frozen=True)
+class Todo:
+    """A pair's sums known so far, and the tensors still to reduce, with every
+    option and rank any figure of the session (or the cache before) asked."""
+
+    sums: dict[str, dict[str, float]]
+    tensors: dict[str, Tensor]
+    options: set[Option]
+    ranks: set[str]
+
+
+def keep(session: Any, key: str, sums: dict[str, dict[str, float]],
+         fresh: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Sums just reduced, added to the pair's: in the session and figspec's cache."""
+    sums = {**sums, **fresh}
+    session.sums[key] = sums
+    _store(key, sums)
+    return sums
 
 
 #: A layer index as a tensor name writes it: ASCII digits.

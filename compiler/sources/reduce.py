@@ -37,29 +37,58 @@ def reduce_pair(t: Tensor, b: Tensor | None, files: Files, options: frozenset[Op
     (:mod:`compiler.sources.kernel`; ``path``: "numba" or "numpy", else
     chosen there); the chunks' sums are added in chunk order, so the result
     does not depend on which thread reduced which tensor."""
+    if b is not None:
+        return reduce_against([t], b, files, options, buffers, path)[0]
     from . import kernel
 
     buf = buffers or _Buffers()
     path = path or kernel.path()
-    wanted = tuple(sorted(options)) if b is not None else ()
-    out = {"n": float(t.count), "tt": 0.0, "bb": 0.0, "tb": 0.0, "dd": 0.0, "max_abs": 0.0,
-           "bad_t": 0.0, "bad_b": 0.0, **{changed_key(o): 0.0 for o in wanted}}
+    out = _zero(t, ())
     for i in range(0, t.count, CHUNK):
         n = min(CHUNK, t.count - i)
-        t_raw = files.read_into(t, i, n, buf.t)
-        if b is None:
-            part = kernel.single(t_raw, t.dtype, path)
-        else:
-            part = kernel.pair(t_raw, t.dtype, files.read_into(b, i, n, buf.b), b.dtype,
-                               wanted, path)
-        for k, name in enumerate(kernel.FIELDS):
-            if name == "max_abs":
-                out[name] = max(out[name], float(part[k]))
-            else:
-                out[name] += float(part[k])
-        for k, option in enumerate(wanted):
-            out[changed_key(option)] += float(part[len(kernel.FIELDS) + k])
+        _add(out, kernel.single(files.read_into(t, i, n, buf.t), t.dtype, path), ())
     return out
+
+
+def reduce_against(ts: list[Tensor], b: Tensor, files: Files, options: frozenset[Option],
+                   buffers: _Buffers | None = None, path: str | None = None
+                   ) -> list[dict[str, float]]:
+    """:func:`reduce_pair` of each of ``ts`` (one tensor of several checkpoints
+    of a run) against ``b``, reading each chunk of ``b`` once for all of them:
+    a run of N checkpoints costs N + 1 reads, not 2N. Each result is the one
+    :func:`reduce_pair` gives, bit for bit (the same chunks, in the same order);
+    memory stays two chunks, however many checkpoints."""
+    from . import kernel
+
+    buf = buffers or _Buffers()
+    path = path or kernel.path()
+    wanted = tuple(sorted(options))
+    out = [_zero(t, wanted) for t in ts]
+    for i in range(0, b.count, CHUNK):
+        n = min(CHUNK, b.count - i)
+        b_raw = files.read_into(b, i, n, buf.b)
+        for t, sums in zip(ts, out):
+            _add(sums, kernel.pair(files.read_into(t, i, n, buf.t), t.dtype, b_raw, b.dtype,
+                                   wanted, path), wanted)
+    return out
+
+
+def _zero(t: Tensor, wanted: tuple[Option, ...]) -> dict[str, float]:
+    return {"n": float(t.count), "tt": 0.0, "bb": 0.0, "tb": 0.0, "dd": 0.0, "max_abs": 0.0,
+            "bad_t": 0.0, "bad_b": 0.0, **{changed_key(o): 0.0 for o in wanted}}
+
+
+def _add(out: dict[str, float], part: Any, wanted: tuple[Option, ...]) -> None:
+    """A chunk's sums added to a tensor's, in chunk order."""
+    from .kernel import FIELDS
+
+    for k, name in enumerate(FIELDS):
+        if name == "max_abs":
+            out[name] = max(out[name], float(part[k]))
+        else:
+            out[name] += float(part[k])
+    for k, option in enumerate(wanted):
+        out[changed_key(option)] += float(part[len(FIELDS) + k])
 
 
 def update_rank(t: Tensor, b: Tensor, files: Files) -> float:
@@ -147,5 +176,45 @@ def reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None,
             if name in ranks and base is not None:
                 sums[name]["update_rank"] = update_rank(t, base[name], files)
         return sums
+    finally:
+        files.close()
+
+
+def reduce_run(runs: list[dict[str, Tensor]], base: dict[str, Tensor],
+               options: frozenset[Option], ranks: list[set[str]], threads: int | None = None
+               ) -> list[dict[str, dict[str, float]]]:
+    """:func:`reduce_all` of several checkpoints of a run (``runs[k]``: the
+    tensors wanted of checkpoint k) against one base, each base tensor read
+    once for all of them (:func:`reduce_against`), on ``threads`` threads
+    taking the next base tensor in file order; then the update_ranks asked
+    (``ranks[k]``), one matrix at a time, as :func:`reduce_all`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import kernel
+
+    files = Files()
+    path = kernel.path()
+    local = threading.local()
+    names = sorted({n for run in runs for n in run},
+                   key=lambda n: (str(base[n].file), base[n].start))
+
+    def one(name: str) -> tuple[str, list[dict[str, float]]]:
+        if not hasattr(local, "buffers"):
+            local.buffers = _Buffers()
+        ts = [run[name] for run in runs if name in run]
+        return name, reduce_against(ts, base[name], files, options, local.buffers, path)
+
+    try:
+        with ThreadPoolExecutor(max_workers=threads or cores()) as pool:
+            reduced = dict(pool.map(one, names))
+        out: list[dict[str, dict[str, float]]] = [{} for _ in runs]
+        for name, sums in reduced.items():
+            holders = [k for k, run in enumerate(runs) if name in run]
+            for k, s in zip(holders, sums):
+                out[k][name] = s
+        for k, run in enumerate(runs):
+            for name in sorted(ranks[k] & run.keys()):
+                out[k][name]["update_rank"] = update_rank(run[name], base[name], files)
+        return out
     finally:
         files.close()

@@ -67,18 +67,13 @@ class Trajectory:
             raise ctx.error(("data", "compare"), f"`compare: previous` compares each step with "
                             f"the one before it, but {len(drawn)} checkpoint is drawn",
                             "draw more steps, or compare each with `base`")
-        rows, previous = [], None
-        for s in drawn:
-            against = (previous.written if data.compare == "previous" and previous is not None
-                       else data.base)
-            keys = {"checkpoint": "checkpoints",
-                    "base": "checkpoints" if previous is not None and
-                    data.compare == "previous" else "base"}
-            pair = data.model_copy(update={"checkpoint": s.written, "base": against,
-                                           "checkpoints": None})
-            got = Checkpoint(keys).read(replace(ctx, data=pair))
+        pairs = _pairs(ctx, drawn)
+        _against_base_at_once(ctx, [(source, sub) for source, sub, against_base in pairs
+                                    if against_base])
+        rows = []
+        for s, (source, sub, _) in zip(drawn, pairs):
+            got = source.read(sub)
             rows += [(o, {**r, STEP: s.step, CHECKPOINT: s.written}) for o, r in got.rows]
-            previous = s
         return Rows(rows, [data.param, data.value, STEP, CHECKPOINT],
                     f"the checkpoints {data.checkpoints}")
 
@@ -124,6 +119,51 @@ class Trajectory:
             raise ctx.error(("data", "steps"), "no checkpoint's step is drawn: "
                             f"the steps are {', '.join(str(s.step) for s in run[:20]) or 'none'}")
         return chosen
+
+
+def _pairs(ctx: Context, drawn: list[Step]) -> list[tuple[Checkpoint, Context, bool]]:
+    """Each step drawn as a checkpoint pair: the checkpoint source reading it,
+    its context (the pair as a `data.checkpoint` would say it), and whether
+    it is compared with the base."""
+    data, out, previous = ctx.data, [], None
+    for s in drawn:
+        chained = data.compare == "previous" and previous is not None
+        against = previous.written if chained else data.base  # type: ignore[union-attr]
+        keys = {"checkpoint": "checkpoints", "base": "checkpoints" if chained else "base"}
+        pair = data.model_copy(update={"checkpoint": s.written, "base": against,
+                                       "checkpoints": None})
+        out.append((Checkpoint(keys), replace(ctx, data=pair), not chained and
+                    data.base is not None))
+        previous = s
+    return out
+
+
+def _against_base_at_once(ctx: Context, pairs: list[tuple[Checkpoint, Context]]) -> None:
+    """Building: the sums of every step compared with the base that no cache
+    holds, reduced in one pass that reads each chunk of the base once for all
+    of them (:func:`compiler.sources.reduce.reduce_run`). Each pair's sums
+    then come from the session, as if each had been read alone."""
+    from .checkpoint import keep
+    from .reduce import reduce_run
+
+    if not ctx.session.compute:
+        return
+    planned = [(source, sub, source.plan(sub)) for source, sub in pairs]
+    pending = [(source, sub, pair, source.todo(sub, pair)) for source, sub, pair in planned]
+    pending = [p for p in pending if p[3].tensors]
+    if len(pending) < 2:
+        return  # nothing to share: the pair is read as one pair
+    base = pending[0][2].base
+    assert base is not None
+    options = frozenset(o for *_, todo in pending for o in todo.options)
+    try:
+        fresh = reduce_run([todo.tensors for *_, todo in pending], base, options,
+                           [todo.ranks for *_, todo in pending], ctx.session.reduce_threads())
+    except CheckpointError as e:
+        source, sub = pending[0][0], pending[0][1]
+        raise source.error(sub, e) from None
+    for (_, sub, pair, todo), sums in zip(pending, fresh):
+        keep(sub.session, pair.key, todo.sums, sums)
 
 
 def found(ctx: Context) -> list[Step]:
