@@ -312,10 +312,13 @@ def test_watch_redraws_when_a_checkpoint_lands(project: Path, run):
     assert {r["step"] for r in table(run, path)} == {"100", "200", "300", "400"}
 
 
-def test_a_step_is_the_same_number_as_its_pair_read_alone(project: Path, run):
+def test_a_step_is_the_same_number_as_its_pair_read_alone(project: Path, run, reads,
+                                                         monkeypatch: pytest.MonkeyPatch):
     """Reading the base once for every step changes no bit of any value."""
     ck.make_run(project / "ckpt", STEPS, dtype="F32")
     rows = table(run, spec(project, "update_norm"))
+    assert reads["base"] == 2 * len(MODULES)  # read once for the three steps
+    monkeypatch.setenv("FIGSPEC_CACHE", str(project / "another-cache"))  # computed again
     for s in STEPS:
         alone = support.write(project / "specs" / f"alone{s}.yaml", (
             f"data: {{checkpoint: ../ckpt/run/checkpoint-{s}, base: ../ckpt/base, "
@@ -323,3 +326,4 @@ def test_a_step_is_the_same_number_as_its_pair_read_alone(project: Path, run):
         want = [(r["layer"], r["module"], r["value"]) for r in table(run, alone)]
         assert [(r["layer"], r["module"], r["value"]) for r in rows
                 if r["step"] == str(s)] == want
+    assert reads["base"] == 4 * 2 * len(MODULES)  # each pair read alone
