@@ -327,3 +327,20 @@ def test_a_step_is_the_same_number_as_its_pair_read_alone(project: Path, run, re
         assert [(r["layer"], r["module"], r["value"]) for r in rows
                 if r["step"] == str(s)] == want
     assert reads["base"] == 4 * 2 * len(MODULES)  # each pair read alone
+
+
+def test_check_says_the_note_too_and_a_panel_of_other_data_has_no_step(project: Path, run):
+    runs = ck.make_run(project / "ckpt", STEPS)
+    damage_truncate(runs / "checkpoint-300")
+    ck.settle(runs)
+    path = support.write(project / "specs" / "mixed.yaml", (
+        "modules: [q_proj]\npanels:\n"
+        "  - {title: run, data: {checkpoints: ../ckpt/run/checkpoint-*, base: ../ckpt/base, "
+        "metric: update_norm}}\n"
+        "  - {title: file, data: {path: ../data/cells.csv}}\n"))
+    code, _, err = run("check", str(path))
+    assert code == 0 and "note: step 300 (ckpt/run/checkpoint-300) is left out" in err, err
+    rows = table(run, path)
+    assert {(r["step"], r["checkpoint"]) for r in rows} == {
+        ("", ""), ("100", "../ckpt/run/checkpoint-100"), ("200", "../ckpt/run/checkpoint-200")}
+    assert sum(r["step"] == "" for r in rows) == 6  # the file's 6 layers

@@ -45,8 +45,14 @@ def _run_table(tables: list[Any]) -> int:
     figure draws them (`x: module` or `x: step`)."""
     cells: dict[tuple[int, int, str], tuple[str, Any, float]] = {}
     order: dict[str, int] = {}
+    _row(["step", "checkpoint", "layer", "module", "label", "value"])
     for t in tables:
-        if t.module is not None:  # x: step: the columns are steps
+        if t.module is None and t.step is None:  # a panel of other data: no step
+            for layer in t.layers:
+                for m in t.modules:
+                    _row(["", "", layer, _text(m.name), _text(m.shown),
+                          repr(t.values[(layer, m.name)])])
+        elif t.module is not None:  # x: step: the columns are steps
             order.setdefault(t.module.name, len(order))
             for column, (step, written) in t.steps.items():
                 for layer in t.layers:
@@ -58,7 +64,6 @@ def _run_table(tables: list[Any]) -> int:
                 order.setdefault(m.name, len(order))
                 for layer in t.layers:
                     cells[(step, layer, m.name)] = (written, m, t.values[(layer, m.name)])
-    _row(["step", "checkpoint", "layer", "module", "label", "value"])
     for (step, layer, name) in sorted(cells, key=lambda k: (k[0], k[1], order[k[2]])):
         written, m, value = cells[(step, layer, name)]
         _row([step, _text(written), layer, _text(name), _text(m.shown), repr(value)])

@@ -233,7 +233,7 @@ def _step(ctx: Context, path: Path) -> int:
     name = path.name
     if ctx.data.step:
         m = re.search(ctx.data.step, name)
-        if m is None or m.group("step") is None or not m.group("step").isdigit():
+        if m is None or not re.fullmatch(r"[0-9]{1,18}", m.group("step") or ""):
             raise ctx.error(("data", "step"), f"no step found in {name!r} by this pattern",
                             "the group `(?P<step>...)` must match the step's digits")
         return int(m.group("step"))
@@ -258,12 +258,16 @@ def _step(ctx: Context, path: Path) -> int:
 def _incomplete(path: Path) -> str | None:
     """Why the checkpoint at ``path`` is still being written, or None."""
     now = time.time()
-    files = [path] if path.is_file() else [Path(e.path) for e in os.scandir(path)
-                                            if e.is_file()]
-    recent = [f for f in files if now - f.stat().st_mtime < QUIET]
+    try:
+        files = [path] if path.is_file() else [Path(e.path) for e in os.scandir(path)
+                                                if e.is_file()]
+        recent = [(f, now - f.stat().st_mtime) for f in files]
+    except OSError:
+        return None  # unreadable: reading it says why, at the key
+    recent = [(f, age) for f, age in recent if age < QUIET]
     if recent:
-        return f"{display_path(recent[0])} was modified {now - recent[0].stat().st_mtime:.0f} s " \
-               "ago, so it may still be being written"
+        return f"{display_path(recent[0][0])} was modified {max(recent[0][1], 0):.0f} s ago, " \
+               "so it may still be being written"
     try:
         open_checkpoint(path, {}, None)  # headers only; links are checked when it is read
     except CheckpointError as e:
@@ -277,18 +281,20 @@ def _watch_pending(ctx: Context, path: Path) -> None:
     (one still being written changes). A file modified only just now is
     recorded as changed already: it may be complete, and nothing else would
     tell when the next status or build looks."""
-    if path.is_dir():
-        ctx.stamps.update([glob_input(path, "*")])
-        for e in os.scandir(path):
-            if e.is_file():
-                st = os.stat(e.path)
-                stamp = Stamp.identity(st)
-                if time.time() - st.st_mtime < QUIET:
-                    stamp = replace(stamp, mtime_ns=-1)
-                ctx.stamps[Path(e.path).resolve()] = stamp
-    else:
-        st = path.stat()
-        ctx.stamps[path.resolve()] = replace(Stamp.identity(st), mtime_ns=-1)
+    try:
+        if path.is_dir():
+            ctx.stamps.update([glob_input(path, "*")])
+            for e in os.scandir(path):
+                if e.is_file():
+                    st = os.stat(e.path)
+                    stamp = Stamp.identity(st)
+                    if time.time() - st.st_mtime < QUIET:
+                        stamp = replace(stamp, mtime_ns=-1)
+                    ctx.stamps[Path(e.path).resolve()] = stamp
+        else:
+            ctx.stamps[path.resolve()] = replace(Stamp.identity(path.stat()), mtime_ns=-1)
+    except OSError:  # gone meanwhile: the glob's own input notices what changes next
+        pass
 
 
 SOURCE = Trajectory()
