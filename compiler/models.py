@@ -159,6 +159,17 @@ def _partial(info: ValidationInfo) -> bool:
     return bool(info.context and info.context.get("partial"))
 
 
+def _missing_groups(pattern: str | None, groups: tuple[str, ...]) -> list[str]:
+    """The named groups a regular expression lacks; ValueError if it is none."""
+    if pattern is None:
+        return []
+    try:
+        compiled = re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"not a regular expression: {e}") from None
+    return [g for g in groups if g not in compiled.groupindex]
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -289,28 +300,16 @@ class Data(Model):
     @field_validator("pattern")
     @classmethod
     def _groups(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        try:
-            compiled = re.compile(v)
-        except re.error as e:
-            raise ValueError(f"not a regular expression: {e}") from None
-        missing = {"layer", "module"} - set(compiled.groupindex)
+        missing = _missing_groups(v, ("layer", "module"))
         if missing:
             raise ValueError("needs the named groups `(?P<layer>...)` and `(?P<module>...)`; "
-                             f"missing: {', '.join(sorted(missing))}")
+                             f"missing: {', '.join(missing)}")
         return v
 
     @field_validator("step")
     @classmethod
     def _step_group(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        try:
-            compiled = re.compile(v)
-        except re.error as e:
-            raise ValueError(f"not a regular expression: {e}") from None
-        if "step" not in compiled.groupindex:
+        if _missing_groups(v, ("step",)):
             raise ValueError("needs a named group `(?P<step>...)` around the step's digits")
         return v
 

@@ -75,19 +75,23 @@ def make_pair(folder: Path, *, arch: str = "llama", layers: int = 3, dtype: str 
             stored[side][name] = raw
             tensors[side][name] = (dtype, shape, raw)
     for side in ("base", "tuned"):
-        out = folder / side
-        if shards == 1:
-            write_safetensors(out / "model.safetensors", tensors[side])
-            continue
-        items = list(tensors[side].items())
-        weight_map = {}
-        for i in range(shards):
-            part = dict(items[i::shards])
-            fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
-            write_safetensors(out / fname, part)
-            weight_map.update({n: fname for n in part})
-        (out / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+        write_checkpoint(folder / side, tensors[side], shards)
     return folder / "tuned", folder / "base", stored
+
+
+def write_checkpoint(out: Path, tensors: dict[str, tuple[str, tuple[int, ...], bytes]],
+                     shards: int = 1) -> None:
+    """One model.safetensors, or ``shards`` files with an index."""
+    if shards == 1:
+        write_safetensors(out / "model.safetensors", tensors)
+        return
+    items, weight_map = list(tensors.items()), {}
+    for i in range(shards):
+        part = dict(items[i::shards])
+        fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        write_safetensors(out / fname, part)
+        weight_map.update({n: fname for n in part})
+    (out / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
 
 
 def make_run(folder: Path, steps: list[int], *, layers: int = 2, dtype: str = "BF16",
@@ -105,17 +109,8 @@ def make_run(folder: Path, steps: list[int], *, layers: int = 2, dtype: str = "B
     current = {n: rng.normal(0, 0.02, size=shape) for n in all_names}
 
     def save(out: Path, values: dict[str, np.ndarray]) -> None:
-        tensors = {n: (dtype, shape, encode(v, dtype)) for n, v in values.items()}
-        if shards == 1:
-            write_safetensors(out / "model.safetensors", tensors)
-            return
-        items, weight_map = list(tensors.items()), {}
-        for i in range(shards):
-            part = dict(items[i::shards])
-            fname = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
-            write_safetensors(out / fname, part)
-            weight_map.update({n: fname for n in part})
-        (out / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+        write_checkpoint(out, {n: (dtype, shape, encode(v, dtype)) for n, v in values.items()},
+                         shards)
 
     save(folder / "base", current)
     for step in steps:

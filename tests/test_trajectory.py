@@ -280,30 +280,9 @@ def test_x_step_with_one_module_is_one_heatmap(project: Path):
 
 
 def test_watch_redraws_when_a_checkpoint_lands(project: Path, run):
-    import threading
-    import time
-
-    from compiler.builder import Options
-    from compiler.events import Finished
-    from compiler.watch import watch
-
     ck.make_run(project / "ckpt", STEPS)
     path = spec(project)
-    builds: list[list[str]] = []
-
-    def consume() -> None:
-        for event in watch([project / "specs"], Options(out_dir=project / "out", jobs=1),
-                           poll=0.05):
-            if isinstance(event, Finished):
-                builds.append([r.status for r in event.results])
-                if len(builds) == 2:
-                    return
-
-    thread = threading.Thread(target=consume, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not builds and time.time() < deadline:
-        time.sleep(0.05)
+    builds, thread = support.watched(project)
     # Training writes checkpoint-400 elsewhere, then moves it into the run (whole).
     other = ck.make_run(project / "more", STEPS + [400])
     (other / "checkpoint-400").rename(project / "ckpt" / "run" / "checkpoint-400")
