@@ -184,3 +184,32 @@ def png_size(path: Path) -> tuple[int, int]:
     import struct
 
     return struct.unpack(">II", path.read_bytes()[16:24])
+
+
+def watched(project: Path, rounds: int = 2) -> tuple[list[list[str]], Any]:
+    """Start watching the project's specs in a thread that stops after
+    ``rounds`` builds; the statuses of each build, filled in as they finish
+    (this returns once the first is in)."""
+    import threading
+    import time
+
+    from compiler.builder import Options
+    from compiler.events import Finished
+    from compiler.watch import watch
+
+    builds: list[list[str]] = []
+
+    def consume() -> None:
+        for event in watch([project / "specs"], Options(out_dir=project / "out", jobs=1),
+                           poll=0.05):
+            if isinstance(event, Finished):
+                builds.append([r.status for r in event.results])
+                if len(builds) == rounds:
+                    return
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not builds and time.time() < deadline:
+        time.sleep(0.05)
+    return builds, thread

@@ -631,29 +631,9 @@ def test_a_pattern_capturing_no_digits_as_layer(project: Path, run):
 
 
 def test_watch_redraws_when_a_checkpoint_is_rewritten(project: Path):
-    import threading
-    import time
-
-    from compiler.watch import watch
-    from compiler.events import Finished
-
     ck.make_pair(project / "ckpt")
     spec_for(project, "relative_change")
-    builds: list[list[str]] = []
-
-    def consume() -> None:
-        for event in watch([project / "specs"], Options(out_dir=project / "out", jobs=1),
-                           poll=0.05):
-            if isinstance(event, Finished):
-                builds.append([r.status for r in event.results])
-                if len(builds) == 2:
-                    return
-
-    thread = threading.Thread(target=consume, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not builds and time.time() < deadline:
-        time.sleep(0.05)
+    builds, thread = support.watched(project)
     first = (project / "out" / "fig.svg").read_bytes()
     ck.make_pair(project / "ckpt", seed=5)
     thread.join(60)

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -152,31 +151,9 @@ def test_no_op_build_imports_nothing_heavy(three: Path):
     assert out.strip().splitlines()[-1] == "0 []"
 
 
-def watched(project: Path, rounds: int = 2) -> tuple[list[list[str]], threading.Thread]:
-    """Start watching the project's specs in a thread that stops after
-    ``rounds`` builds; the statuses of each build, filled in as they finish
-    (this returns once the first is in)."""
-    builds: list[list[str]] = []
-
-    def consume() -> None:
-        for event in watch([project / "specs"], Options(out_dir=project / "out", jobs=1),
-                           poll=0.05):
-            if isinstance(event, Finished):
-                builds.append([r.status for r in event.results])
-                if len(builds) == rounds:
-                    return
-
-    thread = threading.Thread(target=consume, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not builds and time.time() < deadline:
-        time.sleep(0.05)
-    return builds, thread
-
-
 def test_watch_rebuilds_when_data_changes(project: Path):
     spec(project, "a")
-    builds, thread = watched(project)
+    builds, thread = support.watched(project)
     first = (project / "out" / "a.svg").read_bytes()
     rows = support.long_rows()
     rows[3]["value"] = 0.9
@@ -247,7 +224,7 @@ def test_watch_retries_a_figure_that_never_built_when_its_data_is_fixed(project:
         rows[3]["value"] = "n/a"
         support.write_csv(data, rows)
     spec(project, "a")
-    builds, thread = watched(project)
+    builds, thread = support.watched(project)
     assert builds == [["failed"]]
     rows[3]["value"] = 0.5
     support.write_csv(data, rows)
