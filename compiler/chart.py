@@ -243,7 +243,7 @@ def _culprit(spec: Spec, tables: list[Table], side: str, want: float,
     family = family_of(spec.font.family) or ""
     bold = spec.font.title_weight == "bold"
     title_size = (spec.font.size + 2) if spec.font.size else _FIGURE_TITLE_SIZE
-    titles = _panel_titles(spec)
+    titles = panel_titles(spec)
     if side == "width":
         widest = []
         for table, title in zip(tables, titles):
@@ -417,7 +417,7 @@ def legend_bottom(spec: Spec) -> bool:
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def _panel_titles(spec: Spec) -> list[str | None]:
+def panel_titles(spec: Spec) -> list[str | None]:
     """Each view's title, with its letter when the spec asks for them."""
     views = spec.views
     if spec.panels is None or spec.panel_labels is None:
@@ -446,7 +446,7 @@ def vegalite(spec: Spec, tables: list[Table], cell: tuple[float, float] | None =
     # this cell height: bottoms, x labels and the colorbar line up.
     plot_height = max(len(t.layers) for t in tables) * cell[1]
     per_row = spec.columns or len(views)
-    titles = _panel_titles(spec)
+    titles = panel_titles(spec)
     charts = []
     for i, (view, table) in enumerate(zip(views, tables)):
         scale_name = "color" if shared else f"concat_{i}_color"

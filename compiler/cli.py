@@ -129,12 +129,15 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="where images and index.html go (default: the out dir's diff/)")
     d.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    d.add_argument("--image-url", metavar="URL", default=None,
+                   help="markdown: link images under URL, where the review folder is "
+                   "published (default: their paths from the repository's root)")
     d.add_argument("--exit-code", action="store_true",
                    help="exit 1 when any figure differs, as git diff --exit-code")
     _outside(d)
     _verbose(d)
     d.set_defaults(run=_command("diff", "diff", "args", "out", "format", "exit_code",
-                                "allow_outside"))
+                                "allow_outside", "image_url"))
 
     v = sub.add_parser("serve", help="a live preview in the browser, redrawn as specs and "
                        "data change")

@@ -250,14 +250,28 @@ class Side:
     committed_image: Path | None = None
 
 
+@dataclass(frozen=True)
+class Cell:
+    """A changed cell: its panel (None in a figure of one heatmap), layer,
+    module as labelled, and value before and after."""
+
+    panel: str | None
+    layer: int
+    module: str
+    before: float
+    after: float
+
+
+
+
 @dataclass
 class FigureDiff:
     spec: str  # relative to the repository
     kind: Kind
     old: Side
     new: Side
-    #: (panel, layer, module label, before, after) of changed cells, largest first
-    cells: list[tuple[int, int, str, float, float]] = field(default_factory=list)
+    #: changed cells, largest change first
+    cells: list[Cell] = field(default_factory=list)
     added_cells: int = 0
     removed_cells: int = 0
     total_cells: int = 0
@@ -266,6 +280,8 @@ class FigureDiff:
     #: what could not be compared, and why
     notes: list[str] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)
+    #: each image's width on the review page, CSS px: its size as printed
+    widths: dict[str, float] = field(default_factory=dict)
 
 
 def compare(old: Side, new: Side, spec: str) -> FigureDiff:
@@ -300,17 +316,29 @@ def _drawn(p: Prepared) -> tuple[Any, ...]:
 
 
 def _cells(d: FigureDiff, a: Prepared, b: Prepared) -> None:
+    names = panel_names(b)
     for i, (ta, tb) in enumerate(zip(a.tables, b.tables)):
         label = {m.name: m.shown for m in tb.modules}
         label.update({m.name: m.shown for m in ta.modules if m.name not in label})
         for key in ta.values.keys() & tb.values.keys():
             before, after = ta.values[key], tb.values[key]
             if before != after:
-                d.cells.append((i, key[0], label[key[1]], before, after))
+                d.cells.append(Cell(names[i], key[0], label[key[1]], before, after))
         d.added_cells += len(tb.values.keys() - ta.values.keys())
         d.removed_cells += len(ta.values.keys() - tb.values.keys())
         d.total_cells += len(tb.values)
-    d.cells.sort(key=lambda c: (-abs(c[4] - c[3]), c[0], c[1], c[2]))
+    order = {name: i for i, name in enumerate(names)}
+    d.cells.sort(key=lambda c: (-abs(c.after - c.before), order[c.panel], c.layer, c.module))
+
+
+def panel_names(p: Prepared) -> list[str | None]:
+    """How each heatmap of a figure is named in a review: its panel's title
+    (after its letter, as drawn), else "panel N"; None for a figure of one."""
+    from .chart import panel_titles
+
+    if not p.loaded.spec.panels or len(p.tables) < 2:
+        return [None] * len(p.tables)
+    return [title or f"panel {i + 1}" for i, title in enumerate(panel_titles(p.loaded.spec))]
 
 
 def _other(a: Prepared, b: Prepared) -> list[str]:

@@ -32,14 +32,14 @@ FORMAT = 1
 MAX_MANIFEST_BYTES = 64_000_000
 #: Distributions whose versions change the bytes of a figure (matplotlib
 #: ships the fonts; fontTools subsets them into HTML pages).
-_RENDERERS = ("figspec", "vl-convert-python", "altair", "pikepdf", "matplotlib", "fonttools")
+RENDERERS = ("figspec", "vl-convert-python", "altair", "pikepdf", "matplotlib", "fonttools")
 
 
 @functools.cache
 def environment_key() -> str:
     """Versions of figspec and of everything that draws, as one string."""
     versions = []
-    for dist in _RENDERERS:
+    for dist in RENDERERS:
         try:
             versions.append(f"{dist}=={metadata.version(dist)}")
         except metadata.PackageNotFoundError:

@@ -261,7 +261,7 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     """The keys allowed in the mapping at ``loc`` (for "did you mean")."""
     model: Any = Spec
     for part in loc:
-        model = _unwrap(model)
+        model = unwrap_annotation(model)
         if isinstance(part, int):
             args = [a for a in typing.get_args(model) if a is not type(None)]
             model = args[0] if args else None
@@ -269,13 +269,13 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
             model = model.model_fields[part].annotation
         else:
             return []
-    model = _unwrap(model)
+    model = unwrap_annotation(model)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return list(model.model_fields)
     return []
 
 
-def _unwrap(tp: Any) -> Any:
+def unwrap_annotation(tp: Any) -> Any:
     """``Optional[X]`` and ``Annotated[X, ...]`` -> ``X``."""
     while True:
         origin = typing.get_origin(tp)

@@ -14,9 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project (a folder with a .git marker) as the working directory,
     holding data/cells.csv: 6 layers x 7 modules of known values."""
-    (tmp_path / ".git").mkdir()
-    support.write_csv(tmp_path / "data" / "cells.csv", support.long_rows())
-    (tmp_path / "specs").mkdir()
+    support.make_project(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -32,6 +32,15 @@ def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
     return path
 
 
+def make_project(root: Path) -> Path:
+    """A project (a folder with a .git marker) holding data/cells.csv, 6 layers
+    x 7 modules of known values, and an empty specs/: what every test starts from."""
+    (root / ".git").mkdir(parents=True, exist_ok=True)
+    write_csv(root / "data" / "cells.csv", long_rows())
+    (root / "specs").mkdir(exist_ok=True)
+    return root
+
+
 def figures(out: Path) -> list[str]:
     """The figure files in an out dir (not the manifest), sorted."""
     return sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.exists() else []

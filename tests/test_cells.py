@@ -116,8 +116,7 @@ def test_several_problems_in_one_file_are_all_reported(project: Path):
 
 
 def test_allow_outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    project = tmp_path / "proj"
-    (project / ".git").mkdir(parents=True)
+    project = support.make_project(tmp_path / "proj")
     support.write_csv(tmp_path / "shared" / "cells.csv", support.long_rows())
     monkeypatch.chdir(project)
     body = support.spec_text("path: ../../shared/cells.csv")

@@ -298,3 +298,65 @@ def test_the_images_path_opens_from_a_subfolder_of_a_monorepo(tmp_path: Path, ru
         code, out, _ = run("diff", str((paper / "specs").relative_to(cwd)))
         where = out.splitlines()[-1].split("; images in ", 1)[1]
         assert (cwd / where).is_file(), where
+
+
+def _two_panels(repo: Path, labels: str = "panel_labels: (a)\n") -> None:
+    rows = support.long_rows(run="a") + support.long_rows(run="b")
+    support.write_csv(repo / "data" / "runs.csv", rows)
+    support.write(repo / "specs" / "p.yaml", support.spec_text(
+        "path: ../data/runs.csv", extra=labels + "panels:\n"
+        "  - {title: GRPO, data: {where: {run: a}}}\n  - {data: {where: {run: b}}}\n"))
+
+
+def test_a_changed_cell_of_a_panel_names_its_panel(repo: Path, run):
+    """As drawn: its letter and title; else "panel N"."""
+    _two_panels(repo)
+    commit(repo)
+    rows = support.long_rows(run="a") + support.long_rows(run="b")
+    rows[6 * 7 + 7 + 1]["value"] = 0.5  # run b, layer 1, k_proj
+    support.write_csv(repo / "data" / "runs.csv", rows)
+    code, out, _ = run("diff", "specs/p.yaml")
+    assert "    (b), layer 1, k_proj: 0.1011 -> 0.5 (+0.399)" in out, out
+    code, out, _ = run("diff", "specs/p.yaml", "--format", "json")
+    (cell,) = json.loads(out)["figures"][0]["cells"]
+    assert (cell["panel"], cell["layer"], cell["module"]) == ("(b)", 1, "k_proj")
+    code, out, _ = run("diff", "specs/p.yaml", "--format", "markdown")
+    assert "| panel | layer | module | before | after | change |" in out
+    assert "| (b) | 1 | k\\_proj | 0.1011 | 0.5 | +0.399 |" in out
+    page = (repo / "out" / "diff" / "index.html").read_text()
+    assert "<th>panel</th>" in page and "<td>(b)</td>" in page
+    rows[3]["value"] = 0.9  # run a, layer 0, o_proj
+    support.write_csv(repo / "data" / "runs.csv", rows)
+    code, out, _ = run("diff", "specs/p.yaml")
+    assert "    (a) GRPO, layer 0, o_proj: 0.1003 -> 0.9 (+0.8)" in out, out
+    _two_panels(repo, labels="")
+    commit(repo)
+    support.write_csv(repo / "data" / "runs.csv", support.long_rows(run="a") + rows[42:])
+    code, out, _ = run("diff", "specs/p.yaml")
+    assert "    panel 2, layer 1, k_proj: 0.1011 -> 0.5 (+0.399)" in out, out
+
+
+def test_markdown_links_images_a_pull_request_can_show(repo: Path, run):
+    support.write(repo / "specs" / "a.yaml", support.spec_text(extra="title: new\n"))
+    code, out, _ = run("diff", "specs/a.yaml", "--format", "markdown")
+    assert "![before](out/diff/specs/a.yaml.before.png)" in out  # from the repository's root
+    assert (repo / "out" / "diff" / "specs" / "a.yaml.before.png").is_file()
+    code, out, _ = run("diff", "specs/a.yaml", "--format", "markdown", "--image-url",
+                       "https://example.org/review/42/")
+    assert "![after](https://example.org/review/42/specs/a.yaml.after.png)" in out
+
+
+def test_the_review_page_shows_figures_at_their_printed_size(repo: Path, run):
+    from compiler.commands.diff import css_width
+
+    support.write(repo / "specs" / "a.yaml", support.spec_text(
+        extra="size: {width: 3in}\noutput: {formats: [png], dpi: 300}\n"))
+    commit(repo)
+    support.write(repo / "specs" / "a.yaml", support.spec_text(
+        extra="title: T\nsize: {width: 3in}\noutput: {formats: [png], dpi: 300}\n"))
+    run("diff", "specs/a.yaml")
+    png = (repo / "out" / "diff" / "specs" / "a.yaml.after.png").read_bytes()
+    assert support.png_size(repo / "out" / "diff" / "specs" / "a.yaml.after.png")[0] == 900
+    assert css_width(png) == 288  # 3 in at 96 px/in
+    page = (repo / "out" / "diff" / "index.html").read_text()
+    assert 'src="specs/a.yaml.after.png" style="width:288px"' in page

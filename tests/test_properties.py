@@ -84,11 +84,7 @@ def assert_clean(results, spec: Path) -> None:
 def make_project(tmp: Path) -> Path:
     import tempfile
 
-    root = Path(tempfile.mkdtemp(dir=tmp))
-    (root / ".git").mkdir()
-    support.write_csv(root / "data" / "cells.csv", support.long_rows())
-    (root / "specs").mkdir()
-    return root
+    return support.make_project(Path(tempfile.mkdtemp(dir=tmp)))
 
 
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)

@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from compiler.models import Spec
-from compiler.spec import _unwrap
+from compiler.spec import unwrap_annotation
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -32,10 +32,10 @@ def _field_paths(model: type[BaseModel], prefix: str = "") -> list[str]:
     out = []
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
-        annotation = _unwrap(info.annotation)
+        annotation = unwrap_annotation(info.annotation)
         is_list = typing.get_origin(annotation) is list
         candidates = typing.get_args(annotation) if is_list else (annotation,)
-        nested = [c for c in map(_unwrap, candidates)
+        nested = [c for c in map(unwrap_annotation, candidates)
                   if isinstance(c, type) and issubclass(c, BaseModel)]
         if nested:
             out += _field_paths(nested[0], path + ("[]." if is_list else "."))
@@ -74,11 +74,11 @@ def pinned() -> dict[str, str]:
 def test_the_build_command_pins_every_renderer():
     """Every distribution that shapes a figure's bytes is pinned for the README's
     build command (figspec is this checkout; Altair only serves notebooks)."""
-    from compiler.manifest import _RENDERERS
+    from compiler.manifest import RENDERERS
 
     build_cmd = _fences("sh")[0]
     assert "-c constraints.txt" in build_cmd
-    assert set(pinned()) == set(_RENDERERS) - {"figspec", "altair"}
+    assert set(pinned()) == set(RENDERERS) - {"figspec", "altair"}
 
 
 def test_every_figure_the_readme_shows_is_built_from_the_specs(tmp_path: Path):

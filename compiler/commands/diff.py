@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..diagnostics import Diagnostic, FigspecError, UsageError, display_path
 from ..session import Session
@@ -22,7 +22,8 @@ POOL_FROM = 8
 
 
 def diff(args: Sequence[str], *, out: Path | None = None, format: str = "text",
-         exit_code: bool = False, allow_outside: bool = False) -> int:
+         exit_code: bool = False, allow_outside: bool = False,
+         image_url: str | None = None) -> int:
     from .. import diff as d
     from ..project import of_command
 
@@ -58,8 +59,10 @@ def diff(args: Sequence[str], *, out: Path | None = None, format: str = "text",
         new_label = revs[1] if len(revs) > 1 else "working tree"
         if any(f.kind != "unchanged" for f in figures):
             _page(figures, folder, old_rev, new_label)
-        text = {"text": _text, "markdown": _markdown, "json": _json}[format](
-            figures, old_rev, new_label, folder)
+        if format == "markdown":
+            text = _markdown(figures, old_rev, new_label, _linker(repo, folder, image_url))
+        else:
+            text = {"text": _text, "json": _json}[format](figures, old_rev, new_label, folder)
         # The revisions' temporary folders are never shown: their files are
         # named as `REV:path`, as git names them.
         for tree, label in ((old_tree, old_rev), (new_tree, new_label)):
@@ -144,9 +147,7 @@ class _Images:
             if side.prepared is not None:
                 self._draw(f, name, render_job(side.prepared))
             elif side.committed_image is not None and f.kind == "changed":
-                self.files[self.folder / _image_name(f, name)] = \
-                    side.committed_image.read_bytes()
-                f.images[name] = _image_name(f, name)
+                self._keep(f, name, side.committed_image.read_bytes())
         if f.kind == "changed" and f.old.prepared and f.new.prepared:
             self._draw(f, "difference", render_job(_difference(f.old.prepared,
                                                                f.new.prepared)))
@@ -173,11 +174,17 @@ class _Images:
             if drawing.files is None:
                 f.notes.append(f"the {image.name} image could not be drawn: {drawing.error}")
             else:
-                self.files[self.folder / _image_name(f, image.name)] = drawing.files["png"]
-                f.images[image.name] = _image_name(f, image.name)
+                self._keep(f, image.name, drawing.files["png"])
         for f in self.figures:  # in one order, however the drawing finished
             f.images = {k: f.images[k] for k in ("before", "after", "difference")
                         if k in f.images}
+
+    def _keep(self, f: Any, name: str, png: bytes) -> None:
+        self.files[self.folder / _image_name(f, name)] = png
+        f.images[name] = _image_name(f, name)
+        width = css_width(png)
+        if width is not None:
+            f.widths[name] = width
 
     def _write(self) -> None:
         from ..files import write_together
@@ -199,6 +206,22 @@ class _Image:
 
     figure: Any
     name: str
+
+
+def css_width(png: bytes) -> float | None:
+    """The width a PNG is meant to be seen at, in CSS px (1/96 in): its pixels
+    over the resolution its pHYs chunk records. A 300-dpi figure is then shown
+    at its printed size, not three times as large."""
+    import struct
+
+    at = png.find(b"pHYs")
+    if png[12:16] != b"IHDR" or at < 0:
+        return None
+    width = struct.unpack(">I", png[16:20])[0]
+    per_metre, _, unit = struct.unpack(">IIB", png[at + 4:at + 13])
+    if unit != 1 or not per_metre:
+        return None
+    return round(width * 96 / (per_metre * 0.0254), 1)
 
 
 def _image_name(f: Any, name: str) -> str:
@@ -238,25 +261,29 @@ def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:
             continue
         parts.append(f'<section class="figure {f.kind}"><h2>{e(f.kind)}: {e(f.spec)}</h2>\n')
         src = {k: e(_url(v)) for k, v in f.images.items()}
+        size = {k: f' style="width:{w:g}px"' for k, w in f.widths.items()}
         if f.kind == "changed" and {"before", "after"} <= f.images.keys():
-            before, after = src["before"], src["after"]
+            before = f'src="{src["before"]}"{size.get("before", "")}'
+            after = f'src="{src["after"]}"{size.get("after", "")}'
             parts.append(
-                f'<div class="pair"><figure><img class="before" src="{before}" alt="before">'
+                f'<div class="pair"><figure><img class="before" {before} alt="before">'
                 f'<figcaption>{e(old)}</figcaption></figure><figure><img class="after" '
-                f'src="{after}" alt="after"><figcaption>{e(new)}</figcaption></figure></div>\n'
-                f'<div class="swipe"><img src="{before}" alt="before"><img class="top" '
-                f'src="{after}" alt="after"><input class="swipe-control" type="range" min="0" '
+                f'{after} alt="after"><figcaption>{e(new)}</figcaption></figure></div>\n'
+                f'<div class="swipe"><img {before} alt="before"><img class="top" '
+                f'{after} alt="after"><input class="swipe-control" type="range" min="0" '
                 f'max="100" value="50" aria-label="swipe"></div>\n'
-                f'<div class="onion"><img src="{before}" alt="before"><img class="top" '
-                f'src="{after}" alt="after"><input class="onion-control" type="range" min="0" '
+                f'<div class="onion"><img {before} alt="before"><img class="top" '
+                f'{after} alt="after"><input class="onion-control" type="range" min="0" '
                 f'max="100" value="50" aria-label="onion skin"></div>\n'
-                + (f'<img class="difference" src="{src["difference"]}" '
-                   f'alt="after minus before">\n' if "difference" in f.images else "")
+                + (f'<img class="difference" src="{src["difference"]}"'
+                   f'{size.get("difference", "")} alt="after minus before">\n'
+                   if "difference" in f.images else "")
                 + _cell_table(f))
         else:
             for name in ("before", "after"):
                 if name in f.images:
-                    parts.append(f'<img class="{name}" src="{src[name]}" alt="{name}">\n')
+                    parts.append(f'<img class="{name}" src="{src[name]}"{size.get(name, "")} '
+                                 f'alt="{name}">\n')
             for d in f.old.diagnostics + f.new.diagnostics:
                 parts.append(f"<pre>{e(d.format())}</pre>\n")
         parts.append("</section>\n")
@@ -278,9 +305,11 @@ def _url(path: str) -> str:
 
 
 def _cell_table(f: Any) -> str:
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in _fields(c)) + "</tr>"
+    heads = _heads(f)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>"
+                                    for v in _fields(c, len(heads) > len(_HEADS))) + "</tr>"
                    for c in f.cells[:50])
-    head = "".join(f"<th>{h}</th>" for h in _HEADS)
+    head = "".join(f"<th>{h}</th>" for h in heads)
     return f"<table><tr>{head}</tr>{rows}</table>\n"
 
 
@@ -288,7 +317,8 @@ _CSS = ("body{font-family:sans-serif;margin:16px}.pair{display:flex;gap:16px}"
         ".swipe,.onion{position:relative;display:inline-block;margin:8px 0}"
         ".swipe img.top,.onion img.top{position:absolute;left:0;top:0}"
         ".swipe img.top{clip-path:inset(0 0 0 50%)}.onion img.top{opacity:.5}"
-        "input[type=range]{display:block;width:100%}img{max-width:100%}"
+        "input[type=range]{display:block;width:100%}img{max-width:100%;height:auto}"
+        ".pair figure{margin:0;min-width:0}.swipe,.onion{max-width:100%}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}")
 _JS = ("document.querySelectorAll('.swipe-control').forEach(function(c){c.addEventListener("
        "'input',function(){c.parentNode.querySelector('img.top').style.clipPath="
@@ -303,15 +333,23 @@ _JS = ("document.querySelectorAll('.swipe-control').forEach(function(c){c.addEve
 _HEADS = ("layer", "module", "before", "after", "change")
 
 
-def _fields(c: tuple[int, int, str, float, float]) -> tuple[str, str, str, str, str]:
-    """A changed cell as written in every output: layer, module, before, after, change."""
-    _, layer, module, a, b = c
-    return str(layer), module, f"{a:.6g}", f"{b:.6g}", f"{b - a:+.3g}"
+def _heads(f: Any) -> tuple[str, ...]:
+    """The columns of a figure's changed cells: its panel first when it has several."""
+    return (("panel",) if any(c.panel for c in f.cells) else ()) + _HEADS
 
 
-def _change(c: tuple[int, int, str, float, float]) -> str:
+def _fields(c: Any, panels: bool = False) -> tuple[str, ...]:
+    """A changed cell as written in every output: (panel,) layer, module,
+    before, after, change."""
+    return ((c.panel or "",) if panels else ()) + (
+        str(c.layer), c.module, f"{c.before:.6g}", f"{c.after:.6g}",
+        f"{c.after - c.before:+.3g}")
+
+
+def _change(c: Any) -> str:
     layer, module, a, b, delta = _fields(c)
-    return f"layer {layer}, {module}: {a} -> {b} ({delta})"
+    where = f"{c.panel}, " if c.panel else ""
+    return f"{where}layer {layer}, {module}: {a} -> {b} ({delta})"
 
 
 def _text(figures: list[Any], old: str, new: str, folder: Path) -> str:
@@ -341,7 +379,20 @@ def _text(figures: list[Any], old: str, new: str, folder: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _markdown(figures: list[Any], old: str, new: str, folder: Path) -> str:
+def _linker(repo: Path, folder: Path, prefix: str | None) -> Callable[[str], str]:
+    """How markdown links an image: under ``--image-url`` (where the review
+    folder is published: a pull request comment shows it), else by its path
+    from the repository's root (a report committed at the root shows it)."""
+    if prefix is not None:
+        return lambda name: prefix.rstrip("/") + "/" + _url(name)
+    try:
+        base = folder.resolve().relative_to(repo.resolve()).as_posix() + "/"
+    except ValueError:  # the folder is outside the repository: as it opens from here
+        base = Path(display_path(folder)).as_posix() + "/"
+    return lambda name: _url(base + name)
+
+
+def _markdown(figures: list[Any], old: str, new: str, link: Callable[[str], str]) -> str:
     out = [f"## figspec diff `{old}` .. `{new}`\n"]
     for f in figures:
         if f.kind == "unchanged":
@@ -349,11 +400,13 @@ def _markdown(figures: list[Any], old: str, new: str, folder: Path) -> str:
         out.append(f"### {f.kind}: `{f.spec}`\n")
         for name in ("before", "after", "difference"):
             if name in f.images:
-                out.append(f"![{name}]({_url(f.images[name])}) ")
+                out.append(f"![{name}]({link(f.images[name])}) ")
         out.append("\n")
         if f.cells:
-            out.append("| " + " | ".join(_HEADS) + " |\n" + "|---" * len(_HEADS) + "|")
-            out += ["| " + " | ".join(_fields(c)) + " |" for c in f.cells[:SHOW_CELLS]]
+            heads = _heads(f)
+            out.append("| " + " | ".join(heads) + " |\n" + "|---" * len(heads) + "|")
+            out += ["| " + " | ".join(_md_cell(v) for v in _fields(c, len(heads) > len(_HEADS)))
+                    + " |" for c in f.cells[:SHOW_CELLS]]
             out.append("")
         if f.other:
             out.append(f"Also changed: {'; '.join(f.other)}\n")
@@ -365,12 +418,17 @@ def _markdown(figures: list[Any], old: str, new: str, folder: Path) -> str:
     return "\n".join(out)
 
 
+def _md_cell(text: str) -> str:
+    """Text in a Markdown table cell, shown as written."""
+    return "".join("\\" + ch if ch in "\\|`*_[]<>" else ch for ch in text)
+
+
 def _json(figures: list[Any], old: str, new: str, folder: Path) -> str:
     data = {"old": old, "new": new, "figures": [{
         "spec": f.spec, "kind": f.kind, "total_cells": f.total_cells,
         "added_cells": f.added_cells, "removed_cells": f.removed_cells,
-        "cells": [{"panel": p, "layer": layer, "module": m, "before": a, "after": b}
-                  for p, layer, m, a, b in f.cells],
+        "cells": [{"panel": c.panel, "layer": c.layer, "module": c.module, "before": c.before,
+                   "after": c.after} for c in f.cells],
         "other": f.other, "notes": f.notes, "images": f.images,
         "diagnostics": [d.to_json() for d in f.old.diagnostics + f.new.diagnostics]}
         for f in figures]}
