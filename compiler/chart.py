@@ -136,13 +136,17 @@ class Figure:
     png_scale: float
     #: SVG width and height attributes (``3.25in``) and the size in pt, for sized figures
     svg_size: tuple[str, str, float, float] | None = None
+    #: the HTML page's Vega-Lite, where it differs: a run's steps behind a slider
+    html_vegalite: dict[str, Any] | None = None
 
 
 def figure(spec: Spec, tables: list[Table]) -> Figure:
     """The figure, fitted to ``size`` when the spec gives one."""
     cell = (spec.cell.width, spec.cell.height)
+    html = steps_slider(spec, tables) if "html" in spec.output.formats else None
     if spec.size is None:
-        return Figure(_spanned(spec, vegalite(spec, tables, cell)), png_scale(spec))
+        return Figure(_spanned(spec, vegalite(spec, tables, cell)), png_scale(spec),
+                      html_vegalite=html)
     cell, width, height = _fit(spec, tables, cell)
     try:
         vl = vegalite(spec, tables, cell)
@@ -150,7 +154,41 @@ def figure(spec: Spec, tables: list[Table]) -> Figure:
         raise _with_smallest_width(spec, tables, cell, e) from None
     return Figure(_spanned(spec, vl), png_scale(spec),
                   (_attr(spec.size.width, width, spec.size.height),
-                   _attr(spec.size.height, height, spec.size.width), width, height))
+                   _attr(spec.size.height, height, spec.size.width), width, height), html)
+
+
+#: The slider's parameter: a step of a run, as Vega-Lite names it.
+STEP_PARAM = "figspec_step"
+
+
+def steps_slider(spec: Spec, tables: list[Table]) -> dict[str, Any] | None:
+    """A run's steps drawn `x: module` (one heatmap per step), for the HTML
+    page: one heatmap and a slider over the steps (a Vega-Lite parameter
+    bound to a range input; a select where the steps are not evenly spaced),
+    the colour domain that of every step, so colours compare. None for
+    any other figure, or one of several views."""
+    if len(tables) < 2 or any(t.step is None or t.view is None for t in tables) or \
+            len({id(t.view.data) for t in tables}) != 1:  # type: ignore[union-attr]
+        return None  # not one run's steps
+    first = tables[0]
+    if any(t.layers != first.layers or t.modules != first.modules for t in tables):
+        return None
+    view = first.view or spec.views[0]
+    one = spec.model_copy(update={
+        "panels": None, "data": view.data, "modules": list(first.modules),
+        "layers": view.layers, "domain": color_domain(spec, tables)})
+    vl = vegalite(one, [first], strict=False)
+    steps = [t.step[0] for t in tables]  # type: ignore[index]
+    records = [{**r, "step": t.step[0]} for t in tables  # type: ignore[index]
+               for r in t.records()]
+    gaps = {b - a for a, b in zip(steps, steps[1:])}
+    bind: dict[str, Any] = ({"input": "range", "min": steps[0], "max": steps[-1],
+                             "step": gaps.pop(), "name": "step "} if len(gaps) == 1 else
+                            {"input": "select", "options": steps, "name": "step "})
+    vl["data"] = {"values": records}
+    vl["params"] = [{"name": STEP_PARAM, "value": steps[0], "bind": bind}]
+    vl["transform"] = [{"filter": f"datum.step == {STEP_PARAM}"}]
+    return vl
 
 
 def _attr(given: str | None, points: float, other: str | None) -> str:

@@ -92,7 +92,8 @@ def render_job(prepared: Prepared) -> RenderJob:
     fig = prepared.figure
     return RenderJob(fig.vegalite, tuple(spec.output.formats), fig.png_scale,
                      spec.title or prepared.loaded.name, fig.svg_size,
-                     sum(len(t.layers) * len(t.modules) for t in prepared.tables))
+                     sum(len(t.layers) * len(t.modules) for t in prepared.tables),
+                     fig.html_vegalite)
 
 
 def render(prepared: Prepared, formats: tuple[str, ...] | None = None) -> dict[str, bytes]:

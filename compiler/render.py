@@ -120,11 +120,12 @@ def svg_to_pdf(svg: str) -> bytes:
 
 def render(vl: dict[str, Any], formats: Iterable[str], *, scale: float = 2.0,
            title: str = "figure", size: Size | None = None,
-           cells: int | None = None) -> dict[str, bytes]:
+           cells: int | None = None, html: dict[str, Any] | None = None) -> dict[str, bytes]:
     """The requested formats' bytes, drawing the Vega once. Every format has
     one physical size: a drawing unit is a point (1/72 in). The SVG says its
     size in points, or with ``size`` in the unit written there (``3.25in``);
-    the PDF page is that many points; the PNG has ``scale`` pixels per point."""
+    the PDF page is that many points; the PNG has ``scale`` pixels per point.
+    ``html``: the HTML page's own Vega-Lite (an interactive one), if not ``vl``."""
     formats = list(formats)
     out: dict[str, bytes] = {}
     svg = to_svg(vl) if {"svg", "png", "pdf"} & set(formats) else ""
@@ -155,7 +156,7 @@ def render(vl: dict[str, Any], formats: Iterable[str], *, scale: float = 2.0,
         elif fmt == "html":
             from .html import html_page
 
-            out[fmt] = html_page(vl, title).encode("utf-8")
+            out[fmt] = html_page(html or vl, title).encode("utf-8")
         else:
             raise ValueError(f"unknown format {fmt!r}")
     return out
@@ -172,6 +173,8 @@ class RenderJob:
     size: Size | None = None
     #: the cells Vega must draw (None: not checked)
     cells: int | None = None
+    #: the HTML page's own Vega-Lite (a slider over a run's steps), if not ``vegalite``
+    html: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,7 @@ def render_task(job: RenderJob) -> Drawing:
     start = time.perf_counter()
     try:
         files = render(job.vegalite, job.formats, scale=job.scale, title=job.title,
-                       size=job.size, cells=job.cells)
+                       size=job.size, cells=job.cells, html=job.html)
         return Drawing(files, seconds=time.perf_counter() - start)
     except NotDrawable as e:
         return Drawing(None, str(e))

@@ -6,6 +6,7 @@ the two layouts (`x: module`, `x: step`)."""
 from __future__ import annotations
 
 import csv
+import json
 import io
 import shutil
 from collections import Counter
@@ -323,3 +324,38 @@ def test_check_says_the_note_too_and_a_panel_of_other_data_has_no_step(project: 
     assert {(r["step"], r["checkpoint"]) for r in rows} == {
         ("", ""), ("100", "../ckpt/run/checkpoint-100"), ("200", "../ckpt/run/checkpoint-200")}
     assert sum(r["step"] == "" for r in rows) == 6  # the file's 6 layers
+
+
+def page_spec(page: Path) -> dict:
+    """The Vega-Lite a figure's HTML page draws."""
+    text = page.read_text()
+    start = text.index('id="figure-spec">') + len('id="figure-spec">')
+    return json.loads(text[start:text.index("</script>", start)])
+
+
+@pytest.mark.parametrize("steps,bind", [(STEPS, "range"), ([100, 200, 500], "select")])
+def test_the_html_page_has_one_heatmap_and_a_slider_over_the_steps(project: Path, run,
+                                                                   steps, bind):
+    ck.make_run(project / "ckpt", steps)
+    spec(project, extra="output: {formats: [svg, html]}\n")
+    code, _, err = run("build")
+    assert code == 0, err
+    vl = page_spec(project / "out" / "traj.html")
+    (param,) = vl["params"]
+    assert param["bind"]["input"] == bind and param["value"] == 100
+    if bind == "range":
+        assert (param["bind"]["min"], param["bind"]["max"], param["bind"]["step"]) == \
+            (100, 300, 100)
+    else:
+        assert param["bind"]["options"] == steps
+    sg = support.scenegraph(vl)
+    assert len(support.placed(sg, "mark", "rect")) == 2 * len(MODULES)  # one step at a time
+    assert len(support.marks(sg, "legend")) == 1
+    # The colour domain is every step's, as in the small multiples the SVG draws.
+    static = support.scenegraph(compile_spec(project / "specs" / "traj.yaml"))
+    legend = [t["text"] for t in support.marks(sg, "legend-label")]
+    assert len(legend) >= 2 and legend == [t["text"] for t in support.marks(static, "legend-label")]
+    rows = table(run, project / "specs" / "traj.yaml")
+    values = {(r["step"], r["layer"], r["module"]): float(r["value"]) for r in rows}
+    assert {(str(r["step"]), str(r["layer"]), r["module"]): r["value"]
+            for r in vl["data"]["values"]} == values
