@@ -57,6 +57,17 @@ def tensors() -> list[tuple[str, tuple[int, int]]]:
             for layer in range(LAYERS) for m, shape in MODULES.items()]
 
 
+def header(part: list[tuple[str, tuple[int, int]]]) -> bytes:
+    """The JSON header of a BF16 file holding these tensors, in this order."""
+    out, offset = {}, 0
+    for name, shape in part:
+        nbytes = shape[0] * shape[1] * 2
+        out[name] = {"dtype": "BF16", "shape": list(shape),
+                     "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    return json.dumps(out).encode()
+
+
 def make(folder: Path) -> None:
     """Both checkpoints, tensor by tensor (memory stays small)."""
     rng = np.random.default_rng(0)
@@ -73,13 +84,7 @@ def make(folder: Path) -> None:
     fname = {i: f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)}
     for i in range(1, count + 1):
         part = [(n, s) for n, s, sh in plan if sh == i]
-        header, offset = {}, 0
-        for name, shape in part:
-            nbytes = shape[0] * shape[1] * 2
-            header[name] = {"dtype": "BF16", "shape": list(shape),
-                            "data_offsets": [offset, offset + nbytes]}
-            offset += nbytes
-        text = json.dumps(header).encode()
+        text = header(part)
         files = {side: (folder / side / fname[i]).open("wb") for side in ("base", "tuned")}
         for f in files.values():
             f.write(len(text).to_bytes(8, "little") + text)
