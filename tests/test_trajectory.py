@@ -359,3 +359,13 @@ def test_the_html_page_has_one_heatmap_and_a_slider_over_the_steps(project: Path
     values = {(r["step"], r["layer"], r["module"]): float(r["value"]) for r in rows}
     assert {(str(r["step"]), str(r["layer"]), r["module"]): r["value"]
             for r in vl["data"]["values"]} == values
+
+
+def test_a_run_whose_only_checkpoint_is_being_written_is_an_error_not_a_crash(project, run):
+    runs = ck.make_run(project / "ckpt", [100])
+    damage_truncate(runs / "checkpoint-100")
+    ck.settle(runs)
+    spec(project)
+    code, _, err = run("build")
+    assert code == 1 and "internal error" not in err, err
+    assert "error: the run's only checkpoint is still being written" in err

@@ -101,6 +101,10 @@ class Trajectory:
     def _selected(ctx: Context, run: list[Step]) -> list[Step]:
         """The steps `steps:` asks for, in order."""
         steps = ctx.data.steps
+        if not run:
+            raise ctx.error(("data", "checkpoints"), "the run's only checkpoint is still "
+                            "being written: there is nothing to draw yet",
+                            "build again once it is complete")
         if steps is None:
             chosen = run
         elif steps == "last":
