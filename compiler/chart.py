@@ -606,8 +606,10 @@ def _heatmap(spec: Spec, view: Panel, table: Table, domain: tuple[float, float],
     cell_height = plot[1] / len(layers)
     label_size = spec.font.size or _LABEL_SIZE
     step = tick_step(view.layers.tick_every, cell_height, label_size, strict)
+    # A run's steps along x (`x: step`) say so under their numbers.
     x = {"field": "module", "type": "nominal", "scale": {"domain": labels}, "sort": labels,
-         "axis": {"title": None, **_LABEL_STYLE[look.angle]}}
+         "axis": {"title": "step" if table.module is not None else None,
+                  **_LABEL_STYLE[look.angle]}}
     y_axis: dict[str, Any] = {"values": ticks(layers[0], layers[-1], step,
                                               math.ceil(TICK_ROOM * label_size / cell_height)),
                               "title": None if look.repeat else view.layers.title}

@@ -264,6 +264,8 @@ def test_x_step_draws_the_steps_along_x_one_panel_per_module(project: Path, run)
     assert len(cells) == len(MODULES) * 2 * len(STEPS)
     assert [t["text"] for t in support.marks(sg, "title-text")] == MODULES
     assert ["100", "200", "300"] in support.axis_texts(sg)
+    titles = [t["text"] for t in support.marks(sg, "axis-title")]
+    assert titles.count("step") == len(MODULES) and "layer" in titles
     # The values are each step's: the table says the same whichever way it is drawn.
     by_module = table(run, path)
     path.write_text(path.read_text().replace("x: step\n", ""))
