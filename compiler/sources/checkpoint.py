@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
+from ..files import Stamp
 from ..models import module_matcher
 from ..session import Option
 from . import Context, Rows, Where, metrics
-from .metrics import changed_key, option_of
+from .metrics import SUMS, changed_key, option_of
 from .reduce import reduce_all
 from .safetensors import CheckpointError, Tensor, Within, open_checkpoint
 
@@ -77,7 +78,7 @@ class Checkpoint:
         problems += self._applicable(ctx, chosen)
         if problems:
             raise FigspecError(_summed(problems))
-        key = self._pair_key(chosen, base, data)
+        key = self._pair_key(chosen, base, data, ctx.stamps)
         self._want(ctx, key, chosen)
         return Pair(chosen, base, key)
 
@@ -161,10 +162,11 @@ class Checkpoint:
         return problems
 
     @staticmethod
-    def _pair_key(chosen: dict[str, Tensor], base: dict[str, Tensor] | None, data: Any) -> str:
+    def _pair_key(chosen: dict[str, Tensor], base: dict[str, Tensor] | None, data: Any,
+                  stamps: dict[Path, Stamp]) -> str:
         files = sorted({t.file for t in chosen.values()} |
                        {base[n].file for n in chosen if base and n in base})
-        return _cache_key(files, data)
+        return _cache_key(files, data, stamps)
 
     @staticmethod
     def _want(ctx: Context, key: str, chosen: dict[str, Tensor]) -> None:
@@ -300,13 +302,14 @@ def _covers(sums: dict[str, dict[str, float]], chosen: dict[str, Tensor],
     return True
 
 
-def _cache_key(files: list[Path], data: Any) -> str:
-    """The files' identity (a shard rewritten in place changes its mtime and
-    ctime), and which tensors are reduced."""
+def _cache_key(files: list[Path], data: Any, stamps: dict[Path, Stamp]) -> str:
+    """The files' identity as their headers were read (the stamps taken then:
+    a shard rewritten in place changes its mtime and ctime), and which
+    tensors are reduced."""
     parts: list[Any] = [CACHE_VERSION, data.tensor]
     for f in files:
-        st = f.stat()
-        parts.append([str(f), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns])
+        st = stamps.get(f) or Stamp.identity(f.stat())
+        parts.append([str(f), st.size, st.mtime_ns, st.inode, st.ctime_ns])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -328,8 +331,8 @@ def _cached(key: str) -> dict[str, dict[str, float]] | None:
     return sums if valid else None
 
 
-#: What every tensor's cached sums hold.
-_SUM_KEYS = {"n", "tt", "bb", "tb", "dd", "max_abs", "bad_t", "bad_b"}
+#: What every tensor's cached sums hold: its entries and the kernel's sums.
+_SUM_KEYS = {"n", *SUMS}
 
 
 def _store(key: str, sums: dict[str, dict[str, float]]) -> None:

@@ -27,6 +27,8 @@ import os
 import threading
 from typing import Any
 
+from .metrics import SUMS
+
 #: Stored dtypes, as the kernel numbers them.
 CODES = {"BF16": 0, "F16": 1, "F32": 2, "F64": 3}
 #: How a dtype's entries are viewed: values, and bits (for "changed" as stored).
@@ -35,7 +37,7 @@ BITS = {"BF16": "<u2", "F16": "<u2", "F32": "<u4", "F64": "<u8"}
 #: Kinds of "changed": as stored, |T-B| > tol, |T-B| > eta * max(|T|, |B|).
 OPTION_KINDS = {"exact": 0, "abs": 1, "rel": 2}
 #: Where each sum is in a kernel's result; counts of changed entries follow.
-FIELDS = ("tt", "bb", "tb", "dd", "max_abs", "bad_t", "bad_b")
+FIELDS = SUMS
 #: Accumulators per sum (as _kernel_numba.LANES).
 LANES = 64
 

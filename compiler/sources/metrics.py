@@ -16,6 +16,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+#: The sums the kernel gives of each chunk, in the order of its result
+#: (:data:`compiler.sources.kernel.FIELDS`); a tensor's sums add its entries
+#: ``n`` and the "changed" counts.
+SUMS = ("tt", "bb", "tb", "dd", "max_abs", "bad_t", "bad_b")
 #: What "changed" means: ("exact", 0), ("abs", tolerance) or ("rel", relative_tolerance).
 Option = tuple[str, float]
 Sums = dict[str, float]

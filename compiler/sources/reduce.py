@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from ..session import Option, cores
-from .metrics import changed_key
+from .metrics import SUMS, changed_key
 from .safetensors import DTYPES, CheckpointError, Files, Tensor
 
 #: Entries reduced at a time (512 KB of BF16 per checkpoint): a chunk's sums
@@ -74,21 +74,19 @@ def reduce_against(ts: list[Tensor], b: Tensor, files: Files, options: frozenset
 
 
 def _zero(t: Tensor, wanted: tuple[Option, ...]) -> dict[str, float]:
-    return {"n": float(t.count), "tt": 0.0, "bb": 0.0, "tb": 0.0, "dd": 0.0, "max_abs": 0.0,
-            "bad_t": 0.0, "bad_b": 0.0, **{changed_key(o): 0.0 for o in wanted}}
+    return {"n": float(t.count), **dict.fromkeys(SUMS, 0.0),
+            **{changed_key(o): 0.0 for o in wanted}}
 
 
 def _add(out: dict[str, float], part: Any, wanted: tuple[Option, ...]) -> None:
     """A chunk's sums added to a tensor's, in chunk order."""
-    from .kernel import FIELDS
-
-    for k, name in enumerate(FIELDS):
+    for k, name in enumerate(SUMS):
         if name == "max_abs":
             out[name] = max(out[name], float(part[k]))
         else:
             out[name] += float(part[k])
     for k, option in enumerate(wanted):
-        out[changed_key(option)] += float(part[len(FIELDS) + k])
+        out[changed_key(option)] += float(part[len(SUMS) + k])
 
 
 def update_rank(t: Tensor, b: Tensor, files: Files) -> float:
