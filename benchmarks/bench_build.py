@@ -134,7 +134,7 @@ import json, sys, time
 sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
 from pathlib import Path
 import vl_convert as vlc
-from compiler.builder import Options, compile_spec
+from figspec.builder import Options, compile_spec
 specs = [compile_spec(p, Options()) for p in sorted(Path("specs").glob("*.yaml"))[:{n}]]
 vlc.svg_to_pdf(vlc.vegalite_to_svg(specs[0]))  # warm
 start = time.perf_counter()

@@ -129,8 +129,8 @@ def reduction(folder: Path, threads: int, path: str, runs: int, cache: Path
     code = f"""
 import os, statistics, time
 from pathlib import Path
-from compiler.sources import reduce as c
-from compiler.sources.safetensors import open_checkpoint
+from figspec.sources import reduce as c
+from figspec.sources.safetensors import open_checkpoint
 tuned, base = open_checkpoint(Path({str(folder / 'tuned')!r})), \\
     open_checkpoint(Path({str(folder / 'base')!r}))
 c.reduce_all(dict(list(tuned.items())[:7]), base, frozenset([("exact", 0.0)]), set(), 1)

@@ -24,7 +24,7 @@ def main() -> None:
     args = ap.parse_args()
     import vl_convert as vlc
 
-    from compiler.builder import Options, compile_spec
+    from figspec.builder import Options, compile_spec
 
     with tempfile.TemporaryDirectory() as tmp:
         root = make_project(Path(tmp), 1)

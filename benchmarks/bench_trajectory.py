@@ -70,8 +70,8 @@ def make(folder: Path, steps: int, layers: int) -> None:
 
 def reductions(folder: Path, runs: int) -> tuple[float, float]:
     """Median seconds of the fused reduction and of the pairs one by one."""
-    from compiler.sources.reduce import reduce_all, reduce_run
-    from compiler.sources.safetensors import open_checkpoint
+    from figspec.sources.reduce import reduce_all, reduce_run
+    from figspec.sources.safetensors import open_checkpoint
 
     base = open_checkpoint(folder / "base")
     steps = [open_checkpoint(p) for p in sorted((folder / "run").iterdir())]

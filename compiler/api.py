@@ -2,7 +2,7 @@
 for a script. Both apply the spec's project's figspec.yaml, as the command
 line does.
 
-    fig = compiler.load("specs/update_ratio_1p5b.yaml")
+    fig = figspec.load("specs/update_ratio_1p5b.yaml")
     fig.chart                 # the Altair chart, shown inline by Jupyter
     fig.save("fig.pdf")       # any of .svg .png .pdf .html
 """

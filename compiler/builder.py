@@ -1,5 +1,5 @@
 """What `build`, `check` and `status` do with many specs: check them through
-the pipeline (:mod:`compiler.pipeline`), plan what is stale, draw in the
+the pipeline (:mod:`figspec.pipeline`), plan what is stale, draw in the
 worker pool, write the files, and return what happened. Nothing here prints.
 
 A build is incremental: the manifest in the out dir says which figures are

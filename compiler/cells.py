@@ -127,7 +127,7 @@ class _Reader:
 
     # -- reading ----------------------------------------------------------
     def rows(self) -> Rows:
-        """What the view's source holds (see :mod:`compiler.sources`)."""
+        """What the view's source holds (see :mod:`figspec.sources`)."""
         ctx = Context(self.view.data, self.doc, self.base, self.root, self.session,
                       self.stamps, self.settings,
                       (self.view.layers.first, self.view.layers.last),
@@ -179,7 +179,7 @@ def drawn(spec: Spec, tables: list[Table]) -> Spec:
 
 def _run_tables(doc: Document, view: Panel, base: Loc, x: str, *, root: Path | None,
                 settings: Settings | None, session: Session) -> list[Table]:
-    """A run's checkpoints (:mod:`compiler.sources.trajectory`): one table per
+    """A run's checkpoints (:mod:`figspec.sources.trajectory`): one table per
     step drawn (``x: module``), or one per listed module with the steps as its
     columns (``x: step``). Each step's cells are checked as any table's."""
     from .sources.trajectory import CHECKPOINT, STEP

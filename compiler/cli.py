@@ -1,5 +1,5 @@
 """The command line: argument parsing only. Each command is a function in
-:mod:`compiler.commands`; :func:`compiler.errors.run` maps what it raises to
+:mod:`figspec.commands`; :func:`figspec.errors.run` maps what it raises to
 an exit status."""
 
 from __future__ import annotations
@@ -52,12 +52,12 @@ def _log_to_stderr() -> None:
 
 
 def _command(module: str, name: str, *params: str) -> Callable[[argparse.Namespace], int]:
-    """The parsed arguments ``params`` passed to ``compiler.commands.<module>.<name>``,
+    """The parsed arguments ``params`` passed to ``figspec.commands.<module>.<name>``,
     imported only when that command runs."""
     def call(args: argparse.Namespace) -> int:
         import importlib
 
-        function = getattr(importlib.import_module(f"compiler.commands.{module}"), name)
+        function = getattr(importlib.import_module(f"{__package__}.commands.{module}"), name)
         positional = [getattr(args, p) for p in params if p in ("paths", "spec", "args")]
         keywords = {p: getattr(args, p) for p in params if p not in ("paths", "spec", "args")}
         return int(function(*positional, **keywords))

@@ -252,7 +252,7 @@ class Manifest:
     def record(self, spec: Path, name: str, env: str, inputs: dict[Path, Stamp],
                outputs: dict[str, tuple[Path, bytes]]) -> None:
         """Remember a successful build. ``inputs`` were stamped as they were read
-        (see :func:`compiler.files.read_stamped`). Outputs the figure had before
+        (see :func:`figspec.files.read_stamped`). Outputs the figure had before
         and has no more are remembered as orphaned."""
         old = self.entries.get(self._key(spec))
         if isinstance(old, dict):

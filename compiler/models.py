@@ -4,7 +4,7 @@ Every field carries a description, a default and an example, so that the
 JSON Schema generated from these models (``figspec schema``) documents the
 language for editors. Unknown keys are errors (``extra="forbid"``).
 Checks that need the data (modules present, cells complete) live in
-:mod:`compiler.cells`; everything here needs the spec alone.
+:mod:`figspec.cells`; everything here needs the spec alone.
 """
 
 from __future__ import annotations

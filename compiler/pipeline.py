@@ -12,7 +12,7 @@ Every command goes through here, as Vega-Lite's ``compile()`` lists its
 phases: ``check`` and ``status`` stop after the layout, ``build`` and
 ``diff`` render in the worker pool (:func:`render_job`), the Python API and
 ``figspec serve`` in this process. Nothing here keeps state between calls:
-what an invocation knows travels in its :class:`~compiler.session.Session`.
+what an invocation knows travels in its :class:`~figspec.session.Session`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Every output is byte-for-byte reproducible:
   runs for the life of the process; they are renumbered by first appearance.
 * ``svg_to_pdf`` orders font objects from a randomly seeded hash map; the PDF
   is rewritten by qpdf (pikepdf) in traversal order with a content-derived /ID.
-* The HTML page is written by :mod:`compiler.html`, not ``vegalite_to_html``.
+* The HTML page is written by :mod:`figspec.html`, not ``vegalite_to_html``.
 
 vl-convert is always called with ``allowed_base_urls=[]``: nothing a spec says
 can make rendering read a file or the network.

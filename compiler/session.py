@@ -17,7 +17,7 @@ from typing import Any
 
 #: What "changed" means: ("exact", 0), ("abs", tolerance) or ("rel", relative_tolerance).
 Option = tuple[str, float]
-#: tensor name -> its sums (see compiler.sources.checkpoint)
+#: tensor name -> its sums (see figspec.sources.checkpoint)
 Sums = dict[str, dict[str, float]]
 
 

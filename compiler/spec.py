@@ -1,8 +1,8 @@
-"""YAML text -> validated :class:`~compiler.models.Spec`, with diagnostics at
+"""YAML text -> validated :class:`~figspec.models.Spec`, with diagnostics at
 the node that is wrong.
 
 pydantic reports each error with a location path such as
-``("layers", "tick_every")``; the loaded :class:`~compiler.yaml_reader.Document`
+``("layers", "tick_every")``; the loaded :class:`~figspec.yaml_reader.Document`
 knows the line and column of every such path, so each error is reported
 where it was written, with a "did you mean" where a typo is likely.
 """

@@ -1,7 +1,7 @@
 """vl-convert, started once per process: Vega and Vega-Lite in its embedded
 JavaScript engine, resvg for PNG, its PDF writer. Every stage that runs Vega
-(:mod:`compiler.render`, :mod:`compiler.html`, measuring in
-:mod:`compiler.chart`) gets it from :func:`engine`.
+(:mod:`figspec.render`, :mod:`figspec.html`, measuring in
+:mod:`figspec.chart`) gets it from :func:`engine`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ LOCALE = "en-US"
 @functools.cache
 def engine() -> Any:
     """vl_convert, started with the time zone UTC (Vega formats dates in local
-    time) and with figspec's fonts only (see compiler.fonts): figures must not
+    time) and with figspec's fonts only (see figspec.fonts): figures must not
     depend on where they were drawn. Both are process settings (environment
     variables read when vl-convert loads its fonts and starts its JavaScript
     engine); they are set for that start alone and then put back, so a

@@ -1,8 +1,8 @@
 """The one watcher: files polled (a stat per file per round: no dependency,
 and cheap), for `build --watch` and `figspec serve` alike. A file's state is
-its size, mtime, inode and ctime (:func:`compiler.files.file_state`); a file
+its size, mtime, inode and ctime (:func:`figspec.files.file_state`); a file
 a check looked at is remembered in the state it had before it was read
-(:class:`compiler.files.Seen`), so an edit made while it is read is seen.
+(:class:`figspec.files.Seen`), so an edit made while it is read is seen.
 """
 
 from __future__ import annotations

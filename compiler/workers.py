@@ -1,7 +1,7 @@
 """The worker pool: figures drawn in worker processes, plain Vega-Lite in,
 files out.
 
-Workers run only :mod:`compiler.render` (neither pydantic nor Altair: a
+Workers run only :mod:`figspec.render` (neither pydantic nor Altair: a
 100-figure build peaked at 417 MB this way, against 467 MB when workers
 built the charts). They are forked by a fork server, warmed once, end with
 the build's process however it ends, and a worker that dies (killed: out of
@@ -26,7 +26,7 @@ class Drawer(Generic[Tag]):
     """Draws figures in worker processes, or in this process when at most one
     figure (or one job) is asked for: a worker's start costs ~2 s.
 
-    Workers get plain Vega-Lite and run only :mod:`compiler.render`: they load
+    Workers get plain Vega-Lite and run only :mod:`figspec.render`: they load
     neither pydantic nor Altair, which keeps them smaller (measured: peak of a
     100-figure build 417 MB, against 467 MB when workers built the charts)."""
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compiler.files import write_atomic
-from compiler.models import DIVERGING_SCHEMES
-from compiler.render import render
+from figspec.files import write_atomic
+from figspec.models import DIVERGING_SCHEMES
+from figspec.render import render
 
 SAFE = {"redgrey": False, "redyellowgreen": False, "spectral": False}
 

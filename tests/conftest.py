@@ -22,7 +22,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def run(capsys: pytest.CaptureFixture[str]):
     """Run the command line in this process: returns (exit status, stdout, stderr)."""
-    from compiler.cli import main
+    from figspec.cli import main
 
     def _run(*argv: str) -> tuple[int, str, str]:
         try:

@@ -87,7 +87,7 @@ def axis_texts(sg: dict) -> list[list[str]]:
 
 
 def scenegraph(vl: dict) -> dict:
-    from compiler.vega import engine
+    from figspec.vega import engine
 
     return engine().vegalite_to_scenegraph(vl, allowed_base_urls=[])
 
@@ -107,7 +107,7 @@ def parse_rgb(fill: str) -> tuple[int, int, int]:
 def scheme_stops(name: str) -> list[tuple[int, int, int]]:
     """A continuous scheme's colour stops, read from the Vega source that
     vl-convert bundles (vega-scale's schemes table)."""
-    from compiler.html import javascript_bundle
+    from figspec.html import javascript_bundle
 
     bundle = javascript_bundle()
     m = re.search(r'[{,]%s:"([0-9a-f]+)"' % re.escape(name), bundle, re.I)
@@ -193,9 +193,9 @@ def watched(project: Path, rounds: int = 2) -> tuple[list[list[str]], Any]:
     import threading
     import time
 
-    from compiler.builder import Options
-    from compiler.events import Finished
-    from compiler.watch import watch
+    from figspec.builder import Options
+    from figspec.events import Finished
+    from figspec.watch import watch
 
     builds: list[list[str]] = []
 

@@ -1,29 +1,31 @@
-"""figspec from Python: compiler.load(...).chart and .save(...), compiler.build(...)."""
+"""figspec from Python: figspec.load(...).chart and .save(...), figspec.build(...)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import importlib.util
+
 import pytest
 
-import compiler
+import figspec
 import support
 from support import MODULES, value_of
-from compiler.diagnostics import FigspecError, UsageError
+from figspec.diagnostics import FigspecError, UsageError
 
 
 def test_load_gives_the_altair_chart_and_saves_any_format(project: Path):
     import altair as alt
 
     support.write(project / "specs" / "fig.yaml", support.spec_text(extra="title: T\n"))
-    fig = compiler.load("specs/fig.yaml")
+    fig = figspec.load("specs/fig.yaml")
     assert isinstance(fig.chart, alt.Chart)
     assert fig.chart.to_dict()["title"] == "T"
     for suffix in ("svg", "png", "pdf", "html"):
         path = fig.save(project / f"x.{suffix}")
         assert path.read_bytes()[:4] in (b"<svg", b"\x89PNG", b"%PDF", b"<!DO")
     # The same bytes as the command line writes.
-    compiler.build(["specs"])
+    figspec.build(["specs"])
     assert (project / "x.svg").read_bytes() == (project / "out" / "fig.svg").read_bytes()
     with pytest.raises(UsageError, match="unknown format"):
         fig.save(project / "x.gif")
@@ -32,36 +34,42 @@ def test_load_gives_the_altair_chart_and_saves_any_format(project: Path):
 def test_load_reports_problems_as_diagnostics(project: Path):
     support.write(project / "specs" / "fig.yaml", support.spec_text(extra="colour: {}\n"))
     with pytest.raises(FigspecError) as e:
-        compiler.load("specs/fig.yaml")
+        figspec.load("specs/fig.yaml")
     assert "unknown key `colour`" in e.value.diagnostics[0].message
 
 
 def test_build_returns_one_result_per_spec(project: Path):
     support.write(project / "specs" / "a.yaml", support.spec_text())
     support.write(project / "specs" / "b.yaml", "nope: 1\n")
-    results = compiler.build(["specs"], out_dir="figs")
+    results = figspec.build(["specs"], out_dir="figs")
     assert [(r.spec.name, r.status) for r in results] == [("a.yaml", "built"), ("b.yaml", "failed")]
     assert support.figures(project / "figs") == ["a.png", "a.svg"]
 
 
-def test_import_figspec_is_the_package():
-    """`import figspec` works, and is the same objects as `compiler`."""
+def test_figspec_is_the_only_name(tmp_path: Path):
+    """`import figspec` works from a repository holding its own `compiler/`
+    folder (a paper's), and nothing named `compiler` comes with figspec."""
     import subprocess
     import sys
 
-    code = ("import figspec, compiler; from figspec.diagnostics import FigspecError; "
-            "import figspec.builder; "
-            "print(figspec is compiler, FigspecError is compiler.FigspecError, "
-            "figspec.builder is compiler.builder, figspec.__version__)")
-    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True,
-                         check=True).stdout
-    assert out.split() == ["True", "True", "True", compiler.__version__]
+    (tmp_path / "compiler").mkdir()
+    (tmp_path / "compiler" / "__init__.py").write_text("MINE = True\n")
+    code = ("import figspec, figspec.builder, compiler, sys; "
+            "from figspec.diagnostics import FigspecError; "
+            "print(FigspecError is figspec.FigspecError, compiler.MINE, "
+            "figspec.builder.__name__, figspec.__version__, "
+            "sorted(m for m in sys.modules if m.split('.')[0] == 'compiler'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["True", "True", "figspec.builder", figspec.__version__, "['compiler']"]
+    assert importlib.util.find_spec("compiler") is None or \
+        "site-packages" not in (importlib.util.find_spec("compiler").origin or "")
 
 
 def test_load_takes_a_mapping_and_records(project: Path):
     records = [{"layer": layer, "module": m, "value": value_of(layer, i)}
                for layer in range(3) for i, m in enumerate(MODULES)]
-    fig = compiler.load({"modules": "qwen2", "legend": {"format": ".2f"}}, data=records)
+    fig = figspec.load({"modules": "qwen2", "legend": {"format": ".2f"}}, data=records)
     values = fig.vegalite["data"]["values"]
     assert len(values) == 3 * 7
     assert values[0] == {"layer": 0, "module": "attn. q", "value": value_of(0, 0)}
@@ -73,22 +81,22 @@ def test_load_takes_a_dataframe_without_importing_pandas_itself(project: Path):
             assert orient == "records"
             return [{"layer": 0, "module": "q_proj", "value": 0.5}]
 
-    fig = compiler.load({"modules": ["q_proj"]}, data=Frame())
+    fig = figspec.load({"modules": ["q_proj"]}, data=Frame())
     assert fig.vegalite["data"]["values"] == [{"layer": 0, "module": "q_proj", "value": 0.5}]
 
 
 def test_a_bad_mapping_raises_the_exported_error(project: Path):
-    with pytest.raises(compiler.FigspecError, match=r"unknown key `colour`; did you mean `color`"):
-        compiler.load({"modules": ["q_proj"], "colour": {}},
+    with pytest.raises(figspec.FigspecError, match=r"unknown key `colour`; did you mean `color`"):
+        figspec.load({"modules": ["q_proj"], "colour": {}},
                       data=[{"layer": 0, "module": "q_proj", "value": 1}])
 
 
 def test_every_error_is_a_figspec_error(project: Path):
-    with pytest.raises(compiler.FigspecError, match="no such file"):
-        compiler.load(project / "specs" / "missing.yaml")
-    with pytest.raises(compiler.FigspecError, match="unknown format"):
+    with pytest.raises(figspec.FigspecError, match="no such file"):
+        figspec.load(project / "specs" / "missing.yaml")
+    with pytest.raises(figspec.FigspecError, match="unknown format"):
         support.write(project / "specs" / "a.yaml", support.spec_text())
-        compiler.load(project / "specs" / "a.yaml").save(project / "fig.gif")
+        figspec.load(project / "specs" / "a.yaml").save(project / "fig.gif")
 
 
 def test_a_spec_file_takes_a_dataframe(project: Path):
@@ -96,7 +104,7 @@ def test_a_spec_file_takes_a_dataframe(project: Path):
 
     support.write(project / "specs" / "a.yaml", support.spec_text(extra="title: From a file\n"))
     frame = pd.DataFrame(support.long_rows(layers=2))
-    fig = compiler.load(project / "specs" / "a.yaml", data=frame)
+    fig = figspec.load(project / "specs" / "a.yaml", data=frame)
     assert len(fig.vegalite["data"]["values"]) == 2 * 7
     assert fig.vegalite["title"] == "From a file"
 
@@ -106,7 +114,7 @@ def test_a_pivoted_dataframe_is_read_as_the_wide_layout(project: Path):
 
     frame = pd.DataFrame(support.long_rows(layers=3))
     wide = frame.pivot(index="layer", columns="module", values="value")
-    fig = compiler.load({"modules": "qwen2"}, data=wide)
+    fig = figspec.load({"modules": "qwen2"}, data=wide)
     got = {(r["layer"], r["module"]): r["value"] for r in fig.vegalite["data"]["values"]}
     assert got == {(r["layer"], label): r["value"] for r in support.long_rows(layers=3)
                    for name, label in zip(MODULES, support.LABELS) if r["module"] == name}
@@ -118,12 +126,12 @@ def test_errors_in_python_data_name_the_key_and_the_row(project: Path):
     rows = support.long_rows(layers=2)
     rows[5]["value"] = "n/a"
     frame = pd.DataFrame(rows, index=[f"r{i}" for i in range(len(rows))])
-    with pytest.raises(compiler.FigspecError) as caught:
-        compiler.load({"modules": "qwen2"}, data=frame)
+    with pytest.raises(figspec.FigspecError) as caught:
+        figspec.load({"modules": "qwen2"}, data=frame)
     assert str(caught.value) == ('<spec>: error: DataFrame row 5 (index \'r5\'): value "n/a" '
                                  'in column `value` is not a number')
-    with pytest.raises(compiler.FigspecError) as caught:
-        compiler.load({"modules": "qwen2", "cell": {"width": -3}}, data=frame.iloc[:4])
+    with pytest.raises(figspec.FigspecError) as caught:
+        figspec.load({"modules": "qwen2", "cell": {"width": -3}}, data=frame.iloc[:4])
     assert str(caught.value).startswith("<spec>: error: cell.width: input should be")
 
 
@@ -151,7 +159,7 @@ def test_a_library_user_s_process_is_left_as_it_was(project: Path):
     out = subprocess.run([sys.executable, "-c", code], cwd=project, env=env, check=True,
                          capture_output=True, text=True).stdout
     assert out.split() == ["True", "0o27", "0o640"]
-    subprocess.run([sys.executable, "-m", "compiler", "build"], cwd=project, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "figspec", "build"], cwd=project, env=env, check=True,
                    capture_output=True)
     for fmt in ("svg", "png", "pdf"):
         assert (project / f"mine.{fmt}").read_bytes() == \

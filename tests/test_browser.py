@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import Options, build
+from figspec.builder import Options, build
 
 CHROMIUM = os.environ.get("FIGSPEC_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -173,7 +173,7 @@ def test_the_page_matches_the_png(browser, project: Path):
     svg = visit.page.query_selector("#figure svg")
     shot = Image.open(io.BytesIO(svg.screenshot())).convert("RGB")
     assert shot.size == png.size
-    from compiler.builder import compile_spec
+    from figspec.builder import compile_spec
 
     sg = support.scenegraph(compile_spec(project / "specs" / "fig.yaml"))
     origin = sg["origin"]
@@ -189,7 +189,7 @@ def test_the_diff_review_page_offline(browser, tmp_path: Path, monkeypatch: pyte
     change what is shown; a hostile title stays text."""
     import subprocess
 
-    from compiler.cli import main
+    from figspec.cli import main
 
     def git(*args: str) -> None:
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
@@ -239,7 +239,7 @@ class Served:
         import subprocess
         import sys
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "compiler", "serve", "--port", "0"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "figspec", "serve", "--port", "0"],
                                      cwd=project, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         self.url = self.proc.stdout.readline().strip()
@@ -332,7 +332,7 @@ def test_serving_on_another_interface_warns(project: Path):
     import sys
 
     support.write(project / "specs" / "a.yaml", support.spec_text())
-    proc = subprocess.Popen([sys.executable, "-m", "compiler", "serve", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "figspec", "serve", "--port", "0",
                              "--host", "127.0.0.2"], cwd=project, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

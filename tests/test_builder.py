@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import Options, build, check
-from compiler.finding import find_specs
-from compiler.files import write_atomic
-from compiler.diagnostics import UsageError
+from figspec.builder import Options, build, check
+from figspec.finding import find_specs
+from figspec.files import write_atomic
+from figspec.diagnostics import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def test_a_render_failure_writes_nothing_and_the_build_goes_on(project: Path,
                                                                monkeypatch: pytest.MonkeyPatch):
     spec(project, "a", "output: {formats: [svg, png, pdf]}\n")
     out = project / "out"
-    from compiler import render
+    from figspec import render
 
     def broken(svg: str) -> bytes:
         raise RuntimeError("renderer crashed")
@@ -127,7 +127,7 @@ def test_check_does_not_import_altair_or_vl_convert(specs: list[str], loaded: li
     import subprocess
     import sys
 
-    code = (f"import sys; from compiler.cli import main; rc = main(['check', *{specs!r}]); "
+    code = (f"import sys; from figspec.cli import main; rc = main(['check', *{specs!r}]); "
             "heavy = [m for m in ('altair', 'vl_convert', 'pikepdf', 'numba') if m in sys.modules]; "
             "print(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO,
@@ -150,7 +150,7 @@ def test_a_png_too_large_to_draw_is_refused_before_drawing(project: Path):
 def test_a_chart_failure_fails_that_figure_only(project: Path, monkeypatch: pytest.MonkeyPatch):
     spec(project, "a")
     spec(project, "b", "title: boom\n")
-    from compiler import chart
+    from figspec import chart
 
     real = chart.vegalite
 

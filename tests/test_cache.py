@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler import cache
+from figspec import cache
 
 
 def test_where_the_cache_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -58,13 +58,13 @@ def test_fonts_and_the_vega_bundle_live_in_the_cache(tmp_path: Path,
     import subprocess
     import sys
 
-    code = ("from compiler import html; html.html_page({'mark': 'rect'}, 't'); "
+    code = ("from figspec import html; html.html_page({'mark': 'rect'}, 't'); "
             "import os; print(os.environ.get('FONTCONFIG_FILE'))")
     env = {**__import__("os").environ, "FIGSPEC_CACHE": str(tmp_path)}
     env.pop("FONTCONFIG_FILE", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "None"  # named while vl-convert started, then put back
-    assert str(Path(__import__("compiler").fonts.font_dir())) in \
+    assert str(Path(__import__("figspec").fonts.font_dir())) in \
         (tmp_path / "fonts.conf").read_text()
     assert list(tmp_path.glob("vega-bundle-*.js"))

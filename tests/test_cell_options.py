@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import check, compile_spec
+from figspec.builder import check, compile_spec
 from support import LABELS, MODULES, value_of
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.project import root_of
-from compiler.cells import read_table
-from compiler.diagnostics import FigspecError
-from compiler.session import Session
-from compiler.spec import load_spec
+from figspec.project import root_of
+from figspec.cells import read_table
+from figspec.diagnostics import FigspecError
+from figspec.session import Session
+from figspec.spec import load_spec
 from support import MODULES, value_of
 
 
@@ -192,7 +192,7 @@ def test_a_wide_file_read_as_long_suggests_layout_wide(project: Path, run):
 
 
 def test_domain_nice_rounds_outward(project: Path):
-    from compiler.builder import compile_spec
+    from figspec.builder import compile_spec
 
     rows = [{**r, "value": 0.096 + r["layer"] * 0.0152} for r in support.long_rows()]
     support.write_csv(project / "data" / "cells.csv", rows)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import Options, compile_spec
-from compiler.chart import ticks
+from figspec.builder import Options, compile_spec
+from figspec.chart import ticks
 from support import LABELS, MODULES, marks, scenegraph, value_of
 
 
@@ -152,12 +152,12 @@ def test_compiled_vega_lite_is_self_contained_and_valid(project: Path):
 def test_the_altair_chart_is_the_compiled_vega_lite(project: Path):
     """chart.vegalite() writes Vega-Lite as dicts; Altair must accept it as
     valid and give it back unchanged (the notebook's chart is the built figure)."""
-    import compiler
-    from compiler.render import to_svg
+    import figspec
+    from figspec.render import to_svg
 
     spec = support.write(project / "specs" / "fig.yaml", support.spec_text(
         extra='title: T\ncolor: {colors: ["#000000", "#ffffff"]}\nlegend: {format: .1%}\n'))
-    fig = compiler.load(spec)
+    fig = figspec.load(spec)
     # Altair adds its theme and moves the records into `datasets`: compare drawings.
     assert to_svg(fig.chart.to_dict(validate=True)) == to_svg(fig.vegalite)
 

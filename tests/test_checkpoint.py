@@ -12,8 +12,8 @@ import pytest
 
 import checkpoints as ck
 import support
-from compiler.builder import Options, build, compile_spec
-from compiler.sources import reduce as source
+from figspec.builder import Options, build, compile_spec
+from figspec.sources import reduce as source
 
 LABELS = dict(zip(["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"],
                   support.LABELS))
@@ -494,7 +494,7 @@ def test_a_no_op_build_never_hashes_a_checkpoint(project: Path, run,
                                                  monkeypatch: pytest.MonkeyPatch):
     import os
 
-    from compiler import manifest
+    from figspec import manifest
 
     ck.make_pair(project / "ckpt")
     spec_for(project, "norm")

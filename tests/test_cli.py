@@ -94,12 +94,12 @@ def test_a_closed_pipe_ends_quietly(project: Path):
     read, write = os.pipe()
     os.close(read)
     try:
-        closed = subprocess.run([sys.executable, "-m", "compiler", "compile", "specs/a.yaml"],
+        closed = subprocess.run([sys.executable, "-m", "figspec", "compile", "specs/a.yaml"],
                                 cwd=project, stdout=write, stderr=subprocess.PIPE, text=True)
     finally:
         os.close(write)
     assert closed.returncode == 141 and closed.stderr == ""
-    head = subprocess.run(f"{sys.executable} -m compiler compile specs/a.yaml | head -1",
+    head = subprocess.run(f"{sys.executable} -m figspec compile specs/a.yaml | head -1",
                           shell=True, cwd=project, capture_output=True, text=True,
                           executable="/bin/bash")
     assert head.stdout == "{\n" and "Traceback" not in head.stderr

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import Options, compile_spec
-from compiler.fonts import text_width
+from figspec.builder import Options, compile_spec
+from figspec.fonts import text_width
 from support import LABELS, MODULES, marks, placed, scenegraph
 
 LABELLED = [f"{{name: {m}, label: \"{label}\"}}" for m, label in zip(MODULES, LABELS)]
@@ -256,11 +256,11 @@ def test_a_tall_model_in_a_column_is_not_taller_than_wide(project: Path):
 
 
 def test_the_altair_chart_of_a_figure_with_a_colorbar_title_validates(project: Path):
-    import compiler
+    import figspec
 
     spec = support.write(project / "specs" / "fig.yaml", support.spec_text(
         extra="legend: {title: update ratio}\n"))
-    chart = compiler.load(spec).chart
+    chart = figspec.load(spec).chart
     assert chart.to_dict(validate=True)["encoding"]["color"]["legend"]["title"] == "update ratio"
 
 

@@ -158,7 +158,7 @@ def git_show(repo: Path, what: str) -> bytes:
 
 def test_figures_whose_inputs_are_unchanged_are_not_even_checked(repo: Path, run,
                                                                  monkeypatch: pytest.MonkeyPatch):
-    from compiler import diff
+    from figspec import diff
 
     assert run("build")[0] == 0  # the manifest knows each figure's inputs
     support.write(repo / "specs" / "a.yaml", support.spec_text(extra="title: edited\n"))
@@ -347,7 +347,7 @@ def test_markdown_links_images_a_pull_request_can_show(repo: Path, run):
 
 
 def test_the_review_page_shows_figures_at_their_printed_size(repo: Path, run):
-    from compiler.commands.diff import css_width
+    from figspec.commands.diff import css_width
 
     support.write(repo / "specs" / "a.yaml", support.spec_text(
         extra="size: {width: 3in}\noutput: {formats: [png], dpi: 300}\n"))

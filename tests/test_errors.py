@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler import errors
-from compiler.diagnostics import Diagnostic, FigspecError, UsageError
+from figspec import errors
+from figspec.diagnostics import Diagnostic, FigspecError, UsageError
 
 
 @pytest.mark.parametrize("raised,status", [
@@ -24,13 +24,13 @@ def test_each_error_has_its_exit_status(raised: BaseException, status: int):
 def test_an_unexpected_exception_exits_3_with_one_line_and_a_log(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     monkeypatch.setenv("FIGSPEC_CACHE", str(tmp_path / "cache"))
-    from compiler.commands import schema
+    from figspec.commands import schema
 
     def broken() -> int:
         raise RuntimeError("a bug in figspec")
 
     monkeypatch.setattr(schema, "schema", broken)
-    from compiler.cli import main
+    from figspec.cli import main
 
     assert main(["schema"]) == 3
     err = capsys.readouterr().err
@@ -57,7 +57,7 @@ def test_output_that_cannot_be_written_is_an_error_not_a_bug(project: Path, argv
 
     support.write(project / "specs" / "a.yaml", support.spec_text())
     support.write(project / "specs" / "bad.yaml", support.spec_text(extra="colour: x\n"))
-    command = [sys.executable, "-m", "compiler", *argv]
+    command = [sys.executable, "-m", "figspec", *argv]
     env = {**os.environ, "FIGSPEC_CACHE": str(tmp_path / "cache")}
     if stdout == "full":
         with open("/dev/full", "w") as full:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import Options, build, status
+from figspec.builder import Options, build, status
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -157,7 +157,7 @@ def _no_process_outlives_its_test():
 def start_build(project: Path, *args: str) -> tuple[subprocess.Popen, str]:
     env, mark = marked_env()
     _STARTED.append(mark)
-    proc = subprocess.Popen([sys.executable, "-m", "compiler", "build", *args], cwd=project,
+    proc = subprocess.Popen([sys.executable, "-m", "figspec", "build", *args], cwd=project,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return proc, mark
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.files import hash_file, read_bounded, write_together
+from figspec.files import hash_file, read_bounded, write_together
 
 
 def test_the_stamp_of_a_large_file_takes_bounded_memory(tmp_path: Path):

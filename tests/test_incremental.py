@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler import builder as build_module
-from compiler.builder import Options, build, status
-from compiler.watch import watch
-from compiler.events import Finished
+from figspec import builder as build_module
+from figspec.builder import Options, build, status
+from figspec.watch import watch
+from figspec.events import Finished
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -126,8 +126,8 @@ def test_status_command(three: Path, run):
 
 
 def test_progress_on_a_terminal_rewrites_one_line():
-    from compiler.events import Result
-    from compiler.commands.build import Progress as _Progress
+    from figspec.events import Result
+    from figspec.commands.build import Progress as _Progress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -143,7 +143,7 @@ def test_progress_on_a_terminal_rewrites_one_line():
 
 
 def test_no_op_build_imports_nothing_heavy(three: Path):
-    code = ("import sys; from compiler.cli import main; rc = main(['build']); "
+    code = ("import sys; from figspec.cli import main; rc = main(['build']); "
             "heavy = [m for m in ('altair', 'vl_convert', 'pikepdf', 'pydantic', 'numba') "
             "if m in sys.modules]; print(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], cwd=three, capture_output=True, text=True,
@@ -166,7 +166,7 @@ def test_watch_rebuilds_when_data_changes(project: Path):
 
 def test_watch_command_stops_cleanly_on_interrupt(project: Path):
     spec(project, "a")
-    proc = subprocess.Popen([sys.executable, "-m", "compiler", "build", "--watch", "--poll", "0.1"],
+    proc = subprocess.Popen([sys.executable, "-m", "figspec", "build", "--watch", "--poll", "0.1"],
                             cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (project / "out" / "a.svg").exists() and time.time() < deadline:
@@ -253,8 +253,8 @@ def test_figures_of_deleted_or_renamed_specs_are_reported_and_cleaned(three: Pat
 
 
 def test_a_build_is_a_stream_of_events(three: Path):
-    from compiler.builder import build_events
-    from compiler.events import FigureDone, Started
+    from figspec.builder import build_events
+    from figspec.events import FigureDone, Started
 
     spec(three, "b", extra="title: changed\n")
     spec(three, "c", extra="colour: x\n")

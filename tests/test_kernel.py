@@ -20,9 +20,9 @@ import pytest
 
 import checkpoints as ck
 import support
-from compiler.sources import reduce
-from compiler.sources.safetensors import open_checkpoint
-from compiler.sources import kernel
+from figspec.sources import reduce
+from figspec.sources.safetensors import open_checkpoint
+from figspec.sources import kernel
 
 REPO = Path(__file__).resolve().parent.parent
 #: Looked up without importing numba: the first import compiles into the
@@ -221,7 +221,7 @@ def test_fig_kernel_numpy_gives_the_same_figures(project: Path, run):
     for path in ("numba", "numpy"):
         env = {**os.environ, "FIGSPEC_KERNEL": path,
                "FIGSPEC_CACHE": str(project / f"cache-{path}")}
-        p = subprocess.run([sys.executable, "-m", "compiler", "-v", "table", "specs/fig.yaml"],
+        p = subprocess.run([sys.executable, "-m", "figspec", "-v", "table", "specs/fig.yaml"],
                            cwd=project, env=env, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
         assert p.stderr.count(f"the {path} kernel") == 1, p.stderr
@@ -237,9 +237,9 @@ def test_check_status_and_a_no_op_build_never_load_numba(project: Path):
         "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: relative_change}\n"
         "modules: qwen2\noutput: {formats: [svg]}\n"))
     env = {**os.environ, "FIGSPEC_CACHE": str(project / "cache")}
-    code = ("import sys; from compiler.cli import main; rc = main(sys.argv[1:]); "
-            "print(rc, 'numba' in sys.modules, 'compiler.sources.kernel' in sys.modules)")
-    subprocess.run([sys.executable, "-m", "compiler", "build"], cwd=project, env=env,
+    code = ("import sys; from figspec.cli import main; rc = main(sys.argv[1:]); "
+            "print(rc, 'numba' in sys.modules, 'figspec.sources.kernel' in sys.modules)")
+    subprocess.run([sys.executable, "-m", "figspec", "build"], cwd=project, env=env,
                    check=True, capture_output=True)
     for argv in (["check"], ["status"], ["build"]):
         out = subprocess.run([sys.executable, "-c", code, *argv], cwd=project, env=env,
@@ -256,7 +256,7 @@ def test_the_compiled_kernel_is_cached_in_figspec_s_cache(project: Path):
         "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: update_norm}\n"
         "modules: [q_proj]\nlayers: {last: 1}\n"))
     cache = project / "cache"
-    code = ("import os, sys, json; from compiler.cli import main; before = dict(os.environ); "
+    code = ("import os, sys, json; from figspec.cli import main; before = dict(os.environ); "
             "main(['table', 'specs/fig.yaml']); print(json.dumps(dict(os.environ) == before))")
     logs = []
     for _ in range(2):
@@ -274,7 +274,7 @@ def test_the_compiled_kernel_is_cached_in_figspec_s_cache(project: Path):
 
 def table_in_child(project: Path, env: dict[str, str], prelude: str = ""
                    ) -> subprocess.CompletedProcess:
-    code = (f"import sys; {prelude}from compiler.cli import main; "
+    code = (f"import sys; {prelude}from figspec.cli import main; "
             "sys.exit(main(['-v', 'table', 'specs/fig.yaml']))")
     return subprocess.run([sys.executable, "-c", code], cwd=project, env=env,
                           capture_output=True, text=True)
@@ -318,7 +318,7 @@ def test_an_unwritable_cache_compiles_for_the_process_alone(project: Path):
 def test_reducing_threads_take_the_cores_drawing_leaves():
     """One budget of cores: drawing workers and reducing threads never add up
     to more than the machine (one thread at least)."""
-    from compiler.session import Session, cores
+    from figspec.session import Session, cores
 
     assert Session().cores == cores() >= 1
     assert Session(cores=16, drawing=4).reduce_threads() == 12

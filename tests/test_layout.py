@@ -11,8 +11,8 @@ import pikepdf
 import pytest
 
 import support
-from compiler.builder import Options, build, check
-from compiler.units import VENUES, to_points
+from figspec.builder import Options, build, check
+from figspec.units import VENUES, to_points
 
 
 def built(project: Path, extra: str, name: str = "fig") -> Path:
@@ -55,7 +55,7 @@ def test_the_whole_figure_is_the_size_asked_for(project: Path, width: str, heigh
 def test_cells_fill_what_labels_and_colorbar_leave(project: Path):
     """Fitting changes the cells, not the fonts: a wider figure has wider cells
     (the colorbar in one place: a 3in figure would have it under the plot)."""
-    from compiler.builder import compile_spec
+    from figspec.builder import compile_spec
 
     def cell_width(width: str) -> float:
         spec = support.write(project / "specs" / "fig.yaml", support.spec_text(
@@ -81,7 +81,7 @@ def test_one_side_keeps_the_cells_shape_and_png_defaults_to_300_dpi(project: Pat
 
 
 def _compiled(project: Path) -> dict:
-    from compiler.builder import compile_spec
+    from figspec.builder import compile_spec
 
     return compile_spec(project / "specs" / "fig.yaml")
 
@@ -137,7 +137,7 @@ def test_an_unknown_family_is_refused_with_a_suggestion(project: Path, run):
 
 def test_missing_font_files_are_an_error_not_blank_text(project: Path,
                                                         monkeypatch: pytest.MonkeyPatch):
-    from compiler import fonts
+    from figspec import fonts
 
     monkeypatch.setattr(fonts, "font_dir", lambda: project / "nofonts")
     support.write(project / "specs" / "fig.yaml", support.spec_text(extra="font: {family: serif}\n"))
@@ -153,7 +153,7 @@ def test_a_system_font_of_the_same_name_does_not_take_over(project: Path, tmp_pa
     where its folder goes), where the machine's DejaVu could take over."""
     from fontTools.ttLib import TTFont
 
-    from compiler.fonts import font_dir
+    from figspec.fonts import font_dir
 
     home = tmp_path_factory.mktemp("home")
     impostor = TTFont(font_dir() / "STIXGeneral.ttf")
@@ -168,7 +168,7 @@ def test_a_system_font_of_the_same_name_does_not_take_over(project: Path, tmp_pa
     pdfs = []
     for cache in (".cache", "blocked"):
         env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(home / cache)}
-        subprocess.run([sys.executable, "-m", "compiler", "build", "--force"], cwd=project,
+        subprocess.run([sys.executable, "-m", "figspec", "build", "--force"], cwd=project,
                        env=env, check=True, capture_output=True)
         fonts = support.pdf_fonts(project / "out" / "fig.pdf")
         assert fonts and all(f.startswith("DejaVuSans") for f in fonts), fonts
@@ -234,7 +234,7 @@ def extent(items: list[dict]) -> tuple[float, float]:
 
 @pytest.mark.parametrize("legend", ["", "legend: {title: update ratio}\n"])
 def test_the_colorbar_spans_the_cells_exactly(project: Path, legend: str):
-    from compiler.builder import compile_spec
+    from figspec.builder import compile_spec
 
     spec = support.write(project / "specs" / "fig.yaml", support.spec_text(extra=legend))
     sg = support.scenegraph(compile_spec(spec))
@@ -243,7 +243,7 @@ def test_the_colorbar_spans_the_cells_exactly(project: Path, legend: str):
 
 
 def test_panels_share_one_plot_height_and_the_colorbar_spans_it(project: Path):
-    from compiler.builder import compile_spec
+    from figspec.builder import compile_spec
 
     rows = support.long_rows(layers=28, model="a") + support.long_rows(layers=36, model="b")
     support.write_csv(project / "data" / "cells.csv", rows)
@@ -270,7 +270,7 @@ def layer_label_ys(sg: dict) -> list[float]:
 
 
 def test_default_ticks_leave_room_between_labels(project: Path):
-    from compiler.builder import compile_spec
+    from figspec.builder import compile_spec
 
     support.write_csv(project / "data" / "cells.csv", support.long_rows(layers=32))
     spec = support.write(project / "specs" / "fig.yaml", support.spec_text(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import Options, status
+from figspec.builder import Options, status
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ def test_a_very_long_title_is_refused_at_validation(project: Path, run):
 
 
 def test_the_drawn_size_is_checked_before_rasterising():
-    from compiler.render import TooLargeToDraw, render
+    from figspec.render import TooLargeToDraw, render
 
     vl = {"data": {"values": [{"v": 1}]}, "mark": "rect", "width": 6000, "height": 6000,
           "encoding": {"color": {"field": "v", "type": "quantitative"}}}
@@ -103,10 +103,10 @@ def test_reading_a_data_file_costs_at_most_30_times_its_size(tmp_path: Path):
     code = f"""
 import resource, sys
 from pathlib import Path
-from compiler.pipeline import prepare
-from compiler.session import Session
-from compiler.chart import figure  # everything imported before measuring
-from compiler import cells, spec, models, fonts
+from figspec.pipeline import prepare
+from figspec.session import Session
+from figspec.chart import figure  # everything imported before measuring
+from figspec import cells, spec, models, fonts
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 prepare(Path({str(spec)!r}), Session())
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
@@ -122,7 +122,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
 
 def test_a_data_file_over_the_limit_is_refused_unread(project: Path, run,
                                                      monkeypatch: pytest.MonkeyPatch):
-    from compiler.sources import tabular
+    from figspec.sources import tabular
 
     monkeypatch.setattr(tabular, "MAX_DATA_BYTES", 100)
     fig(project)
@@ -340,7 +340,7 @@ def test_duplicate_keys_in_json_data_are_refused(project: Path, run, suffix: str
 
 
 def test_a_one_cell_colorbar_has_no_overlapping_labels(project: Path):
-    from compiler.builder import compile_spec
+    from figspec.builder import compile_spec
 
     long_csv(project, support.long_rows(layers=1, modules=["q_proj"]))
     spec = support.write(project / "specs" / "fig.yaml",
@@ -353,7 +353,7 @@ def test_a_one_cell_colorbar_has_no_overlapping_labels(project: Path):
 def test_a_figure_vega_draws_without_its_cells_is_never_written(project: Path):
     """Should a value slip past the checks, the drawing is counted: Vega drops
     cells it cannot scale, and such a figure must not be written."""
-    from compiler.render import RenderJob, render_task
+    from figspec.render import RenderJob, render_task
 
     vl = {"data": {"values": [{"m": "a", "v": 0.0}, {"m": "b", "v": 5e-320}]},
           "mark": "rect", "encoding": {"x": {"field": "m", "type": "nominal"},

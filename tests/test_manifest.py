@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from compiler.files import Stamp
-from compiler.manifest import MANIFEST, Manifest, env_change
+from figspec.files import Stamp
+from figspec.manifest import MANIFEST, Manifest, env_change
 
 
 def recorded(tmp_path: Path) -> tuple[Manifest, Path]:

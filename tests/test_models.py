@@ -6,8 +6,8 @@ import typing
 
 from pydantic import BaseModel
 
-from compiler import models
-from compiler.render import FORMATS
+from figspec import models
+from figspec.render import FORMATS
 
 
 def _models() -> list[type[BaseModel]]:

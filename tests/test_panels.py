@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import support
-from compiler.builder import compile_spec
+from figspec.builder import compile_spec
 from support import value_of
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import Options, build, check, compile_spec
+from figspec.builder import Options, build, check, compile_spec
 def options(project: Path) -> Options:
     return Options(out_dir=project / "out")
 
@@ -133,7 +133,7 @@ def test_the_project_is_the_same_from_any_working_directory(tmp_path: Path, run,
     """No root marker: the project is the folder holding the spec's folder, from
     wherever figspec is run (it was the working directory: check passed in
     the project and failed, "outside the project", from anywhere else)."""
-    from compiler.project import ROOT_MARKERS
+    from figspec.project import ROOT_MARKERS
 
     assert not any((p / m).exists() for p in tmp_path.parents for m in ROOT_MARKERS)
     proj = _bare_project(tmp_path / "myproj")
@@ -167,14 +167,14 @@ def test_settings_come_from_the_spec_s_own_project(tmp_path: Path, run,
 
 def test_the_python_api_writes_where_figspec_yaml_says(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch):
-    import compiler
+    import figspec
 
     proj = _bare_project(tmp_path / "paper")
     support.write(proj / "figspec.yaml", "out: figures\n")
     monkeypatch.chdir(proj)
-    results = compiler.build()
+    results = figspec.build()
     assert [r.status for r in results] == ["built"]
     assert support.figures(proj / "figures") == ["fig.png", "fig.svg"]
     assert not (proj / "out").exists()
     monkeypatch.chdir(tmp_path)  # from elsewhere, naming the specs: the same project
-    assert [r.status for r in compiler.build([proj / "specs"])] == ["up to date"]
+    assert [r.status for r in figspec.build([proj / "specs"])] == ["up to date"]

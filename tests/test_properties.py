@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import support
-from compiler.builder import Options, build, check
-from compiler.diagnostics import Diagnostic
+from figspec.builder import Options, build, check
+from figspec.diagnostics import Diagnostic
 
 REPO = Path(__file__).resolve().parent.parent
 BASE = yaml.safe_load((REPO / "specs" / "update_ratio_1p5b.yaml").read_text())

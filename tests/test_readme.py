@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from compiler.models import Spec
-from compiler.spec import unwrap_annotation
+from figspec.models import Spec
+from figspec.spec import unwrap_annotation
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
@@ -74,7 +74,7 @@ def pinned() -> dict[str, str]:
 def test_the_build_command_pins_every_renderer():
     """Every distribution that shapes a figure's bytes is pinned for the README's
     build command (figspec is this checkout; Altair only serves notebooks)."""
-    from compiler.manifest import RENDERERS
+    from figspec.manifest import RENDERERS
 
     build_cmd = _fences("sh")[0]
     assert "-c constraints.txt" in build_cmd
@@ -86,7 +86,7 @@ def test_every_figure_the_readme_shows_is_built_from_the_specs(tmp_path: Path):
     byte, with the pinned renderers (the README's build command installs them)."""
     from importlib import metadata
 
-    from compiler.builder import Options, build
+    from figspec.builder import Options, build
 
     drift = {d: (v, metadata.version(d)) for d, v in pinned().items()
              if metadata.version(d) != v}
@@ -108,9 +108,9 @@ def test_every_figure_the_readme_shows_is_built_from_the_specs(tmp_path: Path):
 
 
 def test_the_metric_table_is_the_one_figspec_computes_from():
-    """The README's metric table is made from compiler.sources.metrics: a new
+    """The README's metric table is made from figspec.sources.metrics: a new
     metric is one row there, and the README must show it."""
-    from compiler.sources import metrics
+    from figspec.sources import metrics
 
     assert metrics.markdown_table() in README
     assert set(metrics.NAMES) == {m.name for m in metrics.METRICS}

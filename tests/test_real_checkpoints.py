@@ -286,7 +286,7 @@ def test_what_a_metric_cannot_say_of_a_real_tensor_is_a_diagnostic(
 def test_each_expert_s_column_is_drawn(project: Path):
     """The figure, not only the table: one labelled column per expert, and one
     cell per layer and column."""
-    from compiler.builder import Options, compile_spec
+    from figspec.builder import Options, compile_spec
 
     spec = support.write(project / "specs" / "fig.yaml",
                          f"data: {data_yaml('mixtral-bf16-sharded', 'update_rms')}\n"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler.builder import Options, build, compile_spec
-from compiler.html import html_page, script_json
-from compiler.render import normalize_svg, render, to_svg
+from figspec.builder import Options, build, compile_spec
+from figspec.html import html_page, script_json
+from figspec.render import normalize_svg, render, to_svg
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -132,7 +132,7 @@ def test_builds_are_byte_identical_across_processes_and_alone(tmp_path: Path):
     outs = []
     for i in range(2):
         out = tmp_path / f"out{i}"
-        subprocess.run([sys.executable, "-m", "compiler", "build", "specs", "--out", str(out)],
+        subprocess.run([sys.executable, "-m", "figspec", "build", "specs", "--out", str(out)],
                        cwd=REPO, check=True, capture_output=True)
         outs.append(_digests(out))
     assert outs[0] == outs[1]
@@ -145,7 +145,7 @@ def test_builds_are_byte_identical_across_processes_and_alone(tmp_path: Path):
 
 
 def test_the_javascript_bundle_is_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from compiler import html as render
+    from figspec import html as render
 
     monkeypatch.delenv("FIGSPEC_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))

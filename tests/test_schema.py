@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from compiler.models import SCHEMES, json_schema
+from figspec.models import SCHEMES, json_schema
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "schemas" / "figspec.schema.json"

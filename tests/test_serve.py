@@ -21,8 +21,8 @@ def test_an_edit_made_while_a_spec_is_checked_is_not_lost(project: Path,
                                                           monkeypatch: pytest.MonkeyPatch):
     """The data is saved after checking read it and before checking ends: the
     next poll must check the spec again, or the page keeps the old figure."""
-    from compiler import pipeline
-    from compiler.serve import Board
+    from figspec import pipeline
+    from figspec.serve import Board
 
     spec = support.write(project / "specs" / "a.yaml", support.spec_text())
     board = Board([project / "specs"])
@@ -67,7 +67,7 @@ def test_a_port_in_use_says_so_and_suggests_port_0(project: Path, run):
 @contextlib.contextmanager
 def served(project: Path, *args: str) -> Iterator[tuple[subprocess.Popen, str]]:
     """`figspec serve --port 0 ARGS` as a child process, and its URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "compiler", "serve", "--port", "0", *args],
+    proc = subprocess.Popen([sys.executable, "-m", "figspec", "serve", "--port", "0", *args],
                             cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:

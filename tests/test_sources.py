@@ -1,4 +1,4 @@
-"""The sources seam: a kind of data source is a module of compiler.sources,
+"""The sources seam: a kind of data source is a module of figspec.sources,
 found through a registry that imports it only when a spec uses it."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import support
-from compiler import sources
-from compiler.builder import Options, build, compile_spec
-from compiler.files import read_stamped
+from figspec import sources
+from figspec.builder import Options, build, compile_spec
+from figspec.files import read_stamped
 from support import MODULES
 
 
@@ -71,8 +71,8 @@ def test_a_source_s_origins_reach_the_diagnostics(project: Path, memory_source, 
 def test_sources_are_imported_only_when_a_spec_uses_them(project: Path):
     support.write(project / "specs" / "fig.yaml", support.spec_text(
         "values: [{layer: 0, module: q_proj, value: 1}]", modules=["q_proj"]))
-    code = ("import sys; from compiler.cli import main; rc = main(['check']); "
-            "print(rc, [m for m in ('compiler.sources.tabular', 'pyarrow') if m in sys.modules])")
+    code = ("import sys; from figspec.cli import main; rc = main(['check']); "
+            "print(rc, [m for m in ('figspec.sources.tabular', 'pyarrow') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "0 []"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from compiler.spec import _one_branch
+from figspec.spec import _one_branch
 
 
 def test_a_union_s_errors_come_from_the_branch_the_value_was_meant_for():

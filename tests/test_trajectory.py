@@ -17,9 +17,9 @@ import pytest
 import checkpoints as ck
 import reference as ref
 import support
-from compiler.builder import compile_spec
-from compiler.sources.safetensors import Files
-from compiler.sources.metrics import NAMES, NEEDS_BASE
+from figspec.builder import compile_spec
+from figspec.sources.safetensors import Files
+from figspec.sources.metrics import NAMES, NEEDS_BASE
 
 MODULES = ["q_proj", "k_proj", "up_proj"]
 #: the synthetic run of every test: checkpoint-100, -200, -300 of a 2-layer model

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compiler import yaml_reader
-from compiler.diagnostics import FigspecError
-from compiler.yaml_reader import load_yaml
+from figspec import yaml_reader
+from figspec.diagnostics import FigspecError
+from figspec.yaml_reader import load_yaml
 
 
 def load(tmp_path: Path, text: str | bytes):

@@ -1,6 +1,6 @@
 """The commands: one module each, each a function taking plain values and
-returning an exit status. :mod:`compiler.cli` parses the command line into
-those values, and :func:`compiler.errors.run` maps what a command raises to
+returning an exit status. :mod:`figspec.cli` parses the command line into
+those values, and :func:`figspec.errors.run` maps what a command raises to
 an exit status. What the commands share lives here."""
 
 from __future__ import annotations

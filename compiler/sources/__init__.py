@@ -2,13 +2,13 @@
 
 Each kind of source is a module of this package with a ``SOURCE`` object that
 reads what the spec's ``data`` names into :class:`Rows`: records, each with
-an origin a diagnostic can point at. :mod:`compiler.cells` then turns rows
+an origin a diagnostic can point at. :mod:`figspec.cells` then turns rows
 into checked cells, whatever their source. The registry below maps what a
 spec names (a key of ``data`` such as ``values``; for ``data.path``, the
 file's suffix) to the module, which is imported only when a spec uses it.
 
 A new kind of source is one module here, one line in the registry, and its
-fields in :class:`compiler.models.Data`; nothing else changes.
+fields in :class:`figspec.models.Data`; nothing else changes.
 """
 
 from __future__ import annotations

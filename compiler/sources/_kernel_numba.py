@@ -1,5 +1,5 @@
 """The fused checkpoint kernel compiled with numba; imported by
-:mod:`compiler.sources.kernel` only when a pair is reduced, never by `check`.
+:mod:`figspec.sources.kernel` only when a pair is reduced, never by `check`.
 
 The arithmetic order is written out, never left to the compiler: sums run in
 :data:`LANES` separate accumulators (entry i into lane i % LANES), combined in
@@ -31,9 +31,9 @@ from .. import cache
 LANES = 64
 #: Entries decoded at a time into float64 scratch that stays in the L1 cache.
 BLOCK = 2048
-#: Kinds of "changed" (see compiler.sources.kernel.OPTION_KINDS).
+#: Kinds of "changed" (see figspec.sources.kernel.OPTION_KINDS).
 EXACT, ABS, REL = 0, 1, 2
-#: Stored dtypes (see compiler.sources.kernel.CODES).
+#: Stored dtypes (see figspec.sources.kernel.CODES).
 BF16, F16, F32, F64 = 0, 1, 2, 3
 
 

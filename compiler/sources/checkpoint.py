@@ -8,9 +8,9 @@ and module come from the tensor's name (``model.layers.12.self_attn.q_proj
 This module is the source: which tensors a figure draws, what it wants of
 its pair (said to the session, so that a build reads each pair once for all
 its figures), the sums from the session, figspec's cache or one pass
-(:mod:`compiler.sources.reduce`), and each cell's value from the metric
-table (:mod:`compiler.sources.metrics`), or a diagnostic where a metric does
-not apply. Files are read by :mod:`compiler.sources.safetensors`. The sums
+(:mod:`figspec.sources.reduce`), and each cell's value from the metric
+table (:mod:`figspec.sources.metrics`), or a diagnostic where a metric does
+not apply. Files are read by :mod:`figspec.sources.safetensors`. The sums
 are cached (figspec's cache, keyed by the files' size, mtime, inode and
 ctime), so a rebuild after changing a colour reads no checkpoint.
 """
@@ -41,7 +41,7 @@ CACHE_VERSION = 1
 class Checkpoint:
     """The source of ``data.checkpoint``. ``keys``: where the spec wrote each
     side when it is not at its own key (a run's checkpoints, read as pairs
-    by :mod:`compiler.sources.trajectory`, are at `checkpoints`)."""
+    by :mod:`figspec.sources.trajectory`, are at `checkpoints`)."""
 
     def __init__(self, keys: dict[str, str] | None = None) -> None:
         self.keys = {"checkpoint": "checkpoint", "base": "base", **(keys or {})}

@@ -7,7 +7,7 @@ endian) and subtracted and summed in float64.
 
 Two paths give the same bits:
 
-* numba (:mod:`compiler.sources._kernel_numba`), compiled once per machine
+* numba (:mod:`figspec.sources._kernel_numba`), compiled once per machine
   into figspec's cache folder (``numba/``), used when numba can be imported;
 * numpy, used otherwise, or when ``FIGSPEC_KERNEL=numpy`` (read at each call).
 
@@ -215,7 +215,7 @@ _LOAD = threading.Lock()
 @functools.lru_cache(maxsize=None)
 def _numba() -> Any:
     """The compiled module, or None without numba (see
-    :mod:`compiler.sources._kernel_numba` for where it keeps its compiled code)."""
+    :mod:`figspec.sources._kernel_numba` for where it keeps its compiled code)."""
     with _LOAD:
         try:
             import numba  # noqa: F401

@@ -3,7 +3,7 @@ name, whether it compares with a base, its formula, when it is undefined,
 and how it is made of a tensor's sums). The spec language's `metric` values,
 the JSON Schema's description and the README's metric table are made from
 it (a test holds the README to it): a new metric is one row here, if the
-kernel's sums (:mod:`compiler.sources.kernel`) already give what it needs.
+kernel's sums (:mod:`figspec.sources.kernel`) already give what it needs.
 
 A tensor's sums (float64, over its n entries): ``tt`` = ‖T‖², ``bb`` = ‖B‖²,
 ``tb`` = ⟨T, B⟩, ``dd`` = ‖T − B‖² (summed from T − B itself), ``max_abs``,
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 #: The sums the kernel gives of each chunk, in the order of its result
-#: (:data:`compiler.sources.kernel.FIELDS`); a tensor's sums add its entries
+#: (:data:`figspec.sources.kernel.FIELDS`); a tensor's sums add its entries
 #: ``n`` and the "changed" counts.
 SUMS = ("tt", "bb", "tb", "dd", "max_abs", "bad_t", "bad_b")
 #: What "changed" means: ("exact", 0), ("abs", tolerance) or ("rel", relative_tolerance).

@@ -1,6 +1,6 @@
 """A checkpoint pair reduced to the sums its metrics are made of: each tensor
-read a chunk at a time (:mod:`compiler.sources.safetensors`) and passed
-through the fused kernel (:mod:`compiler.sources.kernel`), on the threads
+read a chunk at a time (:mod:`figspec.sources.safetensors`) and passed
+through the fused kernel (:mod:`figspec.sources.kernel`), on the threads
 the session's budget of cores allows; then update_rank, one matrix at a time.
 """
 
@@ -34,7 +34,7 @@ def reduce_pair(t: Tensor, b: Tensor | None, files: Files, options: frozenset[Op
     of changed entries for each of ``options`` (see :func:`changed_key`).
 
     Each chunk of CHUNK entries goes through the fused kernel
-    (:mod:`compiler.sources.kernel`; ``path``: "numba" or "numpy", else
+    (:mod:`figspec.sources.kernel`; ``path``: "numba" or "numpy", else
     chosen there); the chunks' sums are added in chunk order, so the result
     does not depend on which thread reduced which tensor."""
     if b is not None:

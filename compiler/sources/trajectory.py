@@ -4,13 +4,13 @@
 the glob's matches are the run's checkpoints, each given its step (``step:``,
 else ``global_step`` of its trainer_state.json, else the last whole number
 in its name). Each step drawn is a checkpoint pair, read by the checkpoint
-source (:mod:`compiler.sources.checkpoint`): the checkpoint against ``base``
+source (:mod:`figspec.sources.checkpoint`): the checkpoint against ``base``
 (``compare: base``) or against the step drawn before it (``compare:
 previous``). So a pair's sums are cached by its two sides' file identity,
 and a build after a new checkpoint lands reads only the new one.
 
 The rows are the checkpoint source's, each with the ``step`` and the
-``checkpoint`` (its path as the spec would write it); :mod:`compiler.cells`
+``checkpoint`` (its path as the spec would write it); :mod:`figspec.cells`
 makes one table per step (or per module, ``x: step``) of them.
 
 The glob is an input of the figure (its matches, :func:`glob_input`), so a
@@ -145,7 +145,7 @@ def _pairs(ctx: Context, drawn: list[Step]) -> list[tuple[Checkpoint, Context, b
 def _against_base_at_once(ctx: Context, pairs: list[tuple[Checkpoint, Context]]) -> None:
     """Building: the sums of every step compared with the base that no cache
     holds, reduced in one pass that reads each chunk of the base once for all
-    of them (:func:`compiler.sources.reduce.reduce_run`). Each pair's sums
+    of them (:func:`figspec.sources.reduce.reduce_run`). Each pair's sums
     then come from the session, as if each had been read alone."""
     from .checkpoint import keep
     from .reduce import reduce_run
