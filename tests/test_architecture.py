@@ -1,6 +1,7 @@
-"""The package's shape: no module imports another that imports it back,
-directly or through others, at any depth (imports inside functions and for
-type checking count: a circle there is a circle in the design)."""
+"""The package's shape: its modules stand in layers that follow the data
+flow, and a module imports only its own layer or those below (imports inside
+functions and for type checking count: an upward import there is one in the
+design); no module imports another that imports it back, at any depth."""
 
 from __future__ import annotations
 
@@ -9,11 +10,35 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "compiler"
 
+#: The layers, lowest first: YAML with positions -> spec models -> sources ->
+#: cells -> layout -> render -> files, the pipeline naming the phases, then
+#: what runs it (builds, serve, the API) and the command line. A name stands
+#: for the module and every module below it (``figspec.layout`` is the
+#: package and its modules). Every module of the package is in exactly one.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    # plain helpers and vocabularies every phase may use; nothing heavy
+    ("base", ("figspec.diagnostics", "figspec.units", "figspec.files", "figspec.cache",
+              "figspec.session", "figspec.versions", "figspec.fonts", "figspec.presets",
+              "figspec.vega", "figspec.sources.registry", "figspec.sources.metrics")),
+    ("load", ("figspec.yaml_reader", "figspec.finding")),
+    ("spec", ("figspec.project", "figspec.models", "figspec.spec")),
+    ("sources", ("figspec.sources",)),
+    ("cells", ("figspec.cells", "figspec.views")),
+    ("layout", ("figspec.layout",)),
+    ("render", ("figspec.render", "figspec.html")),
+    ("files", ("figspec.manifest", "figspec.workers")),
+    ("pipeline", ("figspec.pipeline", "figspec.events")),
+    ("runs", ("figspec.builder", "figspec.diff", "figspec.watch", "figspec.serve",
+              "figspec.api", "figspec.errors")),
+    ("commands", ("figspec.commands", "figspec.cli", "figspec.__main__", "figspec")),
+]
+
 
 def _modules() -> dict[str, Path]:
     out = {}
     for f in PACKAGE.rglob("*.py"):
-        name = ".".join(f.relative_to(PACKAGE.parent).with_suffix("").parts)
+        # The folder is compiler/; the package it installs as is figspec.
+        name = ".".join(("figspec",) + f.relative_to(PACKAGE).with_suffix("").parts)
         out[name.removesuffix(".__init__")] = f
     return out
 
@@ -69,8 +94,40 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_circles():
     modules = _modules()
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
-    assert "compiler.pipeline" in graph and graph["compiler.builder"]  # the walk sees imports
+    assert "figspec.pipeline" in graph and graph["figspec.builder"]  # the walk sees imports
     assert _circles(graph) == []
+
+
+def layer_of(module: str) -> int:
+    """The index of the layer naming ``module`` or its nearest package."""
+    best = None
+    for i, (_, names) in enumerate(LAYERS):
+        for name in names:
+            # "figspec" is the package's __init__ only
+            below = name != "figspec" and module.startswith(name + ".")
+            if (module == name or below) and \
+                    (best is None or len(name) > len(best[1])):
+                best = (i, name)
+    assert best is not None, f"{module} is in no layer of tests/test_architecture.py"
+    return best[0]
+
+
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a higher layer, as ``a (layer) -> b (layer)``."""
+    return sorted(f"{a} ({LAYERS[layer_of(a)][0]}) -> {b} ({LAYERS[layer_of(b)][0]})"
+                  for a, targets in graph.items() for b in targets
+                  if layer_of(b) > layer_of(a))
+
+
+def test_phases_import_only_downward():
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    assert upward(graph) == []
+
+
+def test_an_upward_import_is_found():
+    assert upward({"figspec.models": {"figspec.render"}, "figspec.render": set()}) == \
+        ["figspec.models (spec) -> figspec.render (render)"]
 
 
 def test_a_circle_is_found():
