@@ -21,9 +21,10 @@ from .diagnostics import Diagnostic, FigspecError, display_path
 from .events import Event, FigureDone, Finished, Result, Started, Working
 from .files import recording, sweep_temporaries, write_together
 from .finding import SPEC_SUFFIXES, find_specs, is_partial
-from .manifest import Manifest, environment_key
+from .manifest import Manifest
 from .pipeline import failure, prepare, render_job
 from .session import Session
+from .versions import environment_key
 from .workers import Drawer
 
 
