@@ -19,8 +19,8 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationI
                       field_validator, model_validator)
 
 from .diagnostics import did_you_mean
+from .files import FORMATS
 from .fonts import FAMILY_NAMES, family_of
-from .render import FORMATS
 from .sources import metrics
 from .sources.registry import BY_SUFFIX
 from .units import UNITS, to_points
@@ -43,8 +43,7 @@ SEQUENTIAL_SCHEMES = (
 )
 SCHEMES = DIVERGING_SCHEMES + SEQUENTIAL_SCHEMES
 
-#: The files a figure can be written as: the renderer's list (render.py
-#: imports nothing heavy).
+#: The files a figure can be written as.
 Format = Literal[FORMATS]  # type: ignore[valid-type]
 #: Bounds that keep a hostile spec from costing time or memory: the largest
 #: layer index, the most modules, and the longest texts (a 10,000-character
