@@ -49,9 +49,8 @@ class Loaded:
 
     def save(self, path: str | Path) -> Path:
         """Write the figure; the format is the file's suffix."""
-        from .files import write_atomic
+        from .files import FORMATS, write_atomic
         from .pipeline import render
-        from .render import FORMATS
 
         path = Path(path)
         fmt = path.suffix.lower().lstrip(".")

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 from . import sources
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
 from .files import Stamp
-from .models import EXPERT, MAX_LAYER_INDEX, Module, Panel, Spec, expert_column, expert_matcher
+from .models import MAX_LAYER_INDEX, Module, Panel, Spec
 from .session import Session
 from .yaml_reader import Document, Loc
 
 if TYPE_CHECKING:
     from .project import Settings
 from .sources import Context, Origin, Row, Rows, Where
+from .sources.params import EXPERT, expert_column, expert_matcher
 
 #: Most layers one heatmap may draw (the grid is bounded before anything
 #: proportional to it is built).

@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Iterator
 
 
+#: The files a figure can be written as: what the renderer draws and what a
+#: spec's `output.formats` may name (here, so that the spec language knows
+#: them without importing the renderer).
+FORMATS = ("svg", "png", "pdf", "html")
 
 #: The part of a figure's input standing for a glob's matches (a run's
 #: checkpoints): ``folder::glob:pattern``, its stamp's digest that of the names.

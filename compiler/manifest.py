@@ -15,11 +15,9 @@ Altair or vl-convert.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import stat
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +28,6 @@ MANIFEST = ".figspec-manifest.json"
 FORMAT = 1
 #: A manifest larger than this is not read (it is rebuilt): ~1 KB per figure.
 MAX_MANIFEST_BYTES = 64_000_000
-#: Distributions whose versions change the bytes of a figure (matplotlib
-#: ships the fonts; fontTools subsets them into HTML pages).
-RENDERERS = ("figspec", "vl-convert-python", "altair", "pikepdf", "matplotlib", "fonttools")
-
-
-@functools.cache
-def environment_key() -> str:
-    """Versions of figspec and of everything that draws, as one string."""
-    versions = []
-    for dist in RENDERERS:
-        try:
-            versions.append(f"{dist}=={metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{dist}==?")
-    return ";".join(versions)
-
-
 def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
     """Whether ``path`` still holds what ``stamp`` recorded; and a refreshed
     stamp when the content is the same but the stat changed. Only a regular

@@ -27,7 +27,6 @@ from typing import Any, Iterable
 
 from .vega import LOCALE, engine
 
-FORMATS = ("svg", "png", "pdf", "html")
 #: Largest PNG drawn, in pixels: 60 megapixels is ~240 MB of pixmap.
 MAX_PNG_PIXELS = 60_000_000
 

@@ -19,7 +19,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # plain helpers and vocabularies every phase may use; nothing heavy
     ("base", ("figspec.diagnostics", "figspec.units", "figspec.files", "figspec.cache",
               "figspec.session", "figspec.versions", "figspec.fonts", "figspec.presets",
-              "figspec.vega", "figspec.sources.registry", "figspec.sources.metrics")),
+              "figspec.vega", "figspec.sources.registry", "figspec.sources.metrics",
+              "figspec.sources.params")),
     ("load", ("figspec.yaml_reader", "figspec.finding")),
     ("spec", ("figspec.project", "figspec.models", "figspec.spec")),
     ("sources", ("figspec.sources",)),

@@ -26,10 +26,10 @@ from typing import Any
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import Stamp
-from ..models import module_matcher
 from ..session import Option
 from . import Context, Rows, Where, metrics
 from .metrics import SUMS, changed_key, option_of
+from .params import module_matcher
 from .reduce import reduce_all
 from .safetensors import CheckpointError, Tensor, Within, open_checkpoint
 
