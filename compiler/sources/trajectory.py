@@ -16,12 +16,12 @@ per step, the ``step`` and ``checkpoint`` columns of ``figspec table``,
 drawn (:mod:`figspec.views`) as a panel per step (``x: module``) or with
 the steps as the columns of a panel per module (``x: step``).
 
-The glob is an input of the figure (its matches,
-:func:`figspec.files.glob_input`), so a checkpoint appearing makes the
-figure stale. The newest checkpoint, when it
-is still being written (a file modified in the last :data:`QUIET` seconds,
-a shard shorter than its header says, an index naming a shard not there
-yet), is left out with a note, and drawn once it is complete.
+The glob is an input of the figure (its matches, stamped through
+:meth:`figspec.sources.Context.glob`), so a checkpoint appearing makes the
+figure stale. The newest checkpoint, when it is still being written (a file
+modified in the last :data:`QUIET` seconds, a shard shorter than its header
+says, an index naming a shard not there yet), is left out with a note, and
+drawn once it is complete.
 """
 
 from __future__ import annotations
