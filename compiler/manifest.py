@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import display_path
-from .files import GLOB_PART, Stamp, hash_file, read_bounded, write_atomic
+from .files import (GLOB_PART, IDENTITY_NAME, Stamp, glob_change, glob_same, hash_file,
+                    read_bounded, write_atomic)
 
 MANIFEST = ".figspec-manifest.json"
 FORMAT = 1
@@ -41,7 +42,7 @@ def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | Non
         return False, None
     if not stat.S_ISREG(st.st_mode) or st.st_size != stamp["size"]:
         return False, None
-    if "ctime_ns" in stamp:  # an identity stamp: a checkpoint is never hashed
+    if "ctime_ns" in stamp:  # an identity stamp: the file is too large to hash
         return (st.st_mtime_ns, st.st_ino, st.st_ctime_ns) == \
             (stamp["mtime_ns"], stamp.get("inode"), stamp["ctime_ns"]), None
     if st.st_mtime_ns == stamp["mtime_ns"]:
@@ -63,7 +64,7 @@ def _same_part(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] 
 
     file = Path(str(path).rsplit(PART_SEPARATOR, 1)[0])
     if stamp["part"].startswith(GLOB_PART):
-        return _same_glob(file, stamp), None
+        return glob_same(file, stamp), None
     try:
         if file.stat().st_mtime_ns == stamp["mtime_ns"]:
             return True, None
@@ -73,14 +74,6 @@ def _same_part(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] 
     if settings is None or part_digest(settings, stamp["part"]) != stamp["sha256"]:
         return False, None
     return True, {**stamp, "mtime_ns": file.stat().st_mtime_ns}
-
-
-def _same_glob(folder: Path, stamp: dict[str, Any]) -> bool:
-    """Whether a glob (a run's checkpoints) matches the names it matched."""
-    from .sources.trajectory import matches, names_digest
-
-    return names_digest(matches(folder, stamp["part"][len(GLOB_PART):]) or []) == \
-        stamp["sha256"]
 
 
 def _valid_stamp(stamp: Any) -> bool:
@@ -132,28 +125,12 @@ def env_change(old: str, new: str) -> str:
 def _changed(path: Path, stamp: dict[str, Any]) -> str:
     """Why an input makes its figure stale, as `status` says it."""
     if "part" in stamp and stamp["part"].startswith(GLOB_PART):
-        return _glob_change(Path(str(path).rsplit("::", 1)[0]), stamp)
+        return glob_change(Path(str(path).rsplit("::", 1)[0]), stamp)
     if "part" in stamp:
         file = str(path).rsplit("::", 1)[0]
         return f"{display_path(file)} changed its `{stamp['part']}`"
-    what = "checkpoint " if "ctime_ns" in stamp else ""
+    what = f"{IDENTITY_NAME} " if "ctime_ns" in stamp else ""
     return f"{what}{display_path(path)} changed"
-
-
-def _glob_change(folder: Path, stamp: dict[str, Any]) -> str:
-    """What a glob of checkpoints matches now that it did not: "2 new
-    checkpoints in runs/grpo" (its stamp's size is how many it matched)."""
-    from .sources.trajectory import matches
-
-    pattern = stamp["part"][len(GLOB_PART):]
-    now = len(matches(folder, pattern) or [])
-    was = stamp["size"]
-    where = f"{display_path(folder / pattern)}"
-    if now > was:
-        return f"{now - was} new checkpoint{'s' if now - was > 1 else ''} ({where})"
-    if now < was:
-        return f"{was - now} checkpoint{'s' if was - now > 1 else ''} gone ({where})"
-    return f"the checkpoints matching {where} changed"
 
 
 class Manifest:

@@ -4,7 +4,9 @@
     inherit   figspec.yaml's defaults and `extends:` files merged under it  (spec)
     validate  values -> the spec's models, every mistake at its node  (spec, models)
     read      each heatmap's data source -> rows with their origins  (sources/)
-    cells     rows -> one checked number per (layer, module)  (cells)
+    cells     rows -> one checked number per (layer, module), per part  (cells)
+    views     each view's tables -> the panels drawn: one, or one per part
+              or per module where its source's rows come in parts  (views)
     layout    spec + cells -> Vega-Lite fitted to its size, text checked  (chart)
     render    Vega-Lite -> SVG, PNG, PDF, HTML  (render, in a worker process)
 
@@ -67,8 +69,9 @@ def prepare(path: Path, session: Session, doc: Document | None = None) -> Prepar
     """Every phase but rendering; FigspecError with every problem found.
     ``doc``: the spec as values already (given in Python), its file never read."""
     from . import project
-    from .cells import drawn, read_tables
+    from .cells import read_tables
     from .spec import LoadedSpec, inherit, validate
+    from .views import expand
     from .yaml_reader import load_yaml
 
     where = project.of(path)
@@ -77,10 +80,10 @@ def prepare(path: Path, session: Session, doc: Document | None = None) -> Prepar
     loaded = LoadedSpec(path, doc, validate(doc))           # validate
     _check_font(loaded)
     _check_characters(loaded)
-    tables = read_tables(loaded.doc, loaded.spec, root=where.root,  # read, cells
-                         settings=where.settings, session=session)
-    # A run's checkpoints are drawn as several panels of one view.
-    loaded = LoadedSpec(loaded.path, loaded.doc, drawn(loaded.spec, tables))
+    read = read_tables(loaded.doc, loaded.spec, root=where.root,  # read, cells
+                       settings=where.settings, session=session)
+    drawn, tables = expand(loaded.doc, loaded.spec, read)   # views
+    loaded = LoadedSpec(loaded.path, loaded.doc, drawn)
     _check_size(loaded, tables)
     return Prepared(loaded, tables, _layout(loaded, tables))  # layout
 
