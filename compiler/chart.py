@@ -338,7 +338,7 @@ def _grid_counts(spec: Spec, tables: list[Table]) -> tuple[int, int]:
 
 def measure(vl: dict[str, Any]) -> tuple[float, float]:
     """Width and height Vega draws a chart at (pt)."""
-    from .render import scenegraph
+    from .vega import scenegraph
 
     sg = scenegraph(vl)
     return float(sg["width"]), float(sg["height"])
@@ -528,7 +528,7 @@ def _spanned(spec: Spec, vl: dict[str, Any]) -> dict[str, Any]:
     that is, Vega knows (the layer axes between them), so it is measured."""
     if "concat" not in vl or not legend_bottom(spec) or spec.scale != "shared":
         return vl
-    from .render import scenegraph
+    from .vega import scenegraph
 
     row_height = vl["concat"][0]["height"]
     cells = _placed_cells(scenegraph(vl))
