@@ -334,7 +334,7 @@ def _cells(d: FigureDiff, a: Prepared, b: Prepared) -> None:
 def panel_names(p: Prepared) -> list[str | None]:
     """How each heatmap of a figure is named in a review: its panel's title
     (after its letter, as drawn), else "panel N"; None for a figure of one."""
-    from .chart import panel_titles
+    from .layout import panel_titles
 
     if not p.loaded.spec.panels or len(p.tables) < 2:
         return [None] * len(p.tables)
@@ -342,7 +342,7 @@ def panel_names(p: Prepared) -> list[str | None]:
 
 
 def _other(a: Prepared, b: Prepared) -> list[str]:
-    from .chart import color_domain
+    from .layout import color_domain
 
     sa, sb = a.loaded.spec, b.loaded.spec
     out = []

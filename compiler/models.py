@@ -389,10 +389,6 @@ def _check_d3_format(v: str | None) -> str | None:
     return v
 
 
-#: A figure at most this wide (pt) gets its colorbar under the plot by default.
-NARROW = 4 * 72
-
-
 class Legend(Model):
     """The colorbar: beside the plot, or under it."""
 

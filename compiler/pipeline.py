@@ -7,7 +7,7 @@
     cells     rows -> one checked number per (layer, module), per part  (cells)
     views     each view's tables -> the panels drawn: one, or one per part
               or per module where its source's rows come in parts  (views)
-    layout    spec + cells -> Vega-Lite fitted to its size, text checked  (chart)
+    layout    spec + cells -> Vega-Lite fitted to its size, text checked  (layout)
     render    Vega-Lite -> SVG, PNG, PDF, HTML  (render, in a worker process)
 
 Every command goes through here, as Vega-Lite's ``compile()`` lists its
@@ -29,7 +29,7 @@ from .session import Session
 
 if TYPE_CHECKING:
     from .cells import Table
-    from .chart import Figure
+    from .layout import Figure
     from .files import Stamp
     from .spec import LoadedSpec
     from .yaml_reader import Document
@@ -169,7 +169,7 @@ def _check_characters(loaded: LoadedSpec) -> None:
 
 def _check_size(loaded: LoadedSpec, tables: list[Table]) -> None:
     """Refuse a PNG so large that drawing it would exhaust memory."""
-    from .chart import png_scale
+    from .layout import png_scale
     from .units import to_points
 
     spec = loaded.spec
@@ -199,7 +199,7 @@ def _layout(loaded: LoadedSpec, tables: list[Table]) -> Figure:
     too small for the labels, labels or values that would overlap. Part of
     checking, so `check` refuses what `build` would; a figure with a `size`
     is measured on Vega's scenegraph for it (vl-convert is imported)."""
-    from .chart import LayoutError, figure
+    from .layout import LayoutError, figure
 
     try:
         return figure(loaded.spec, tables)

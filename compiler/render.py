@@ -62,12 +62,6 @@ def normalize_svg(svg: str) -> str:
     return _ID_REF.sub(rename, svg)
 
 
-def scenegraph(vl: dict[str, Any]) -> dict[str, Any]:
-    """Every mark Vega draws, with its position, size and colour."""
-    return engine().vegalite_to_scenegraph(vl, allowed_base_urls=[], format_locale=LOCALE,
-                                         time_format_locale=LOCALE)
-
-
 _ROOT_SIZE = re.compile(r'^(<svg[^>]*?) width="([\d.]+)" height="([\d.]+)" viewBox="[^"]*"')
 
 

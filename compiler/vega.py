@@ -1,7 +1,7 @@
 """vl-convert, started once per process: Vega and Vega-Lite in its embedded
 JavaScript engine, resvg for PNG, its PDF writer. Every stage that runs Vega
 (:mod:`figspec.render`, :mod:`figspec.html`, measuring in
-:mod:`figspec.chart`) gets it from :func:`engine`.
+:mod:`figspec.layout`) gets it from :func:`engine`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ def engine() -> Any:
         vl_convert.vegalite_to_svg(_WARM_UP, allowed_base_urls=[], format_locale=LOCALE,
                                    time_format_locale=LOCALE)
     return vl_convert
+
+
+def scenegraph(vl: dict[str, Any]) -> dict[str, Any]:
+    """Every mark Vega draws, with its position, size and colour."""
+    return engine().vegalite_to_scenegraph(vl, allowed_base_urls=[], format_locale=LOCALE,
+                                         time_format_locale=LOCALE)
 
 
 #: The smallest chart with text: it makes vl-convert load fonts and start Vega.

@@ -150,16 +150,16 @@ def test_a_png_too_large_to_draw_is_refused_before_drawing(project: Path):
 def test_a_chart_failure_fails_that_figure_only(project: Path, monkeypatch: pytest.MonkeyPatch):
     spec(project, "a")
     spec(project, "b", "title: boom\n")
-    from figspec import chart
+    from figspec import layout
 
-    real = chart.vegalite
+    real = layout.figure
 
-    def flaky(s, tables, cell=None, **kw):
+    def flaky(s, tables):
         if s.title == "boom":
             raise ValueError("chart bug")
-        return real(s, tables, cell, **kw)
+        return real(s, tables)
 
-    monkeypatch.setattr(chart, "vegalite", flaky)
+    monkeypatch.setattr(layout, "figure", flaky)
     results = build([project / "specs"], Options(out_dir=project / "out", jobs=1))
     assert [r.status for r in results] == ["built", "failed"]
     assert results[1].diagnostics[0].message == "rendering failed: ValueError: chart bug"

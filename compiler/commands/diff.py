@@ -229,7 +229,7 @@ def _image_name(f: Any, name: str) -> str:
 
 
 def _difference(old: Any, new: Any) -> Any:
-    from ..chart import figure
+    from ..layout import figure
     from ..cells import Table
     from ..models import Color, Legend
 
