@@ -22,7 +22,7 @@ from .events import Event, FigureDone, Finished, Result, Started, Working
 from .files import recording, sweep_temporaries, write_together
 from .finding import SPEC_SUFFIXES, Unreadable, find_specs, is_partial
 from .manifest import Manifest
-from .pipeline import failure, prepare, render_job
+from .pipeline import check_partial, failure, prepare, render_job
 from .session import Session
 from .versions import environment_key
 from .workers import Drawer
@@ -41,13 +41,6 @@ class Options:
 
 
 # -- checking ---------------------------------------------------------------------
-
-def _check_partial(path: Path) -> None:
-    from . import project
-    from .spec import load_partial
-
-    load_partial(path, None, project.of(path).root)
-
 
 def check(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
     """Validate specs and their data without rendering."""
@@ -104,7 +97,7 @@ def _check_one(path: Path, options: Options, session: Session, reason: str | Non
     with recording() as seen:
         try:
             if is_partial(path):  # named on the command line: no figure of its own
-                _check_partial(path)
+                check_partial(path)
                 return Result(path, "checked", reason=reason, looked_at=seen,
                               seconds=time.perf_counter() - start)
             prepared = prepare(path, session)

@@ -412,12 +412,13 @@ def _untracked(rel: str, tree: Tree) -> str:
 
 
 def _committed_image(spec: Path, tree: Tree) -> Path | None:
-    """The PNG the revision's out dir holds for this spec, if it committed one."""
+    """The PNG the revision's out dir holds for this spec, if it committed one:
+    named by its `output.name`, which it may inherit."""
     from . import project
-    from .yaml_reader import load_yaml
+    from .pipeline import load
 
     try:
-        name = (load_yaml(spec).data.get("output") or {}).get("name") or spec.stem
+        name = (load(spec).data.get("output") or {}).get("name") or spec.stem
         image = project.of(spec).out_dir / f"{name}.png"
     except (FigspecError, AttributeError):
         return None
