@@ -15,7 +15,6 @@ Altair or vl-convert.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import stat
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import display_path
+from .caches import memo
 from .files import GLOB_PART, Stamp, hash_file, read_bounded, write_atomic
 
 MANIFEST = ".figspec-manifest.json"
@@ -35,7 +35,7 @@ MAX_MANIFEST_BYTES = 64_000_000
 RENDERERS = ("figspec", "vl-convert-python", "altair", "pikepdf", "matplotlib", "fonttools")
 
 
-@functools.cache
+@memo("manifest.environment_key")
 def environment_key() -> str:
     """Versions of figspec and of everything that draws, as one string."""
     versions = []
