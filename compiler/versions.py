@@ -3,8 +3,9 @@ another key is stale. Plain names; nothing heavy is imported."""
 
 from __future__ import annotations
 
-import functools
 from importlib import metadata
+
+from .caches import memo
 
 #: figspec's own version (``figspec.__version__``; pyproject.toml says the same).
 VERSION = "0.1.0"
@@ -16,7 +17,7 @@ VERSION = "0.1.0"
 RENDERERS = ("figspec", "vl-convert-python", "pikepdf", "matplotlib", "fonttools")
 
 
-@functools.cache
+@memo("versions.environment_key")
 def environment_key() -> str:
     """Versions of figspec and of everything that draws, as one string."""
     versions = []
