@@ -65,6 +65,8 @@ def test_fonts_and_the_vega_bundle_live_in_the_cache(tmp_path: Path,
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "None"  # named while vl-convert started, then put back
-    assert str(Path(__import__("figspec").fonts.font_dir())) in \
+    from figspec import fonts
+
+    assert str(Path(fonts.font_dir())) in \
         (tmp_path / "fonts.conf").read_text()
     assert list(tmp_path.glob("vega-bundle-*.js"))
