@@ -4,6 +4,7 @@ package (the format is an 8-byte header length, a JSON header, the bytes)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,26 @@ def encode(array: np.ndarray, dtype: str) -> bytes:
     return array.astype(kind).tobytes()
 
 
+def fp8(byte: int, dtype: str) -> float:
+    """One FP8 byte's value from the formats' definitions (OCP 8-bit floating
+    point): E4M3 has no infinity and one NaN (S.1111.111); E5M2 is IEEE-like."""
+    e_bits, bias = (4, 7) if dtype == "F8_E4M3" else (5, 15)
+    m_bits = 7 - e_bits
+    sign = -1.0 if byte & 0x80 else 1.0
+    e, m = (byte >> m_bits) & ((1 << e_bits) - 1), byte & ((1 << m_bits) - 1)
+    if dtype == "F8_E4M3" and e == 15 and m == 7:
+        return math.nan
+    if dtype == "F8_E5M2" and e == 31:
+        return sign * math.inf if m == 0 else math.nan
+    if e == 0:
+        return sign * m / (1 << m_bits) * 2.0 ** (1 - bias)
+    return sign * (1 + m / (1 << m_bits)) * 2.0 ** (e - bias)
+
+
 def decode(raw: bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     """The stored values as float64: the reference side of every metric test."""
+    if dtype in ("F8_E4M3", "F8_E5M2"):
+        return np.array([fp8(b, dtype) for b in raw], dtype=np.float64).reshape(shape)
     if dtype == "BF16":
         return from_bf16(np.frombuffer(raw, "<u2")).reshape(shape)
     kind = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}[dtype]

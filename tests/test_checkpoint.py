@@ -242,8 +242,8 @@ def corrupt(path: Path, how: str) -> None:
         elif how == "past the end":
             header[name]["data_offsets"] = [10 ** 12, 10 ** 12 + header[name]["data_offsets"][1]
                                             - header[name]["data_offsets"][0]]
-        elif how == "dtype":
-            header[name]["dtype"] = "I8"
+        elif how == "dtype":  # one the format knows, of the same width, that is not read
+            header[name]["dtype"] = "I16"
         text = json.dumps(header).encode()
         body = raw[8 + n:]
         if how == "truncated":
@@ -257,7 +257,8 @@ def corrupt(path: Path, how: str) -> None:
     ("overlap", "its bytes overlap those of"),
     ("past the end", "past the end of the file"),
     ("truncated", "the file is truncated"),
-    ("dtype", "dtype 'I8' is not read (only BF16, F16, F32, F64)"),
+    ("dtype", "dtype 'I16' is not read (figspec reads BF16, F16, F32, F64, F8_E4M3, "
+              "F8_E5M2)"),
 ])
 def test_a_broken_shard_gives_a_diagnostic_naming_file_and_tensor(project: Path, run,
                                                                   how: str, message: str):

@@ -31,6 +31,7 @@ HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 PATHS = ["numpy"] + (["numba"] if HAVE_NUMBA else [])
 FIELDS = {name: k for k, name in enumerate(kernel.FIELDS)}
 OPTIONS = (("abs", 0.25), ("exact", 0.0), ("rel", 0.5))
+FP8 = ("F8_E4M3", "F8_E5M2")
 
 
 # -- values ---------------------------------------------------------------------------
@@ -43,6 +44,8 @@ def bits_of(dtype: str, rng: np.random.Generator, n: int) -> np.ndarray:
         top = 0x7F80 if dtype == "BF16" else 0x7C00  # exponent all ones: inf, NaN
         bits[(bits & top) == top] &= ~np.uint16(0x4000)  # halve the exponent instead
         return bits
+    if dtype in FP8:
+        return finite_fp8(rng.integers(0, 256, n, dtype=np.uint16).astype(np.uint8), dtype)
     if dtype == "F32":
         bits = rng.integers(0, 1 << 32, n, dtype=np.uint64).astype(np.uint32)
         return np.where((bits & 0x7F800000) == 0x7F800000, bits & ~np.uint32(1 << 30), bits)
@@ -53,7 +56,15 @@ def bits_of(dtype: str, rng: np.random.Generator, n: int) -> np.ndarray:
     return (sign << np.uint64(63)) | (exps << np.uint64(52)) | mant
 
 
-WIDTH = {"BF16": "<u2", "F16": "<u2", "F32": "<u4", "F64": "<u8"}
+def finite_fp8(bits: np.ndarray, dtype: str) -> np.ndarray:
+    """Every byte but NaN (and E5M2's infinities): the exponent halved there."""
+    top = 0x78 if dtype == "F8_E4M3" else 0x7C
+    full = (bits & 0x7F) == 0x7F if dtype == "F8_E4M3" else (bits & top) == top
+    return np.where(full, bits & np.uint8(0xBF), bits).astype(np.uint8)
+
+
+WIDTH = {"BF16": "<u2", "F16": "<u2", "F32": "<u4", "F64": "<u8", "F8_E4M3": "u1",
+         "F8_E5M2": "u1"}
 
 
 def as_bytes(bits: np.ndarray, dtype: str) -> bytes:
@@ -61,8 +72,7 @@ def as_bytes(bits: np.ndarray, dtype: str) -> bytes:
 
 
 def exact(raw: bytes, dtype: str) -> list[float]:
-    return ck.decode(raw, dtype, (len(raw) // {"BF16": 2, "F16": 2, "F32": 4, "F64": 8}[dtype],)
-                     ).tolist()
+    return ck.decode(raw, dtype, (len(raw) // np.dtype(WIDTH[dtype]).itemsize,)).tolist()
 
 
 def fsum_products(xs: list[float], ys: list[float]) -> tuple[float, float]:
@@ -76,7 +86,7 @@ def close(got: float, want: float, scale: float) -> bool:
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32", "F64"])
+@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32", "F64", *FP8])
 def test_every_sum_matches_an_exact_reference(dtype: str, path: str):
     rng = np.random.default_rng(1)
     n = 5000
@@ -84,6 +94,8 @@ def test_every_sum_matches_an_exact_reference(dtype: str, path: str):
     t_bits = b_bits.copy()
     moved = rng.random(n) < 0.5  # half the entries changed a little, some a lot
     t_bits[moved] ^= rng.integers(1, 64, int(moved.sum())).astype(t_bits.dtype)
+    if dtype in FP8:
+        t_bits = finite_fp8(t_bits, dtype)
     t_raw, b_raw = as_bytes(t_bits, dtype), as_bytes(b_bits, dtype)
     t, b = exact(t_raw, dtype), exact(b_raw, dtype)
     got = kernel.pair(bytearray(t_raw), dtype, bytearray(b_raw), dtype, OPTIONS, path)
@@ -141,7 +153,7 @@ def test_special_values_as_numpy_compares_them(dtype: str, path: str):
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
-@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32", "F64"])
+@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32", "F64", *FP8])
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 2047, 2048, 2049, 100_003])
 def test_numba_and_numpy_give_the_same_bits(dtype: str, n: int):
     rng = np.random.default_rng(n)
@@ -153,6 +165,46 @@ def test_numba_and_numpy_give_the_same_bits(dtype: str, n: int):
     assert a.tobytes() == c.tobytes()
     assert kernel.single(t_raw, dtype, "numba").tobytes() == \
         kernel.single(t_raw, dtype, "numpy").tobytes()
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", FP8)
+def test_every_fp8_byte_is_read_exactly(dtype: str, path: str):
+    """All 256 bytes, NaN and infinities too, against the formats' definitions;
+    a value's square and products are exact in float64."""
+    raw = bytes(range(256))
+    want = [ck.fp8(b, dtype) for b in raw]
+    got = kernel.decoded(np.frombuffer(raw, "u1"), dtype).tolist()
+    assert [math.copysign(1, x) for x in got] == [math.copysign(1, x) for x in want]
+    assert [x if x == x else "nan" for x in got] == [x if x == x else "nan" for x in want]
+    finite = bytes(b for b, v in zip(raw, want) if math.isfinite(v))
+    alone = kernel.single(bytearray(finite), dtype, path)
+    values = [ck.fp8(b, dtype) for b in finite]
+    assert alone[FIELDS["tt"]] == float(sum(Fraction(v) ** 2 for v in values))
+    assert alone[FIELDS["max_abs"]] == max(map(abs, values))
+    assert kernel.single(bytearray(raw), dtype, path)[FIELDS["bad_t"]] == \
+        sum(not math.isfinite(v) for v in want)
+
+
+#: The sums of BF16, F16, F32 and F64 chunks (both paths) as figspec gave them
+#: before FP8 and scaled sums came: bit for bit the same since.
+DIGEST = "a8445cb9ac102f906de1b61d8bf8f39cbf3e42c2572c8249bf75f7efcac6a7e3"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_sums_of_the_dtypes_read_before_keep_their_bits(path: str):
+    import hashlib
+
+    h = hashlib.sha256()
+    for dtype in ("BF16", "F16", "F32", "F64"):
+        for n in (1, 65, 2049, 40_000):
+            rng = np.random.default_rng(n)
+            b = bits_of(dtype, rng, n)
+            t = b ^ rng.integers(0, 1 << 6, n).astype(b.dtype)
+            t_raw, b_raw = bytearray(as_bytes(t, dtype)), bytearray(as_bytes(b, dtype))
+            h.update(kernel.pair(t_raw, dtype, b_raw, dtype, OPTIONS, path).tobytes())
+            h.update(kernel.single(t_raw, dtype, path).tobytes())
+    assert h.hexdigest() == DIGEST
 
 
 # -- through the reduction: chunks and threads ----------------------------------------
@@ -325,3 +377,74 @@ def test_reducing_threads_take_the_cores_drawing_leaves():
     assert Session(cores=16).reduce_threads() == 16
     assert Session(cores=2, drawing=2).reduce_threads() == 1
     assert Session(cores=2, drawing=5).reduce_threads() == 1
+
+
+# -- dtypes and ranges through a figure --------------------------------------------------
+
+Q = "model.layers.{}.self_attn.q_proj.weight"
+
+
+def table(run, spec: str) -> dict[int, float]:
+    code, out, err = run("table", spec)
+    assert code == 0, err
+    return {int(line.split(",")[0]): float(line.split(",")[-1])
+            for line in out.splitlines()[1:]}
+
+
+def test_tensors_not_drawn_may_be_of_any_dtype_and_fp8_weights_are_read(project: Path, run):
+    """position_ids (I64), a mask (BOOL), U8 and F8_E5M2 tensors beside the drawn
+    weights block nothing; drawn F8_E4M3 weights give their exact values."""
+    rng = np.random.default_rng(5)
+    weights = {Q.format(layer): bytes(bits_of("F8_E4M3", rng, 24)) for layer in range(2)}
+    extra = {"model.position_ids": ("I64", (1, 4), np.arange(4, dtype="<i8").tobytes()),
+             "model.mask": ("BOOL", (4,), bytes([1, 0, 1, 1])),
+             "model.codes": ("U8", (3,), bytes([1, 2, 3])),
+             "model.layers.0.mlp.up_proj.weight": ("F8_E5M2", (2,), bytes([0x3C, 0x7C]))}
+    ck.write_safetensors(project / "ckpt" / "model.safetensors", {
+        **{n: ("F8_E4M3", (4, 6), raw) for n, raw in weights.items()}, **extra})
+    support.write(project / "specs" / "fig.yaml", "data: {checkpoint: ../ckpt, metric: norm}\n"
+                  "modules: [q_proj]\nlayers: {last: 1}\n")
+    got = table(run, "specs/fig.yaml")
+    for layer, raw in enumerate(weights.values()):
+        values = ck.decode(raw, "F8_E4M3", (24,))
+        assert got[layer] == pytest.approx(math.sqrt(math.fsum(values * values)), rel=1e-15)
+
+
+def test_a_drawn_tensor_of_a_dtype_not_read_is_named(project: Path, run):
+    ck.write_safetensors(project / "ckpt" / "model.safetensors", {
+        Q.format(0): ("BF16", (2,), bytes(4)), Q.format(1): ("I64", (2,), bytes(16))})
+    support.write(project / "specs" / "fig.yaml", "data: {checkpoint: ../ckpt, metric: norm}\n"
+                  "modules: [q_proj]\nlayers: {last: 1}\n")
+    code, _, err = run("check", "specs/fig.yaml")
+    assert code == 1
+    assert (f"specs/fig.yaml:1:20: error: in ckpt/model.safetensors, tensor `{Q.format(1)}`: "
+            "dtype 'I64' is not read") in err, err
+
+
+@pytest.mark.parametrize("metric", ["norm", "rms", "update_norm", "update_rms",
+                                    "relative_change", "cosine"])
+def test_f64_weights_near_1e200_keep_their_metrics_in_range(project: Path, run, metric: str):
+    """Their squares overflow a float64: the sums are taken of the values
+    scaled by a power of two (exact), and the metrics undo it."""
+    rng = np.random.default_rng(2)
+    b = rng.normal(0, 1e200, 64)
+    t = b + rng.normal(0, 1e199, 64)
+    for side, values in (("base", b), ("tuned", t)):
+        ck.write_safetensors(project / "ckpt" / side / "model.safetensors",
+                             {Q.format(0): ("F64", (8, 8), values.tobytes())})
+    base = "" if metric in ("norm", "rms") else ", base: ../ckpt/base"
+    support.write(project / "specs" / "fig.yaml", f"data: {{checkpoint: ../ckpt/tuned{base}, "
+                  f"metric: {metric}}}\nmodules: [q_proj]\nlayers: {{last: 0}}\n")
+    f = [Fraction(x) for x in t]
+    g = [Fraction(x) for x in b]
+    tt, bb = sum(x * x for x in f), sum(x * x for x in g)
+    dd, tb = sum((x - y) ** 2 for x, y in zip(f, g)), sum(x * y for x, y in zip(f, g))
+
+    def root(q: Fraction) -> float:  # sqrt of a sum past float64's range
+        return math.ldexp(math.sqrt(float(q / 4 ** 600)), 600)
+
+    want = {"norm": root(tt), "rms": root(tt / 64), "update_norm": root(dd),
+            "update_rms": root(dd / 64), "relative_change": math.sqrt(float(dd / bb)),
+            "cosine": float(tb / 4 ** 600) / (root(tt) / 2 ** 600) / (root(bb) / 2 ** 600)
+            }[metric]
+    assert table(run, "specs/fig.yaml")[0] == pytest.approx(want, rel=1e-12)

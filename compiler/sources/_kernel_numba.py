@@ -35,7 +35,9 @@ BLOCK = 2048
 #: Kinds of "changed" (see figspec.sources.kernel.OPTION_KINDS).
 EXACT, ABS, REL = 0, 1, 2
 #: Stored dtypes (see figspec.sources.kernel.CODES).
-BF16, F16, F32, F64 = 0, 1, 2, 3
+BF16, F16, F32, F64, F8_E4M3, F8_E5M2 = 0, 1, 2, 3, 4, 5
+#: Where F8_E4M3's and F8_E5M2's values start in the table (kernel.TABLE_AT).
+E4M3_AT, E5M2_AT = 1 << 16, (1 << 16) + 256
 
 #: numba's options for every function; compile_kernel() adds caching where it can.
 _OPTS: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
@@ -160,12 +162,13 @@ def _cache_maker(folder: str) -> Callable[[Any], Any] | None:
 
 
 @njit(**_OPTS)
-def _decode(raw, code, lo, n, table, wide, wide_f, out):
+def _decode(raw, code, lo, n, table, wide, wide_f, scale, out):
     """Entries lo..lo+n of ``raw`` (the stored values as uint16 for BF16 and
-    F16, float32 or float64 otherwise) into out[:n], exactly, as float64; the
-    rest of the block up to whole lanes as 0 (0 * 0 adds nothing). ``wide_f``
-    is ``wide`` seen as float32. (Slices indexed from 0 let LLVM vectorise:
-    ``raw[lo + i]`` would need a check for negative indices.)"""
+    F16, uint8 for FP8, float32 or float64 otherwise) into out[:n], exactly,
+    as float64, times ``scale`` where it is not 1; the rest of the block up
+    to whole lanes as 0 (0 * 0 adds nothing). ``wide_f`` is ``wide`` seen as
+    float32. (Slices indexed from 0 let LLVM vectorise: ``raw[lo + i]`` would
+    need a check for negative indices.)"""
     r = raw[lo:lo + n]
     if code == BF16:  # BF16 is the top half of a float32
         for i in range(n):
@@ -175,9 +178,18 @@ def _decode(raw, code, lo, n, table, wide, wide_f, out):
     elif code == F16:  # numba has no float16: every bit pattern's value, looked up
         for i in range(n):
             out[i] = table[np.intp(r[i])]  # (a no-op cast, for typing)
+    elif code == F8_E4M3:  # every byte's value, looked up
+        for i in range(n):
+            out[i] = table[E4M3_AT + np.intp(r[i])]
+    elif code == F8_E5M2:
+        for i in range(n):
+            out[i] = table[E5M2_AT + np.intp(r[i])]
     else:
         for i in range(n):
             out[i] = r[i]
+    if scale != 1.0:  # only for a tensor whose sums overflowed
+        for i in range(n):
+            out[i] *= scale
     for i in range(n, -(-n // LANES) * LANES):
         out[i] = 0.0
 
@@ -211,7 +223,7 @@ def _extremes(x, m, top, bad):
 
 
 @njit(**_OPTS)
-def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, out):
+def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, scale, out):
     """Every sum of one chunk of a pair, written to ``out``: tt, bb, tb, dd,
     max |T|, non-finite counts of T and B, then one count per option."""
     n = traw.size
@@ -227,8 +239,8 @@ def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, out
     counts = np.zeros(kinds.size, np.int64)
     for lo in range(0, n, BLOCK):
         m = min(BLOCK, n - lo)
-        _decode(traw, tcode, lo, m, table, wide, wide_f, t)
-        _decode(braw, bcode, lo, m, table, wide, wide_f, b)
+        _decode(traw, tcode, lo, m, table, wide, wide_f, scale, t)
+        _decode(braw, bcode, lo, m, table, wide, wide_f, scale, b)
         rows = -(-m // LANES)  # the padding adds 0, and is finite
         for r in range(0, rows - rows % 2, 2):  # two rows a time: half the loads
             i = r * LANES                        # and stores of the lanes
@@ -312,13 +324,13 @@ def _bad(raw, code, table):
     bad = np.zeros(LANES, np.int64)
     for lo in range(0, raw.size, BLOCK):
         m = min(BLOCK, raw.size - lo)
-        _decode(raw, code, lo, m, table, wide, wide_f, t)
+        _decode(raw, code, lo, m, table, wide, wide_f, 1.0, t)
         _extremes(t, m, top, bad)
     return bad.sum()
 
 
 @njit(**_OPTS)
-def single(traw, tcode, table, out):
+def single(traw, tcode, table, scale, out):
     """The sums of one chunk of a tensor alone: tt, max |T|, non-finite count."""
     n = traw.size
     t = np.zeros(BLOCK)
@@ -329,7 +341,7 @@ def single(traw, tcode, table, out):
     bad = np.zeros(LANES, np.int64)
     for lo in range(0, n, BLOCK):
         m = min(BLOCK, n - lo)
-        _decode(traw, tcode, lo, m, table, wide, wide_f, t)
+        _decode(traw, tcode, lo, m, table, wide, wide_f, scale, t)
         for i in range(0, m, LANES):
             tr = t[i:i + LANES]
             for j in range(LANES):

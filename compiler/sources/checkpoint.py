@@ -31,10 +31,10 @@ from . import Context, Rows, Source, Where, metrics
 from .metrics import SUMS, changed_key, option_of
 from .params import module_matcher
 from .reduce import reduce_all
-from .safetensors import CheckpointError, Tensor, Within, open_checkpoint
+from .safetensors import CheckpointError, Tensor, Within, open_checkpoint, readable
 
-#: Bump when what is cached changes meaning.
-CACHE_VERSION = 1
+#: Bump when what is cached changes meaning (2: sums that overflowed are scaled).
+CACHE_VERSION = 2
 
 # -- the source --------------------------------------------------------------------
 
@@ -75,6 +75,10 @@ class Checkpoint(Source):
         except CheckpointError as e:
             raise self.error(ctx, e) from None
         chosen = self._tensors(ctx, tuned)
+        try:  # only the tensors drawn need a dtype figspec reads
+            readable(chosen, base)
+        except CheckpointError as e:
+            raise self.error(ctx, e) from None
         problems = self._compare_headers(ctx, chosen, base, self.keys["base"]) \
             if base is not None else []
         problems += self._applicable(ctx, chosen)

@@ -3,7 +3,10 @@ stored bytes of a tuned tensor T (and its base B) gives every sum a metric is
 made of, at once: ||T-B||^2, ||T||^2, ||B||^2, <T,B>, max |T|, the non-finite
 entries of T and B, and a count of changed entries for each meaning of
 "changed" asked for. Values are decoded exactly (BF16, F16, F32, F64, little
-endian) and subtracted and summed in float64.
+endian; F8_E4M3 and F8_E5M2, every one of whose values is a float64, by a
+table) and subtracted and summed in float64. A ``scale`` (a power of two,
+exact) multiplies every value first: reduce asks it of a tensor whose sums
+overflowed.
 
 Two paths give the same bits:
 
@@ -22,6 +25,7 @@ every processor and with either path, whatever the number of threads.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from typing import Any
@@ -30,10 +34,14 @@ from ..caches import memo
 from .metrics import SUMS
 
 #: Stored dtypes, as the kernel numbers them.
-CODES = {"BF16": 0, "F16": 1, "F32": 2, "F64": 3}
+CODES = {"BF16": 0, "F16": 1, "F32": 2, "F64": 3, "F8_E4M3": 4, "F8_E5M2": 5}
 #: How a dtype's entries are viewed: values, and bits (for "changed" as stored).
-VALUES = {"BF16": "<u2", "F16": "<u2", "F32": "<f4", "F64": "<f8"}
-BITS = {"BF16": "<u2", "F16": "<u2", "F32": "<u4", "F64": "<u8"}
+VALUES = {"BF16": "<u2", "F16": "<u2", "F32": "<f4", "F64": "<f8", "F8_E4M3": "u1",
+          "F8_E5M2": "u1"}
+BITS = {"BF16": "<u2", "F16": "<u2", "F32": "<u4", "F64": "<u8", "F8_E4M3": "u1",
+        "F8_E5M2": "u1"}
+#: Where each looked-up dtype's values start in :func:`_table`.
+TABLE_AT = {"F16": 0, "F8_E4M3": 1 << 16, "F8_E5M2": (1 << 16) + 256}
 #: Kinds of "changed": as stored, |T-B| > tol, |T-B| > eta * max(|T|, |B|).
 OPTION_KINDS = {"exact": 0, "abs": 1, "rel": 2}
 #: Where each sum is in a kernel's result; counts of changed entries follow.
@@ -67,10 +75,12 @@ def _say(chosen: str) -> None:
 
 
 def pair(t_raw: Any, t_dtype: str, b_raw: Any, b_dtype: str,
-         options: tuple[tuple[str, float], ...], kernel: str | None = None) -> Any:
+         options: tuple[tuple[str, float], ...], kernel: str | None = None,
+         scale: float = 1.0) -> Any:
     """Every sum of one chunk of a pair, as a float64 array laid out as
     :data:`FIELDS` then one count per option. ``t_raw``/``b_raw``: the stored
-    bytes (a numpy uint8 array or anything with the buffer protocol)."""
+    bytes (a numpy uint8 array or anything with the buffer protocol);
+    ``scale``: a power of two every value is multiplied by first."""
     import numpy as np
 
     kinds = np.array([OPTION_KINDS[k] for k, _ in options], dtype=np.int64)
@@ -81,24 +91,30 @@ def pair(t_raw: Any, t_dtype: str, b_raw: Any, b_dtype: str,
     same = t_dtype == b_dtype
     if (kernel or path()) == "numba":
         _numba().pair(tv, tb, CODES[t_dtype], bv, bb, CODES[b_dtype], same, kinds, limits,
-                      _f16_table(), out)
+                      _table(), scale, out)
     else:
-        _numpy_pair(tv, t_dtype, bv, b_dtype, tb, bb, same, kinds, limits, out)
+        _numpy_pair(tv, t_dtype, bv, b_dtype, tb, bb, same, kinds, limits, out, scale)
     return out
 
 
-def single(t_raw: Any, t_dtype: str, kernel: str | None = None) -> Any:
+def single(t_raw: Any, t_dtype: str, kernel: str | None = None, scale: float = 1.0) -> Any:
     """The sums of one chunk of a tensor alone (tt, max_abs, bad_t; the rest 0)."""
     import numpy as np
 
     out = np.zeros(len(FIELDS))
     tv = _view(t_raw, VALUES[t_dtype])
     if (kernel or path()) == "numba":
-        _numba().single(tv, CODES[t_dtype], _f16_table(), out)
+        _numba().single(tv, CODES[t_dtype], _table(), scale, out)
     else:
         _numpy_pair(tv, t_dtype, None, t_dtype, tv, None, True, np.zeros(0, np.int64),
-                    np.zeros(0), out)
+                    np.zeros(0), out, scale)
     return out
+
+
+def decoded(raw: Any, dtype: str) -> Any:
+    """A tensor's stored entries (``raw``: as :data:`VALUES` views them) as
+    float64, exactly."""
+    return _decode(raw, dtype, raw.size)
 
 
 def _view(raw: Any, kind: str) -> Any:
@@ -115,7 +131,7 @@ STEP = 32768
 
 
 def _numpy_pair(tv: Any, t_dtype: str, bv: Any, b_dtype: str, tbits: Any, bbits: Any,
-                same: bool, kinds: Any, limits: Any, out: Any) -> None:
+                same: bool, kinds: Any, limits: Any, out: Any, scale: float = 1.0) -> None:
     """The compiled kernel's sums with numpy, in the same order: each lane's
     running sum is the first row of the rows reduced next (numpy reduces an
     (n, LANES) array along its rows one after another), so every lane adds
@@ -132,10 +148,10 @@ def _numpy_pair(tv: Any, t_dtype: str, bv: Any, b_dtype: str, tbits: Any, bbits:
         for lo in range(0, n, STEP):
             m = min(STEP, n - lo)
             r = -(-m // LANES)
-            t = _decode(tv[lo:lo + m], t_dtype, r * LANES)
+            t = _decode(tv[lo:lo + m], t_dtype, r * LANES, scale)
             products = [(t, t)]
             if bv is not None:
-                b = _decode(bv[lo:lo + m], b_dtype, r * LANES)
+                b = _decode(bv[lo:lo + m], b_dtype, r * LANES, scale)
                 d = t - b
                 products += [(b, b), (t, b), (d, d)]
             for k, (x, y) in enumerate(products):
@@ -173,18 +189,20 @@ def _changed(kind: int, limit: float, same: bool, t: Any, b: Any, d: Any, tbits:
     return t != b
 
 
-def _decode(values: Any, dtype: str, size: int) -> Any:
+def _decode(values: Any, dtype: str, size: int, scale: float = 1.0) -> Any:
     """The stored values as float64, exactly, padded with zeros to ``size``
-    (0 * 0 adds nothing to a sum)."""
+    (0 * 0 adds nothing to a sum); times ``scale`` where it is not 1."""
     import numpy as np
 
     out = np.zeros(size)
-    if dtype == "F16":
-        np.take(_f16_table(), values, out=out[:values.size])
-        return out
-    if dtype == "BF16":
-        values = (values.astype(np.uint32) << 16).view(np.float32)
-    out[:values.size] = values
+    if dtype in TABLE_AT:
+        np.take(_table()[TABLE_AT[dtype]:], values, out=out[:values.size])
+    else:
+        if dtype == "BF16":
+            values = (values.astype(np.uint32) << 16).view(np.float32)
+        out[:values.size] = values
+    if scale != 1.0:
+        out *= scale
     return out
 
 
@@ -199,12 +217,37 @@ def _combine(lanes: list[float]) -> float:
 
 
 @memo("kernel.f16_table")
-def _f16_table() -> Any:
-    """Every F16 bit pattern's value as float64 (numba has no float16)."""
+def _table() -> Any:
+    """The value as float64 of every F16 bit pattern (numba has no float16),
+    then of every F8_E4M3 and every F8_E5M2 byte (at :data:`TABLE_AT`)."""
     import numpy as np
 
-    return np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16) \
+    f16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16) \
         .astype(np.float64)
+    return np.concatenate([f16, _f8(4, 3, fn=True), _f8(5, 2, fn=False)])
+
+
+def _f8(exponent_bits: int, mantissa_bits: int, fn: bool) -> Any:
+    """Every byte's value in an FP8 format (OCP 8-bit floating point): sign,
+    exponent (bias 2**(e-1) - 1), mantissa; subnormals where the exponent is
+    0. E5M2 is IEEE-like (all-ones exponent: infinity, NaN); E4M3 "fn" has no
+    infinity, and only S.1111.111 is NaN. Each value is m * 2**k, exact."""
+    import numpy as np
+
+    bias = (1 << (exponent_bits - 1)) - 1
+    top = (1 << exponent_bits) - 1
+    out = np.empty(256)
+    for byte in range(256):
+        e = (byte >> mantissa_bits) & top
+        m = byte & ((1 << mantissa_bits) - 1)
+        sign = -1.0 if byte & 0x80 else 1.0
+        if e == top and (not fn or m == (1 << mantissa_bits) - 1):
+            out[byte] = math.nan if (m or fn) else sign * math.inf
+        elif e == 0:
+            out[byte] = sign * math.ldexp(m, 1 - bias - mantissa_bits)
+        else:
+            out[byte] = sign * math.ldexp(m + (1 << mantissa_bits), e - bias - mantissa_bits)
+    return out
 
 
 # -- the compiled path ---------------------------------------------------------------

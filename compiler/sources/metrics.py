@@ -7,7 +7,9 @@ kernel's sums (:mod:`figspec.sources.kernel`) already give what it needs.
 
 A tensor's sums (float64, over its n entries): ``tt`` = ‖T‖², ``bb`` = ‖B‖²,
 ``tb`` = ⟨T, B⟩, ``dd`` = ‖T − B‖² (summed from T − B itself), ``max_abs``,
-and ``changed:KIND:VALUE`` counts (see :func:`changed_key`).
+and ``changed:KIND:VALUE`` counts (see :func:`changed_key`). Where a sum
+would have overflowed, it is of the values times 2**-k and ``scaled:NAME``
+holds k (:data:`figspec.sources.reduce.SCALE`): :func:`root` undoes it, exactly.
 """
 
 from __future__ import annotations
@@ -41,6 +43,14 @@ class Metric:
     undefined: tuple[Undefined, ...] = ()
 
 
+def root(s: Sums, key: str, n: float | None = None) -> float:
+    """sqrt(s[key]) (or sqrt(s[key] / n)) of the values as stored: times 2**k
+    (exact) where the sum was taken of the values times 2**-k."""
+    x = math.sqrt(s[key] if n is None else s[key] / n)
+    k = s.get(f"scaled:{key}")
+    return x if k is None else math.ldexp(x, int(k))
+
+
 def _fraction_changed(s: Sums, option: Option) -> float:
     return s[changed_key(option)] / s["n"] if s["n"] else 0.0
 
@@ -51,6 +61,10 @@ def _cosine(s: Sums, option: Option) -> float:
     tt, bb, tb = s["tt"], s["bb"], s["tb"]
     if not (tt and bb):
         return math.nan
+    k = [int(s.get(f"scaled:{key}", 0)) for key in ("tt", "bb", "tb")]
+    if any(k):  # sums of scaled values: tb * 4**k_tb / (sqrt(tt) 2**k_tt sqrt(bb) 2**k_bb)
+        ratio = math.ldexp(tb / (math.sqrt(tt) * math.sqrt(bb)), 2 * k[2] - k[0] - k[1])
+        return max(-1.0, min(1.0, ratio))
     both = tt * bb
     norms = math.sqrt(both) if math.isfinite(both) and both > 0 else math.sqrt(tt) * math.sqrt(bb)
     return max(-1.0, min(1.0, tb / norms))
@@ -58,7 +72,7 @@ def _cosine(s: Sums, option: Option) -> float:
 
 METRICS: tuple[Metric, ...] = (
     Metric("relative_change", True, "‖T − B‖_F / ‖B‖_F", "||T-B||/||B||",
-           lambda s, o: math.sqrt(s["dd"]) / math.sqrt(s["bb"]),
+           lambda s, o: root(s, "dd") / root(s, "bb"),
            ((lambda s: not s["bb"], "its base is all zeros (‖B‖ = 0), so ‖T − B‖ / ‖B‖ is "
              "undefined", _NO_BASE_NORM),)),
     Metric("changed_fraction", True, "fraction of entries with T ≠ B as stored (bit for "
@@ -72,16 +86,16 @@ METRICS: tuple[Metric, ...] = (
              "cosine of T and B is undefined", "use `metric: update_norm` or `update_rms`"),
             (lambda s: not s["bb"], "its base is all zeros (‖B‖ = 0), so the cosine of T and "
              "B is undefined", "use `metric: update_norm` or `update_rms`"))),
-    Metric("update_norm", True, "‖T − B‖_F", "||T-B||", lambda s, o: math.sqrt(s["dd"])),
+    Metric("update_norm", True, "‖T − B‖_F", "||T-B||", lambda s, o: root(s, "dd")),
     Metric("update_rms", True, "‖T − B‖_F / √n", "||T-B||/sqrt(n)",
-           lambda s, o: math.sqrt(s["dd"] / s["n"]) if s["n"] else 0.0),
+           lambda s, o: root(s, "dd", s["n"]) if s["n"] else 0.0),
     Metric("update_rank", True, "numerical rank of T − B over min(rows, cols), as "
            "`torch.linalg.matrix_rank` on float32: singular values above σ_max · max(rows, "
            "cols) · ε_float32 (only when asked; see below)",
            "numerical rank of T-B / min(rows, cols)", lambda s, o: s["update_rank"]),
-    Metric("norm", False, "‖T‖_F", "||T||", lambda s, o: math.sqrt(s["tt"])),
+    Metric("norm", False, "‖T‖_F", "||T||", lambda s, o: root(s, "tt")),
     Metric("rms", False, "‖T‖_F / √n", "||T||/sqrt(n)",
-           lambda s, o: math.sqrt(s["tt"] / s["n"]) if s["n"] else 0.0),
+           lambda s, o: root(s, "tt", s["n"]) if s["n"] else 0.0),
     Metric("max_abs", False, "max \\|T\\|", "max |T|", lambda s, o: s["max_abs"]),
 )
 BY_NAME = {m.name: m for m in METRICS}

@@ -6,6 +6,7 @@ the session's budget of cores allows; then update_rank, one matrix at a time.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -16,6 +17,14 @@ from .safetensors import DTYPES, CheckpointError, Files, Tensor
 #: Entries reduced at a time (512 KB of BF16 per checkpoint): a chunk's sums
 #: are the kernel's unit, so this fixes the order of every sum.
 CHUNK = 1 << 18
+#: A tensor whose sums overflow though its entries are finite (F64 weights
+#: past 1e154) is summed again with every value times 2**-SCALE, which is
+#: exact: then the squares of any float64 sum without overflow (2**(2 * 484)
+#: times 2**40 entries is under 2**1024). Only the sums that overflowed are
+#: taken from that pass, each with a ``scaled:NAME`` key saying so
+#: (:mod:`figspec.sources.metrics` undoes it); every other result keeps its bits.
+SCALE = 540
+_SCALED = ("tt", "bb", "tb", "dd")
 
 
 class _Buffers:
@@ -43,11 +52,35 @@ def reduce_pair(t: Tensor, b: Tensor | None, files: Files, options: frozenset[Op
 
     buf = buffers or _Buffers()
     path = path or kernel.path()
+    out = _single(t, files, buf, path, 1.0)
+    again = _overflowed(out)
+    if again:
+        _take_scaled(out, _single(t, files, buf, path, 2.0 ** -SCALE), again)
+    return out
+
+
+def _single(t: Tensor, files: Files, buf: _Buffers, path: str, scale: float
+            ) -> dict[str, float]:
+    from . import kernel
+
     out = _zero(t, ())
     for i in range(0, t.count, CHUNK):
         n = min(CHUNK, t.count - i)
-        _add(out, kernel.single(files.read_into(t, i, n, buf.t), t.dtype, path), ())
+        _add(out, kernel.single(files.read_into(t, i, n, buf.t), t.dtype, path, scale), ())
     return out
+
+
+def _overflowed(sums: dict[str, float]) -> list[str]:
+    """The sums that overflowed (or met inf - inf) though every entry is finite."""
+    if sums["bad_t"] or sums["bad_b"]:
+        return []
+    return [k for k in _SCALED if not math.isfinite(sums[k])]
+
+
+def _take_scaled(out: dict[str, float], scaled: dict[str, float], keys: list[str]) -> None:
+    for k in keys:
+        out[k] = scaled[k]
+        out[f"scaled:{k}"] = float(SCALE)
 
 
 def reduce_against(ts: list[Tensor], b: Tensor, files: Files, options: frozenset[Option],
@@ -63,13 +96,26 @@ def reduce_against(ts: list[Tensor], b: Tensor, files: Files, options: frozenset
     buf = buffers or _Buffers()
     path = path or kernel.path()
     wanted = tuple(sorted(options))
+    out = _against(ts, b, files, wanted, buf, path, 1.0)
+    for t, sums in zip(ts, out):
+        again = _overflowed(sums)
+        if again:
+            _take_scaled(sums, _against([t], b, files, wanted, buf, path, 2.0 ** -SCALE)[0],
+                         again)
+    return out
+
+
+def _against(ts: list[Tensor], b: Tensor, files: Files, wanted: tuple[Option, ...],
+             buf: _Buffers, path: str, scale: float) -> list[dict[str, float]]:
+    from . import kernel
+
     out = [_zero(t, wanted) for t in ts]
     for i in range(0, b.count, CHUNK):
         n = min(CHUNK, b.count - i)
         b_raw = files.read_into(b, i, n, buf.b)
         for t, sums in zip(ts, out):
             _add(sums, kernel.pair(files.read_into(t, i, n, buf.t), t.dtype, b_raw, b.dtype,
-                                   wanted, path), wanted)
+                                   wanted, path, scale), wanted)
     return out
 
 
@@ -136,8 +182,12 @@ def _singular_values_by_gram(d: Any) -> Any:
 def _as_float32(raw: Any, dtype: str) -> Any:
     import numpy as np
 
+    from . import kernel
+
     if dtype == "BF16":
         return (raw.astype(np.uint32) << 16).view(np.float32)
+    if dtype in ("F8_E4M3", "F8_E5M2"):  # every FP8 value is a float32
+        return kernel.decoded(raw, dtype).astype(np.float32)
     return raw.astype(np.float32)
 
 

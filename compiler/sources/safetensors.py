@@ -24,8 +24,14 @@ from typing import Any
 from ..diagnostics import display_path
 from ..files import Stamp, looked_at, open_regular
 
-#: Bytes per entry of the dtypes read.
-DTYPES = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8}
+#: Bits per entry of every dtype the format knows (the reference, the
+#: `safetensors` library 0.8, refuses any other): a header may hold any of them.
+KNOWN = {"BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8, "F8_E5M2": 8,
+         "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "I16": 16,
+         "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64,
+         "F64": 64, "I64": 64, "U64": 64}
+#: Bytes per entry of the dtypes read: only a tensor drawn needs one of them.
+DTYPES = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 #: A header longer than this is refused (real ones are a few hundred KB).
 MAX_HEADER = 100_000_000
 INDEX = "model.safetensors.index.json"
@@ -72,8 +78,10 @@ Stamps = dict[Path, Stamp]
 
 
 def read_header(path: Path, stamps: Stamps | None = None) -> dict[str, Tensor]:
-    """The tensors of one .safetensors file, every field checked; CheckpointError.
-    The file is stamped in ``stamps`` as it was before its header was read."""
+    """The tensors of one .safetensors file, every field checked as the format's
+    reference (the `safetensors` library) checks it, so that figspec reads
+    exactly the files it reads; CheckpointError otherwise. The file is stamped
+    in ``stamps`` as it was before its header was read."""
     looked_at(path)
     try:
         with open_regular(path) as f:
@@ -93,54 +101,237 @@ def read_header(path: Path, stamps: Stamps | None = None) -> dict[str, Tensor]:
             raw = f.read(length)
     except OSError as e:
         raise CheckpointError(f"cannot read: {e.strerror or e}", path) from None
-    try:
-        header = json.loads(raw, object_pairs_hook=_unique)
-    except (ValueError, RecursionError) as e:
-        raise CheckpointError(f"header is not JSON: {e}", path) from None
-    if not isinstance(header, dict):
-        raise CheckpointError("header is not a JSON object", path)
-    data_start, tensors = 8 + length, {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        tensors[name] = _tensor(path, name, info, data_start, size)
-    _no_overlaps(path, tensors)
+    entries = _entries(path, raw)
+    tensors = {name: _tensor(path, name, info, 8 + length) for name, info in entries.items()}
+    _layout(path, tensors, 8 + length, size)
     return tensors
 
 
-def _tensor(path: Path, name: str, info: Any, data_start: int, size: int) -> Tensor:
+def readable(chosen: dict[str, Tensor], base: dict[str, Tensor] | None = None) -> None:
+    """CheckpointError for the first tensor drawn (or its base's) whose dtype
+    figspec does not read: a header may hold any dtype, only those drawn matter."""
+    for name, t in chosen.items():
+        for side in (t, base.get(name) if base is not None else None):
+            if side is not None and side.dtype not in DTYPES:
+                raise CheckpointError(f"dtype {side.dtype!r} is not read (figspec reads "
+                                      f"{', '.join(DTYPES)})", side.file, name,
+                                      "leave its module out of `modules`, or save the "
+                                      "checkpoint in one of them", damaged=False)
+
+
+# -- the header's JSON, as the reference (serde_json) reads it ---------------------
+
+#: Containers nested deeper than this are refused (serde_json's recursion limit).
+MAX_DEPTH = 127
+#: The largest size or offset (a u64).
+_U64 = (1 << 64) - 1
+_FIELDS = ("dtype", "shape", "data_offsets")
+
+
+class _Pairs:
+    """A JSON object as its pairs, in order, duplicates kept: the reference
+    refuses some duplicate keys and takes the last of others."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        self.pairs = pairs
+
+
+def _int(text: str) -> Any:
+    """A JSON integer as serde_json reads it: -0 and integers past 64 bits are floats."""
+    if text == "-0":
+        return -0.0
+    value = int(text) if len(text) <= 21 else None
+    if value is not None and -(1 << 63) <= value <= _U64:
+        return value
+    return _float(text)
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:30]} is out of range")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _entries(path: Path, raw: bytes) -> dict[str, Any]:
+    """Every tensor's header entry (the last of a name written twice, as the
+    reference takes it), the header's bytes checked as UTF-8 JSON first."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"header is not UTF-8: byte {e.start:,} of it is not" +
+                              _utf16(raw), path) from None
+    if text.startswith("\ufeff"):
+        raise CheckpointError("header starts with a byte order mark (BOM), which "
+                              "safetensors refuses", path)
+    try:
+        top = json.loads(text, object_pairs_hook=_Pairs, parse_int=_int, parse_float=_float,
+                         parse_constant=_constant)
+        _plain(top)
+    except (ValueError, RecursionError) as e:
+        at_end = isinstance(e, json.JSONDecodeError) and (  # the JSON stops short, or goes on
+            e.pos >= len(text) - 1 or e.msg in ("Extra data", "Unterminated string starting at"))
+        hint = _utf16(raw) or (f"; is its length ({len(raw):,} bytes, the file's first 8) "
+                               "right?" if at_end else "")
+        raise CheckpointError(f"header is not JSON: {str(e)[:200]}{hint}", path) from None
+    if not isinstance(top, _Pairs):
+        raise CheckpointError("header is not a JSON object", path)
+    entries: dict[str, Any] = {}
+    metadata = 0
+    for key, value in top.pairs:
+        if key != "__metadata__":
+            entries[key] = _fields(path, key, value)
+            continue
+        metadata += 1
+        if metadata > 1:
+            raise CheckpointError("`__metadata__` appears twice in the header", path)
+        if value is None:
+            continue
+        if not isinstance(value, _Pairs):
+            raise CheckpointError(f"`__metadata__` is {_shown(value)}, not a map of strings "
+                                  "to strings", path)
+        for k, v in value.pairs:
+            if not isinstance(v, str):
+                raise CheckpointError(f"`__metadata__` gives `{k[:100]}` {_shown(v)}, not a "
+                                      "string (its values are strings)", path)
+    return entries
+
+
+def _utf16(raw: bytes) -> str:
+    return (" (it is UTF-16: a safetensors header is UTF-8)"
+            if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw[:4] else "")
+
+
+def _plain(top: Any) -> None:
+    """ValueError for what serde_json refuses and Python's json reads: a lone
+    surrogate escape (``"\ud800"``), containers nested past MAX_DEPTH."""
+    stack = [(top, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _no_surrogate(value)
+            continue
+        if isinstance(value, _Pairs):
+            items: list[Any] = [v for _, v in value.pairs]
+            for key, _ in value.pairs:
+                _no_surrogate(key)
+        elif isinstance(value, list):
+            items = value
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        stack.extend((v, depth + 1) for v in items)
+
+
+def _no_surrogate(text: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"a lone surrogate escape in {text[:60]!r}") from None
+
+
+def _shown(value: Any) -> str:
+    """A JSON value, short, as a message quotes it."""
+    if isinstance(value, _Pairs):
+        return "an object"
+    text = json.dumps(value, allow_nan=False, default=_shown) if not isinstance(value, str) \
+        else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fields(path: Path, name: str, info: Any) -> tuple[Any, Any, Any]:
+    """A tensor's dtype, shape and data_offsets: an object holding each once
+    (other keys are ignored), or the list of the three, as the reference reads them."""
+    if isinstance(info, list) and len(info) == 3:
+        return info[0], info[1], info[2]
+    if not isinstance(info, _Pairs):
+        raise CheckpointError(f"its header entry is {_shown(info)}, not an object", path, name)
+    found: dict[str, Any] = {}
+    for key, value in info.pairs:
+        if key in _FIELDS:
+            if key in found:
+                raise CheckpointError(f"`{key}` appears twice in its header entry", path, name)
+            found[key] = value
+    missing = [k for k in _FIELDS if k not in found]
+    if missing:
+        raise CheckpointError(f"its header entry has no `{missing[0]}`", path, name)
+    return found["dtype"], found["shape"], found["data_offsets"]
+
+
+def _tensor(path: Path, name: str, info: tuple[Any, Any, Any], data_start: int) -> Tensor:
     def bad(message: str) -> CheckpointError:
         return CheckpointError(message, path, name)
 
-    if not isinstance(info, dict):
-        raise bad("its header entry is not an object")
-    dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-    if dtype not in DTYPES:
-        raise CheckpointError(f"dtype {dtype!r} is not read (only {', '.join(DTYPES)})", path,
-                              name, "save the checkpoint in one of them")
-    if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool)
-                                            and d >= 0 for d in shape)):
-        raise bad(f"shape {shape!r} is not a list of sizes")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and
-            all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
-            and offsets[0] <= offsets[1]):
-        raise bad(f"data_offsets {offsets!r} are not [begin, end]")
-    want = math.prod(shape) * DTYPES[dtype]
-    if offsets[1] - offsets[0] != want:
-        raise bad(f"holds {offsets[1] - offsets[0]:,} bytes; shape {shape} in {dtype} needs "
-                  f"{want:,}")
-    if data_start + offsets[1] > size:
-        raise bad(f"ends at byte {data_start + offsets[1]:,}, past the end of the file "
-                  f"({size:,} bytes): the file is truncated")
+    dtype, shape, offsets = info
+    if isinstance(dtype, _Pairs) and len(dtype.pairs) == 1 and dtype.pairs[0][1] is None:
+        dtype = dtype.pairs[0][0]  # serde's other spelling of a name: {"F32": null}
+    if not isinstance(dtype, str) or dtype not in KNOWN:
+        raise bad(f"dtype {_shown(dtype)} is not the name of a safetensors dtype (such as "
+                  "'BF16', 'F32' or 'F8_E4M3')")
+    if not (isinstance(shape, list) and all(_size(d) for d in shape)):
+        raise bad(f"shape {_shown(shape)} is not a list of sizes")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_size(o) for o in offsets)):
+        raise bad(f"data_offsets {_shown(offsets)} are not [begin, end]")
     return Tensor(name, path, dtype, tuple(shape), data_start + offsets[0],
                   data_start + offsets[1])
 
 
-def _no_overlaps(path: Path, tensors: dict[str, Tensor]) -> None:
-    spans = sorted(tensors.values(), key=lambda t: (t.start, t.end))
-    for a, b in zip(spans, spans[1:]):
-        if b.start < a.end:
-            raise CheckpointError(f"its bytes overlap those of `{a.name}`", path, b.name)
+def _size(value: Any) -> bool:
+    """A u64, as a size or an offset is."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _U64
+
+
+def _layout(path: Path, tensors: dict[str, Tensor], data_start: int, size: int) -> None:
+    """The tensors' bytes, in order of their offsets, cover the bytes after the
+    header exactly: no byte outside the file, between tensors or after the
+    last; each tensor's bytes are its shape's entries in its dtype."""
+    for t in tensors.values():
+        if t.end > size and t.end >= t.start:
+            raise CheckpointError(f"ends at byte {t.end:,}, past the end of the file "
+                                  f"({size:,} bytes): the file is truncated", path, t.name)
+    at, previous, hole = data_start, None, None
+    for t in sorted(tensors.values(), key=lambda t: (t.start, t.end)):
+        if t.end < t.start:
+            raise CheckpointError(f"data_offsets [{t.start - data_start}, {t.end - data_start}] "
+                                  "end before they begin", path, t.name)
+        if t.start < at:
+            raise CheckpointError(f"its bytes overlap those of `{previous}`", path, t.name)
+        if t.start > at and hole is None:  # told after any overlap, the likelier cause
+            hole = CheckpointError(f"bytes {at:,} to {t.start:,} before it belong to no "
+                                   "tensor, which safetensors refuses", path, t.name)
+        _entry_bytes(path, t)
+        at, previous = t.end, t.name
+    if hole is not None:
+        raise hole
+    if at != size:
+        raise CheckpointError(f"{size - at:,} bytes after the last tensor (from byte {at:,}) "
+                              "belong to no tensor, which safetensors refuses", path)
+
+
+def _entry_bytes(path: Path, t: Tensor) -> None:
+    """A tensor holds its shape's entries, counted in u64 as the reference does."""
+    count = 1
+    for d in t.shape:
+        count *= d
+        if count > _U64:
+            raise CheckpointError(f"shape {list(t.shape)} has more than 2**64 entries", path,
+                                  t.name)
+    bits = count * KNOWN[t.dtype]
+    if bits > _U64 or bits % 8:
+        raise CheckpointError(f"shape {list(t.shape)} in {t.dtype} is " +
+                              ("more than 2**64 bits" if bits > _U64 else
+                               f"{bits:,} bits, not whole bytes"), path, t.name)
+    if t.end - t.start != bits // 8:
+        raise CheckpointError(f"holds {t.end - t.start:,} bytes; shape {list(t.shape)} in "
+                              f"{t.dtype} needs {bits // 8:,}", path, t.name)
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -255,7 +446,8 @@ class Files:
     buffers: memory stays bounded (a memory map would count every page it
     touched as resident), and pread is safe from several threads."""
 
-    KINDS = {"BF16": "<u2", "F16": "<f2", "F32": "<f4", "F64": "<f8"}
+    KINDS = {"BF16": "<u2", "F16": "<f2", "F32": "<f4", "F64": "<f8", "F8_E4M3": "u1",
+             "F8_E5M2": "u1"}
 
     def __init__(self) -> None:
         self.fds: dict[Path, int] = {}

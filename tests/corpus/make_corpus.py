@@ -163,7 +163,9 @@ _write("bad_json", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all" + b"\x00"
 _write("overlap", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[1]].update(data_offsets=[0, 16])))
 _write("past_the_end", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[1]].update(data_offsets=[1000, 1016])))
 _write("truncated", _safetensors(GOOD_T, body_edit=lambda b: b[:20]))
-_write("dtype_i8", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[0]].update(dtype="I8", data_offsets=[0, 4], shape=[2, 2])))
+# A drawn tensor in a dtype figspec does not read (4 bytes of I8, then the other tensor).
+_write("dtype_i8", _safetensors(GOOD_T, header_edit=lambda h: (h[NAMES[0]].update(dtype="I8", data_offsets=[0, 4], shape=[2, 2]), h[NAMES[1]].update(data_offsets=[4, 20])),
+                                body_edit=lambda b: b[:4] + b[16:]))
 _write("shape_differs", _safetensors({NAMES[0]: (1, 2, 3, 4), NAMES[1]: (5, 6, 7, 8)},
                                      header_edit=lambda h: h[NAMES[1]].update(shape=[4, 1])))
 _write("tensor_missing", _safetensors({NAMES[0]: (1, 2, 3, 4)}))
@@ -175,9 +177,22 @@ _write("missing_shard", _safetensors({NAMES[0]: (1, 2, 3, 4)}), "model-00001-of-
 (CK / "pickle").mkdir(parents=True, exist_ok=True)
 (CK / "pickle" / "pytorch_model.bin").write_bytes(b"\x80\x04\x95 not a checkpoint figspec opens")
 
+# What the format's reference (the safetensors library) refuses, and figspec with it.
+_GOOD_TEXT = _safetensors(GOOD_T)[8:-32]
+_write("header_length_short", _safetensors(GOOD_T, length=len(_GOOD_TEXT) - 1))
+_write("trailing_bytes", _safetensors(GOOD_T, body_edit=lambda b: b + b"\x00" * 4))
+_write("hole", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[1]].update(data_offsets=[20, 36]),
+                            body_edit=lambda b: b[:16] + b"\x00" * 4 + b[16:]))
+_write("bom", (len(_GOOD_TEXT) + 3).to_bytes(8, "little") + b"\xef\xbb\xbf" + _GOOD_TEXT + _safetensors(GOOD_T)[-32:])
+_write("utf16", len(_GOOD_TEXT.decode().encode("utf-16-le")).to_bytes(8, "little") + _GOOD_TEXT.decode().encode("utf-16-le") + _safetensors(GOOD_T)[-32:])
+_write("surrogate", _safetensors(GOOD_T, header_edit=lambda h: h.update({"__metadata__": {"note": "\ud800"}})))
+_write("metadata_not_strings", _safetensors(GOOD_T, header_edit=lambda h: h.update({"__metadata__": {"step": 100}})))
+_write("dtype_list", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[1]].update(dtype=["F32"])))
+
 CKMODS = "modules: [q_proj, k_proj]\n"
 for case in ("absurd_header", "bad_json", "overlap", "past_the_end", "truncated", "dtype_i8",
-             "missing_shard", "pickle"):
+             "missing_shard", "pickle", "header_length_short", "trailing_bytes", "hole", "bom",
+             "utf16", "surrogate", "metadata_not_strings", "dtype_list"):
     (INV / f"checkpoint_{case}.yaml").write_text(
         f"data:\n  checkpoint: ../data/ckpt/{case}\n  base: ../data/ckpt/base\n"
         f"  metric: relative_change\n" + CKMODS)
@@ -195,7 +210,7 @@ _write("with_norm", _safetensors(GOOD_T, header_edit=lambda h: h.update(
     {_NORM: {"dtype": "F32", "shape": [4], "data_offsets": [32, 48]}}),
     body_edit=lambda b: b + _struct.pack("<4f", 1, 1, 1, 1)))
 _write("zero_size", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[1]].update(
-    shape=[0, 2], data_offsets=[16, 16])))
+    shape=[0, 2], data_offsets=[16, 16]), body_edit=lambda b: b[:16]))
 (INV / "checkpoint_rank_of_a_vector.yaml").write_text(
     "data:\n  checkpoint: ../data/ckpt/with_norm\n  base: ../data/ckpt/with_norm\n"
     "  metric: update_rank\nmodules: [q_proj, input_layernorm]\n")
