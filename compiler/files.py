@@ -254,7 +254,7 @@ STALE_TEMP_SECONDS = 3600
 def sweep_temporaries(folder: Path) -> list[Path]:
     """Remove temporary files of figspec's own naming that a killed write left
     in ``folder``. Only old ones: a concurrent build may be writing a fresh one."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

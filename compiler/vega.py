@@ -10,12 +10,12 @@ import contextlib
 import os
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Final, Iterator
 
 from .caches import memo
 
 #: Number and date formatting are fixed, whatever the machine's settings.
-LOCALE = "en-US"
+LOCALE: Final = "en-US"
 
 
 #: Held while vl-convert starts: the first calls of several threads (serve's)

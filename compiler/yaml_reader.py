@@ -339,7 +339,7 @@ def load_yaml(path: Path) -> Document:
             root = _compose(text, loader_class)
     except yaml.reader.ReaderError as e:
         at = len(text.encode()[:e.position].decode(errors="ignore")) \
-            if loader_class.offsets_in_bytes else e.position
+            if getattr(loader_class, "offsets_in_bytes", False) else e.position
         line = text.count("\n", 0, at) + 1
         col = at - (text.rfind("\n", 0, at) + 1) + 1
         raise FigspecError([Diagnostic(shown, line, col, f"character U+{e.character:04X} is "

@@ -74,9 +74,6 @@ def _parquet(ctx: Context, path: Path) -> Parsed:
     return [(i, r) for i, r in enumerate(table.to_pylist(), 1)], list(table.column_names)
 
 
-Parsed = tuple[list[Row], list[str]]
-
-
 def _csv(text: str) -> Parsed:
     return _delimited(text, ",")
 
