@@ -188,16 +188,24 @@ def _check_font(loaded: LoadedSpec) -> None:
 
 def _check_characters(loaded: LoadedSpec) -> None:
     """Text in characters the figure's font lacks would be drawn as empty boxes
-    in PNG and PDF (the SVG keeps the text, so nobody notices): refuse it."""
-    from .fonts import family_of, missing_characters
+    in PNG and PDF (the SVG keeps the text, so nobody notices), and control
+    characters crash the renderer or draw as boxes: refuse them, named."""
+    from .fonts import family_of, missing_characters, undrawable
 
     spec = loaded.spec
     family = family_of(spec.font.family)
     assert family is not None
     problems = []
     for loc, text in _texts(spec):
+        bad = undrawable(text or "")
         lost = missing_characters(family, text or "")
-        if lost:
+        if bad:
+            shown = ", ".join(f"{ch!r} (U+{ord(ch):04X}, {kind})" for ch, kind in bad[:5])
+            problems.append(loaded.doc.diagnostic(
+                loc, f"the text holds {shown}{' ...' if len(bad) > 5 else ''}, which cannot "
+                "be drawn", f"remove {'it' if len(bad) == 1 else 'them'}: a figure's texts are "
+                "each one line of printable characters"))
+        elif lost:
             shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in lost[:5])
             problems.append(loaded.doc.diagnostic(
                 loc, f"the font ({family}) has no {shown}{' ...' if len(lost) > 5 else ''}: "
