@@ -1,6 +1,7 @@
 """The figure's scales, chosen: the colour domain and scale, the layer axis's
 ticks, the colorbar's labelled values, the PNG's pixels per point. Nothing
-here raises for a figure that would be hard to read: :mod:`.text` checks."""
+here raises for a figure that would be hard to read (:mod:`.text` checks),
+except :func:`check_mid`, for a colour scale that cannot be drawn."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from ..cells import Table
 from ..models import Spec
+from .errors import LayoutError
 from .text import colorbar_overlap
 
 DEFAULT_DPI = 300
@@ -62,6 +64,21 @@ def color_domain(spec: Spec, tables: list[Table] | Table) -> tuple[float, float]
         pad = abs(lo) * 0.01 or 1.0
         lo, hi = lo - pad, hi + pad
     return nice(lo, hi) if spec.domain == "nice" else (lo, hi)
+
+
+def check_mid(spec: Spec, domain: tuple[float, float], panel: str | None = None) -> None:
+    """LayoutError where ``color.mid`` lies outside a domain taken from the
+    data (a given domain was checked with the spec): the scale would have its
+    middle colour off its end, and draw one half only."""
+    mid = spec.color.mid
+    lo, hi = domain
+    if mid is None or isinstance(spec.domain, tuple) or lo < mid < hi:
+        return
+    taken = "rounded out from the data (`domain: nice`)" if spec.domain == "nice" else \
+        "taken from the data"
+    raise LayoutError(("color", "mid"), f"`color.mid` ({mid:g}) must lie inside the domain, "
+                      f"here {taken}{f' of {panel}' if panel else ''}: {lo:.6g} to {hi:.6g}",
+                      f"give a `domain:` holding {mid:g}, or leave `color.mid` out")
 
 
 def nice(lo: float, hi: float) -> tuple[float, float]:
