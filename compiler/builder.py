@@ -140,7 +140,8 @@ def _others_names(done: list[Result]) -> list[Result]:
     from . import project
 
     seen = {r.spec.resolve() for r in done}
-    folders = {project.of(r.spec).specs_dir for r in done if r.name is not None and r.ok}
+    # Only where a spec was checked now: a no-op build reads nothing more.
+    folders = {project.of(r.spec).specs_dir for r in done if r.prepared is not None and r.ok}
     others = []
     for spec in find_specs(sorted(f for f in folders if f.is_dir())):
         if spec.resolve() in seen or is_partial(spec):
