@@ -94,13 +94,18 @@ def load(spec: str | Path | Mapping[str, Any], *, data: Any = None,
     here). A pivoted DataFrame (``df.pivot(index="layer", columns="module",
     values="value")``: layers as its index, modules as its columns) is read as
     ``layout: wide``. A problem in ``data`` names the DataFrame's row."""
+    import os
+
     from .pipeline import prepare
     from .session import Session
     from .yaml_reader import Document, load_yaml
 
     if isinstance(spec, Mapping):
         path = Path.cwd() / "<spec>"
-        doc = Document(path, dict(spec), positions={(): (1, 1)}, in_memory=True)
+        doc = Document(path, _plain(spec, ()), positions={(): (1, 1)}, in_memory=True)
+    elif not isinstance(spec, (str, os.PathLike)):
+        raise UsageError(f"figspec.load takes a spec file's path or the spec as a mapping, "
+                         f"not {_kind(spec)}")
     else:
         path = Path(spec)
         if not path.is_file():
@@ -117,6 +122,13 @@ def _with_data(doc: Any, data: Any) -> None:
     """Put ``data`` (records or a DataFrame) into the spec as its inline values,
     each row named for diagnostics."""
     records, layer = _records(data)
+    index = _index(data)
+    names = [f"DataFrame row {i}" if index is not None else f"record {i}"
+             for i in range(len(records))]
+    if index is not None:
+        names = [n + (f" (index {index[i]!r})" if index[i] != i else "")
+                 for i, n in enumerate(names)]
+    records = [_record(r, names[i]) for i, r in enumerate(records)]
     if not isinstance(doc.data, dict):
         return  # validation says what is wrong with the spec
     given = doc.data.get("data") if isinstance(doc.data.get("data"), Mapping) else {}
@@ -124,17 +136,16 @@ def _with_data(doc: Any, data: Any) -> None:
     if layer is not None:  # pivoted: one row per layer, one column per module
         settings.update(layout="wide", layer=layer)
     doc.data = {**doc.data, "data": {**settings, "values": records}}
-    index = _index(data)
-    for i in range(len(records)):
-        shown = f"DataFrame row {i}" if index is not None else f"record {i}"
-        if index is not None and index[i] != i:
-            shown += f" (index {index[i]!r})"
+    for i, shown in enumerate(names):
         doc.labels[("data", "values", i)] = shown
 
 
 def _records(data: Any) -> tuple[list[dict[str, Any]], str | None]:
     """Records, and the layer column when ``data`` is a pivoted DataFrame."""
     layer = None
+    if hasattr(data, "to_frame") and not isinstance(data, Mapping):  # a pandas Series
+        raise UsageError("`data=` takes records or a DataFrame, not a Series: give "
+                         "`series.reset_index()` (its index and values as two columns)")
     if hasattr(data, "to_dict") and not isinstance(data, Mapping):  # a pandas DataFrame
         if _pivoted(data):
             layer = str(data.index.name)
@@ -144,6 +155,77 @@ def _records(data: Any) -> tuple[list[dict[str, Any]], str | None]:
     if not isinstance(data, list) or not all(isinstance(r, Mapping) for r in data):
         raise UsageError("`data=` takes records (a list of mappings) or a pandas DataFrame")
     return [dict(r) for r in data], layer
+
+
+#: What a spec's or a record's values may be: what YAML and JSON write.
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _scalar(value: Any) -> tuple[bool, Any]:
+    """A record's or a spec's scalar as YAML would give it, and whether it is
+    one: a numpy scalar (anything whose ``item()`` gives one; numpy is never
+    imported) as its Python value, pandas' missing NaT and NA as None."""
+    if type(value) in _PLAIN:
+        return True, value
+    for kind in (bool, int, float, str):  # a subclass: np.float64, np.str_
+        if isinstance(value, kind):
+            return True, kind(value)
+    if type(value).__name__ in ("NaTType", "NAType"):
+        return True, None
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            plain = item()
+        except (TypeError, ValueError):  # an array of many values
+            return False, value
+        if type(plain) in _PLAIN:
+            return True, plain
+    return False, value
+
+
+def _record(record: dict[Any, Any], shown: str) -> dict[str, Any]:
+    """A record with plain values; UsageError naming it and the column where
+    one is not a number, a text or empty (bytes, a date, a list, an object)."""
+    out = {}
+    for key, value in record.items():
+        ok, plain = _scalar(value)
+        if not ok:
+            raise UsageError(f"`data=`: {shown}, column `{key}`: {_kind(value)} is not a "
+                             "number or a text" + ("; decode it to text first"
+                                                   if isinstance(value, bytes) else ""))
+        out[str(key) if not isinstance(key, str) else key] = plain
+    return out
+
+
+def _plain(node: Any, loc: tuple[Any, ...]) -> Any:
+    """The spec mapping as YAML would give it: mappings, lists and plain
+    values; UsageError naming the key of anything else (a set has no order)."""
+    where = ".".join(str(k) for k in loc) or "the spec"
+    if isinstance(node, Mapping):
+        return {k if isinstance(k, str) else _not_a_key(k, where): _plain(v, loc + (k,))
+                for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_plain(v, loc + (i,)) for i, v in enumerate(node)]
+    ok, plain = _scalar(node)
+    if ok and isinstance(plain, int) and plain.bit_length() > 1000:
+        raise UsageError(f"spec key `{where}`: an integer of about "
+                         f"{int(plain.bit_length() * 0.30103) + 1:,} digits is too large")
+    if ok:
+        return plain
+    hint = "; give a list (a set has no order)" if isinstance(node, (set, frozenset)) else ""
+    raise UsageError(f"spec key `{where}`: {_kind(node)} is not a YAML value{hint}")
+
+
+def _not_a_key(key: Any, where: str) -> str:
+    raise UsageError(f"spec key `{where}`: the key {_kind(key)} is not a text")
+
+
+def _kind(value: Any) -> str:
+    """A value as named in a message: its type, and itself when short."""
+    shown = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else "..."
+    name = type(value).__name__
+    article = "an" if name[0].lower() in "aeiou" else "a"
+    return f"{article} {name} ({shown[:40]}{'...' if len(shown) > 40 else ''})"
 
 
 def _pivoted(frame: Any) -> bool:

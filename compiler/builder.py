@@ -50,7 +50,7 @@ def check(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
     inputs = [p for p in paths if _is_input(p) or (p.is_file() and is_partial(p))]
     if inputs:
         results += _readers_of(inputs, {r.spec.resolve() for r in results}, options, session)
-    _check_unique_names(results)
+    _check_unique_names(results + _others_names(results))
     return unreadable + results
 
 
@@ -130,6 +130,43 @@ def _check_unique_names(results: Iterable[Result]) -> None:
             ("output", "name"), f"output name `{r.name}` is also used by "
             f"{display_path(kept.spec)}", "give each spec its own `output.name`"))
         first[r.name] = kept
+
+
+def _others_names(done: list[Result]) -> list[Result]:
+    """The other specs of the projects of the specs checked, each with the
+    name it writes, read cheaply (no data, no validation): checked alone (as
+    the pre-commit hook checks the staged files), a spec renamed onto the
+    name another spec writes is refused, as checking both would refuse it."""
+    from . import project
+
+    seen = {r.spec.resolve() for r in done}
+    # Only where a spec was checked now: a no-op build reads nothing more.
+    folders = {project.of(r.spec).specs_dir for r in done if r.prepared is not None and r.ok}
+    others = []
+    for spec in find_specs(sorted(f for f in folders if f.is_dir())):
+        if spec.resolve() in seen or is_partial(spec):
+            continue
+        name = _written_name(spec)
+        if name is not None:
+            others.append(Result(spec, "up to date", name=name))
+    return others
+
+
+def _written_name(spec: Path) -> str | None:
+    """The base name of a spec's files: its `output.name` (written or
+    inherited), else its file's stem; None where it cannot be read (its own
+    check says why)."""
+    from .pipeline import load
+
+    try:
+        data = load(spec).data
+    except FigspecError:
+        return None
+    output = data.get("output") if isinstance(data, dict) else None
+    name = output.get("name") if isinstance(output, dict) else None
+    if name is None:
+        return spec.stem
+    return name if isinstance(name, str) else None
 
 
 # -- planning ---------------------------------------------------------------------
@@ -225,7 +262,7 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
             if r.ok and r.prepared is not None:
                 drawer.submit(r, render_job(r.prepared))
         ordered = [results[s] for s in specs]
-        _check_unique_names(ordered)
+        _check_unique_names(ordered + _others_names(ordered))
         for s in stale:  # failed checks, partial specs: done now
             if not drawer.drawing(results[s]):
                 yield count.done(results[s])

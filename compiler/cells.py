@@ -464,7 +464,14 @@ _SMALLEST, _LARGEST = 1e-300, 1e300
 
 def parse_number(raw: Any) -> float | None:
     """A number as the data file wrote it: a JSON number, or text in the number
-    syntax above (``nan``/``inf`` too, refused later as not finite); else None."""
+    syntax above (``nan``/``inf`` too, refused later as not finite); else None.
+    A numpy scalar (what Python data may hold) counts as its value."""
+    item = getattr(raw, "item", None)
+    if callable(item) and not isinstance(raw, (str, int, float)):
+        try:
+            raw = item()
+        except (TypeError, ValueError):  # an array of several values: no number
+            return None
     if isinstance(raw, bool):
         return None
     if isinstance(raw, (int, float)):
@@ -516,7 +523,15 @@ def _number(reader: _Reader, source: Rows, origin: Origin, raw: Any, column: str
 
 
 def _show(raw: Any) -> str:
-    return '""' if raw is None or raw == "" else json.dumps(raw, ensure_ascii=False)
+    """A value as a message quotes it, whatever it is (never an error itself)."""
+    if raw is None or (isinstance(raw, str) and raw == ""):
+        return '""'
+    if isinstance(raw, int) and raw.bit_length() > 64:
+        return f"{'-' if raw < 0 else ''}(a {int(raw.bit_length() * 0.30103) + 1:,}-digit integer)"
+    try:
+        return json.dumps(raw, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(raw)[:60]
 
 
 def _text(raw: Any) -> str:

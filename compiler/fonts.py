@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import importlib.util
+import unicodedata
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -104,6 +105,32 @@ def missing_characters(family: str, text: str) -> list[str]:
         return []  # every shipped family covers ASCII; no font file read
     covered = _coverage(family)
     return sorted({ch for ch in text if ch.isprintable() and ord(ch) not in covered})
+
+
+#: Characters that break a line, which a figure's one-line texts cannot hold.
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def undrawable(text: str) -> list[tuple[str, str]]:
+    """The characters of ``text`` that no font draws, each with what it is:
+    controls (C0, DEL, C1), line breaks, tabs, private-use characters, lone
+    surrogates and noncharacters (U+FFFE, U+FDD0...). vl-convert's renderer
+    crashes on some (U+000B) and draws the others as boxes or nothing."""
+    if text.isascii() and text.isprintable():
+        return []  # the common case, in one pass
+    return sorted({(ch, kind) for ch in text if (kind := _undrawable_kind(ch))})
+
+
+def _undrawable_kind(ch: str) -> str | None:
+    if ch in _LINE_BREAKS:
+        return "a line break"
+    if ch == "\t":
+        return "a tab"
+    code = ord(ch)
+    if 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE:
+        return "a noncharacter"
+    return {"Cc": "a control character", "Co": "a private-use character",
+            "Cs": "a lone surrogate"}.get(unicodedata.category(ch))
 
 
 @memo("fonts.coverage")

@@ -11,7 +11,8 @@
     render    Vega-Lite -> SVG, PNG, PDF, HTML  (render, in a worker process)
 
 Every command goes through here, as Vega-Lite's ``compile()`` lists its
-phases: ``check`` and ``status`` stop after the layout, ``build`` and
+phases: ``check`` and ``status`` stop after the layout, ``table`` after
+the views (:func:`read`), ``build`` and
 ``diff`` render in the worker pool (:func:`render_job`), the Python API and
 ``figspec serve`` in this process. Two entries start or end elsewhere: a
 partial spec (``_base.yaml``) has no figure, and is checked up to the
@@ -74,6 +75,17 @@ class Prepared:
 def prepare(path: Path, session: Session, doc: Document | None = None) -> Prepared:
     """Every phase but rendering; FigspecError with every problem found.
     ``doc``: the spec as values already (given in Python), its file never read."""
+    loaded, tables = read(path, session, doc, drawn=True)
+    _check_size(loaded, tables)
+    return Prepared(loaded, tables, _layout(loaded, tables))  # layout
+
+
+def read(path: Path, session: Session, doc: Document | None = None, *, drawn: bool = False
+         ) -> tuple[LoadedSpec, list[Table]]:
+    """The phases up to the views: the valid spec (its views as drawn) and
+    one table per heatmap, with no layout (what `figspec table` needs: its
+    numbers have no labels to collide). ``drawn``: with the checks of the
+    text the figure would draw (its font, its characters) too."""
     from . import project
     from .cells import read_tables
     from .spec import LoadedSpec, validate
@@ -82,14 +94,13 @@ def prepare(path: Path, session: Session, doc: Document | None = None) -> Prepar
     where = project.of(path)
     doc = load(path, doc, where)                            # load, inherit
     loaded = LoadedSpec(path, doc, validate(doc))           # validate
-    _check_font(loaded)
-    _check_characters(loaded)
-    read = read_tables(loaded.doc, loaded.spec, root=where.root,  # read, cells
+    if drawn:
+        _check_font(loaded)
+        _check_characters(loaded)
+    rows = read_tables(loaded.doc, loaded.spec, root=where.root,  # read, cells
                        settings=where.settings, session=session)
-    drawn, tables = expand(loaded.doc, loaded.spec, read)   # views
-    loaded = LoadedSpec(loaded.path, loaded.doc, drawn)
-    _check_size(loaded, tables)
-    return Prepared(loaded, tables, _layout(loaded, tables))  # layout
+    drawn_spec, tables = expand(loaded.doc, loaded.spec, rows)   # views
+    return LoadedSpec(loaded.path, loaded.doc, drawn_spec), tables
 
 
 def load(path: Path, doc: Document | None = None, where: Project | None = None) -> Document:
@@ -188,16 +199,24 @@ def _check_font(loaded: LoadedSpec) -> None:
 
 def _check_characters(loaded: LoadedSpec) -> None:
     """Text in characters the figure's font lacks would be drawn as empty boxes
-    in PNG and PDF (the SVG keeps the text, so nobody notices): refuse it."""
-    from .fonts import family_of, missing_characters
+    in PNG and PDF (the SVG keeps the text, so nobody notices), and control
+    characters crash the renderer or draw as boxes: refuse them, named."""
+    from .fonts import family_of, missing_characters, undrawable
 
     spec = loaded.spec
     family = family_of(spec.font.family)
     assert family is not None
     problems = []
     for loc, text in _texts(spec):
+        bad = undrawable(text or "")
         lost = missing_characters(family, text or "")
-        if lost:
+        if bad:
+            shown = ", ".join(f"{ch!r} (U+{ord(ch):04X}, {kind})" for ch, kind in bad[:5])
+            problems.append(loaded.doc.diagnostic(
+                loc, f"the text holds {shown}{' ...' if len(bad) > 5 else ''}, which cannot "
+                "be drawn", f"remove {'it' if len(bad) == 1 else 'them'}: a figure's texts are "
+                "each one line of printable characters"))
+        elif lost:
             shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in lost[:5])
             problems.append(loaded.doc.diagnostic(
                 loc, f"the font ({family}) has no {shown}{' ...' if len(lost) > 5 else ''}: "

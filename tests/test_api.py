@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import importlib.util
+import json
 
 import pytest
 
@@ -194,3 +195,73 @@ def test_a_library_user_s_process_is_left_as_it_was(project: Path):
     for fmt in ("svg", "png", "pdf"):
         assert (project / f"mine.{fmt}").read_bytes() == \
             (project / "out" / f"a.{fmt}").read_bytes(), fmt
+
+
+def _records(**change: object) -> list[dict]:
+    rows = support.long_rows(layers=3, modules=["q_proj", "k_proj"])
+    for key, value in change.items():
+        index, column = key.rsplit("_", 1)
+        rows[int(index.lstrip("r"))][column] = value
+    return rows
+
+
+def test_numpy_scalars_in_records_are_their_values(project: Path):
+    import numpy as np
+
+    rows = [{"layer": np.int64(r["layer"]), "module": np.str_(r["module"]),
+             "value": np.float32(r["value"])} for r in _records()]
+    fig = figspec.load({"modules": ["q_proj", "k_proj"]}, data=rows)
+    got = {(v["layer"], v["module"]): v["value"] for v in fig.vegalite["data"]["values"]}
+    assert got[(2, "k_proj")] == float(np.float32(value_of(2, 1)))
+    doubled = figspec.load({"modules": ["q_proj", "k_proj"], "data": {"aggregate": "mean"}},
+                           data=rows + rows)
+    assert len(doubled.vegalite["data"]["values"]) == 3 * 2
+
+
+@pytest.mark.parametrize("data,message", [
+    (lambda pd: _records(r2_value=pd.NaT),
+     'record 2: value "" in column `value` is not a number'),
+    (lambda pd: pd.DataFrame(_records(r2_layer=None)).astype({"layer": object}).assign(
+        layer=lambda d: d.layer.where(d.index != 2, pd.NaT)),
+     'DataFrame row 2: layer "" in column `layer` is not a non-negative whole number'),
+    (lambda pd: pd.Series([1, 2, 3]), "not a Series"),
+    (lambda pd: _records(r2_value=10**5000),
+     "record 2: value (a 5,001-digit integer) in column `value` is not a finite number"),
+    (lambda pd: _records(r2_layer=10**5000), "record 2: layer (a 5,001-digit integer)"),
+    (lambda pd: _records(r2_value=object()), "record 2, column `value`: an object"),
+    (lambda pd: _records(r0_module=b"q_proj"), "record 0, column `module`: a bytes (b'q_proj')"),
+    (lambda pd: _records(r4_value=b"0.1"), "decode it to text first"),
+    (lambda pd: _records() + [{"layer": 0, "module": "q_proj", "value": "x"}],
+     'record 6: value "x" in column `value` is not a number'),
+])
+def test_python_data_that_is_no_number_or_text_is_a_figspec_error(project: Path, data,
+                                                                  message: str):
+    import pandas as pd
+
+    with pytest.raises(figspec.FigspecError) as caught:
+        figspec.load({"modules": ["q_proj", "k_proj"], "data": {"aggregate": "mean"}},
+                     data=data(pd))
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"modules": {"q_proj", "k_proj"}}, "spec key `modules`: a set"),
+    ({"modules": ["q_proj"], "layers": {"last": 10**5000}}, "spec key `layers.last`: an "
+     "integer of about 5,001 digits is too large"),
+    ({"modules": [object()]}, "spec key `modules.0`: an object"),
+    (["specs/a.yaml"], "takes a spec file's path or the spec as a mapping, not a list"),
+    (5, "not an int"),
+])
+def test_a_spec_that_is_no_yaml_is_a_usage_error(project: Path, spec, message: str):
+    with pytest.raises(figspec.FigspecError) as caught:
+        figspec.load(spec, data=_records())
+    assert message in str(caught.value)
+
+
+def test_numpy_scalars_in_a_spec_mapping_are_their_values(project: Path):
+    import numpy as np
+
+    fig = figspec.load({"modules": ["q_proj", "k_proj"], "domain": [np.float32(0.1),
+                                                                    np.int64(1)]},
+                       data=_records())
+    assert '"domain": [0.10000000149011612, 1.0]' in json.dumps(fig.vegalite)

@@ -207,3 +207,21 @@ def test_a_partial_spec_is_checked_with_its_project_s_defaults(project: Path, ru
     support.write(project / "figspec.yaml", "defaults: {font: {family: serif}}\n")
     code, _, err = run("check", "specs/_base.yaml")
     assert code == 1 and "the font (STIXGeneral) has no '\u2603'" in err
+
+
+def test_a_spec_checked_alone_is_refused_where_another_spec_writes_its_name(project: Path,
+                                                                            run):
+    """What the pre-commit hook checks when a spec is renamed (`git mv`) onto
+    the name another spec's `output.name` writes: the staged file alone."""
+    spec(project, "a", "output: {name: fig2}\n")
+    spec(project, "fig2")
+    code, _, err = run("check", "specs/fig2.yaml")
+    assert code == 1
+    assert "output name `fig2` is also used by specs/a.yaml" in err and err.startswith(
+        "specs/fig2.yaml:"), err
+    assert run("check", "specs/a.yaml")[0] == 1
+    code, _, err = run("build", "specs/fig2.yaml")
+    assert code == 1 and "is also used by specs/a.yaml" in err
+    assert not (project / "out" / "fig2.svg").exists()
+    (project / "specs" / "fig2.yaml").rename(project / "specs" / "fig3.yaml")
+    assert run("check", "specs/fig3.yaml")[0] == 0

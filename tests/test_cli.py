@@ -168,3 +168,17 @@ def test_check_of_a_data_file_checks_the_specs_that_read_it(project: Path, run):
     support.write(project / "figspec.yaml", "defaults: {colour: x}\n")
     code, _, err = run("check", "--", "figspec.yaml")
     assert code == 1 and "figspec.yaml:1:" in err and "unknown key `colour`" in err
+
+
+def test_table_gives_the_numbers_of_a_figure_whose_labels_would_collide(project: Path, run):
+    """`figspec table` has no labels to collide: it stops before the layout
+    that `check` refuses the figure in."""
+    import csv
+    import io
+
+    support.write(project / "specs" / "a.yaml", support.spec_text(extra="cell: {width: 4}\n"))
+    code, _, err = run("check", "specs/a.yaml")
+    assert code == 1 and "module labels run into each other at every angle" in err
+    code, out, err = run("table", "specs/a.yaml")
+    assert code == 0, err
+    assert len(list(csv.DictReader(io.StringIO(out)))) == 6 * 7

@@ -69,10 +69,14 @@ def test_layer_range_and_ticks(project: Path):
 
 
 def test_ticks_function():
-    assert ticks(0, 27, 4) == [0, 4, 8, 12, 16, 20, 24, 27]
-    assert ticks(0, 24, 4) == [0, 4, 8, 12, 16, 20, 24]
-    assert ticks(2, 5, 1) == [2, 3, 4, 5]
-    assert ticks(3, 3, 2) == [3]
+    assert ticks(0, 27, 4, 12, 10) == [0, 4, 8, 12, 16, 20, 24, 27]
+    assert ticks(0, 24, 4, 12, 10) == [0, 4, 8, 12, 16, 20, 24]
+    assert ticks(2, 5, 1, 12, 10) == [2, 3, 4, 5]
+    assert ticks(3, 3, 2, 12, 10) == [3]
+    # The tick before the last kept where its label stands a label height and
+    # some room from the last one (3 layers of 3.8 pt under 8 pt labels), else not.
+    assert ticks(0, 27, 4, 3.8, 8)[-3:] == [20, 24, 27]
+    assert ticks(0, 27, 4, 3.0, 8)[-3:] == [16, 20, 27]
 
 
 @pytest.mark.parametrize("zero_at", ["bottom", "top"])
@@ -175,3 +179,27 @@ def test_the_tooltip_shows_the_value_in_full(project: Path):
     (value,) = [t for t in vl["encoding"]["tooltip"] if t["field"] == "value"]
     assert value["format"] == ".15~g"  # d3: 15 significant digits, trailing zeros trimmed
     assert vl["encoding"]["color"]["legend"]["format"] == ".2f"
+
+
+def test_a_panel_keeps_the_tick_before_the_last_where_its_label_fits(project: Path):
+    # update_ratio_models' layout: a 28-layer panel beside a 36-layer one on a
+    # page-sized figure, cells under 4 pt high. 24 stands 3 layers (over 11
+    # pt) below 27, more than an 8 pt label needs: kept, as in a single figure.
+    support.write_csv(project / "data" / "l28.csv", support.long_rows(layers=28))
+    support.write_csv(project / "data" / "l36.csv", support.long_rows(layers=36))
+    vl, sg = compiled(project, "layers: {tick_every: 4}\nsize: {width: 5.5in, height: 2.6in}\n"
+                      "font: {size: 8}\ntitle: Update ratio\nlegend: {title: update ratio}\n"
+                      "panels:\n  - {title: 28 layers, data: {path: ../data/l28.csv}}\n"
+                      "  - {title: 36 layers, data: {path: ../data/l36.csv}}\n")
+    assert vl["concat"][0]["height"] / 28 < 4
+    y28 = support.axis_texts(sg)[1]
+    assert sorted(y28, key=int) == ["0", "4", "8", "12", "16", "20", "24", "27"]
+
+
+def test_five_hundred_layers_get_a_readable_number_of_layer_labels(project: Path):
+    support.write_csv(project / "data" / "cells.csv", support.long_rows(layers=500))
+    vl, sg = compiled(project)
+    y_labels = sorted(support.axis_texts(sg)[1], key=int)
+    assert 10 <= len(y_labels) <= 21, y_labels
+    assert y_labels[0] == "0" and y_labels[-1] == "499"
+    assert y_labels[1] == "25"

@@ -20,18 +20,19 @@ def table(spec: Path, *, allow_outside: bool = False) -> int:
     """One row per cell: panel (with panels), layer, module (as in the data),
     label (as drawn), value (in full, as Python's repr: round-trips). Text
     that a spreadsheet would run as a formula is prefixed with ``'``."""
-    from ..pipeline import prepare
+    from ..pipeline import read
     from ..session import Session
 
     if not spec.is_file():
         raise UsageError(f"{display_path(spec)}: no such file")
-    prepared = prepare(spec, Session(allow_outside=allow_outside))
-    named = next((t.part_columns for t in prepared.tables if t.part_columns), ())
+    # No layout: the figure's labels, sizes and text have no part in its numbers.
+    loaded, tables = read(spec, Session(allow_outside=allow_outside))
+    named = next((t.part_columns for t in tables if t.part_columns), ())
     if named:
-        return _parts_table(prepared.tables, named)
-    panels = prepared.loaded.spec.panels
+        return _parts_table(tables, named)
+    panels = loaded.spec.panels
     _row((["panel"] if panels else []) + ["layer", "module", "label", "value"])
-    for i, t in enumerate(prepared.tables):
+    for i, t in enumerate(tables):
         panel = [_text(panels[i].title) if panels[i].title else i] if panels else []
         for layer in t.layers:
             for m in t.modules:

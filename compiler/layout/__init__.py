@@ -22,7 +22,7 @@ from ..models import Spec
 from .errors import FitError, LabelError, LayoutError
 from .fit import fit, span_colorbar, svg_size, with_smallest_width
 from .plan import NARROW, Plan, legend_bottom, panel_titles, plan
-from .scales import color_domain, nice, png_scale, ticks
+from .scales import check_mid, color_domain, nice, png_scale, ticks
 from .slider import STEP_PARAM, steps_slider
 from .text import (
     check_annotations,
@@ -87,10 +87,12 @@ def figure(spec: Spec, tables: list[Table]) -> Figure:
 
 def check(spec: Spec, tables: list[Table], chosen: Plan) -> None:
     """LayoutError for the first text of the plan that would run into other
-    text or out of its cell: module labels, then each heatmap's layer labels,
-    colorbar labels and values, in turn."""
+    text or out of its cell: module labels, then each heatmap's colour scale
+    (its `color.mid` inside its domain), layer labels, colorbar labels and
+    values, in turn."""
     check_module_labels(spec, tables, chosen.cell[0])
     for i, h in enumerate(chosen.heatmaps):
+        check_mid(spec, h.domain, None if chosen.shared else f"panel {i + 1}")
         try:
             check_tick_labels(h.view.layers.tick_every, h.cell_height, label_size(spec))
             check_colorbar_labels(spec, h.legend_values, h.domain, h.legend_length,

@@ -69,7 +69,8 @@ def plan(spec: Spec, tables: list[Table], cell: tuple[float, float] | None = Non
         length = len(table.modules) * cell[0] if bottom else plot_height
         heatmaps.append(Heatmap(
             view, table, this, "color" if shared else f"concat_{i}_color", cell_height,
-            tick_step(view.layers.tick_every, cell_height, label_size(spec)), length,
+            tick_step(view.layers.tick_every, len(table.layers), cell_height,
+                      label_size(spec)), length,
             legend_values(spec, this, length, bottom),
             annotation_size(spec) if spec.annotate is not None else None, titles[i], repeat))
     return Plan(cell, plot_height, label_angle(spec, tables, cell[0]), bottom, shared, per_row,

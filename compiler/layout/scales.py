@@ -1,6 +1,7 @@
 """The figure's scales, chosen: the colour domain and scale, the layer axis's
 ticks, the colorbar's labelled values, the PNG's pixels per point. Nothing
-here raises for a figure that would be hard to read: :mod:`.text` checks."""
+here raises for a figure that would be hard to read (:mod:`.text` checks),
+except :func:`check_mid`, for a colour scale that cannot be drawn."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from ..cells import Table
 from ..models import Spec
+from .errors import LayoutError
 from .text import colorbar_overlap
 
 DEFAULT_DPI = 300
@@ -17,27 +19,37 @@ DEFAULT_DPI = 300
 TICK_STEPS = (1, 2, 3, 4, 5, 10, 15, 20, 25, 50, 100, 200, 250, 500, 1000)
 #: A default ``tick_every`` leaves at least this many label heights between ticks.
 TICK_ROOM = 1.5
+#: The tick before the last one is kept when it stands at least this many
+#: label heights from it: a label's height and the room kept between level
+#: module labels (0.3 em), as the labels are then read apart.
+LAST_TICK_ROOM = 1.3
+#: A default ``tick_every`` cuts the axis into at most this many steps: a
+#: 500-layer heatmap gets a label every 25 layers, not every other one.
+MAX_TICK_STEPS = 20
 
 
-def ticks(first: int, last: int, every: int, apart: int = 1) -> list[int]:
+def ticks(first: int, last: int, every: int, cell_height: float, label_size: float
+          ) -> list[int]:
     """Every ``every`` layers from ``first``, plus ``last`` (0, 3, ..., 33, 35);
-    the tick before ``last`` is left out when it is closer than ``apart`` layers."""
+    the tick before ``last`` is left out where its label, ``cell_height`` pt a
+    layer, would stand closer to the last one than LAST_TICK_ROOM label heights."""
     out = list(range(first, last + 1, every))
     if out[-1] != last:
-        if len(out) > 1 and last - out[-1] < apart:
+        if len(out) > 1 and (last - out[-1]) * cell_height < LAST_TICK_ROOM * label_size:
             out.pop()
         out.append(last)
     return out
 
 
-def tick_step(given: int | None, cell_height: float, label_size: float) -> int:
+def tick_step(given: int | None, layers: int, cell_height: float, label_size: float) -> int:
     """``tick_every`` as given, or the smallest of TICK_STEPS leaving TICK_ROOM
-    label heights between ticks (whether given labels overlap,
+    label heights between ticks and cutting the ``layers`` into at most
+    MAX_TICK_STEPS steps (whether given labels overlap,
     :func:`.text.check_tick_labels` says)."""
     if given is not None:
         return given
-    return next((s for s in TICK_STEPS if s * cell_height >= TICK_ROOM * label_size),
-                TICK_STEPS[-1])
+    return next((s for s in TICK_STEPS if s * cell_height >= TICK_ROOM * label_size
+                 and (layers - 1) / s <= MAX_TICK_STEPS), TICK_STEPS[-1])
 
 
 def color_domain(spec: Spec, tables: list[Table] | Table) -> tuple[float, float]:
@@ -52,6 +64,21 @@ def color_domain(spec: Spec, tables: list[Table] | Table) -> tuple[float, float]
         pad = abs(lo) * 0.01 or 1.0
         lo, hi = lo - pad, hi + pad
     return nice(lo, hi) if spec.domain == "nice" else (lo, hi)
+
+
+def check_mid(spec: Spec, domain: tuple[float, float], panel: str | None = None) -> None:
+    """LayoutError where ``color.mid`` lies outside a domain taken from the
+    data (a given domain was checked with the spec): the scale would have its
+    middle colour off its end, and draw one half only."""
+    mid = spec.color.mid
+    lo, hi = domain
+    if mid is None or isinstance(spec.domain, tuple) or lo < mid < hi:
+        return
+    taken = "rounded out from the data (`domain: nice`)" if spec.domain == "nice" else \
+        "taken from the data"
+    raise LayoutError(("color", "mid"), f"`color.mid` ({mid:g}) must lie inside the domain, "
+                      f"here {taken}{f' of {panel}' if panel else ''}: {lo:.6g} to {hi:.6g}",
+                      f"give a `domain:` holding {mid:g}, or leave `color.mid` out")
 
 
 def nice(lo: float, hi: float) -> tuple[float, float]:

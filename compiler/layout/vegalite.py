@@ -8,14 +8,13 @@ Vega-Lite schema (and the API's Altair chart is made from this dict)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ..cells import Table
 from ..fonts import family_of
 from ..models import Spec
 from .plan import Heatmap, Plan, plan
-from .scales import TICK_ROOM, color_scale, ticks
+from .scales import color_scale, ticks
 from .text import TITLE_OFFSET, label_size
 
 
@@ -80,7 +79,7 @@ def _heatmap(spec: Spec, chosen: Plan, h: Heatmap) -> dict[str, Any]:
          "axis": {"title": "step" if table.module is not None else None,
                   **_LABEL_STYLE[chosen.angle]}}
     y_axis: dict[str, Any] = {"values": ticks(layers[0], layers[-1], h.tick_step,
-                                              math.ceil(TICK_ROOM * size / h.cell_height)),
+                                              h.cell_height, size),
                               "title": None if h.repeat else view.layers.title}
     if h.repeat:
         y_axis["labels"] = False

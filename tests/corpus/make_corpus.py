@@ -95,6 +95,17 @@ specs = {
     "scheme_and_colors": GOOD + "color: {scheme: blueorange, colors: ['#000000', '#ffffff']}\n",
     "bad_hex_color": GOOD + "color: {colors: ['#2166ac', 'orange']}\n",
     "legend_bad_format": GOOD + "legend: {format: .2z}\n",
+    "mid_outside_data_domain": GOOD + "color: {mid: 5}\n",
+    # -- characters no font draws (written as YAML escapes: raw, YAML refuses them)
+    "title_control_character": GOOD + 'title: "Update\\x01 ratio"\n',
+    "label_vertical_tab": "data:\n  path: ../data/good.csv\nmodules:\n"
+                          '  - {name: q_proj, label: "attn.\\vq"}\n',
+    "legend_title_noncharacter": GOOD + 'legend: {title: "ratio \\uFFFE"}\n',
+    "layer_title_delete": GOOD + 'layers: {title: "layer\\x7f"}\n',
+    "title_next_line": GOOD + 'title: "Update\\Nratio"\n',
+    "title_private_use": GOOD + 'title: "\\uE000 ratio"\n',
+    "title_newline_and_tab": GOOD + 'title: "Update\\n\\tratio"\n',
+    "panel_title_line_separator": GOOD + 'panels:\n  - {title: "a\\Lb"}\n',
     # -- output
     "format_unknown": GOOD + "output: {formats: [svg, jpg]}\n",
     "format_twice": GOOD + "output: {formats: [svg, svg]}\n",
