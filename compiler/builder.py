@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Sequence
 
 from .diagnostics import Diagnostic, FigspecError, display_path
 from .events import Event, FigureDone, Finished, Result, Started, Working
-from .files import recording, sweep_temporaries, write_together
+from .files import Stamp, recording, sweep_temporaries, write_together
 from .finding import SPEC_SUFFIXES, Unreadable, find_specs, is_partial
 from .manifest import Manifest
 from .pipeline import check_partial, failure, prepare, render_job
@@ -94,6 +94,7 @@ def _readers_of(inputs: list[Path], done: set[Path], options: Options, session: 
 def _check_one(path: Path, options: Options, session: Session, reason: str | None = None
                ) -> Result:
     start = time.perf_counter()
+    session.beside.pop(path, None)  # checked again: what it writes is what this read says
     with recording() as seen:
         try:
             if is_partial(path):  # named on the command line: no figure of its own
@@ -108,7 +109,17 @@ def _check_one(path: Path, options: Options, session: Session, reason: str | Non
     return Result(path, "checked", name=prepared.loaded.name, reason=reason,
                   seconds=time.perf_counter() - start, prepared=prepared, looked_at=seen,
                   values_unchecked=prepared.loaded.path in session.unchecked,
-                  notes=session.notes.get(path, []))
+                  notes=session.notes.get(path, []), beside=_beside(session, path))
+
+
+def _beside(session: Session, path: Path) -> dict[Path, bytes]:
+    """What the spec's sources write beside it when its figure is built."""
+    out = {}
+    for target, made in session.beside.get(path, {}).items():
+        content = made.content()
+        if content is not None:
+            out[target] = content
+    return out
 
 
 def _check_unique_names(results: Iterable[Result]) -> None:
@@ -335,7 +346,7 @@ def _write(r: Result, files: dict[str, bytes], options: Options, manifest: Manif
     written = {fmt: (out_dir / f"{r.name}.{fmt}", content) for fmt, content in files.items()}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_together(dict(written.values()))
+        write_together({**dict(written.values()), **r.beside})
     except OSError as e:
         r.status = "failed"
         where = e.filename if isinstance(e.filename, str) else out_dir
@@ -344,7 +355,9 @@ def _write(r: Result, files: dict[str, bytes], options: Options, manifest: Manif
                                     "dir writable; the figure's previous files are unchanged")]
         return
     r.outputs += [target for target, _ in written.values()]
-    manifest.record(r.spec, r.name, environment(r.spec), r.prepared.inputs, written)
+    # What was written beside the spec is an input of the figure as written now.
+    inputs = {**r.prepared.inputs, **{p.resolve(): Stamp.of(p, c) for p, c in r.beside.items()}}
+    manifest.record(r.spec, r.name, environment(r.spec), inputs, written)
     r.status = "built"
 
 

@@ -47,6 +47,9 @@ class Result:
     values_unchecked: bool = False
     #: notes its sources left: a run's newest checkpoint left out, say
     notes: list[Diagnostic] = field(default_factory=list)
+    #: files its sources write beside the spec once its figure is built (a
+    #: checkpoint figure's committed numbers): path -> content
+    beside: dict[Path, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

@@ -51,6 +51,10 @@ class Session:
     unchecked: set[Path] = field(default_factory=set)
     #: spec -> notes its sources left (a run's newest checkpoint left out, say)
     notes: dict[Path, list[Any]] = field(default_factory=dict)
+    #: spec -> files its sources write beside it when its figure is built
+    #: (a checkpoint figure's committed numbers): path -> an object whose
+    #: ``content()`` gives the bytes, or None to leave the file as it is
+    beside: dict[Path, dict[Path, Any]] = field(default_factory=dict)
     #: the machine's cores this invocation may use, and how many of them its
     #: drawing workers hold right now: a checkpoint reduction takes the rest
     cores: int = field(default_factory=lambda: cores())

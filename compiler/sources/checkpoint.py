@@ -27,7 +27,7 @@ from typing import Any
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import Stamp
 from ..session import Option
-from . import Context, Rows, Source, Where, metrics
+from . import Context, Rows, Source, Where, metrics, numbers
 from .metrics import SUMS, changed_key, option_of
 from .params import module_matcher
 from .reduce import reduce_all
@@ -44,12 +44,17 @@ class Checkpoint(Source):
     by :mod:`figspec.sources.trajectory`, are at `checkpoints`). Its rows
     make one table, as a plain source's (:class:`figspec.sources.Source`)."""
 
-    def __init__(self, keys: dict[str, str] | None = None) -> None:
+    def __init__(self, keys: dict[str, str] | None = None, step: int | None = None) -> None:
         self.keys = {"checkpoint": "checkpoint", "base": "base", **(keys or {})}
         self.at = ("data", self.keys["checkpoint"])
+        #: the run's step this pair is (its committed numbers say so)
+        self.step = step
 
     def read(self, ctx: Context) -> Rows:
         data = ctx.data
+        held = numbers.committed_pair(ctx, self.keys["checkpoint"], self.keys["base"])
+        if held is not None:  # the checkpoints are not here: their committed numbers are
+            return self._from_numbers(ctx, held)
         pair = self.plan(ctx)
         chosen, base, key = pair.chosen, pair.base, pair.key
         sums = self._sums(ctx, key, chosen, base)
@@ -58,12 +63,91 @@ class Checkpoint(Source):
             values = {name: 0.0 for name in chosen}
         else:
             values = self._values(ctx, chosen, sums)
+            self._commit(ctx, pair, sums)
         shown = {f: display_path(f) for f in {t.file for t in chosen.values()}}
         rows = [(Where(shown[t.file], what=f"tensor `{name}`"),
                  {data.param: name, data.value: values[name]})
                 for name, t in chosen.items()]
         folder = display_path(self.path(ctx, "checkpoint"))
         return Rows(rows, [data.param, data.value], folder)  # type: ignore[arg-type]
+
+    def absent(self, ctx: Context) -> bool:
+        """Whether a side of the pair is not on this machine."""
+        return numbers.absent(ctx, ctx.data.checkpoint, ("data", self.keys["checkpoint"])) or \
+            numbers.absent(ctx, ctx.data.base, ("data", self.keys["base"]))
+
+    def _from_numbers(self, ctx: Context, held: dict[str, Any]) -> Rows:
+        """The rows of a pair whose checkpoints are absent, from the committed
+        numbers: any subset of the tensors, any metric their sums give."""
+        data = ctx.data
+        chosen = self._tensors(ctx, numbers.tensors_of(held))
+        problems = self._applicable(ctx, chosen)
+        if problems:
+            raise FigspecError(_summed(problems))
+        wanted = []
+        if data.base is not None and data.metric in ("changed_fraction", "sparsity"):
+            wanted.append(changed_key(option_of(data)))
+        if data.metric == "update_rank":
+            wanted.append("update_rank")
+        numbers.check_held(ctx, numbers.path_of(ctx.doc.path), chosen, held, wanted)
+        sums = {n: held["tensors"][n]["sums"] for n in chosen}
+        values = self._values(ctx, chosen, sums)
+        rows = [(Where(held["tensors"][name]["file"], what=f"tensor `{name}`"),
+                 {data.param: name, data.value: values[name]}) for name in chosen]
+        return Rows(rows, [data.param, data.value], str(data.checkpoint))  # type: ignore[arg-type]
+
+    def _sides(self, ctx: Context, pair: Pair) -> dict[str, dict[str, Any]]:
+        """The identity of each side of the pair, as committed."""
+        files = {"checkpoint": [t.file for t in pair.chosen.values()]}
+        if pair.base is not None:
+            files["base"] = [pair.base[n].file for n in pair.chosen]
+        out = {}
+        for key, some in files.items():
+            folder = self.path(ctx, key)
+            out[key] = {**numbers.side(getattr(ctx.data, key), folder, some), "folder": folder}
+        return out
+
+    def _commit(self, ctx: Context, pair: Pair, sums: dict[str, dict[str, float]]) -> None:
+        """The pair's numbers, to be written beside the spec when it is built."""
+        if numbers.writer(ctx) is None:
+            return
+        try:
+            sides = self._sides(ctx, pair)
+        except OSError:  # gone meanwhile: its next build writes them
+            return
+        numbers.record(ctx, numbers.entry(ctx, sides, pair.chosen, sums, self.step))
+
+    def held(self, ctx: Context, pair: Pair) -> dict[str, dict[str, float]] | None:
+        """The sums of the tensors drawn from the committed numbers, where the
+        pair's identity is the committed one and they hold what the figure
+        needs; None otherwise (a note names the file that changed)."""
+        data = ctx.data
+        if ctx.doc.in_memory:
+            return None
+        committed = numbers.load(numbers.path_of(ctx.doc.path), ctx)
+        if committed is None or committed.problem:
+            return None
+        entry = committed.pairs.get(numbers.key(data.checkpoint, data.base))
+        if entry is None:
+            return None
+        try:
+            sides = self._sides(ctx, pair)
+        except (OSError, FigspecError):
+            return None
+        for key, now in sides.items():
+            why = numbers.changed(entry["sides"].get(key, {}), now)
+            if why is not None:
+                notes = ctx.session.notes.setdefault(ctx.doc.path, [])
+                n = Diagnostic(display_path(committed.path), severity="note", message=(
+                    f"{why} changed since these committed numbers were computed"),
+                    hint="`figspec build` computes them again and rewrites this file")
+                if n not in notes:
+                    notes.append(n)
+                return None
+        sums = {n: entry["tensors"][n]["sums"] for n in pair.chosen if n in entry["tensors"]}
+        options = {option_of(data)} if pair.base is not None else set()
+        ranks = set(pair.chosen) if data.metric == "update_rank" and pair.base else set()
+        return sums if _covers(sums, pair.chosen, options, ranks) else None
 
     def plan(self, ctx: Context) -> Pair:
         """The pair's headers read and checked, the tensors drawn chosen, and
@@ -202,8 +286,7 @@ class Checkpoint(Source):
             raise self.error(ctx, e) from None
         return keep(ctx.session, key, need.sums, fresh)
 
-    @staticmethod
-    def todo(ctx: Context, pair: Pair) -> Todo:
+    def todo(self, ctx: Context, pair: Pair) -> Todo:
         """What is known of the pair's sums (this session's, figspec's cache's),
         and what is still to be reduced for every figure that wants the pair."""
         key, chosen, base = pair.key, pair.chosen, pair.base
@@ -213,6 +296,9 @@ class Checkpoint(Source):
         if _covers(sums, chosen, request.options if base is not None else set(),
                    set(chosen) if want_rank else set()):
             return Todo(sums, {}, set(), set())
+        held = self.held(ctx, pair)  # committed, of these very files: no reduction
+        if held is not None:
+            return Todo({**sums, **held}, {}, set(), set())
         # What is reduced now holds every option and rank the cache held before,
         # so one pass serves every figure of the pair, in this session and after.
         options = set(request.options) | {_option(k) for s in sums.values() for k in s

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from ..diagnostics import display_path
 from ..files import Stamp, TooLarge, glob_input, read_stamped
-from . import COLUMNS, PANELS, Context, Part, Row, Rows, Source
+from . import COLUMNS, PANELS, Context, Part, Row, Rows, Source, numbers
 from .checkpoint import Checkpoint
 from .safetensors import CheckpointError, open_checkpoint
 
@@ -69,7 +69,9 @@ class Trajectory(Source):
 
     def read(self, ctx: Context) -> Rows:
         data = ctx.data
-        run = found(ctx)
+        held = numbers.steps(ctx)  # the run is not here: the steps committed are drawn
+        run = [Step(n, w, ctx.doc.path.parent / w) for n, w in held] if held is not None \
+            else found(ctx)
         run = self._complete(ctx, run)
         drawn = self._selected(ctx, run)
         if data.compare == "previous" and len(drawn) < 2:
@@ -159,7 +161,7 @@ def _pairs(ctx: Context, drawn: list[Step]) -> list[tuple[Checkpoint, Context, b
         keys = {"checkpoint": "checkpoints", "base": "checkpoints" if chained else "base"}
         pair = data.model_copy(update={"checkpoint": s.written, "base": against,
                                        "checkpoints": None})
-        out.append((Checkpoint(keys), replace(ctx, data=pair), not chained and
+        out.append((Checkpoint(keys, s.step), replace(ctx, data=pair), not chained and
                     data.base is not None))
         previous = s
     return out
@@ -175,7 +177,8 @@ def _against_base_at_once(ctx: Context, pairs: list[tuple[Checkpoint, Context]])
 
     if not ctx.session.compute:
         return
-    planned = [(source, sub, source.plan(sub)) for source, sub in pairs]
+    planned = [(source, sub, source.plan(sub)) for source, sub in pairs
+               if not source.absent(sub)]  # absent: read from the committed numbers
     pending = [(source, sub, pair, source.todo(sub, pair)) for source, sub, pair in planned]
     pending = [p for p in pending if p[3].tensors]
     if len(pending) < 2:
