@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .diagnostics import FigspecError, UsageError
+from .diagnostics import Diagnostic, FigspecError, UsageError
 
 __all__ = ["load", "build", "Loaded", "FigspecError"]
 
@@ -30,6 +30,9 @@ class Loaded:
 
     path: Path
     prepared: Prepared
+    #: what its sources said without failing (a checkpoint figure drawn from
+    #: its committed numbers, the checkpoints not being here), once each
+    notes: tuple[Diagnostic, ...] = ()
 
     @property
     def figure(self) -> Figure:
@@ -111,11 +114,18 @@ def load(spec: str | Path | Mapping[str, Any], *, data: Any = None,
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
         if data is None:
-            return Loaded(path, prepare(path, Session(allow_outside=allow_outside)))
+            session = Session(allow_outside=allow_outside)
+            return _loaded(path, prepare(path, session), session)
         doc = load_yaml(path)
     if data is not None:
         _with_data(doc, data)
-    return Loaded(path, prepare(path, Session(allow_outside=allow_outside), doc))
+    session = Session(allow_outside=allow_outside)
+    return _loaded(path, prepare(path, session, doc), session)
+
+
+def _loaded(path: Path, prepared: Prepared, session: Any) -> Loaded:
+    notes = dict.fromkeys(n for some in session.notes.values() for n in some)
+    return Loaded(path, prepared, tuple(notes))
 
 
 def _with_data(doc: Any, data: Any) -> None:

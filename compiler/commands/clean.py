@@ -14,9 +14,19 @@ def clean(*, out: Path | None = None) -> int:
     written is kept."""
     from ..manifest import Manifest
 
+    from ..project import of_command
+    from ..sources import numbers
+
     manifest = Manifest.load(options([], out).out_dir)
     removed, kept = manifest.clean()
     manifest.save()
+    # Committed numbers beside a spec that is gone (a figure's, not the out dir's).
+    for path, unchanged in numbers.orphans(of_command([]).specs_dir).items():
+        if unchanged:
+            path.unlink()
+            removed.append(path)
+        else:
+            kept.append(path)
     for p in removed:
         print(f"removed {display_path(p)}")
     for p in kept:

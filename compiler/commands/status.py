@@ -24,4 +24,7 @@ def status(paths: Sequence[Path], *, out: Path | None = None,
         print(f"{_LABELS[r.status]:<11} {display_path(r.spec)}{why}")
     for r in results:
         sys.stderr.write(format_text(r.diagnostics))
+    notes = list(dict.fromkeys(n for r in results for n in r.notes))
+    if notes:  # said once: a figure drawn from committed numbers, or theirs stale
+        sys.stderr.write(format_text(notes))
     return INVALID if any(not r.ok for r in results) else OK

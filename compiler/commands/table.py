@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..diagnostics import UsageError, display_path
+from ..diagnostics import UsageError, display_path, format_text
 from ..errors import OK
 
 #: What a spreadsheet takes for the start of a formula (OWASP, CSV injection).
@@ -26,7 +26,11 @@ def table(spec: Path, *, allow_outside: bool = False) -> int:
     if not spec.is_file():
         raise UsageError(f"{display_path(spec)}: no such file")
     # No layout: the figure's labels, sizes and text have no part in its numbers.
-    loaded, tables = read(spec, Session(allow_outside=allow_outside))
+    session = Session(allow_outside=allow_outside)
+    loaded, tables = read(spec, session)
+    notes = [n for some in session.notes.values() for n in some]
+    if notes:  # the numbers came from elsewhere than the data (committed numbers, say)
+        sys.stderr.write(format_text(list(dict.fromkeys(notes))))
     named = next((t.part_columns for t in tables if t.part_columns), ())
     if named:
         return _parts_table(tables, named)

@@ -127,7 +127,7 @@ class Checkpoint(Source):
         committed = numbers.load(numbers.path_of(ctx.doc.path), ctx)
         if committed is None or committed.problem:
             return None
-        entry = committed.pairs.get(numbers.key(data.checkpoint, data.base))
+        entry = committed.pairs.get(numbers.key(str(data.checkpoint), data.base))
         if entry is None:
             return None
         try:

@@ -337,10 +337,10 @@ def committed_pair(ctx: Context, checkpoint_key: str, base_key: str) -> dict[str
         return None
     if committed.problem:
         raise damaged(committed)
-    pair = committed.pairs.get(key(data.checkpoint, data.base))
+    pair = committed.pairs.get(key(str(data.checkpoint), data.base))
     if pair is None:
-        raise _not_held(ctx, committed.path, f"holds no numbers of {key(data.checkpoint, data.base)}",
-                        ("data", checkpoint_key))
+        raise _not_held(ctx, committed.path, "hold no numbers of "
+                        f"{key(str(data.checkpoint), data.base)}", ("data", checkpoint_key))
     note(ctx, committed.path, "the checkpoints are not here")
     freeze(ctx)
     return pair

@@ -1,0 +1,243 @@
+"""A checkpoint figure's committed numbers (`specs/NAME.numbers.json`): written
+by a build, byte for byte the same each time; where the checkpoints are
+absent, every command draws from them and says so once; where they are
+present and the same, no reduction; where they changed, rebuilt; damaged,
+refused; a run's steps appended and removed. On checkpoints written by
+transformers' save_pretrained (data/real) and by tests/checkpoints.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import checkpoints as ck
+import support
+import figspec
+
+REAL = Path(__file__).resolve().parent.parent / "data" / "real" / "qwen2-bf16-sharded"
+MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
+NUMBERS = Path("specs/fig.numbers.json")
+
+
+def spec(project: Path, metric: str = "relative_change", modules: list[str] = MODULES,
+         title: str = "A", extra: str = "") -> Path:
+    return support.write(project / "specs" / "fig.yaml", (
+        f"title: {title}\ndata:\n  checkpoint: ../ckpt/tuned\n  base: ../ckpt/base\n"
+        f"  metric: {metric}\n{extra}modules: [{', '.join(modules)}]\n"
+        "output: {formats: [svg]}\n"))
+
+
+@pytest.fixture
+def real(project: Path) -> Path:
+    """The project with a real Qwen2 pair (three shards each) at ckpt/."""
+    shutil.copytree(REAL / "tuned", project / "ckpt" / "tuned")
+    shutil.copytree(REAL / "base", project / "ckpt" / "base")
+    spec(project)
+    return project
+
+
+def fresh_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str) -> None:
+    """Another machine's (empty) figspec cache."""
+    monkeypatch.setenv("FIGSPEC_CACHE", str(tmp_path / f"cache-{name}"))
+
+
+def without_checkpoints(project: Path) -> None:
+    shutil.rmtree(project / "ckpt")
+
+
+def test_a_build_writes_the_numbers_beside_the_spec(real: Path, run, monkeypatch, tmp_path):
+    code, _, err = run("build")
+    assert code == 0, err
+    raw = NUMBERS.read_bytes()
+    data = json.loads(raw)
+    assert len(raw) < 20_000
+    assert list(data) == sorted(data) and data["format"] == "figspec numbers 1"
+    (pair,) = data["pairs"]
+    assert pair["key"] == "../ckpt/tuned against ../ckpt/base"
+    files = pair["sides"]["checkpoint"]["files"]
+    # the shards holding what is drawn, as the spec names them
+    assert files and all(w.startswith("../ckpt/tuned/model-0000") for w in files)
+    assert set(files) == {t["file"] for t in pair["tensors"].values()}
+    for written, got in files.items():
+        shard = real / "specs" / written
+        head = shard.read_bytes()
+        length = int.from_bytes(head[:8], "little")
+        assert got["size"] == shard.stat().st_size
+        assert got["header"] == hashlib.sha256(head[:8 + length]).hexdigest()
+    # one tensor a line: a co-author's diff names the tensors whose numbers moved
+    lines = [ln for ln in raw.decode().splitlines() if ln.strip().startswith('"model.layers.')]
+    assert len(lines) == len(pair["tensors"]) == 2 * len(MODULES)
+    # the numbers the figure drew: `figspec table`'s values, exactly
+    _, out, _ = run("table", "specs/fig.yaml")
+    value = out.splitlines()[1].split(",")[-1]
+    s = pair["tensors"]["model.layers.0.self_attn.q_proj.weight"]["sums"]
+    assert repr(s["dd"] ** 0.5 / s["bb"] ** 0.5) == value
+    # byte for byte again on another machine's cache, and a no-op build leaves it
+    fresh_cache(monkeypatch, tmp_path, "other")
+    assert run("build", "--force")[0] == 0
+    assert NUMBERS.read_bytes() == raw
+
+
+def test_without_the_checkpoints_every_command_draws_from_the_numbers(
+        real: Path, run, monkeypatch, tmp_path):
+    assert run("build")[0] == 0
+    svg = (real / "out" / "fig.svg").read_bytes()
+    _, csv_with, _ = run("table", "specs/fig.yaml")
+    without_checkpoints(real)
+    fresh_cache(monkeypatch, tmp_path, "laptop")
+    shutil.rmtree(real / "out")
+    note = "specs/fig.numbers.json: note: the checkpoints are not here"
+    code, _, err = run("build")
+    assert code == 0, err
+    assert (real / "out" / "fig.svg").read_bytes() == svg
+    assert err.count(note) == 1
+    code, _, err = run("check")
+    assert code == 0 and err.count(note) == 1 and "not computed" not in err
+    code, out, err = run("table", "specs/fig.yaml")
+    assert code == 0 and out == csv_with and err.count(note) == 1
+    spec(real, title="B")
+    code, out, err = run("status")
+    assert code == 0 and "stale" in out and err.count(note) == 1
+    loaded = figspec.load("specs/fig.yaml")
+    assert [n.file for n in loaded.notes] == ["specs/fig.numbers.json"]
+
+
+@pytest.mark.parametrize("change", [
+    {"title": "Another title"},
+    {"modules": ["v_proj", "q_proj"]},
+    {"metric": "cosine"},
+    {"metric": "changed_fraction"},
+    {"extra": "layers: {first: 1}\n"},
+])
+def test_a_co_author_restyles_without_the_checkpoints(real: Path, run, change):
+    assert run("build")[0] == 0
+    before = NUMBERS.read_bytes()
+    without_checkpoints(real)
+    spec(real, **change)
+    code, _, err = run("build")
+    assert code == 0, err
+    assert NUMBERS.read_bytes() == before  # what a subset draws never shrinks the numbers
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"modules": MODULES + ["gate_proj"]}, "hold no tensor of module `gate_proj`"),
+    ({"metric": "update_rank"}, "hold no update_rank of tensor"),
+    ({"metric": "changed_fraction", "extra": "  tolerance: 0.001\n"},
+     "hold no `changed:abs:0.001` counts"),
+])
+def test_what_the_numbers_do_not_hold_names_the_checkpoints_and_the_command(
+        real: Path, run, change, said):
+    assert run("build")[0] == 0
+    without_checkpoints(real)
+    spec(real, **change)
+    code, _, err = run("build")
+    assert code != 0
+    assert said in err and "the checkpoints are not here" in err
+    assert "where ../ckpt/tuned and ../ckpt/base are, run `figspec build specs/fig.yaml`, " \
+        "then commit specs/fig.numbers.json" in err
+
+
+def test_the_same_checkpoints_are_not_reduced_again(real: Path, run, monkeypatch, tmp_path):
+    assert run("build")[0] == 0
+    fresh_cache(monkeypatch, tmp_path, "clone")
+    # Without its cache, `check` reads no metric; the committed numbers of
+    # these very files are the values, so they are checked too.
+    code, _, err = run("check")
+    assert code == 0 and "not computed" not in err, err
+    assert not list((tmp_path / "cache-clone").rglob("*.json"))
+
+
+def test_changed_checkpoints_make_the_numbers_stale(real: Path, run):
+    assert run("build")[0] == 0
+    before = json.loads(NUMBERS.read_bytes())
+    written = sorted(before["pairs"][0]["sides"]["checkpoint"]["files"])[-1]
+    shard = real / "specs" / written
+    raw = bytearray(shard.read_bytes())
+    length = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + length])
+    drawn = next(n for n, t in before["pairs"][0]["tensors"].items() if t["file"] == written)
+    at = 8 + length + header[drawn]["data_offsets"][0]
+    raw[at] ^= 0x01  # one weight of a tensor drawn: the same header and size
+    shard.write_bytes(bytes(raw))
+    code, out, err = run("status")
+    assert f"{written} changed since these committed numbers were computed" in err
+    assert "stale" in out
+    assert run("build")[0] == 0
+    after = json.loads(NUMBERS.read_bytes())
+    moved = [n for n, t in after["pairs"][0]["tensors"].items()
+             if t != before["pairs"][0]["tensors"][n]]
+    assert len(moved) == 1
+
+
+def test_numbers_edited_by_hand_are_refused(real: Path, run, monkeypatch, tmp_path):
+    assert run("build")[0] == 0
+    good = NUMBERS.read_text()
+    NUMBERS.write_text(good.replace('"n": 4096.0', '"n": 4097.0', 1)
+                       if '"n": 4096.0' in good else good.replace('"max_abs": 0', '"max_abs": 1', 1))
+    assert NUMBERS.read_text() != good
+    shutil.copytree(real / "ckpt", tmp_path / "ckpt-kept")
+    without_checkpoints(real)
+    code, _, err = run("build", "--force")
+    assert code != 0
+    assert "specs/fig.numbers.json: error: the committed numbers does not match its digest: " \
+        "it was edited by hand or damaged" in err
+    NUMBERS.write_text("{not json")
+    assert "is not JSON" in run("check")[2]
+    # where the checkpoints are, a build writes them again
+    shutil.copytree(tmp_path / "ckpt-kept", real / "ckpt")
+    assert run("build", "--force")[0] == 0
+    assert NUMBERS.read_text() == good
+
+
+def test_clean_removes_the_numbers_of_a_spec_that_is_gone(real: Path, run):
+    assert run("build")[0] == 0
+    (real / "specs" / "fig.yaml").unlink()
+    code, out, _ = run("clean")
+    assert code == 0 and "removed specs/fig.numbers.json" in out
+    assert not NUMBERS.exists()
+
+
+# -- a run's steps --------------------------------------------------------------
+
+def run_spec(project: Path, title: str = "run") -> Path:
+    return support.write(project / "specs" / "fig.yaml", (
+        f"title: {title}\ndata:\n  checkpoints: ../ckpt/run/checkpoint-*\n"
+        "  base: ../ckpt/base\n  metric: changed_fraction\nx: step\n"
+        "modules: [q_proj, up_proj]\noutput: {formats: [svg]}\n"))
+
+
+def steps_of() -> list[int]:
+    return [p["step"] for p in json.loads(NUMBERS.read_bytes())["pairs"]]
+
+
+def test_a_run_s_numbers_are_per_step(project: Path, run, monkeypatch, tmp_path):
+    ck.make_run(project / "ckpt", [100, 200, 300])
+    run_spec(project)
+    assert run("build")[0] == 0
+    assert steps_of() == [100, 200, 300]
+    first = NUMBERS.read_text()
+    # a new step appends; the others' lines stay as they were
+    shutil.copytree(project / "ckpt" / "run" / "checkpoint-300",
+                    project / "ckpt" / "run" / "checkpoint-400")
+    ck.settle(project / "ckpt")
+    assert run("build")[0] == 0
+    assert steps_of() == [100, 200, 300, 400]
+    kept = [ln for ln in first.splitlines() if '"model.layers.' in ln]
+    assert all(ln in NUMBERS.read_text() for ln in kept)
+    # a step gone from the glob is gone from the numbers
+    shutil.rmtree(project / "ckpt" / "run" / "checkpoint-100")
+    assert run("build")[0] == 0
+    assert steps_of() == [200, 300, 400]
+    svg = (project / "out" / "fig.svg").read_bytes()
+    # without the run: the steps committed are drawn
+    without_checkpoints(project)
+    fresh_cache(monkeypatch, tmp_path, "ci")
+    shutil.rmtree(project / "out")
+    code, _, err = run("build")
+    assert code == 0, err
+    assert (project / "out" / "fig.svg").read_bytes() == svg
+    assert err.count("note: the checkpoints are not here") == 1
