@@ -241,3 +241,50 @@ def test_a_run_s_numbers_are_per_step(project: Path, run, monkeypatch, tmp_path)
     assert code == 0, err
     assert (project / "out" / "fig.svg").read_bytes() == svg
     assert err.count("note: the checkpoints are not here") == 1
+
+
+# -- a clone with only the committed numbers (CI, a co-author, the hook) ----------
+
+REPO = Path(__file__).resolve().parent.parent
+GALLERY = ["checkpoint_relative_change", "trajectory_changed_fraction"]
+
+
+def clone_without_checkpoints(root: Path) -> Path:
+    """The gallery's checkpoint specs and their committed numbers, no data."""
+    (root / ".git").mkdir(parents=True)
+    (root / "specs").mkdir()
+    for name in GALLERY:
+        for suffix in (".yaml", ".numbers.json"):
+            shutil.copy(REPO / "specs" / (name + suffix), root / "specs")
+    return root
+
+
+def test_the_gallery_s_checkpoint_figures_build_in_a_clone_without_checkpoints(
+        tmp_path: Path, monkeypatch, run):
+    from importlib import metadata
+
+    lines = (REPO / "constraints.txt").read_text().splitlines()
+    pins = dict(ln.split("#")[0].strip().split("==") for ln in lines if ln.split("#")[0].strip())
+    if any(metadata.version(d) != v for d, v in pins.items()):
+        pytest.skip("the committed figures were drawn with the releases in constraints.txt")
+    monkeypatch.chdir(clone_without_checkpoints(tmp_path / "clone"))
+    code, _, err = run("build")
+    assert code == 0, err
+    assert err.count("the checkpoints are not here") == 2
+    for name in GALLERY:
+        for fmt in ("svg", "png", "pdf"):
+            assert (Path("out") / f"{name}.{fmt}").read_bytes() == \
+                (REPO / "out" / f"{name}.{fmt}").read_bytes(), f"{name}.{fmt}"
+    assert run("check")[0] == 0
+
+
+def test_the_hook_without_checkpoints_passes_a_title_edit_and_refuses_a_broken_spec(
+        tmp_path: Path, monkeypatch, run):
+    monkeypatch.chdir(clone_without_checkpoints(tmp_path / "clone"))
+    fig = Path("specs/checkpoint_relative_change.yaml")
+    fig.write_text(fig.read_text().replace('title: "Relative change', 'title: "Change'))
+    code, _, err = run("check", "--", str(fig), "specs/checkpoint_relative_change.numbers.json")
+    assert code == 0, err
+    fig.write_text(fig.read_text().replace("domain: nice", "domain: nicest"))
+    code, _, err = run("check", "--", str(fig))
+    assert code != 0 and "domain" in err
