@@ -55,6 +55,10 @@ class Session:
     #: (a checkpoint figure's committed numbers): path -> an object whose
     #: ``content()`` gives the bytes, or None to leave the file as it is
     beside: dict[Path, dict[Path, Any]] = field(default_factory=dict)
+    #: what sources parsed or hashed once for every figure and step of the
+    #: invocation (a committed numbers file, a shard's identity), keyed by
+    #: what they read and its stamp
+    parsed: dict[Any, Any] = field(default_factory=dict)
     #: the machine's cores this invocation may use, and how many of them its
     #: drawing workers hold right now: a checkpoint reduction takes the rest
     cores: int = field(default_factory=lambda: cores())

@@ -187,9 +187,11 @@ def test_numbers_edited_by_hand_are_refused(real: Path, run, monkeypatch, tmp_pa
         "it was edited by hand or damaged" in err
     NUMBERS.write_text("{not json")
     assert "is not JSON" in run("check")[2]
-    # where the checkpoints are, a build writes them again
+    # where the checkpoints are, a build writes them again, and says why
     shutil.copytree(tmp_path / "ckpt-kept", real / "ckpt")
-    assert run("build", "--force")[0] == 0
+    fresh_cache(monkeypatch, tmp_path, "again")
+    code, _, err = run("build", "--force")
+    assert code == 0 and "note: the committed numbers is not JSON" in err
     assert NUMBERS.read_text() == good
 
 
@@ -233,7 +235,12 @@ def test_a_run_s_numbers_are_per_step(project: Path, run, monkeypatch, tmp_path)
     assert run("build")[0] == 0
     assert steps_of() == [200, 300, 400]
     svg = (project / "out" / "fig.svg").read_bytes()
-    # without the run: the steps committed are drawn
+    # the run's folder kept, its checkpoints gone: the steps committed are drawn
+    for step in (200, 300, 400):
+        shutil.rmtree(project / "ckpt" / "run" / f"checkpoint-{step}")
+    assert run("build", "--force")[0] == 0
+    assert (project / "out" / "fig.svg").read_bytes() == svg
+    # without the run at all
     without_checkpoints(project)
     fresh_cache(monkeypatch, tmp_path, "ci")
     shutil.rmtree(project / "out")

@@ -104,7 +104,8 @@ class Checkpoint(Source):
         out = {}
         for key, some in files.items():
             folder = self.path(ctx, key)
-            out[key] = {**numbers.side(getattr(ctx.data, key), folder, some), "folder": folder}
+            out[key] = {**numbers.side(getattr(ctx.data, key), folder, some,
+                                        ctx.session.parsed), "folder": folder}
         return out
 
     def _commit(self, ctx: Context, pair: Pair, sums: dict[str, dict[str, float]]) -> None:
@@ -125,7 +126,12 @@ class Checkpoint(Source):
         if ctx.doc.in_memory:
             return None
         committed = numbers.load(numbers.path_of(ctx.doc.path), ctx)
-        if committed is None or committed.problem:
+        if committed is None:
+            return None
+        if committed.problem:  # never drawn: the checkpoints are here to compute them
+            numbers.note(ctx, committed.path, f"the committed numbers {committed.problem}",
+                         "`figspec build` computes them from the checkpoints and writes "
+                         "this file again")
             return None
         entry = committed.pairs.get(numbers.key(str(data.checkpoint), data.base))
         if entry is None:

@@ -57,9 +57,21 @@ def path_of(spec: Path) -> Path:
 
 # -- identity ------------------------------------------------------------------------
 
-def identity(path: Path) -> dict[str, Any]:
+def identity(path: Path, memo: dict[Any, Any] | None = None) -> dict[str, Any]:
     """A shard's identity: its size, a digest of its header, and a digest of
-    blocks sampled across its data. OSError where it cannot be read."""
+    blocks sampled across its data. OSError where it cannot be read.
+    ``memo``: the session's, so a base is hashed once for every step."""
+    st = path.stat()
+    at = ("identity", str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    if memo is not None and at in memo:
+        return memo[at]  # type: ignore[no-any-return]
+    got = _identity(path)
+    if memo is not None:
+        memo[at] = got
+    return got
+
+
+def _identity(path: Path) -> dict[str, Any]:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(8)
@@ -78,7 +90,8 @@ def identity(path: Path) -> dict[str, Any]:
             "sample": sample.hexdigest()}
 
 
-def side(written: str, folder: Path, files: list[Path]) -> dict[str, Any]:
+def side(written: str, folder: Path, files: list[Path], memo: dict[Any, Any] | None = None
+         ) -> dict[str, Any]:
     """One side of a pair as committed: as the spec writes it, its hub
     revision (the snapshot's commit), each file it was read from."""
     revision = folder.name if written.startswith("hf:") else None
@@ -89,7 +102,7 @@ def side(written: str, folder: Path, files: list[Path]) -> dict[str, Any]:
         except ValueError:
             rel = f.name
         shown = written if rel in ("", ".") else f"{written.rstrip('/')}/{Path(rel).as_posix()}"
-        named[shown] = identity(f)
+        named[shown] = identity(f, memo)
     return {"written": written, "revision": revision, "files": named}
 
 
@@ -162,12 +175,29 @@ def load(path: Path, ctx: Context | None = None) -> Committed | None:
     looked_at(path)
     if not path.is_file():
         return None
+    memo = ctx.session.parsed if ctx is not None else {}
+    try:  # parsed once per invocation, however many steps and figures read it
+        st = path.stat()
+        at = ("numbers", str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if at not in memo:
+            memo[at] = _parsed(path)
+    except OSError as e:
+        return Committed(path, problem=f"cannot be read: {e}")
+    stamp, committed = memo[at]
+    if ctx is not None and stamp is not None:
+        ctx.stamps[path.resolve()] = stamp
+    return committed  # type: ignore[no-any-return]
+
+
+def _parsed(path: Path) -> tuple[Any, Committed]:
     try:
         raw, stamp = read_stamped(path, LIMIT)
     except (OSError, TooLarge) as e:
-        return Committed(path, problem=f"cannot be read: {e}")
-    if ctx is not None:
-        ctx.stamps[path.resolve()] = stamp
+        return None, Committed(path, problem=f"cannot be read: {e}")
+    return stamp, _checked(path, raw)
+
+
+def _checked(path: Path, raw: bytes) -> Committed:
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError) as e:
@@ -314,11 +344,9 @@ def absent(ctx: Context, written: str | None, at: tuple[str, ...]) -> bool:
     return not path.exists()
 
 
-def note(ctx: Context, path: Path, why: str) -> None:
-    """Said once per spec (a command says each once): drawn from the committed numbers."""
-    shown = display_path(path)
-    n = Diagnostic(shown, severity="note", message=f"{why}: the figure is drawn from the "
-                   "committed numbers in this file", hint=None)
+def note(ctx: Context, path: Path, message: str, hint: str | None = None) -> None:
+    """A note at the numbers file, said once per spec (a command says each once)."""
+    n = Diagnostic(display_path(path), severity="note", message=message, hint=hint)
     notes = ctx.session.notes.setdefault(ctx.doc.path, [])
     if n not in notes:
         notes.append(n)
@@ -341,7 +369,8 @@ def committed_pair(ctx: Context, checkpoint_key: str, base_key: str) -> dict[str
     if pair is None:
         raise _not_held(ctx, committed.path, "hold no numbers of "
                         f"{key(str(data.checkpoint), data.base)}", ("data", checkpoint_key))
-    note(ctx, committed.path, "the checkpoints are not here")
+    note(ctx, committed.path, "the checkpoints are not here: the figure is drawn from the "
+         "committed numbers in this file")
     freeze(ctx)
     return pair
 
@@ -396,8 +425,8 @@ def steps(ctx: Context) -> list[tuple[int, str]] | None:
     """A run's steps (step, checkpoint as written) from the committed numbers,
     where its folder is absent; None where it is here or nothing is committed."""
     written = str(ctx.data.checkpoints)
-    head = written.rpartition("/")[0] or "."
-    if ctx.doc.in_memory or not absent(ctx, head, ("data", "checkpoints")):
+    head, _, pattern = written.rpartition("/")
+    if ctx.doc.in_memory or not _run_absent(ctx, head or ".", pattern):
         return None
     committed = load(path_of(ctx.doc.path), ctx)
     if committed is None:
@@ -421,6 +450,15 @@ def steps(ctx: Context) -> list[tuple[int, str]] | None:
     return sorted(set(out))
 
 
-def with_step(pair: dict[str, Any], step: int | None) -> dict[str, Any]:
-    return pair if step is None else {**pair, "step": step}
+def _run_absent(ctx: Context, head: str, pattern: str) -> bool:
+    """Whether a run's folder is absent, or holds none of its checkpoints
+    (deleted, the folder kept): a checkpoint appearing there is noticed."""
+    at = ("data", "checkpoints")
+    if absent(ctx, head, at):
+        return True
+    try:
+        folder = ctx.locate(head, at)[0]
+    except FigspecError:
+        return False
+    return ctx.glob(folder, pattern) == []
 
