@@ -295,3 +295,44 @@ def test_the_hook_without_checkpoints_passes_a_title_edit_and_refuses_a_broken_s
     fig.write_text(fig.read_text().replace("domain: nice", "domain: nicest"))
     code, _, err = run("check", "--", str(fig))
     assert code != 0 and "domain" in err
+
+
+def git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def test_diff_across_revisions_compares_the_committed_numbers(tmp_path: Path, monkeypatch,
+                                                               run):
+    """The checkpoints were never committed, and are gone from this machine:
+    each revision's committed numbers are its side of the diff."""
+    paper = tmp_path / "paper"
+    git(tmp_path, "init", "-q", str(paper))
+    monkeypatch.chdir(paper)
+    shutil.copytree(REAL / "tuned", paper / "ckpt" / "tuned")
+    shutil.copytree(REAL / "base", paper / "ckpt" / "base")
+    (paper / ".gitignore").write_text("ckpt/\nout/\n")
+    spec(paper)
+    assert run("build")[0] == 0
+    git(paper, "add", "-A")
+    git(paper, "commit", "-qm", "first")
+    # retrained: one weight of q_proj in layer 0 moves
+    before = json.loads(NUMBERS.read_bytes())["pairs"][0]
+    q = before["tensors"]["model.layers.0.self_attn.q_proj.weight"]
+    shard = paper / "specs" / q["file"]
+    raw = bytearray(shard.read_bytes())
+    length = int.from_bytes(raw[:8], "little")
+    at = 8 + length + json.loads(raw[8:8 + length])[
+        "model.layers.0.self_attn.q_proj.weight"]["data_offsets"][0]
+    raw[at + 1] ^= 0x40
+    shard.write_bytes(bytes(raw))
+    assert run("build")[0] == 0
+    git(paper, "commit", "-qam", "retrained")
+    without_checkpoints(paper)
+    code, out, err = run("diff", "HEAD~1", "HEAD")
+    assert code == 0, err
+    assert "changed   specs/fig.yaml" in out
+    assert "  1 of 8 cells changed" in out
+    assert "layer 0, q_proj:" in out
