@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
-from ..files import TooLarge, looked_at, read_stamped
+from ..files import TooLarge, glob_input, looked_at, read_stamped
 
 if TYPE_CHECKING:
     from . import Context
@@ -371,8 +371,23 @@ def committed_pair(ctx: Context, checkpoint_key: str, base_key: str) -> dict[str
                         f"{key(str(data.checkpoint), data.base)}", ("data", checkpoint_key))
     note(ctx, committed.path, "the checkpoints are not here: the figure is drawn from the "
          "committed numbers in this file")
+    for written, at in ((data.checkpoint, checkpoint_key), (data.base, base_key)):
+        _watch_for(ctx, written, ("data", at))
     freeze(ctx)
     return pair
+
+
+def _watch_for(ctx: Context, written: str | None, at: tuple[str, ...]) -> None:
+    """An absent checkpoint as an input of the figure: its appearing (the
+    co-author fetched the runs) makes the figure stale."""
+    if written is None:
+        return
+    try:
+        path = ctx.locate(written, at)[0]
+    except FigspecError:
+        return
+    if not path.exists():
+        ctx.stamps.update([glob_input(path.parent, path.name)])
 
 
 def _not_held(ctx: Context, path: Path, what: str, loc: tuple[Any, ...]) -> FigspecError:
@@ -428,6 +443,7 @@ def steps(ctx: Context) -> list[tuple[int, str]] | None:
     head, _, pattern = written.rpartition("/")
     if ctx.doc.in_memory or not _run_absent(ctx, head or ".", pattern):
         return None
+    _watch_for(ctx, head or ".", ("data", "checkpoints"))
     committed = load(path_of(ctx.doc.path), ctx)
     if committed is None:
         return None
