@@ -114,6 +114,17 @@ def test_without_the_checkpoints_every_command_draws_from_the_numbers(
     assert "stale" in out and "not here" not in err
 
 
+def test_serve_draws_from_the_numbers_without_the_checkpoints(real: Path, run):
+    from figspec.serve import Board
+
+    assert run("build")[0] == 0
+    without_checkpoints(real)
+    board = Board([real / "specs"])
+    board.refresh()
+    (figure,) = board.state()["figures"]
+    assert figure["problems"] == [] and figure["vegalite"] is not None
+
+
 @pytest.mark.parametrize("change", [
     {"title": "Another title"},
     {"modules": ["v_proj", "q_proj"]},
