@@ -354,3 +354,31 @@ def test_diff_across_revisions_compares_the_committed_numbers(tmp_path: Path, mo
     assert "changed   specs/fig.yaml" in out
     assert "  1 of 8 cells changed" in out
     assert "layer 0, q_proj:" in out
+
+
+def test_a_hub_model_s_revision_is_committed(project: Path, run, monkeypatch, tmp_path):
+    commit = "c0ffee" + "0" * 34
+    model = tmp_path / "hub" / "models--Org--Tiny"
+    snapshot = model / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (model / "blobs").mkdir()
+    for i, f in enumerate(sorted((REAL / "tuned").iterdir())):
+        blob = model / "blobs" / f"{i:040x}"
+        shutil.copy(f, blob)
+        (snapshot / f.name).symlink_to(Path("..", "..", "blobs", blob.name))
+    (model / "refs").mkdir()
+    (model / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: hf:Org/Tiny\n"
+                  "  metric: norm\nmodules: [q_proj]\noutput: {formats: [svg]}\n")
+    assert run("build")[0] == 0
+    (pair,) = json.loads(NUMBERS.read_bytes())["pairs"]
+    assert pair["key"] == "hf:Org/Tiny" and pair["sides"]["checkpoint"]["revision"] == commit
+    assert all(f.startswith("hf:Org/Tiny/model-") for f in pair["sides"]["checkpoint"]["files"])
+    svg = (project / "out" / "fig.svg").read_bytes()
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    fresh_cache(monkeypatch, tmp_path, "ci")
+    shutil.rmtree(project / "out")
+    code, _, err = run("build")
+    assert code == 0 and "the checkpoints are not here" in err
+    assert (project / "out" / "fig.svg").read_bytes() == svg
