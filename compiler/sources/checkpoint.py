@@ -13,6 +13,11 @@ table (:mod:`figspec.sources.metrics`), or a diagnostic where a metric does
 not apply. Files are read by :mod:`figspec.sources.safetensors`. The sums
 are cached (figspec's cache, keyed by the files' size, mtime, inode and
 ctime), so a rebuild after changing a colour reads no checkpoint.
+
+A build also writes the numbers each figure drew beside its spec, to be
+committed (:mod:`figspec.sources.numbers`): where the pair is absent, they
+are its rows; where it is present and its identity the committed one, its
+sums (no reduction).
 """
 
 from __future__ import annotations
@@ -142,13 +147,10 @@ class Checkpoint(Source):
             return None
         for key, now in sides.items():
             why = numbers.changed(entry["sides"].get(key, {}), now)
-            if why is not None:
-                notes = ctx.session.notes.setdefault(ctx.doc.path, [])
-                n = Diagnostic(display_path(committed.path), severity="note", message=(
-                    f"{why} changed since these committed numbers were computed"),
-                    hint="`figspec build` computes them again and rewrites this file")
-                if n not in notes:
-                    notes.append(n)
+            if why is not None:  # stale: computed again where they are, and rewritten
+                numbers.note(ctx, committed.path, f"{why} changed since these committed "
+                             "numbers were computed", "`figspec build` computes them again "
+                             "and rewrites this file")
                 return None
         sums = {n: entry["tensors"][n]["sums"] for n in pair.chosen if n in entry["tensors"]}
         options = {option_of(data)} if pair.base is not None else set()

@@ -22,6 +22,9 @@ figure stale. The newest checkpoint, when it is still being written (a file
 modified in the last :data:`QUIET` seconds, a shard shorter than its header
 says, an index naming a shard not there yet), is left out with a note, and
 drawn once it is complete.
+
+Where the run's folder is absent (or holds none of its checkpoints), the
+steps of its committed numbers (:mod:`figspec.sources.numbers`) are drawn.
 """
 
 from __future__ import annotations
