@@ -382,3 +382,27 @@ def test_a_hub_model_s_revision_is_committed(project: Path, run, monkeypatch, tm
     code, _, err = run("build")
     assert code == 0 and "the checkpoints are not here" in err
     assert (project / "out" / "fig.svg").read_bytes() == svg
+
+
+def test_a_figure_of_panels_commits_each_pair_once(real: Path, run, monkeypatch, tmp_path):
+    support.write(real / "specs" / "fig.yaml", """
+        data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: relative_change}
+        modules: [q_proj, k_proj]
+        output: {formats: [svg]}
+        panels:
+          - title: moved
+          - title: cosine
+            data: {metric: cosine}
+          - title: back
+            data: {checkpoint: ../ckpt/base, base: ../ckpt/tuned}
+        """)
+    assert run("build")[0] == 0
+    pairs = json.loads(NUMBERS.read_bytes())["pairs"]
+    assert [p["key"] for p in pairs] == ["../ckpt/base against ../ckpt/tuned",
+                                         "../ckpt/tuned against ../ckpt/base"]
+    svg = (real / "out" / "fig.svg").read_bytes()
+    without_checkpoints(real)
+    fresh_cache(monkeypatch, tmp_path, "ci")
+    code, _, err = run("build", "--force")
+    assert code == 0 and err.count("the checkpoints are not here") == 1
+    assert (real / "out" / "fig.svg").read_bytes() == svg
