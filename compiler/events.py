@@ -47,8 +47,8 @@ class Result:
     values_unchecked: bool = False
     #: notes its sources left: a run's newest checkpoint left out, say
     notes: list[Diagnostic] = field(default_factory=list)
-    #: files its sources write beside the spec once its figure is built (a
-    #: checkpoint figure's committed numbers): path -> content
+    #: files its sources write beside the spec once its figure is built
+    #: (numbers to commit, say): path -> content
     beside: dict[Path, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property

@@ -406,3 +406,28 @@ def test_a_figure_of_panels_commits_each_pair_once(real: Path, run, monkeypatch,
     code, _, err = run("build", "--force")
     assert code == 0 and err.count("the checkpoints are not here") == 1
     assert (real / "out" / "fig.svg").read_bytes() == svg
+
+
+def test_a_pair_absent_beside_one_rebuilt_is_kept_as_committed(real: Path, run):
+    shutil.copytree(real / "ckpt", real / "other")
+    support.write(real / "specs" / "fig.yaml", """
+        data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: relative_change}
+        modules: [q_proj]
+        output: {formats: [svg]}
+        panels:
+          - title: here
+          - title: elsewhere
+            data: {checkpoint: ../other/tuned, base: ../other/base}
+        """)
+    assert run("build")[0] == 0
+    before = {p["key"]: p for p in json.loads(NUMBERS.read_bytes())["pairs"]}
+    shutil.rmtree(real / "other")
+    (real / "ckpt" / "base").rename(real / "ckpt" / "old")
+    shutil.copytree(real / "ckpt" / "tuned", real / "ckpt" / "base")  # now: no change at all
+    code, _, err = run("build")
+    assert code == 0, err
+    after = {p["key"]: p for p in json.loads(NUMBERS.read_bytes())["pairs"]}
+    here, elsewhere = "../ckpt/tuned against ../ckpt/base", "../other/tuned against ../other/base"
+    assert after[elsewhere] == before[elsewhere]
+    assert after[here] != before[here]
+    assert all(t["sums"]["dd"] == 0.0 for t in after[here]["tensors"].values())

@@ -257,15 +257,17 @@ def orphans(folder: Path) -> dict[Path, bool]:
 @dataclass
 class Writer:
     """The pairs a spec's figure drew in this invocation, to be written beside
-    its spec when the figure is built (the session's ``beside``). A figure
-    drawn from committed numbers anywhere leaves the file as it is."""
+    its spec when the figure is built (the session's ``beside``). A pair drawn
+    from the committed numbers is kept as committed; a figure drawn from
+    them alone leaves the file as it is."""
 
     path: Path
     pairs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    frozen: bool = False
+    #: the pairs taken from the committed file, as they are there
+    kept: set[str] = field(default_factory=set)
 
     def content(self) -> bytes | None:
-        if self.frozen or not self.pairs:
+        if not self.pairs or set(self.pairs) <= self.kept:
             return None
         return text(list(self.pairs.values()))
 
@@ -288,10 +290,12 @@ def record(ctx: Context, pair: dict[str, Any]) -> None:
         w.pairs[pair["key"]] = pair
 
 
-def freeze(ctx: Context) -> None:
+def keep(ctx: Context, pair: dict[str, Any]) -> None:
+    """A committed pair drawn as it is: written again as it is."""
     w = writer(ctx)
     if w is not None:
-        w.frozen = True
+        w.pairs[pair["key"]] = pair
+        w.kept.add(pair["key"])
 
 
 def entry(ctx: Context, sides: dict[str, dict[str, Any]], chosen: dict[str, Tensor],
@@ -373,7 +377,7 @@ def committed_pair(ctx: Context, checkpoint_key: str, base_key: str) -> dict[str
          "committed numbers in this file")
     for written, at in ((data.checkpoint, checkpoint_key), (data.base, base_key)):
         _watch_for(ctx, written, ("data", at))
-    freeze(ctx)
+    keep(ctx, pair)
     return pair
 
 
