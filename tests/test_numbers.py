@@ -201,15 +201,26 @@ def test_numbers_edited_by_hand_are_refused(real: Path, run, monkeypatch, tmp_pa
     without_checkpoints(real)
     code, _, err = run("build", "--force")
     assert code != 0
-    assert "specs/fig.numbers.json: error: the committed numbers does not match its digest: " \
+    assert "specs/fig.numbers.json: error: this numbers file does not match its digest: " \
         "it was edited by hand or damaged" in err
+    assert "git checkout -- specs/fig.numbers.json" in err
     NUMBERS.write_text("{not json")
     assert "is not JSON" in run("check")[2]
+    # digested again by hand, a sum left out: refused, never a traceback
+    body = json.loads(good)
+    del body["digest"]
+    next(iter(body["pairs"][0]["tensors"].values()))["sums"].pop("bb")
+    body["digest"] = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
+                                    .encode()).hexdigest()
+    NUMBERS.write_text(json.dumps(body))
+    code, _, err = run("check")
+    assert code != 0 and "does not hold pairs as figspec writes them" in err
+    assert "Traceback" not in err
     # where the checkpoints are, a build writes them again, and says why
     shutil.copytree(tmp_path / "ckpt-kept", real / "ckpt")
     fresh_cache(monkeypatch, tmp_path, "again")
     code, _, err = run("build", "--force")
-    assert code == 0 and "note: the committed numbers is not JSON" in err
+    assert code == 0 and "note: this numbers file is not JSON" in err
     assert NUMBERS.read_text() == good
 
 

@@ -134,7 +134,7 @@ class Checkpoint(Source):
         if committed is None:
             return None
         if committed.problem:  # never drawn: the checkpoints are here to compute them
-            numbers.note(ctx, committed.path, f"the committed numbers {committed.problem}",
+            numbers.note(ctx, committed.path, f"this numbers file {committed.problem}",
                          "`figspec build` computes them from the checkpoints and writes "
                          "this file again")
             return None

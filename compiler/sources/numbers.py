@@ -221,23 +221,30 @@ def _valid(pair: Any) -> bool:
     if not isinstance(pair, dict) or not isinstance(pair.get("key"), str) or \
             not isinstance(pair.get("tensors"), dict) or not isinstance(pair.get("sides"), dict):
         return False
-    step = pair.get("step")
-    if step is not None and (not isinstance(step, int) or isinstance(step, bool)):
+    if not all(isinstance(s, dict) and isinstance(s.get("files", {}), dict)
+               for s in pair["sides"].values()):
         return False
+    step = pair.get("step")
+    if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
+        return False
+    from .metrics import SUMS
+
+    needed = {"n", *SUMS}
     return all(isinstance(name, str) and isinstance(t, dict) and isinstance(t.get("file"), str)
                and isinstance(t.get("shape"), list) and all(
                    isinstance(n, int) and not isinstance(n, bool) and n >= 0
                    for n in t["shape"]) and isinstance(t.get("sums"), dict)
                and all(isinstance(k, str) and number(v) for k, v in t["sums"].items())
-               and "n" in t["sums"]
+               and needed <= t["sums"].keys()
                for name, t in pair["tensors"].items())
 
 
 def damaged(committed: Committed) -> FigspecError:
-    return FigspecError([Diagnostic(display_path(committed.path), message=(
-        f"the committed numbers {committed.problem}"), hint=(
-        "restore it (`git checkout -- FILE`), or run `figspec build` where the checkpoints "
-        "are, which writes it again"))])
+    shown = display_path(committed.path)
+    return FigspecError([Diagnostic(shown, message=f"this numbers file {committed.problem}",
+                                    hint=f"restore it (`git checkout -- {shown}`), or run "
+                                    "`figspec build` where the checkpoints are, which writes "
+                                    "it again")])
 
 
 def orphans(folder: Path) -> dict[Path, bool]:
