@@ -220,7 +220,7 @@ def test_numbers_edited_by_hand_are_refused(real: Path, run, monkeypatch, tmp_pa
     shutil.copytree(tmp_path / "ckpt-kept", real / "ckpt")
     fresh_cache(monkeypatch, tmp_path, "again")
     code, _, err = run("build", "--force")
-    assert code == 0 and "note: this numbers file is not JSON" in err
+    assert code == 0 and "note: this numbers file does not hold pairs as figspec" in err
     assert NUMBERS.read_text() == good
 
 
