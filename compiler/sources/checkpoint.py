@@ -49,7 +49,7 @@ class Checkpoint(Source):
     by :mod:`figspec.sources.trajectory`, are at `checkpoints`). Its rows
     make one table, as a plain source's (:class:`figspec.sources.Source`)."""
 
-    def __init__(self, keys: dict[str, str] | None = None, step: int | None = None) -> None:
+    def __init__(self, keys: dict[str, str] | None = None, *, step: int | None = None) -> None:
         self.keys = {"checkpoint": "checkpoint", "base": "base", **(keys or {})}
         self.at = ("data", self.keys["checkpoint"])
         #: the run's step this pair is (its committed numbers say so)

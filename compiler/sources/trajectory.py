@@ -164,7 +164,7 @@ def _pairs(ctx: Context, drawn: list[Step]) -> list[tuple[Checkpoint, Context, b
         keys = {"checkpoint": "checkpoints", "base": "checkpoints" if chained else "base"}
         pair = data.model_copy(update={"checkpoint": s.written, "base": against,
                                        "checkpoints": None})
-        out.append((Checkpoint(keys, s.step), replace(ctx, data=pair), not chained and
+        out.append((Checkpoint(keys, step=s.step), replace(ctx, data=pair), not chained and
                     data.base is not None))
         previous = s
     return out
