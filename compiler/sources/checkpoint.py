@@ -97,7 +97,8 @@ class Checkpoint(Source):
         numbers.check_held(ctx, numbers.path_of(ctx.doc.path), chosen, held, wanted)
         sums = {n: held["tensors"][n]["sums"] for n in chosen}
         values = self._values(ctx, chosen, sums)
-        rows = [(Where(held["tensors"][name]["file"], what=f"tensor `{name}`"),
+        rows = [(Where(numbers.shown(ctx, held["tensors"][name]["file"]),
+                       what=f"tensor `{name}`"),
                  {data.param: name, data.value: values[name]}) for name in chosen]
         return Rows(rows, [data.param, data.value], str(data.checkpoint))  # type: ignore[arg-type]
 

@@ -412,6 +412,13 @@ def _not_held(ctx: Context, path: Path, what: str, loc: tuple[Any, ...]) -> Figs
         f"{display_path(ctx.doc.path)}`, then commit {display_path(path)}")])
 
 
+def shown(ctx: Context, written: str) -> str:
+    """A file as the spec writes it, as a message names it: from here."""
+    if written.startswith(("$", "hf:")):
+        return written
+    return display_path(Path(os.path.normpath(ctx.doc.path.parent / written)))
+
+
 def tensors_of(pair: dict[str, Any]) -> dict[str, Tensor]:
     """The committed tensors as the checkpoint source chooses among them (names,
     files as written, shapes; no bytes to read)."""
