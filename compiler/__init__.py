@@ -6,9 +6,8 @@ The modules follow the data flow: ``source`` (YAML with positions) ->
 one problem type and ``cli`` the command line.
 """
 
-__version__ = "0.1.0"
-
 from .diagnostics import Diagnostic, FigspecError, UsageError
+from .versions import VERSION as __version__
 
 __all__ = ["load", "build", "FigspecError", "UsageError", "Diagnostic", "__version__"]
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import altair as alt
 
     from .builder import Prepared, Result
-    from .chart import Figure
+    from .layout import Figure
 
 
 @dataclass(frozen=True)
@@ -42,16 +42,14 @@ class Loaded:
 
     @property
     def chart(self) -> alt.TopLevelMixin:
-        """The Altair chart (validated against the Vega-Lite schema)."""
-        from .chart import build_chart
-
-        return build_chart(self.prepared.loaded.spec, self.prepared.tables)
+        """The Altair chart of the figure drawn (its Vega-Lite, as fitted to
+        its size), validated against the Vega-Lite schema."""
+        return _altair(self.vegalite)
 
     def save(self, path: str | Path) -> Path:
         """Write the figure; the format is the file's suffix."""
-        from .files import write_atomic
+        from .files import FORMATS, write_atomic
         from .pipeline import render
-        from .render import FORMATS
 
         path = Path(path)
         fmt = path.suffix.lower().lstrip(".")
@@ -60,6 +58,28 @@ class Loaded:
                              f"{', '.join('.' + f for f in FORMATS)}")
         write_atomic(path, render(self.prepared, (fmt,))[fmt])
         return path
+
+
+def _altair(vl: dict[str, Any]) -> alt.TopLevelMixin:
+    """Vega-Lite as an Altair chart, validated (Altair is imported only here)."""
+    import altair as alt
+
+    vl = _schema_only(vl)
+    kind = (alt.ConcatChart if "concat" in vl else alt.LayerChart if "layer" in vl
+            else alt.Chart)
+    return kind.from_dict(vl, validate=True)
+
+
+def _schema_only(node: Any) -> Any:
+    """A copy without the colorbar title's ``encode`` (the one key outside
+    Vega-Lite's published schema, which Altair enforces): in a notebook that
+    title reads top to bottom, as Vega turns it."""
+    if isinstance(node, dict):
+        return {k: _schema_only(v) for k, v in node.items()
+                if not (k == "encode" and "titleOrient" in node)}
+    if isinstance(node, list):
+        return [_schema_only(v) for v in node]
+    return node
 
 
 def load(spec: str | Path | Mapping[str, Any], *, data: Any = None,

@@ -20,10 +20,11 @@ from typing import Iterable, Iterator, Sequence
 from .diagnostics import Diagnostic, FigspecError, display_path
 from .events import Event, FigureDone, Finished, Result, Started, Working
 from .files import recording, sweep_temporaries, write_together
-from .finding import SPEC_SUFFIXES, find_specs, is_partial
-from .manifest import Manifest, environment_key
-from .pipeline import failure, prepare, render_job
+from .finding import SPEC_SUFFIXES, Unreadable, find_specs, is_partial
+from .manifest import Manifest
+from .pipeline import check_partial, failure, prepare, render_job
 from .session import Session
+from .versions import environment_key
 from .workers import Drawer
 
 
@@ -41,24 +42,23 @@ class Options:
 
 # -- checking ---------------------------------------------------------------------
 
-def _check_partial(path: Path) -> None:
-    from . import project
-    from .spec import load_partial
-
-    load_partial(path, None, project.of(path).root)
-
-
 def check(paths: Sequence[Path], options: Options = Options()) -> list[Result]:
     """Validate specs and their data without rendering."""
-    unreadable: list[Result] = []
     session = _session(options, compute=False)
-    specs = [p for p in paths if not _is_input(p)]
-    results = [_check_one(p, options, session) for p in find_specs(specs, unreadable)]
+    specs, unreadable = _find([p for p in paths if not _is_input(p)])
+    results = [_check_one(p, options, session) for p in specs]
     inputs = [p for p in paths if _is_input(p) or (p.is_file() and is_partial(p))]
     if inputs:
         results += _readers_of(inputs, {r.spec.resolve() for r in results}, options, session)
     _check_unique_names(results)
     return unreadable + results
+
+
+def _find(paths: Sequence[Path]) -> tuple[list[Path], list[Result]]:
+    """The specs to work on, and a failed Result per folder that cannot be read."""
+    unreadable: list[Unreadable] = []
+    specs = find_specs(paths, unreadable)
+    return specs, [Result(p, "failed", diagnostics=[d]) for p, d in unreadable]
 
 
 def _is_input(path: Path) -> bool:
@@ -97,7 +97,7 @@ def _check_one(path: Path, options: Options, session: Session, reason: str | Non
     with recording() as seen:
         try:
             if is_partial(path):  # named on the command line: no figure of its own
-                _check_partial(path)
+                check_partial(path)
                 return Result(path, "checked", reason=reason, looked_at=seen,
                               seconds=time.perf_counter() - start)
             prepared = prepare(path, session)
@@ -152,8 +152,7 @@ def _reasons(specs: list[Path], manifest: Manifest, options: Options) -> dict[Pa
 def plan(paths: Sequence[Path], options: Options = Options()) -> tuple[list[Result], Manifest]:
     """Each spec as up to date, or checked / failed with the reason it is stale."""
     manifest = Manifest.load(options.out_dir)
-    unreadable: list[Result] = []
-    specs = find_specs(paths, unreadable)
+    specs, unreadable = _find(paths)
     session = _session(options, compute=options.compute)
     results = [Result(s, "up to date", name=manifest.name_of(s)) if reason is None
                else _check_one(s, options, session, reason)
@@ -195,8 +194,7 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
     start = time.perf_counter()
     manifest = Manifest.load(options.out_dir)
     sweep_temporaries(options.out_dir)
-    unreadable: list[Result] = []
-    specs = find_specs(paths, unreadable)
+    specs, unreadable = _find(paths)
     reasons = _reasons(specs, manifest, options)
     results = {s: Result(s, "up to date", name=manifest.name_of(s)) for s in specs
                if reasons[s] is None}

@@ -16,18 +16,19 @@ import re
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import sources
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
 from .files import Stamp
-from .models import EXPERT, MAX_LAYER_INDEX, Module, Panel, Spec, expert_column, expert_matcher
+from .models import MAX_LAYER_INDEX, Module, Panel, Spec
 from .session import Session
 from .yaml_reader import Document, Loc
 
 if TYPE_CHECKING:
     from .project import Settings
 from .sources import Context, Origin, Row, Rows, Where
+from .sources.params import EXPERT, expert_column, expert_matcher
 
 #: Most layers one heatmap may draw (the grid is bounded before anything
 #: proportional to it is built).
@@ -49,14 +50,21 @@ class Table:
     values: dict[tuple[int, str], float]
     #: data files read, stamped as they were read, for incremental builds
     stamps: dict[Path, Stamp] = field(default_factory=dict)
-    #: the panel this table is drawn as (a run's checkpoints make several
-    #: tables of one view: one per step, or one per module; see :func:`drawn`)
+    #: the panel this table is drawn as (a source whose rows come in parts,
+    #: a run's steps, makes several tables of one view: one per part, or one
+    #: per module; see :mod:`figspec.views`)
     view: Panel | None = None
-    #: a run's checkpoints, `x: module`: this table's step and checkpoint
-    step: tuple[int, str] | None = None
-    #: `x: step`: the module this table draws, and each column's step and checkpoint
+    #: a part drawn as a panel of its own: its key, the values of the
+    #: source's columns (a run's: its step, and where that step was read;
+    #: see :class:`figspec.sources.Part`)
+    step: tuple[Any, ...] | None = None
+    #: parts drawn as columns: the module this table draws, and each
+    #: column's part (its key)
     module: Module | None = None
-    steps: dict[str, tuple[int, str]] = field(default_factory=dict)
+    steps: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    #: the names of a part's key, as ``figspec table`` heads them (the
+    #: source's :attr:`~figspec.sources.Source.columns`); () for a plain one
+    part_columns: tuple[str, ...] = ()
 
     @property
     def sources(self) -> tuple[Path, ...]:
@@ -74,6 +82,35 @@ class Table:
         vs = self.values.values()
         return min(vs), max(vs)
 
+    def by_part(self) -> Iterator[tuple[tuple[Any, ...], int, Module, float]]:
+        """Each cell in the data's terms, whichever way it is drawn: its
+        part's key, its layer, the module (as listed) and the value."""
+        if self.module is not None:  # the columns are parts
+            for column in self.modules:
+                for layer in self.layers:
+                    yield (self.steps[column.name], layer, self.module,
+                           self.values[(layer, column.name)])
+            return
+        for layer in self.layers:
+            for m in self.modules:
+                yield self.step or (), layer, m, self.values[(layer, m.name)]
+
+
+@dataclass(frozen=True)
+class ViewTables:
+    """One view's tables, one per part of its source's rows, each checked;
+    :mod:`figspec.views` draws them as panels."""
+
+    view: Panel
+    #: how its parts are drawn, as its source said for the spec's `x`
+    #: (:data:`figspec.sources.PANELS` or :data:`~figspec.sources.COLUMNS`)
+    arrange: str
+    #: where a problem with its parts as a whole is reported
+    at: Loc
+    tables: list[Table]
+    #: each table's part's title ("step 100")
+    titles: list[str]
+
 
 @dataclass
 class _Reader:
@@ -82,8 +119,10 @@ class _Reader:
     #: where the view was written: () or ("panels", i)
     base: Loc
     root: Path | None
-    settings: Settings | None = None
-    session: Session = field(default_factory=Session)
+    settings: Settings | None
+    #: the invocation's own, always passed: one made up here would drop
+    #: what it allows (--allow-outside) and what it computed
+    session: Session
     problems: list[Diagnostic] = field(default_factory=list)
     #: the columns drawn: the listed modules, a module naming experts without
     #: `aggregate` replaced by one column per expert found
@@ -126,110 +165,57 @@ class _Reader:
         return FigspecError(self.problems + summaries)
 
     # -- reading ----------------------------------------------------------
-    def rows(self) -> Rows:
-        """What the view's source holds (see :mod:`figspec.sources`)."""
-        ctx = Context(self.view.data, self.doc, self.base, self.root, self.session,
-                      self.stamps, self.settings,
-                      (self.view.layers.first, self.view.layers.last),
-                      tuple(m.name for m in self.view.modules))
-        return sources.for_data(self.view.data).read(ctx)
+    def context(self) -> Context:
+        """What the view's source reads in (see :mod:`figspec.sources`)."""
+        return Context(self.view.data, self.doc, self.base, self.root, self.session,
+                       self.stamps, self.settings,
+                       (self.view.layers.first, self.view.layers.last),
+                       tuple(m.name for m in self.view.modules))
 
 
-def read_tables(doc: Document, spec: Spec, *, root: Path | None = None,
-                settings: Settings | None = None, session: Session | None = None
-                ) -> list[Table]:
-    """One table per view (panel) of the spec, or FigspecError listing every
-    problem of every view."""
-    tables, problems = [], []
-    session = session or Session()
+def read_tables(doc: Document, spec: Spec, *, root: Path | None, settings: Settings | None,
+                session: Session) -> list[ViewTables]:
+    """Each view's (panel's) tables, or FigspecError listing every problem
+    of every view."""
+    out, problems = [], []
     for i, view in enumerate(spec.views):
         try:
-            if view.data.checkpoints is not None:
-                tables += _run_tables(doc, view, spec.view_loc(i), spec.x, root=root,
-                                      settings=settings, session=session)
-                continue
-            if spec.x == "step":
-                raise FigspecError([doc.diagnostic(("x",), "`x: step` draws a run's "
-                                    "checkpoints: it goes with `data.checkpoints`")])
-            tables.append(replace(read_table(doc, view, spec.view_loc(i), root=root,
-                                             settings=settings, session=session), view=view))
+            out.append(_view_tables(doc, view, spec.view_loc(i), spec.x, root=root,
+                                    settings=settings, session=session))
         except FigspecError as e:
             problems += e.diagnostics
     if problems:
         raise FigspecError(unique(problems))
-    return tables
-
-
-def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None = None,
-               settings: Settings | None = None, session: Session | None = None) -> Table:
-    """Read one view's data into a complete table, or raise FigspecError
-    listing every problem found."""
-    reader = _Reader(view, doc, base, root.resolve() if root else None,
-                     settings, session or Session(), modules=tuple(view.modules))
-    return _table(reader, reader.rows())
-
-
-def drawn(spec: Spec, tables: list[Table]) -> Spec:
-    """The spec as drawn: where a source made several tables of one view (a
-    run's checkpoints), one panel per table."""
-    if len(tables) == len(spec.views) and all(t.module is None for t in tables):
-        return spec
-    return spec.model_copy(update={"panels": [t.view for t in tables]})
-
-
-def _run_tables(doc: Document, view: Panel, base: Loc, x: str, *, root: Path | None,
-                settings: Settings | None, session: Session) -> list[Table]:
-    """A run's checkpoints (:mod:`figspec.sources.trajectory`): one table per
-    step drawn (``x: module``), or one per listed module with the steps as its
-    columns (``x: step``). Each step's cells are checked as any table's."""
-    from .sources.trajectory import CHECKPOINT, STEP
-
-    root = root.resolve() if root else None
-    reader = _Reader(view, doc, base, root, settings, session, modules=tuple(view.modules))
-    source = reader.rows()
-    by_step: dict[int, list[Row]] = {}
-    written: dict[int, str] = {}
-    for origin, row in source.rows:
-        by_step.setdefault(row[STEP], []).append((origin, row))
-        written[row[STEP]] = row[CHECKPOINT]
-    per_step = []
-    for step, rows in sorted(by_step.items()):
-        one = _Reader(view, doc, base, root, settings, session, modules=tuple(view.modules))
-        table = _table(one, Rows(rows, source.columns, source.shown))
-        per_step.append(replace(table, stamps=reader.stamps, step=(step, written[step])))
-    if x == "step":
-        return _by_module(doc, view, base, per_step)
-    if len(per_step) == 1:
-        return [replace(per_step[0], view=view)]
-    return [replace(t, view=_panel(view, f"step {t.step[0]}", t.modules))  # type: ignore[index]
-            for t in per_step]
-
-
-def _by_module(doc: Document, view: Panel, base: Loc, per_step: list[Table]) -> list[Table]:
-    """`x: step`: one table per module, its columns the steps."""
-    first = per_step[0]
-    for t in per_step[1:]:
-        if t.layers != first.layers or [m.name for m in t.modules] != \
-                [m.name for m in first.modules]:
-            raise FigspecError([doc.diagnostic(base + ("data", "checkpoints"), (
-                f"step {t.step[0]} has other layers or modules than step "  # type: ignore[index]
-                f"{first.step[0]}: `x: step` draws one grid of layers for every step"))])  # type: ignore[index]
-    columns = tuple(Module(name=str(t.step[0]), label=str(t.step[0]))  # type: ignore[index]
-                    for t in per_step)
-    steps = {str(t.step[0]): t.step for t in per_step}  # type: ignore[index]
-    out = []
-    for m in first.modules:
-        values = {(layer, c.name): t.values[(layer, m.name)]
-                  for c, t in zip(columns, per_step) for layer in first.layers}
-        out.append(Table(first.layers, columns, values, first.stamps,
-                         view=_panel(view, m.shown, columns), module=m, steps=steps))
     return out
 
 
-def _panel(view: Panel, title: str, modules: tuple[Module, ...]) -> Panel:
-    """One panel of the tables a view became, titled by its step or module."""
-    return Panel.model_construct(title=f"{view.title}: {title}" if view.title else title,
-                                 data=view.data, modules=list(modules), layers=view.layers)
+def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None = None,
+               settings: Settings | None = None, session: Session) -> Table:
+    """Read one view's data into one complete table (all its rows, in one
+    part), or raise FigspecError listing every problem found."""
+    reader = _Reader(view, doc, base, root.resolve() if root else None, settings, session,
+                     modules=tuple(view.modules))
+    return _table(reader, sources.for_data(view.data).read(reader.context()))
+
+
+def _view_tables(doc: Document, view: Panel, base: Loc, x: str, *, root: Path | None,
+                 settings: Settings | None, session: Session) -> ViewTables:
+    """A view's source read, its rows split into the parts it says, each
+    part's cells checked as any table's. Whether the spec's ``x`` can draw
+    the source is asked first: nothing is read for a spec that cannot be drawn."""
+    source = sources.for_data(view.data)
+    arrange = source.arrange(doc, x)
+    root = root.resolve() if root else None
+    reader = _Reader(view, doc, base, root, settings, session, modules=tuple(view.modules))
+    ctx = reader.context()
+    parts = source.parts(ctx, source.read(ctx))
+    tables = []
+    for part in parts:
+        one = _Reader(view, doc, base, root, settings, session, modules=tuple(view.modules))
+        table = _table(one, part.rows)
+        tables.append(replace(table, stamps=reader.stamps, view=view, step=part.key or None,
+                              part_columns=source.columns))
+    return ViewTables(view, arrange, base + source.at, tables, [p.title for p in parts])
 
 
 def _table(reader: _Reader, source: Rows) -> Table:

@@ -334,7 +334,7 @@ def _cells(d: FigureDiff, a: Prepared, b: Prepared) -> None:
 def panel_names(p: Prepared) -> list[str | None]:
     """How each heatmap of a figure is named in a review: its panel's title
     (after its letter, as drawn), else "panel N"; None for a figure of one."""
-    from .chart import panel_titles
+    from .layout import panel_titles
 
     if not p.loaded.spec.panels or len(p.tables) < 2:
         return [None] * len(p.tables)
@@ -342,7 +342,7 @@ def panel_names(p: Prepared) -> list[str | None]:
 
 
 def _other(a: Prepared, b: Prepared) -> list[str]:
-    from .chart import color_domain
+    from .layout import color_domain
 
     sa, sb = a.loaded.spec, b.loaded.spec
     out = []
@@ -412,12 +412,13 @@ def _untracked(rel: str, tree: Tree) -> str:
 
 
 def _committed_image(spec: Path, tree: Tree) -> Path | None:
-    """The PNG the revision's out dir holds for this spec, if it committed one."""
+    """The PNG the revision's out dir holds for this spec, if it committed one:
+    named by its `output.name`, which it may inherit."""
     from . import project
-    from .yaml_reader import load_yaml
+    from .pipeline import load
 
     try:
-        name = (load_yaml(spec).data.get("output") or {}).get("name") or spec.stem
+        name = (load(spec).data.get("output") or {}).get("name") or spec.stem
         image = project.of(spec).out_dir / f"{name}.png"
     except (FigspecError, AttributeError):
         return None

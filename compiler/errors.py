@@ -122,11 +122,11 @@ def _silence_stdout() -> None:
 def crash_log(error: BaseException) -> str | None:
     """Write the traceback, the command line and the versions that matter to a
     log in figspec's cache; its path, or None when it cannot be written."""
-    from . import __version__, cache
-    from .manifest import environment_key
+    from . import cache
+    from .versions import VERSION, environment_key
 
     text = "".join([
-        f"figspec {__version__} on Python {platform.python_version()}, {platform.platform()}\n",
+        f"figspec {VERSION} on Python {platform.python_version()}, {platform.platform()}\n",
         f"command: {' '.join(sys.argv)}\n",
         f"versions: {environment_key()}\n\n",
         *traceback.format_exception(error),

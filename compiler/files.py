@@ -1,5 +1,9 @@
 """Files in and out: the stamp of a file as it was read, and atomic writes.
 
+A stamp is of a whole file (its hash), of a file too large to hash (its
+identity), or of a glob (the names it matches): the manifest checks each
+kind as this module says, whatever source took it.
+
 Shared by the stages that read (``source``, ``data``), the manifest that
 compares stamps, and everything that writes (``build``, ``render``'s cache).
 """
@@ -11,19 +15,30 @@ import contextvars
 import errno
 import hashlib
 import io
+import json
 import os
 import secrets
 import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+from .diagnostics import display_path
 
+#: The files a figure can be written as: what the renderer draws and what a
+#: spec's `output.formats` may name (here, so that the spec language knows
+#: them without importing the renderer).
+FORMATS = ("svg", "png", "pdf", "html")
 
 #: The part of a figure's input standing for a glob's matches (a run's
 #: checkpoints): ``folder::glob:pattern``, its stamp's digest that of the names.
 GLOB_PART = "glob:"
+#: How ``status`` names a file stamped by identity, and the entries a glob
+#: input stands for: only checkpoints are either (their shards are too large
+#: to hash; a run is a glob of them). Said here, with the kinds of stamp, so
+#: that the manifest checks and describes every input without knowing a source.
+IDENTITY_NAME, GLOB_NAME = "checkpoint", "checkpoint"
 
 
 @dataclass(frozen=True)
@@ -262,3 +277,58 @@ def sweep_temporaries(folder: Path) -> list[Path]:
         except OSError:
             pass
     return removed
+
+
+# -- globs: a folder's entries matching a pattern, as an input ----------------------
+
+def glob_names(folder: Path, pattern: str) -> list[str] | None:
+    """The names in ``folder`` matching ``pattern``: folders and .safetensors
+    files (what a glob input stands for: a checkpoint is one or the other),
+    hidden ones left out, sorted; None when the folder is not there."""
+    import fnmatch
+
+    looked_at(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return None
+    return sorted(e.name for e in entries
+                  if not e.name.startswith(".") and fnmatch.fnmatchcase(e.name, pattern)
+                  and (e.is_dir() or e.name.endswith(".safetensors")))
+
+
+def glob_input(folder: Path, pattern: str) -> tuple[Path, Stamp]:
+    """An input of a figure standing for a glob: the names it matches (its
+    stamp's size is how many, its digest theirs). A new match makes the
+    figure stale; the folder is what a watch polls."""
+    names = glob_names(folder, pattern) or []
+    try:
+        mtime = folder.stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    return (Path(f"{folder}::{GLOB_PART}{pattern}"),
+            Stamp(len(names), mtime, names_digest(names), part=GLOB_PART + pattern))
+
+
+def names_digest(names: list[str]) -> str:
+    return hashlib.sha256(json.dumps(names).encode()).hexdigest()
+
+
+def glob_same(folder: Path, stamp: dict[str, Any]) -> bool:
+    """Whether a glob input (as the manifest records it) matches the names it matched."""
+    return names_digest(glob_names(folder, stamp["part"][len(GLOB_PART):]) or []) == \
+        stamp["sha256"]
+
+
+def glob_change(folder: Path, stamp: dict[str, Any]) -> str:
+    """What a glob input matches now that it did not, as ``status`` says it:
+    "2 new checkpoints (runs/grpo/checkpoint-*)"."""
+    pattern = stamp["part"][len(GLOB_PART):]
+    now = len(glob_names(folder, pattern) or [])
+    was = stamp["size"]
+    where = f"{display_path(folder / pattern)}"
+    if now > was:
+        return f"{now - was} new {GLOB_NAME}{'s' if now - was > 1 else ''} ({where})"
+    if now < was:
+        return f"{was - now} {GLOB_NAME}{'s' if was - now > 1 else ''} gone ({where})"
+    return f"the {GLOB_NAME}s matching {where} changed"

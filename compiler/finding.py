@@ -8,16 +8,20 @@ from pathlib import Path
 from typing import Sequence
 
 from .diagnostics import Diagnostic, UsageError, display_path
-from .events import Result
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
-def find_specs(paths: Sequence[Path], unreadable: list[Result] | None = None) -> list[Path]:
+#: A folder that cannot be read, and the diagnostic saying so.
+Unreadable = tuple[Path, Diagnostic]
+
+
+def find_specs(paths: Sequence[Path], unreadable: list[Unreadable] | None = None
+               ) -> list[Path]:
     """Spec files named, and ``*.yaml``/``*.yml`` below folders named, sorted
     (but not hidden ones, or partial specs whose names start with ``_``).
-    A folder that cannot be read is a failed Result in ``unreadable``, never
-    skipped in silence.
+    A folder that cannot be read goes into ``unreadable`` with its
+    diagnostic, never skipped in silence.
 
     A path that does not exist is a usage error (exit status 2)."""
     found: dict[Path, None] = {}
@@ -33,13 +37,13 @@ def find_specs(paths: Sequence[Path], unreadable: list[Result] | None = None) ->
     return list(found)
 
 
-def _walk(folder: Path, unreadable: list[Result] | None) -> list[Path]:
+def _walk(folder: Path, unreadable: list[Unreadable] | None) -> list[Path]:
     """Every file below ``folder``, sorted; unreadable folders reported."""
     def failed(e: OSError) -> None:
         if unreadable is not None:
-            unreadable.append(Result(Path(e.filename), "failed", diagnostics=[Diagnostic(
+            unreadable.append((Path(e.filename), Diagnostic(
                 display_path(e.filename), message=f"cannot read this folder: {e.strerror}",
-                hint="make it readable, or move it out of the specs folder")]))
+                hint="make it readable, or move it out of the specs folder")))
 
     files = []
     for top, dirs, names in os.walk(folder, onerror=failed):

@@ -13,11 +13,13 @@ drawn alike on every machine (vl-convert's built-in Liberation Sans stays).
 
 from __future__ import annotations
 
-import functools
 import html
 import importlib.util
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .caches import memo
 
 #: Family name as Vega writes it -> its files (regular, bold, italic, bold italic).
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -104,7 +106,7 @@ def missing_characters(family: str, text: str) -> list[str]:
     return sorted({ch for ch in text if ch.isprintable() and ord(ch) not in covered})
 
 
-@functools.cache
+@memo("fonts.coverage")
 def _coverage(family: str) -> frozenset[int]:
     from fontTools.ttLib import TTFont
 
@@ -114,13 +116,16 @@ def _coverage(family: str) -> frozenset[int]:
     return frozenset(TTFont(str(folder / FAMILIES[family][0]), lazy=True).getBestCmap())
 
 
-@functools.cache
-def _face(family: str, face: int = 0) -> tuple[dict[int, str], Any, int] | None:
-    """A face's character map, advance widths (read per glyph) and units per em."""
+@memo("fonts.face")
+def _face(family: str, face: int = 0
+          ) -> tuple[Mapping[int, str], Mapping[str, tuple[int, int]], int] | None:
+    """A face's character map, advance widths (with left side bearings, by
+    glyph name) and units per em; read-only, as they are kept."""
     from fontTools.ttLib import TTFont  # ships with matplotlib; ~50 ms, only when needed
 
     folder = font_dir()
     if folder is None:
         return None
     font = TTFont(str(folder / FAMILIES[family][face]), lazy=True)
-    return font.getBestCmap(), font["hmtx"], font["head"].unitsPerEm
+    return (MappingProxyType(dict(font.getBestCmap())),
+            MappingProxyType(dict(font["hmtx"].metrics)), font["head"].unitsPerEm)

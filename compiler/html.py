@@ -8,17 +8,17 @@ U+2029 escaped: no title, label or data value can end it or inject markup.
 
 from __future__ import annotations
 
-import functools
 import html
 import io
 import json
 from pathlib import Path
 from typing import Any
 
+from .caches import memo
 from .vega import engine
 
 
-@functools.cache
+@memo("html.javascript_bundle")
 def javascript_bundle() -> str:
     """Vega, Vega-Lite and vega-embed in one script, so the page works offline.
 

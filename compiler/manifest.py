@@ -15,38 +15,20 @@ Altair or vl-convert.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import stat
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .diagnostics import display_path
-from .files import GLOB_PART, Stamp, hash_file, read_bounded, write_atomic
+from .files import (GLOB_PART, IDENTITY_NAME, Stamp, glob_change, glob_same, hash_file,
+                    read_bounded, write_atomic)
 
 MANIFEST = ".figspec-manifest.json"
 FORMAT = 1
 #: A manifest larger than this is not read (it is rebuilt): ~1 KB per figure.
 MAX_MANIFEST_BYTES = 64_000_000
-#: Distributions whose versions change the bytes of a figure (matplotlib
-#: ships the fonts; fontTools subsets them into HTML pages).
-RENDERERS = ("figspec", "vl-convert-python", "altair", "pikepdf", "matplotlib", "fonttools")
-
-
-@functools.cache
-def environment_key() -> str:
-    """Versions of figspec and of everything that draws, as one string."""
-    versions = []
-    for dist in RENDERERS:
-        try:
-            versions.append(f"{dist}=={metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{dist}==?")
-    return ";".join(versions)
-
-
 def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
     """Whether ``path`` still holds what ``stamp`` recorded; and a refreshed
     stamp when the content is the same but the stat changed. Only a regular
@@ -60,7 +42,7 @@ def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | Non
         return False, None
     if not stat.S_ISREG(st.st_mode) or st.st_size != stamp["size"]:
         return False, None
-    if "ctime_ns" in stamp:  # an identity stamp: a checkpoint is never hashed
+    if "ctime_ns" in stamp:  # an identity stamp: the file is too large to hash
         return (st.st_mtime_ns, st.st_ino, st.st_ctime_ns) == \
             (stamp["mtime_ns"], stamp.get("inode"), stamp["ctime_ns"]), None
     if st.st_mtime_ns == stamp["mtime_ns"]:
@@ -82,7 +64,7 @@ def _same_part(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] 
 
     file = Path(str(path).rsplit(PART_SEPARATOR, 1)[0])
     if stamp["part"].startswith(GLOB_PART):
-        return _same_glob(file, stamp), None
+        return glob_same(file, stamp), None
     try:
         mtime = file.stat().st_mtime_ns
         if mtime == stamp["mtime_ns"] and "held" not in stamp:
@@ -95,14 +77,6 @@ def _same_part(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] 
     if settings is None or part_digest(settings, stamp["part"]) != stamp["sha256"]:
         return False, None
     return True, ({**stamp, "mtime_ns": mtime} if mtime != stamp["mtime_ns"] else None)
-
-
-def _same_glob(folder: Path, stamp: dict[str, Any]) -> bool:
-    """Whether a glob (a run's checkpoints) matches the names it matched."""
-    from .sources.trajectory import matches, names_digest
-
-    return names_digest(matches(folder, stamp["part"][len(GLOB_PART):]) or []) == \
-        stamp["sha256"]
 
 
 def _valid_stamp(stamp: Any) -> bool:
@@ -154,14 +128,14 @@ def env_change(old: str, new: str) -> str:
 def _changed(path: Path, stamp: dict[str, Any]) -> str:
     """Why an input makes its figure stale, as `status` says it."""
     if "part" in stamp and stamp["part"].startswith(GLOB_PART):
-        return _glob_change(Path(str(path).rsplit("::", 1)[0]), stamp)
+        return glob_change(Path(str(path).rsplit("::", 1)[0]), stamp)
     if "part" in stamp:
         file = str(path).rsplit("::", 1)[0]
         return _part_change(Path(file), stamp) or \
             f"{display_path(file)} changed its `{stamp['part']}`"
     if "held" in stamp and "label" in stamp:
         return _held_change(path, stamp)
-    what = "checkpoint " if "ctime_ns" in stamp else ""
+    what = f"{IDENTITY_NAME} " if "ctime_ns" in stamp else ""
     return f"{what}{display_path(path)} changed"
 
 
@@ -196,22 +170,6 @@ def _short(value: str) -> str:
     """A commit as git shortens it (12 digits); anything else as it is."""
     return value[:12] if len(value) == 40 and all(c in "0123456789abcdef" for c in value) \
         else value[:200]
-
-
-def _glob_change(folder: Path, stamp: dict[str, Any]) -> str:
-    """What a glob of checkpoints matches now that it did not: "2 new
-    checkpoints in runs/grpo" (its stamp's size is how many it matched)."""
-    from .sources.trajectory import matches
-
-    pattern = stamp["part"][len(GLOB_PART):]
-    now = len(matches(folder, pattern) or [])
-    was = stamp["size"]
-    where = f"{display_path(folder / pattern)}"
-    if now > was:
-        return f"{now - was} new checkpoint{'s' if now - was > 1 else ''} ({where})"
-    if now < was:
-        return f"{was - now} checkpoint{'s' if was - now > 1 else ''} gone ({where})"
-    return f"the checkpoints matching {where} changed"
 
 
 class Manifest:

@@ -11,40 +11,21 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable, Iterable, Literal
-
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo,
                       field_validator, model_validator)
 
 from .diagnostics import did_you_mean
+from .files import FORMATS
 from .fonts import FAMILY_NAMES, family_of
-from .render import FORMATS
+from .presets import MODULE_PRESETS, SCHEMES
 from .sources import metrics
+from .sources.params import param_pattern
 from .sources.registry import BY_SUFFIX
 from .units import UNITS, to_points
 
-#: Vega's continuous colour schemes (vega-scale), the ones that make sense for
-#: a quantitative scale. A test checks each against the bundled Vega.
-DIVERGING_SCHEMES = (
-    "blueorange", "brownbluegreen", "purplegreen", "pinkyellowgreen", "purpleorange",
-    "redblue", "redgrey", "redyellowblue", "redyellowgreen", "spectral",
-)
-SEQUENTIAL_SCHEMES = (
-    "blues", "tealblues", "teals", "greens", "browns", "greys", "purples", "warmgreys",
-    "reds", "oranges", "turbo", "viridis", "inferno", "magma", "plasma", "cividis",
-    "bluegreen", "bluepurple", "goldgreen", "goldorange", "goldred", "greenblue",
-    "orangered", "purplebluegreen", "purpleblue", "purplered", "redpurple",
-    "yellowgreenblue", "yellowgreen", "yelloworangebrown", "yelloworangered",
-    "darkblue", "darkgold", "darkgreen", "darkmulti", "darkred",
-    "lightgreyred", "lightgreyteal", "lightmulti", "lightorange", "lighttealblue",
-    "rainbow", "sinebow",
-)
-SCHEMES = DIVERGING_SCHEMES + SEQUENTIAL_SCHEMES
-
-#: The files a figure can be written as: the renderer's list (render.py
-#: imports nothing heavy).
+#: The files a figure can be written as.
 Format = Literal[FORMATS]  # type: ignore[valid-type]
 #: Bounds that keep a hostile spec from costing time or memory: the largest
 #: layer index, the most modules, and the longest texts (a 10,000-character
@@ -53,95 +34,6 @@ MAX_LAYER_INDEX = 1_000_000_000
 MAX_MODULES = 1_000
 MAX_TITLE = 300
 MAX_LABEL = 100
-
-#: Finds the layer and module in a full parameter name: Llama, Qwen and Mistral
-#: (``model.layers.12.self_attn.q_proj.weight``), GPT-2 (``transformer.h.3.attn.c_attn.weight``)
-#: and most others (``blocks.N``, ``layer.N``, ``layers.N``).
-DEFAULT_PARAM_PATTERN = (r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(?P<layer>\d+)\."
-                         r"(?P<module>.+?)(?:\.(?:weight|bias))?$")
-
-#: Module lists of common architectures, labelled as in the seed figures.
-_LLAMA = (("q_proj", "attn. q"), ("k_proj", "attn. k"), ("v_proj", "attn. v"),
-          ("o_proj", "attn. o"), ("up_proj", "mlp. up"), ("down_proj", "mlp. down"),
-          ("gate_proj", "mlp. gate"))
-_ATTENTION = _LLAMA[:4]
-#: Mixture-of-experts layouts name the experts `experts.w1` (`experts.N.w1` in
-#: the tensor names): one column per expert, or one per weight kind with
-#: `aggregate` (see expert_matcher).
-MODULE_PRESETS: dict[str, tuple[tuple[str, str], ...]] = {
-    "llama": _LLAMA, "qwen": _LLAMA, "qwen2": _LLAMA, "qwen3": _LLAMA, "mistral": _LLAMA,
-    "gemma": _LLAMA, "gemma2": _LLAMA,
-    "gpt2": (("attn.c_attn", "attn. qkv"), ("attn.c_proj", "attn. o"),
-             ("mlp.c_fc", "mlp. up"), ("mlp.c_proj", "mlp. down")),
-    "phi3": (("qkv_proj", "attn. qkv"), ("o_proj", "attn. o"), ("gate_up_proj", "mlp. gate+up"),
-             ("down_proj", "mlp. down")),
-    # Mixtral: w1 is the gate projection, w3 the up, w2 the down.
-    "mixtral": _ATTENTION + (("experts.w3", "experts up"), ("experts.w2", "experts down"),
-                             ("experts.w1", "experts gate"),
-                             ("block_sparse_moe.gate", "router")),
-    "qwen2_moe": _ATTENTION + (("experts.up_proj", "experts up"),
-                               ("experts.down_proj", "experts down"),
-                               ("experts.gate_proj", "experts gate"),
-                               ("shared_expert.up_proj", "shared up"),
-                               ("shared_expert.down_proj", "shared down"),
-                               ("shared_expert.gate_proj", "shared gate"),
-                               ("mlp.gate", "router")),
-}
-
-def module_matcher(names: Iterable[str]) -> Callable[[str], str | None]:
-    """found -> the listed module that a module path found in a parameter name
-    is (see :func:`expert_matcher`); None when no listed module matches."""
-    match = expert_matcher(names)
-    return lambda found: match(found)[0]
-
-
-#: An expert's index in a module path: ``block_sparse_moe.experts.3.w1``.
-EXPERT = re.compile(r"(?:^|\.)experts\.(\d+)(?=\.)")
-
-
-def expert_matcher(names: Iterable[str]) -> Callable[[str], tuple[str | None, int | None]]:
-    """found -> which listed module a module path found in a parameter name is,
-    and the expert it belongs to when it matched as experts.
-
-    A listed name matches the path exactly or as its last dotted parts
-    (``q_proj`` is ``self_attn.q_proj``; the longest listed name wins). Failing
-    that, ``experts.w1`` matches every expert's ``experts.N.w1`` (the path with
-    its expert index left out), and not a shared expert's
-    ``shared_expert.w1``."""
-    direct = _direct_matcher(names)
-
-    def match(found: str) -> tuple[str | None, int | None]:
-        listed = direct(found)
-        if listed is not None:
-            return listed, None
-        m = EXPERT.search(found)
-        if m is None:
-            return None, None
-        return direct(found[:m.start(1) - 1] + found[m.end(1):]), int(m.group(1))
-
-    return match
-
-
-def _direct_matcher(names: Iterable[str]) -> Callable[[str], str | None]:
-    """found -> itself if listed, or the longest listed name it ends with."""
-    listed = set(names)
-    by_length = sorted(listed, key=len, reverse=True)
-
-    def match(found: str) -> str | None:
-        if found in listed:
-            return found
-        tail = found.rpartition(".")[2]  # a cheap test first: most names match no module
-        return next((n for n in by_length if (n == tail or "." in n) and
-                     found.endswith("." + n)), None)
-
-    return match
-
-
-def expert_column(listed: str, expert: int) -> str:
-    """The column of one expert: ``experts.w1`` -> ``experts.3.w1``."""
-    head, _, tail = listed.rpartition("experts.")
-    return f"{head}experts.{expert}.{tail}"
-
 
 # d3-format's own specifier grammar (d3-format/src/formatSpecifier.js).
 _D3_FORMAT = re.compile(r"^(?:(.)?([<>=^]))?([+\-( ])?([$#])?(0)?(\d+)?(,)?(\.\d+)?(~)?([a-z%])?$", re.I)
@@ -315,7 +207,8 @@ class Data(Model):
 
     @property
     def param_pattern(self) -> re.Pattern[str]:
-        return re.compile(self.pattern or DEFAULT_PARAM_PATTERN)
+        """`pattern`, or the default that finds Llama-, Qwen- and GPT-2-style names."""
+        return param_pattern(self.pattern)
 
     @model_validator(mode="before")
     @classmethod
@@ -494,10 +387,6 @@ def _check_d3_format(v: str | None) -> str | None:
     if not m or (m.group(10) and m.group(10) not in _D3_TYPES):
         raise ValueError(f"{v!r} is not a d3-format specifier (such as `.2f`, `.3~g` or `.0%`)")
     return v
-
-
-#: A figure at most this wide (pt) gets its colorbar under the plot by default.
-NARROW = 4 * 72
 
 
 class Legend(Model):
@@ -785,29 +674,3 @@ class Spec(Model):
         """Where view ``i`` was written: ``("panels", i)``, or the top level."""
         return ("panels", i) if self.panels is not None else ()
 
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a spec, as committed in ``schemas/figspec.schema.json``."""
-    schema = Spec.model_json_schema(mode="validation")
-    # A module may also be written as a bare string (see Module._from_string),
-    # and the list as a preset's name (see _preset).
-    preset = {"enum": list(MODULE_PRESETS), "description": "A preset list of modules."}
-    for props in (schema["properties"], schema["$defs"]["Panel"]["properties"]):
-        modules = props["modules"]
-        for option in modules.get("anyOf", [modules]):
-            if option.get("type") == "array":
-                option["items"] = {"anyOf": [{"type": "string", "minLength": 1},
-                                             option["items"]]}
-        if "anyOf" in modules:
-            modules["anyOf"].insert(0, preset)
-        else:
-            meta = ("title", "description", "examples", "default")
-            props["modules"] = {"anyOf": [preset, {k: v for k, v in modules.items()
-                                                   if k not in meta}],
-                                **{k: v for k, v in modules.items() if k in meta}}
-    # `data` and `modules` are required unless `panels` are given (Spec._views).
-    schema["anyOf"] = [{"required": ["data", "modules"]}, {"required": ["panels"]},
-                       {"required": ["extends"]}]
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = "https://figspec.dev/schemas/figspec.schema.json"
-    return schema

@@ -4,15 +4,21 @@
     inherit   figspec.yaml's defaults and `extends:` files merged under it  (spec)
     validate  values -> the spec's models, every mistake at its node  (spec, models)
     read      each heatmap's data source -> rows with their origins  (sources/)
-    cells     rows -> one checked number per (layer, module)  (cells)
-    layout    spec + cells -> Vega-Lite fitted to its size, text checked  (chart)
+    cells     rows -> one checked number per (layer, module), per part  (cells)
+    views     each view's tables -> the panels drawn: one, or one per part
+              or per module where its source's rows come in parts  (views)
+    layout    spec + cells -> Vega-Lite fitted to its size, text checked  (layout)
     render    Vega-Lite -> SVG, PNG, PDF, HTML  (render, in a worker process)
 
 Every command goes through here, as Vega-Lite's ``compile()`` lists its
 phases: ``check`` and ``status`` stop after the layout, ``build`` and
 ``diff`` render in the worker pool (:func:`render_job`), the Python API and
-``figspec serve`` in this process. Nothing here keeps state between calls:
-what an invocation knows travels in its :class:`~figspec.session.Session`.
+``figspec serve`` in this process. Two entries start or end elsewhere: a
+partial spec (``_base.yaml``) has no figure, and is checked up to the
+validation and the checks of its text (:func:`check_partial`); diff's
+difference image is a figure's spec changed in Python, laid out again
+(:func:`relayout`). Nothing here keeps state between calls: what an
+invocation knows travels in its :class:`~figspec.session.Session`.
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ from .session import Session
 
 if TYPE_CHECKING:
     from .cells import Table
-    from .chart import Figure
+    from .layout import Figure
     from .files import Stamp
+    from .models import Spec
+    from .project import Project
     from .spec import LoadedSpec
     from .yaml_reader import Document
 
@@ -67,22 +75,63 @@ def prepare(path: Path, session: Session, doc: Document | None = None) -> Prepar
     """Every phase but rendering; FigspecError with every problem found.
     ``doc``: the spec as values already (given in Python), its file never read."""
     from . import project
-    from .cells import drawn, read_tables
-    from .spec import LoadedSpec, inherit, validate
-    from .yaml_reader import load_yaml
+    from .cells import read_tables
+    from .spec import LoadedSpec, validate
+    from .views import expand
 
     where = project.of(path)
-    doc = doc or load_yaml(path)                            # load
-    doc = inherit(doc, where.settings, where.root)          # inherit
+    doc = load(path, doc, where)                            # load, inherit
     loaded = LoadedSpec(path, doc, validate(doc))           # validate
     _check_font(loaded)
     _check_characters(loaded)
-    tables = read_tables(loaded.doc, loaded.spec, root=where.root,  # read, cells
-                         settings=where.settings, session=session)
-    # A run's checkpoints are drawn as several panels of one view.
-    loaded = LoadedSpec(loaded.path, loaded.doc, drawn(loaded.spec, tables))
+    read = read_tables(loaded.doc, loaded.spec, root=where.root,  # read, cells
+                       settings=where.settings, session=session)
+    drawn, tables = expand(loaded.doc, loaded.spec, read)   # views
+    loaded = LoadedSpec(loaded.path, loaded.doc, drawn)
     _check_size(loaded, tables)
     return Prepared(loaded, tables, _layout(loaded, tables))  # layout
+
+
+def load(path: Path, doc: Document | None = None, where: Project | None = None) -> Document:
+    """The spec's values with what it inherits merged under them (its
+    project's ``defaults``, its ``extends:`` files), each where it was written;
+    not validated. ``doc``: the spec as values already, its file never read;
+    ``where``: its project, when the caller has it already."""
+    from . import project
+    from .spec import inherit
+    from .yaml_reader import load_yaml
+
+    where = where or project.of(path)
+    return inherit(doc or load_yaml(path), where.settings, where.root)
+
+
+def check_partial(path: Path) -> Document:
+    """A partial spec (``_base.yaml``, fields that other specs `extends:`)
+    checked as far as it goes without a figure: what is written must be
+    valid (nothing is required), and its text drawable in its font, as the
+    full specs extending it would be checked. FigspecError where it is not."""
+    from .spec import LoadedSpec, validate
+
+    doc = load(path)                                        # load, inherit
+    if doc.data is None:
+        return doc  # an empty partial gives nothing, wrongly or not
+    loaded = LoadedSpec(path, doc, validate(doc, partial=True))  # validate
+    _check_font(loaded)
+    _check_characters(loaded)
+    return doc
+
+
+def relayout(prepared: Prepared, spec: Spec, tables: list[Table]) -> Prepared:
+    """A prepared figure drawn again from its spec changed in Python and other
+    tables (diff's difference image: the colours of after minus before): the
+    checks after validation and the layout, each problem located in the
+    spec the figure came from (FigspecError), never an internal error."""
+    from .spec import LoadedSpec
+
+    loaded = LoadedSpec(prepared.loaded.path, prepared.loaded.doc, spec)
+    _check_characters(loaded)
+    _check_size(loaded, tables)
+    return Prepared(loaded, tables, _layout(loaded, tables))
 
 
 def render_job(prepared: Prepared) -> RenderJob:
@@ -145,14 +194,8 @@ def _check_characters(loaded: LoadedSpec) -> None:
     spec = loaded.spec
     family = family_of(spec.font.family)
     assert family is not None
-    texts: list[tuple[tuple[str | int, ...], str | None]] = [
-        (("title",), spec.title), (("legend", "title"), spec.legend.title)]
-    for i, view in enumerate(spec.views):
-        base = spec.view_loc(i)
-        texts += [(base + ("title",), view.title), (base + ("layers", "title"), view.layers.title)]
-        texts += [(base + ("modules", j), m.shown) for j, m in enumerate(view.modules)]
     problems = []
-    for loc, text in texts:
+    for loc, text in _texts(spec):
         lost = missing_characters(family, text or "")
         if lost:
             shown = ", ".join(f"{ch!r} (U+{ord(ch):04X})" for ch in lost[:5])
@@ -164,9 +207,24 @@ def _check_characters(loaded: LoadedSpec) -> None:
         raise FigspecError(list(dict.fromkeys(problems)))
 
 
+def _texts(spec: Spec) -> list[tuple[tuple[str | int, ...], str | None]]:
+    """Every text of the spec drawn, with where it was written. A partial
+    spec may lack any of them (its panels their modules, itself its data)."""
+    texts: list[tuple[tuple[str | int, ...], str | None]] = [
+        (("title",), spec.title), (("legend", "title"), spec.legend.title)]
+    views = spec.panels if spec.panels is not None else [None]
+    for i, panel in enumerate(views):
+        base = spec.view_loc(i)
+        view = panel or spec  # one heatmap: the top level is its view, and has no own title
+        texts += [(base + ("title",), panel.title if panel else None),
+                  (base + ("layers", "title"), view.layers.title)]
+        texts += [(base + ("modules", j), m.shown) for j, m in enumerate(view.modules or [])]
+    return texts
+
+
 def _check_size(loaded: LoadedSpec, tables: list[Table]) -> None:
     """Refuse a PNG so large that drawing it would exhaust memory."""
-    from .chart import png_scale
+    from .layout import png_scale
     from .units import to_points
 
     spec = loaded.spec
@@ -196,7 +254,7 @@ def _layout(loaded: LoadedSpec, tables: list[Table]) -> Figure:
     too small for the labels, labels or values that would overlap. Part of
     checking, so `check` refuses what `build` would; a figure with a `size`
     is measured on Vega's scenegraph for it (vl-convert is imported)."""
-    from .chart import LayoutError, figure
+    from .layout import LayoutError, figure
 
     try:
         return figure(loaded.spec, tables)

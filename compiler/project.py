@@ -22,7 +22,7 @@ as part of each spec it applies to, with diagnostics pointing here.
 
 from __future__ import annotations
 
-import functools
+import copy
 import hashlib
 import json
 import os
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .caches import memo
 from .diagnostics import FigspecError, did_you_mean
 from .files import Stamp
 from .yaml_reader import Document
@@ -189,7 +190,7 @@ def find(start: Path | None = None) -> Path | None:
     return None
 
 
-@functools.cache
+@memo("project.settings")
 def _load(path: Path, size: int, mtime_ns: int) -> Settings:
     from .yaml_reader import load_yaml
 
@@ -230,8 +231,12 @@ def _load(path: Path, size: int, mtime_ns: int) -> Settings:
 
 
 def load(path: Path | None) -> Settings | None:
-    """The project settings at ``path`` (None: no figspec.yaml), or FigspecError."""
+    """The project settings at ``path`` (None: no figspec.yaml), or FigspecError.
+
+    Each call gets its own copy: a file is read and checked once while its
+    size and mtime stay the same, and a caller that changes what it got (a
+    ``defaults`` mapping merged into) changes nothing the next call sees."""
     if path is None:
         return None
     st = path.stat()
-    return _load(path.resolve(), st.st_size, st.st_mtime_ns)
+    return copy.deepcopy(_load(path.resolve(), st.st_size, st.st_mtime_ns))

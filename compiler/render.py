@@ -27,7 +27,6 @@ from typing import Any, Iterable
 
 from .vega import LOCALE, engine
 
-FORMATS = ("svg", "png", "pdf", "html")
 #: Largest PNG drawn, in pixels: 60 megapixels is ~240 MB of pixmap.
 MAX_PNG_PIXELS = 60_000_000
 
@@ -61,12 +60,6 @@ def normalize_svg(svg: str) -> str:
         return m.group(1) + mapping[old]
 
     return _ID_REF.sub(rename, svg)
-
-
-def scenegraph(vl: dict[str, Any]) -> dict[str, Any]:
-    """Every mark Vega draws, with its position, size and colour."""
-    return engine().vegalite_to_scenegraph(vl, allowed_base_urls=[], format_locale=LOCALE,
-                                         time_format_locale=LOCALE)
 
 
 _ROOT_SIZE = re.compile(r'^(<svg[^>]*?) width="([\d.]+)" height="([\d.]+)" viewBox="[^"]*"')

@@ -11,13 +11,16 @@ half a second of the check finishing, and the page keeps its scroll position.
 Safety: binds 127.0.0.1 unless told otherwise; serves its page, its scripts
 and the figures' Vega-Lite only (any other path is 404); refuses requests
 whose Host header is not the served name (DNS rebinding) and every method but
-GET and HEAD; sends no header that lets other origins in.
+GET and HEAD; sends no header that lets other origins in. A client that is
+slow or stalls holds no thread and delays no one (see :class:`_Server`); a bug
+met checking one spec is shown on that figure, and the others go on.
 """
 
 from __future__ import annotations
 
 import errno
 import http.server
+import io
 import json
 import queue
 import selectors
@@ -33,11 +36,17 @@ from .diagnostics import Diagnostic, FigspecError, UsageError, display_path, sou
 from .files import Seen
 
 POLL = 0.25
-#: Threads answering requests, and connections the kernel may hold for them.
-WORKERS, REQUEST_QUEUE = 32, 1024
-#: Seconds a connection may stay idle before its request (waiting, it holds
-#: no worker), and that a worker waits for each piece of a request that began.
-TIMEOUT = 10
+#: Threads building answers (in memory: they never wait on a client), and
+#: connections the kernel may hold before they are accepted.
+WORKERS, REQUEST_QUEUE = 8, 1024
+#: Seconds a connection may stay open before its request begins (browsers
+#: open some ahead), that the whole head of a request may then take to arrive,
+#: that the whole answer may take to be sent, and that what a client sends
+#: after its request is read and dropped before closing.
+IDLE_TIMEOUT, HEAD_TIMEOUT, SEND_TIMEOUT, LINGER = 10.0, 2.0, 30.0, 1.0
+#: The longest request head read (a browser's is under 2 KiB), and the most
+#: connections held open at once.
+MAX_HEAD, MAX_CONNECTIONS = 16384, 512
 
 
 @dataclass
@@ -69,7 +78,9 @@ class Board:
 
     def refresh(self) -> bool:
         """Check what changed; whether anything did. One session a round: what
-        a round computed is not kept for ever by a server that runs for days."""
+        a round computed is not kept for ever by a server that runs for days.
+        Each figure checked is published at once (its own version), so one
+        spec's failure, or a slow one, never holds back the others."""
         from .finding import find_specs
         from .session import Session
 
@@ -79,31 +90,43 @@ class Board:
         for spec in specs:
             entry = self.entries.get(spec)
             if entry is None or entry.seen.changed():
-                self._check(spec, session)
+                self._publish(spec, self._check(spec, session))
                 changed = True
         with self.lock:
-            for gone in set(self.entries) - set(specs):
-                del self.entries[gone]
-            self.order = specs
-            if changed:
+            gone = set(self.entries) - set(specs)
+            for spec in gone:
+                del self.entries[spec]
+            if gone or specs != self.order:
+                self.order = specs
                 self.version += 1
         return changed
 
-    def _check(self, spec: str, session: Any) -> None:
+    def _check(self, spec: str, session: Any) -> Entry:
+        """The spec checked: its figure, its problems, or (a bug) the internal
+        error, which is shown on its figure alone. Every file it looked at is
+        stamped as it was before it was read, whatever happened: an edit made
+        during the check, or after it failed, is checked next round."""
         from .files import recording
         from .pipeline import prepare
 
         path = Path(spec)
+        vegalite, problems, name = None, [], path.stem
         with recording() as seen:
             seen.add(path.absolute())
             try:
                 prepared = prepare(path, session)
-                vegalite, problems, name = prepared.figure.vegalite, [], prepared.loaded.name
+                vegalite, name = prepared.figure.vegalite, prepared.loaded.name
             except FigspecError as e:
-                vegalite, problems, name = None, [_problem(d) for d in e.diagnostics], path.stem
+                problems = [_problem(d) for d in e.diagnostics]
+            except Exception as e:  # a bug: this figure says so, the others go on
+                problems = [_problem(_internal(path, e))]
+        return Entry(display_path(path), name, 0, vegalite, problems, seen)
+
+    def _publish(self, spec: str, entry: Entry) -> None:
         with self.lock:
-            self.entries[spec] = Entry(display_path(path), name, self.version + 1, vegalite,
-                                       problems, seen)
+            self.version += 1
+            entry.version = self.version
+            self.entries[spec] = entry
 
     def state(self, only: str | None = None) -> dict[str, Any]:
         with self.lock:
@@ -116,20 +139,41 @@ class Board:
 
     def watch(self) -> None:
         """Check again whatever changed, every POLL seconds, until stopped. A
-        bug in one round is logged and shown, and the next round tries again."""
-        from .errors import crash_log
+        bug in one round (not in one spec's check: that spec shows it) is
+        logged and shown, and the next round tries again."""
         from .watch import polling
 
         for _ in polling(POLL, self.stop):
             try:
                 self.refresh()
-                self.error = None
+                self._set_error(None)
             except Exception as e:
                 if self.error is None:  # once per streak, not every quarter second
-                    log = crash_log(e)
-                    self.error = (f"internal error: {type(e).__name__}: {e}"
-                                  + (f"; details in {log}" if log else ""))
+                    self._set_error(_internal_text(e))
                     print(f"figspec: {self.error}", file=sys.stderr)
+
+    def _set_error(self, error: str | None) -> None:
+        """A new version when the error comes or goes, so the page is told."""
+        with self.lock:
+            if error != self.error:
+                self.error = error
+                self.version += 1
+
+
+def _internal_text(e: Exception) -> str:
+    """An internal error in one line, with where its traceback was logged."""
+    from .errors import crash_log
+
+    log = crash_log(e)
+    return (f"internal error: {type(e).__name__}: {e}" + (f"; details in {log}" if log else "")
+            + "; please report it")
+
+
+def _internal(path: Path, e: Exception) -> Diagnostic:
+    """A bug met checking one spec, as a diagnostic on it (and on stderr)."""
+    d = Diagnostic(display_path(path), message=_internal_text(e))
+    print(f"figspec: {d.format()}", file=sys.stderr)
+    return d
 
 
 def _problem(d: Diagnostic) -> dict[str, Any]:
@@ -139,13 +183,29 @@ def _problem(d: Diagnostic) -> dict[str, Any]:
             "message": d.message, "hint": d.hint, "source": source}
 
 
-def handler(board: Board, hosts: set[str]) -> type[http.server.BaseHTTPRequestHandler]:
+class _Answer(http.server.BaseHTTPRequestHandler):
+    """Answers one request whose head the server has read already, into
+    memory: a worker never reads from or writes to a client, so no client,
+    however slow, holds one. The server sends what it wrote."""
+
+    request: _Connection  # not a socket: what the server read of one
+    rfile: io.BytesIO
+    wfile: io.BytesIO
+
+    def setup(self) -> None:
+        self.rfile = io.BytesIO(bytes(self.request.head))
+        self.wfile = io.BytesIO()
+
+    def finish(self) -> None:
+        pass  # the answer stays in self.wfile, for the server to send
+
+
+def handler(board: Board, hosts: set[str]) -> type[_Answer]:
     from .html import javascript_bundle, serve_font, serve_fonts_css, serve_page, serve_script
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(_Answer):
         server_version = "figspec"
         sys_version = ""
-        timeout = TIMEOUT
 
         def log_message(self, *args: Any) -> None:  # quiet: the terminal shows builds
             pass
@@ -202,82 +262,213 @@ def handler(board: Board, hosts: set[str]) -> type[http.server.BaseHTTPRequestHa
     return Handler
 
 
-class _Server(http.server.HTTPServer):
-    """An HTTP server whose requests are answered by a fixed pool of WORKERS
-    threads (a burst of connections waits in a queue, not in hundreds of
-    threads), with room for REQUEST_QUEUE connections not yet accepted (a
-    burst is not refused by the kernel), on IPv4 or IPv6.
+@dataclass(eq=False)
+class _Connection:
+    """A client's connection as the server's I/O loop holds it."""
 
-    A connection goes to a worker only once its request has begun to arrive:
-    one a browser opens ahead and leaves idle waits in a selector, holding no
-    worker, and is closed after TIMEOUT seconds without a byte."""
+    sock: socket.socket
+    address: Any
+    #: when it is closed if it has not moved on: a whole-request deadline, not
+    #: one per read, so a byte every few seconds does not keep it open
+    deadline: float
+    state: str = "reading"  # then "answering" (a worker has it), "sending", "draining"
+    head: bytearray = field(default_factory=bytearray)
+    answer: memoryview = field(default_factory=lambda: memoryview(b""))
+
+
+def _head_complete(head: bytes | bytearray) -> bool:
+    """Whether a request's head has arrived whole (a blank line ends it)."""
+    return b"\r\n\r\n" in head or b"\n\n" in head
+
+
+class _Server(http.server.HTTPServer):
+    """An HTTP server on IPv4 or IPv6, with room for REQUEST_QUEUE connections
+    not yet accepted (a burst is not refused by the kernel).
+
+    One thread (:class:`_Loop`, in serve_forever) does all the talking to
+    clients, without ever blocking on one: it accepts, reads each request's
+    head as it comes, and sends each answer. Only a request that arrived
+    whole goes to one of WORKERS threads, which builds the answer in memory.
+    So a client that is slow or stalls, reading or writing, holds no worker
+    and delays no one; it is dropped at its deadline (IDLE_TIMEOUT before a
+    request begins, HEAD_TIMEOUT for the whole head, SEND_TIMEOUT for the
+    whole answer), or as its head passes MAX_HEAD bytes."""
 
     request_queue_size = REQUEST_QUEUE
+    RequestHandlerClass: type[_Answer]
 
     def __init__(self, address: tuple[str, int]):
         if ":" in address[0]:  # ::1, an IPv6 address
             self.address_family = socket.AF_INET6
-        self.ready: queue.Queue[tuple[Any, Any] | None] = queue.Queue()
-        self.arrived: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        self.ready: queue.Queue[_Connection | None] = queue.Queue()
+        self.answered: queue.Queue[tuple[_Connection, bytes]] = queue.Queue()
         self.wake_read, self.wake_write = socket.socketpair()
+        for end in (self.wake_read, self.wake_write):
+            end.setblocking(False)
         self.closing = False
-        super().__init__(address, http.server.BaseHTTPRequestHandler)
-        threading.Thread(target=self._wait_for_requests, daemon=True).start()
+        super().__init__(address, _Answer)
         for _ in range(WORKERS):
             threading.Thread(target=self._work, daemon=True).start()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self.arrived.put((request, client_address))
-        self.wake_write.send(b"\0")
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        _Loop(self, poll_interval).run()
 
-    def _wait_for_requests(self) -> None:
-        """Hand each connection to the workers when it has something to read
-        (or has been closed); close those idle past TIMEOUT."""
-        idle = selectors.DefaultSelector()
-        idle.register(self.wake_read, selectors.EVENT_READ)
-        since: dict[Any, float] = {}
-        while not self.closing:
-            for key, _ in idle.select(timeout=1.0):
-                if key.fileobj is self.wake_read:
-                    self.wake_read.recv(4096)
-                    while not self.arrived.empty():
-                        request, client_address = self.arrived.get()
-                        idle.register(request, selectors.EVENT_READ, client_address)
-                        since[request] = time.monotonic()
-                else:
-                    idle.unregister(key.fileobj)
-                    del since[key.fileobj]
-                    self.ready.put((key.fileobj, key.data))
-            for request, start in list(since.items()):
-                if time.monotonic() - start > TIMEOUT:
-                    idle.unregister(request)
-                    del since[request]
-                    self.shutdown_request(request)
-        idle.close()
+    def wake(self) -> None:
+        """Wake the I/O loop (a byte already waiting wakes it as well)."""
+        try:
+            self.wake_write.send(b"\0")
+        except OSError:  # full (it will wake), or closed (it has stopped)
+            pass
 
     def _work(self) -> None:
-        while (job := self.ready.get()) is not None:
-            request, client_address = job
-            try:
-                self.finish_request(request, client_address)
-            except Exception:
-                self.handle_error(request, client_address)
-            finally:
-                self.shutdown_request(request)
+        while (connection := self.ready.get()) is not None:
+            self.answered.put((connection, self._answer(connection)))
+            self.wake()
+
+    def _answer(self, connection: _Connection) -> bytes:
+        """What to send back: the handler's answer; nothing (the connection
+        is closed) if it failed, which is said in one line."""
+        try:
+            answer = self.RequestHandlerClass(
+                connection, connection.address, self)  # type: ignore[arg-type]
+            return answer.wfile.getvalue()
+        except Exception as e:
+            print(f"figspec: serve: {type(e).__name__}: {e}", file=sys.stderr)
+            return b""
 
     def server_close(self) -> None:
         super().server_close()
         self.closing = True
-        self.wake_write.send(b"\0")
+        self.wake()
         for _ in range(WORKERS):
             self.ready.put(None)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A browser that closes a connection mid-answer is no error; anything
-        else is said in one line, never as a traceback."""
-        error = sys.exc_info()[1]
-        if not isinstance(error, (ConnectionError, TimeoutError)):
-            print(f"figspec: serve: {type(error).__name__}: {error}", file=sys.stderr)
+
+class _Loop:
+    """The server's one I/O thread: every client socket is non-blocking and
+    waits in one selector; a connection is closed when it passes its deadline,
+    and the oldest one not being answered is dropped to make room past
+    MAX_CONNECTIONS (or when the process runs out of descriptors)."""
+
+    def __init__(self, server: _Server, poll_interval: float):
+        self.server, self.poll = server, poll_interval
+        self.selector = selectors.DefaultSelector()
+        self.open: dict[socket.socket, _Connection] = {}  # oldest first
+        server.socket.setblocking(False)
+        self.selector.register(server.socket, selectors.EVENT_READ)
+        self.selector.register(server.wake_read, selectors.EVENT_READ)
+
+    def run(self) -> None:
+        try:
+            while not self.server.closing:
+                for key, _ in self.selector.select(self.poll):
+                    if key.data is not None and key.data.sock not in self.open:
+                        continue  # dropped earlier in this round
+                    if key.fileobj is self.server.socket:
+                        self._accept()
+                    elif key.fileobj is self.server.wake_read:
+                        self._take_answers()
+                    elif key.data.state == "sending":
+                        self._send(key.data)
+                    else:
+                        self._read(key.data)
+                self._expire()
+        finally:
+            for connection in list(self.open.values()):
+                self._close(connection)
+            self.selector.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, address = self.server.socket.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:  # out of descriptors: make room, or wait a moment
+                short = e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+                if short and not self._drop_oldest():
+                    time.sleep(0.01)
+                return
+            if len(self.open) >= MAX_CONNECTIONS:
+                self._drop_oldest()
+            sock.setblocking(False)
+            connection = _Connection(sock, address, time.monotonic() + IDLE_TIMEOUT)
+            self.open[sock] = connection
+            self.selector.register(sock, selectors.EVENT_READ, connection)
+
+    def _read(self, c: _Connection) -> None:
+        try:
+            data = c.sock.recv(MAX_HEAD + 1 - len(c.head) if c.state == "reading" else 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            return self._close(c)
+        if not data:  # the client is done (or gave up)
+            return self._close(c)
+        if c.state == "draining":  # what it sent after its request: dropped
+            return
+        if not c.head:  # the request began: all of its head within HEAD_TIMEOUT
+            c.deadline = time.monotonic() + HEAD_TIMEOUT
+        c.head += data
+        if _head_complete(c.head):
+            c.state = "answering"
+            self.selector.unregister(c.sock)
+            self.server.ready.put(c)
+        elif len(c.head) > MAX_HEAD:
+            self._close(c)
+
+    def _take_answers(self) -> None:
+        try:
+            while self.server.wake_read.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        while not self.server.answered.empty():
+            c, answer = self.server.answered.get()
+            if not answer:
+                self._close(c)
+                continue
+            c.state, c.answer = "sending", memoryview(answer)
+            c.deadline = time.monotonic() + SEND_TIMEOUT
+            self.selector.register(c.sock, selectors.EVENT_WRITE, c)
+            self._send(c)
+
+    def _send(self, c: _Connection) -> None:
+        try:
+            c.answer = c.answer[c.sock.send(c.answer):]
+            if c.answer:
+                return
+            # Sent: no more to write, and what the client still sends is read
+            # and dropped for a moment, so that closing does not reset the
+            # connection before the client has read the answer.
+            c.sock.shutdown(socket.SHUT_WR)
+        except BlockingIOError:
+            return
+        except OSError:
+            return self._close(c)
+        c.state, c.deadline = "draining", time.monotonic() + LINGER
+        self.selector.modify(c.sock, selectors.EVENT_READ, c)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for c in [c for c in self.open.values() if c.state != "answering"]:
+            if now > c.deadline:
+                self._close(c)
+
+    def _drop_oldest(self) -> bool:
+        """Close the oldest connection not being answered; whether there was one."""
+        for c in self.open.values():
+            if c.state != "answering":
+                self._close(c)
+                return True
+        return False
+
+    def _close(self, c: _Connection) -> None:
+        if self.open.pop(c.sock, None) is None:  # closed already, earlier in this round
+            return
+        if c.state != "answering":
+            self.selector.unregister(c.sock)
+        c.sock.close()
 
 
 def _bind(host: str, port: int) -> _Server:

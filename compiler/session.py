@@ -34,7 +34,9 @@ class PairRequest:
 
 @dataclass
 class Session:
-    """What one invocation knows; made once per command or API call."""
+    """What one invocation knows; made once per command or API call, where
+    the invocation starts, and passed down to every stage: none is made up
+    below (one would drop what the invocation allows and what it computed)."""
 
     #: False for `check` and `status`: read what is cheap (a checkpoint's
     #: headers, cached sums), never compute what is costly

@@ -49,15 +49,6 @@ class LoadedSpec:
         return self.doc.files()
 
 
-def load_spec(path: Path, project: Settings | None = None, root: Path | None = None,
-              doc: Document | None = None) -> LoadedSpec:
-    """Read and validate one spec file, with what it inherits (the project's
-    ``defaults``, ``extends:`` files), or raise FigspecError with every problem.
-    ``doc``: the spec already loaded (a mapping given in Python), not read."""
-    doc = inherit(doc or load_yaml(path), project, root)
-    return LoadedSpec(path=path, doc=doc, spec=validate(doc))
-
-
 def inherit(doc: Document, project: Settings | None, root: Path | None) -> Document:
     """The spec with its inherited values merged under it, and panels with the
     top-level fields merged under each; every value keeps where it was written."""
@@ -127,15 +118,6 @@ def _spread_panels(doc: Document) -> None:
     for i, panel in enumerate(panels):
         if isinstance(panel, dict):
             panels[i] = overlay(shared, (doc, ()), panel, ("panels", i), doc.origins)
-
-
-def load_partial(path: Path, project: Settings | None = None, root: Path | None = None) -> Document:
-    """Check a partial spec as a partial: everything in it (and in what it
-    extends) must be valid; nothing is required. Raises FigspecError."""
-    doc = inherit(load_yaml(path), None, root)
-    if doc.data is not None:
-        validate(doc, partial=True)
-    return doc
 
 
 def validate(doc: Document, partial: bool = False) -> Spec:

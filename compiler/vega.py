@@ -1,29 +1,49 @@
 """vl-convert, started once per process: Vega and Vega-Lite in its embedded
 JavaScript engine, resvg for PNG, its PDF writer. Every stage that runs Vega
 (:mod:`figspec.render`, :mod:`figspec.html`, measuring in
-:mod:`figspec.chart`) gets it from :func:`engine`.
+:mod:`figspec.layout`) gets it from :func:`engine`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
+import threading
 import time
 from typing import Any, Iterator
+
+from .caches import memo
 
 #: Number and date formatting are fixed, whatever the machine's settings.
 LOCALE = "en-US"
 
 
-@functools.cache
+#: Held while vl-convert starts: the first calls of several threads (serve's)
+#: wait for one start rather than each set the environment and start it.
+_START = threading.Lock()
+
+
 def engine() -> Any:
     """vl_convert, started with the time zone UTC (Vega formats dates in local
     time) and with figspec's fonts only (see figspec.fonts): figures must not
     depend on where they were drawn. Both are process settings (environment
     variables read when vl-convert loads its fonts and starts its JavaScript
     engine); they are set for that start alone and then put back, so a
-    process that uses figspec as a library keeps its own."""
+    process that uses figspec as a library keeps its own.
+
+    The start happens once per process, under a lock held around setting the
+    variables, starting and putting them back: no two starts, and figspec
+    itself reads neither variable. The caveat: os.environ and the C library's
+    time zone are the process's, so a thread of a library user's own that
+    reads ``TZ`` or ``FONTCONFIG_FILE`` (or local time) during that one start
+    (about a second, at the first figure) sees figspec's values; before and
+    after, it sees its own."""
+    with _START:
+        return _started()
+
+
+@memo("vega.engine")
+def _started() -> Any:
     from .fonts import font_dir, fontconfig_file
 
     folder = font_dir()
@@ -39,6 +59,12 @@ def engine() -> Any:
         vl_convert.vegalite_to_svg(_WARM_UP, allowed_base_urls=[], format_locale=LOCALE,
                                    time_format_locale=LOCALE)
     return vl_convert
+
+
+def scenegraph(vl: dict[str, Any]) -> dict[str, Any]:
+    """Every mark Vega draws, with its position, size and colour."""
+    return engine().vegalite_to_scenegraph(vl, allowed_base_urls=[], format_locale=LOCALE,
+                                         time_format_locale=LOCALE)
 
 
 #: The smallest chart with text: it makes vl-convert load fonts and start Vega.

@@ -35,6 +35,9 @@ class Drawer(Generic[Tag]):
         self.pool: Any = None
         self.futures: dict[Future[Any], tuple[Tag, RenderJob]] = {}
         self.local: list[tuple[Tag, RenderJob]] = []
+        #: Every worker process started (by every pool: a lost pool is
+        #: replaced), so that an interruption can stop them at once.
+        self.started: list[Any] = []
 
     def __enter__(self) -> Drawer:
         if self.jobs > 1:
@@ -57,9 +60,9 @@ class Drawer(Generic[Tag]):
         # one that has run vl-convert (a process forked after a conversion hangs).
         # warm_up: vl-convert's first conversion costs ~1 s; and each worker
         # ends when this process does, however it ends.
-        return ProcessPoolExecutor(
-            max_workers=self.jobs, mp_context=multiprocessing.get_context("forkserver"),
-            initializer=warm_up, initargs=(os.getpid(),))
+        context: Any = _Recording(multiprocessing.get_context("forkserver"), self.started)
+        return ProcessPoolExecutor(max_workers=self.jobs, mp_context=context,
+                                   initializer=warm_up, initargs=(os.getpid(),))
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
         if self.pool is None:
@@ -70,8 +73,10 @@ class Drawer(Generic[Tag]):
         # Interrupted (Ctrl-C, SIGTERM), perhaps inside the pool's own start-up:
         # stop the workers now rather than wait for them, and never let the
         # pool's half-made state turn the interruption into a traceback.
-        for worker in list((getattr(self.pool, "_processes", None) or {}).values()):
-            worker.kill()
+        for worker in list(self.started):
+            with contextlib.suppress(Exception):  # not started yet, or gone
+                if worker.is_alive():
+                    worker.kill()
         with contextlib.suppress(Exception):
             self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -128,6 +133,24 @@ class Drawer(Generic[Tag]):
             except Exception as e:  # a worker failed otherwise: report it, keep going
                 drawing = Drawing(None, f"worker process failed: {e}", bug=True)
             yield r, drawing
+
+
+class _Recording:
+    """A multiprocessing context (``base``) that adds each process it makes
+    to ``started``: the pool's workers, known without the pool's private
+    attributes. Everything else is the base context's."""
+
+    def __init__(self, base: Any, started: list[Any]):
+        self._base = base
+        self._started = started
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._base, name)
+
+    def Process(self, *args: Any, **kwargs: Any) -> Any:  # the context's name for it
+        process = self._base.Process(*args, **kwargs)
+        self._started.append(process)
+        return process
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from figspec.files import write_atomic
-from figspec.models import DIVERGING_SCHEMES
+from figspec.presets import DIVERGING_SCHEMES
 from figspec.render import render
 
 SAFE = {"redgrey": False, "redyellowgreen": False, "spectral": False}

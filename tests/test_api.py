@@ -31,6 +31,36 @@ def test_load_gives_the_altair_chart_and_saves_any_format(project: Path):
         fig.save(project / "x.gif")
 
 
+def _without_title_encoding(node):
+    """The Vega-Lite as Altair's schema has it: no colorbar title's `encode`."""
+    if isinstance(node, dict):
+        return {k: _without_title_encoding(v) for k, v in node.items()
+                if not (k == "encode" and "titleOrient" in node)}
+    if isinstance(node, list):
+        return [_without_title_encoding(v) for v in node]
+    return node
+
+
+def test_the_chart_is_the_figure_the_pipeline_fitted(project: Path,
+                                                     monkeypatch: pytest.MonkeyPatch):
+    """`.chart` is the loaded figure's own Vega-Lite, fitted to its size, not
+    laid out a second time."""
+    import altair as alt
+
+    from figspec import layout
+
+    support.write(project / "specs" / "fig.yaml", support.spec_text(
+        extra="size: {width: 3.25in}\nlegend: {title: ratio}\n"))
+    fig = figspec.load("specs/fig.yaml")
+    monkeypatch.setattr(layout, "figure", None)  # laying out again would fail
+    # Without Altair's theme and its records moved into `datasets`: as given.
+    with alt.theme.enable("none"), \
+            alt.data_transformers.enable("default", consolidate_datasets=False):
+        drawn = fig.chart.to_dict()
+    assert drawn == _without_title_encoding(fig.vegalite)
+    assert drawn["width"] == fig.vegalite["width"] != len(MODULES) * 24  # fitted, not the cell's
+
+
 def test_load_reports_problems_as_diagnostics(project: Path):
     support.write(project / "specs" / "fig.yaml", support.spec_text(extra="colour: {}\n"))
     with pytest.raises(FigspecError) as e:

@@ -17,9 +17,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "compiler"
 #: package and its modules). Every module of the package is in exactly one.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # plain helpers and vocabularies every phase may use; nothing heavy
-    ("base", ("figspec.diagnostics", "figspec.units", "figspec.files", "figspec.cache",
-              "figspec.session", "figspec.versions", "figspec.fonts", "figspec.presets",
-              "figspec.vega", "figspec.sources.registry", "figspec.sources.metrics")),
+    ("base", ("figspec.caches", "figspec.diagnostics", "figspec.units", "figspec.files",
+              "figspec.cache", "figspec.session", "figspec.versions", "figspec.fonts",
+              "figspec.presets", "figspec.vega", "figspec.sources.registry",
+              "figspec.sources.metrics", "figspec.sources.params")),
     ("load", ("figspec.yaml_reader", "figspec.finding")),
     ("spec", ("figspec.project", "figspec.models", "figspec.spec")),
     ("sources", ("figspec.sources",)),

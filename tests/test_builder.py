@@ -150,16 +150,60 @@ def test_a_png_too_large_to_draw_is_refused_before_drawing(project: Path):
 def test_a_chart_failure_fails_that_figure_only(project: Path, monkeypatch: pytest.MonkeyPatch):
     spec(project, "a")
     spec(project, "b", "title: boom\n")
-    from figspec import chart
+    from figspec import layout
 
-    real = chart.vegalite
+    real = layout.figure
 
-    def flaky(s, tables, cell=None, **kw):
+    def flaky(s, tables):
         if s.title == "boom":
             raise ValueError("chart bug")
-        return real(s, tables, cell, **kw)
+        return real(s, tables)
 
-    monkeypatch.setattr(chart, "vegalite", flaky)
+    monkeypatch.setattr(layout, "figure", flaky)
     results = build([project / "specs"], Options(out_dir=project / "out", jobs=1))
     assert [r.status for r in results] == ["built", "failed"]
     assert results[1].diagnostics[0].message == "rendering failed: ValueError: chart bug"
+
+
+@pytest.mark.parametrize("base,at", [
+    ("title: 'Update ratio \U0001F642'\n", ["1:8"]),
+    # a module's label, without the data it labels
+    ("modules: [{name: q_proj, label: 'q \U0001F642'}]\n", ["1:11"]),
+    # a panel's title, without its modules
+    ("modules: [q_proj]\npanels: [{title: 'x \U0001F642'}]\n", ["2:18"]),
+])
+def test_a_partial_spec_s_text_is_refused_as_the_specs_extending_it_would_be(
+        project: Path, run, base: str, at: list[str]):
+    """`check specs/_base.yaml` refuses characters its font lacks where they
+    are written, as checking a spec that extends it does."""
+    support.write(project / "specs" / "_base.yaml", base)
+    partial = run("check", "specs/_base.yaml")
+    support.write(project / "specs" / "a.yaml", "extends: _base.yaml\n"
+                  "data: {path: ../data/cells.csv}\n"
+                  + ("" if "modules" in base else "modules: [q_proj]\n"))
+    assert partial == run("check", "specs/a.yaml")
+    code, _, err = partial
+    assert code == 1 and [ln.split(": error: ")[0] for ln in err.splitlines()] == \
+        [f"specs/_base.yaml:{where}" for where in at]
+    assert "the font (DejaVu Sans) has no '\U0001F642' (U+1F642)" in err
+
+
+def test_a_partial_spec_whose_font_files_are_missing_is_refused(project: Path, run,
+                                                                monkeypatch: pytest.MonkeyPatch):
+    from figspec import fonts
+
+    support.write(project / "specs" / "_base.yaml", "font: {family: serif}\n")
+    assert run("check", "specs/_base.yaml")[0] == 0
+    monkeypatch.setattr(fonts, "font_dir", lambda: project / "nofonts")
+    code, _, err = run("check", "specs/_base.yaml")
+    assert code == 1 and "specs/_base.yaml:1:16: error: font family 'STIXGeneral' is not " \
+        "installed" in err
+
+
+def test_a_partial_spec_is_checked_with_its_project_s_defaults(project: Path, run):
+    """The font it is drawn in may come from figspec.yaml, as for a full spec."""
+    support.write(project / "specs" / "_base.yaml", "title: 'Update ratio \u2603'\n")
+    assert run("check", "specs/_base.yaml")[0] == 0  # DejaVu Sans has the snowman
+    support.write(project / "figspec.yaml", "defaults: {font: {family: serif}}\n")
+    code, _, err = run("check", "specs/_base.yaml")
+    assert code == 1 and "the font (STIXGeneral) has no '\u2603'" in err

@@ -8,20 +8,16 @@ from pathlib import Path
 
 import pytest
 
+import figspec
 import support
-from figspec.project import root_of
-from figspec.cells import read_table
 from figspec.diagnostics import FigspecError
-from figspec.session import Session
-from figspec.spec import load_spec
 from support import MODULES, value_of
 
 
 def table_for(project: Path, spec_body: str, allow_outside: bool = False):
     path = support.write(project / "specs" / "fig.yaml", spec_body)
-    loaded = load_spec(path)
-    return read_table(loaded.doc, loaded.spec.views[0], root=root_of(path),
-                      session=Session(allow_outside=allow_outside))
+    (table,) = figspec.load(path, allow_outside=allow_outside).prepared.tables
+    return table
 
 
 def expected_values(layers=range(6), modules=MODULES):

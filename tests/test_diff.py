@@ -360,3 +360,44 @@ def test_the_review_page_shows_figures_at_their_printed_size(repo: Path, run):
     assert css_width(png) == 288  # 3 in at 96 px/in
     page = (repo / "out" / "diff" / "index.html").read_text()
     assert 'src="specs/a.yaml.after.png" style="width:288px"' in page
+
+
+def test_a_difference_image_that_cannot_be_laid_out_is_a_note(repo: Path, run):
+    """The difference image's title is longer ("...: after - before"): at a
+    fixed width it may not fit where the figure's own title did. The before
+    and after images are still drawn, and the diff does not fail."""
+    support.write(repo / "specs" / "a.yaml", support.spec_text(
+        extra="title: Update ratio by layer\nsize: {width: 3in}\n"))
+    commit(repo, "a figure of a fixed width")
+    rows = support.long_rows()
+    rows[0]["value"] = 0.3
+    support.write_csv(repo / "data" / "cells.csv", rows)
+    code, out, err = run("diff", "--format", "json", "specs/a.yaml")
+    assert (code, err) == (0, "")
+    (a,) = json.loads(out)["figures"]
+    assert a["kind"] == "changed" and len(a["cells"]) == 1
+    assert a["notes"] == [("the difference image could not be drawn: 3in leaves no room for "
+                           "the cells: the title \"Update ratio by layer: after - before\" "
+                           "needs 3.67in")]
+    assert list(a["images"]) == ["before", "after"]
+    assert all((repo / "out" / "diff" / name).is_file() for name in a["images"].values())
+
+
+def test_the_committed_image_of_a_spec_is_found_by_the_name_it_inherits(repo: Path, run):
+    """`output.name` written in the file it extends names the committed image."""
+    (repo / ".gitignore").write_text("data/big.csv\n")
+    support.write_csv(repo / "data" / "big.csv", support.long_rows())
+    support.write(repo / "specs" / "_big.yaml", "output: {name: shared}\n")
+    support.write(repo / "specs" / "big.yaml", support.spec_text(
+        "path: ../data/big.csv", extra="extends: _big.yaml\n"))
+    assert run("build", "specs/big.yaml")[0] == 0
+    git(repo, "add", "-f", "out/shared.png")
+    commit(repo, "a figure from an untracked file, its image committed")
+    rows = support.long_rows()
+    rows[0]["value"] = 0.3
+    support.write_csv(repo / "data" / "big.csv", rows)
+    out = run("diff", "--format", "json", "specs/big.yaml")[1]
+    (big,) = json.loads(out)["figures"]
+    assert big["notes"][-1] == "the old side is the committed image, without cell changes"
+    assert (repo / "out" / "diff" / big["images"]["before"]).read_bytes() == \
+        git_show(repo, "HEAD:out/shared.png")

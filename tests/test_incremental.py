@@ -89,6 +89,21 @@ def test_renderer_version_change_rebuilds_all(three: Path, monkeypatch: pytest.M
     assert set(statuses(three).values()) == {"built"}
 
 
+def test_an_altair_release_rebuilds_nothing(three: Path):
+    """Altair draws no figure (it only serves notebooks): a figure built under
+    one Altair release is up to date under another."""
+    code = ("import importlib.metadata as m, sys\n"
+            "real = m.version\n"
+            "m.version = lambda d: '0.0.1+other' if d.lower() == 'altair' else real(d)\n"
+            "assert m.version('altair') == '0.0.1+other'\n"
+            "from figspec.cli import main\n"
+            "sys.exit(main(['status']))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=three, capture_output=True,
+                         text=True, check=True).stdout
+    assert [line.split()[:3] for line in out.splitlines()[:3]] == \
+        [["up", "to", "date"]] * 3, out
+
+
 def test_force(three: Path):
     assert set(statuses(three, force=True).values()) == {"built"}
 

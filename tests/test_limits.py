@@ -105,7 +105,7 @@ import resource, sys
 from pathlib import Path
 from figspec.pipeline import prepare
 from figspec.session import Session
-from figspec.chart import figure  # everything imported before measuring
+from figspec.layout import figure  # everything imported before measuring
 from figspec import cells, spec, models, fonts
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 prepare(Path({str(spec)!r}), Session())

@@ -7,7 +7,7 @@ import typing
 from pydantic import BaseModel
 
 from figspec import models
-from figspec.render import FORMATS
+from figspec.files import FORMATS
 
 
 def _models() -> list[type[BaseModel]]:

@@ -130,12 +130,12 @@ def pinned() -> dict[str, str]:
 
 def test_the_build_command_pins_every_renderer():
     """Every distribution that shapes a figure's bytes is pinned for the README's
-    build command (figspec is this checkout; Altair only serves notebooks)."""
-    from figspec.manifest import RENDERERS
+    build command (figspec is this checkout)."""
+    from figspec.versions import RENDERERS
 
     build_cmd = _fences("sh")[0]
     assert "-c constraints.txt" in build_cmd
-    assert set(pinned()) == set(RENDERERS) - {"figspec", "altair"}
+    assert set(pinned()) == set(RENDERERS) - {"figspec"}
 
 
 def test_every_figure_the_readme_shows_is_built_from_the_specs(tmp_path: Path):

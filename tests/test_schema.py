@@ -9,7 +9,8 @@ import jsonschema
 import pytest
 import yaml
 
-from figspec.models import SCHEMES, json_schema
+from figspec.commands.schema import json_schema
+from figspec.presets import SCHEMES
 
 REPO = Path(__file__).resolve().parent.parent
 COMMITTED = REPO / "schemas" / "figspec.schema.json"

@@ -148,3 +148,152 @@ def test_idle_connections_hold_no_thread_and_delay_no_one(project: Path):
         finally:
             for c in idle:
                 c.close()
+
+
+def _get(port: int, path: str) -> tuple[int, float]:
+    """GET ``path``: the status, and the seconds the answer took."""
+    import http.client
+    import time
+
+    start = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn.request("GET", path)
+    answer = conn.getresponse()
+    answer.read()
+    conn.close()
+    return answer.status, time.monotonic() - start
+
+
+def _closed_by_server(c: socket.socket, within: float) -> bool:
+    """Whether the server closes ``c`` within ``within`` seconds."""
+    c.settimeout(within)
+    try:
+        return c.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_slow_and_stalled_clients_delay_no_one(project: Path):
+    """40 clients that send half a request and then nothing, 10 that send a
+    byte now and then, and 10 that ask for a font and never read it (more
+    than there are threads): a normal client's page, figure and state are
+    answered at once; a head that never ends is dropped at once past its
+    limit, and a trickling one by its deadline however often a byte comes."""
+    import time
+
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    with served(project) as (_, url):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        host = f"Host: 127.0.0.1:{port}\r\n".encode()
+        clients: list[socket.socket] = []
+        try:
+            for _ in range(40):
+                c = socket.create_connection(("127.0.0.1", port), timeout=5)
+                c.sendall(b"GET / HTTP/1.1\r\n" + host)  # no blank line: never ends
+                clients.append(c)
+            tricklers = [socket.create_connection(("127.0.0.1", port), timeout=5)
+                         for _ in range(10)]
+            for c in tricklers:
+                c.sendall(b"G")
+            began = time.monotonic()
+            clients += tricklers
+            for _ in range(10):
+                c = socket.socket()
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                c.connect(("127.0.0.1", port))
+                c.sendall(b"GET /fonts/DejaVuSans.ttf HTTP/1.0\r\n" + host + b"\r\n")
+                clients.append(c)
+            for path in ["/", "/fig/a", "/state.json", "/app.js"]:
+                status, seconds = _get(port, path)
+                assert status == 200 and seconds < 0.5, (path, seconds)
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as huge:
+                huge.sendall(b"GET / HTTP/1.1\r\n" + host + b"X-Long: " + b"a" * 20000)
+                assert _closed_by_server(huge, within=1)
+            while time.monotonic() - began < 1.5:  # a byte every 0.2 s keeps no one open
+                for c in tricklers:
+                    with contextlib.suppress(OSError):  # closed already
+                        c.sendall(b"E")
+                time.sleep(0.2)
+            assert all(_closed_by_server(c, within=2.5) for c in tricklers)
+            assert _get(port, "/")[1] < 0.5
+        finally:
+            for c in clients:
+                c.close()
+
+
+def _failing_for(name: str, monkeypatch: pytest.MonkeyPatch, before=None):
+    """pipeline.prepare, raising an unexpected error for the spec ``name``
+    (after calling ``before``, if given), once; the others checked as ever."""
+    from figspec import pipeline
+
+    real = pipeline.prepare
+    failed: list[Path] = []
+
+    def prepare(path, *args, **kwargs):
+        if Path(path).name == name and not failed:
+            failed.append(path)
+            if before:
+                before()
+            raise RuntimeError("a bug")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "prepare", prepare)
+    return failed
+
+
+def _figures(board) -> dict[str, dict]:
+    return {f["spec"]: f for f in board.state()["figures"]}
+
+
+def test_an_unexpected_error_in_one_spec_leaves_the_others_updating(
+        project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """A bug met checking one spec is shown on that figure (and logged); the
+    other figures are drawn, and go on being redrawn as their data changes."""
+    from figspec.serve import Board
+
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+    support.write(project / "specs" / "b.yaml", support.spec_text())
+    _failing_for("a.yaml", monkeypatch)
+    board = Board([project / "specs"])
+    assert board.refresh()
+    a, b = _figures(board)["specs/a.yaml"], _figures(board)["specs/b.yaml"]
+    assert a["vegalite"] is None and b["vegalite"] is not None
+    (problem,) = a["problems"]
+    assert problem["text"].startswith("specs/a.yaml: error: internal error: RuntimeError: a bug")
+    assert "details in " in problem["text"] and "please report it" in problem["text"]
+    assert "internal error: RuntimeError: a bug" in capsys.readouterr().err
+    version = board.state()["version"]
+    assert not board.refresh()  # nothing changed: a is not checked (nor logged) again
+
+    rows = support.long_rows()
+    rows[0]["value"] = 0.777
+    support.write_csv(project / "data" / "cells.csv", rows)
+    assert board.refresh()
+    assert board.state()["version"] > version
+    figures = _figures(board)
+    assert "0.777" in json.dumps(figures["specs/b.yaml"]["vegalite"])
+    assert figures["specs/a.yaml"]["vegalite"] is None  # what it looked at is unchanged
+    support.write(project / "specs" / "a.yaml", support.spec_text(extra="title: fixed\n"))
+    assert board.refresh()
+    assert "fixed" in json.dumps(_figures(board)["specs/a.yaml"]["vegalite"])
+
+
+def test_an_edit_made_while_a_spec_fails_is_shown(project: Path,
+                                                  monkeypatch: pytest.MonkeyPatch):
+    """The spec is saved while its check is running into a bug: the next
+    round checks it again and shows what was saved."""
+    from figspec.serve import Board
+
+    spec = support.write(project / "specs" / "a.yaml", support.spec_text())
+    board = Board([project / "specs"])
+    board.refresh()
+    _failing_for("a.yaml", monkeypatch,
+                 before=lambda: spec.write_text(spec.read_text() + "title: saved meanwhile\n"))
+    spec.write_text(spec.read_text() + "# edited\n")
+    assert board.refresh()
+    assert _figures(board)["specs/a.yaml"]["vegalite"] is None
+    assert board.refresh()  # the spec changed since its check began: checked again
+    assert "saved meanwhile" in json.dumps(_figures(board)["specs/a.yaml"]["vegalite"])
+    assert not board.refresh()

@@ -149,8 +149,13 @@ class _Images:
             elif side.committed_image is not None and f.kind == "changed":
                 self._keep(f, name, side.committed_image.read_bytes())
         if f.kind == "changed" and f.old.prepared and f.new.prepared:
-            self._draw(f, "difference", render_job(_difference(f.old.prepared,
-                                                               f.new.prepared)))
+            try:
+                difference = _difference(f.old.prepared, f.new.prepared)
+            except FigspecError as e:  # its own layout: the colorbar's, the longer title
+                f.notes.append("the difference image could not be drawn: "
+                               + "; ".join(d.message for d in e.diagnostics))
+                return
+            self._draw(f, "difference", render_job(difference))
 
     def _draw(self, f: Any, name: str, job: Any) -> None:
         if not self.drawing:
@@ -229,9 +234,11 @@ def _image_name(f: Any, name: str) -> str:
 
 
 def _difference(old: Any, new: Any) -> Any:
-    from ..chart import figure
+    """The after figure coloured by after minus before, laid out again through
+    the pipeline; FigspecError where that layout fails."""
     from ..cells import Table
     from ..models import Color, Legend
+    from ..pipeline import relayout
 
     tables = []
     for i, t in enumerate(new.tables):
@@ -244,7 +251,7 @@ def _difference(old: Any, new: Any) -> Any:
         "color": Color(scheme="redblue", reverse=True),
         "legend": Legend(title="after - before", format=".2~g"),
         "title": f"{new.loaded.spec.title or new.loaded.name}: after - before"})
-    return dataclasses.replace(new, figure=figure(spec, tables), tables=tables)
+    return relayout(new, spec, tables)
 
 
 def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:

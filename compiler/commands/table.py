@@ -26,8 +26,9 @@ def table(spec: Path, *, allow_outside: bool = False) -> int:
     if not spec.is_file():
         raise UsageError(f"{display_path(spec)}: no such file")
     prepared = prepare(spec, Session(allow_outside=allow_outside))
-    if any(t.step or t.module for t in prepared.tables):
-        return _run_table(prepared.tables)
+    named = next((t.part_columns for t in prepared.tables if t.part_columns), ())
+    if named:
+        return _parts_table(prepared.tables, named)
     panels = prepared.loaded.spec.panels
     _row((["panel"] if panels else []) + ["layer", "module", "label", "value"])
     for i, t in enumerate(prepared.tables):
@@ -39,34 +40,27 @@ def table(spec: Path, *, allow_outside: bool = False) -> int:
     return OK
 
 
-def _run_table(tables: list[Any]) -> int:
-    """A run's checkpoints: one row per step, layer and module, with the step
-    and the checkpoint (its path as the spec writes it), whichever way the
-    figure draws them (`x: module` or `x: step`)."""
-    cells: dict[tuple[int, int, str], tuple[str, Any, float]] = {}
+def _parts_table(tables: list[Any], named: tuple[str, ...]) -> int:
+    """Data whose source comes in parts (a run's steps): one row per part,
+    layer and module, headed by the columns the source names a part with,
+    whichever way the figure draws the parts (a panel each, or as columns).
+    A panel of other data leaves those columns empty, and comes first."""
+    cells: dict[tuple[tuple[Any, ...], int, str], tuple[Any, float]] = {}
     order: dict[str, int] = {}
-    _row(["step", "checkpoint", "layer", "module", "label", "value"])
+    _row(list(named) + ["layer", "module", "label", "value"])
     for t in tables:
-        if t.module is None and t.step is None:  # a panel of other data: no step
+        if not t.part_columns:
             for layer in t.layers:
                 for m in t.modules:
-                    _row(["", "", layer, _text(m.name), _text(m.shown),
-                          repr(t.values[(layer, m.name)])])
-        elif t.module is not None:  # x: step: the columns are steps
-            order.setdefault(t.module.name, len(order))
-            for column, (step, written) in t.steps.items():
-                for layer in t.layers:
-                    cells[(step, layer, t.module.name)] = (written, t.module,
-                                                           t.values[(layer, column)])
-        else:
-            step, written = t.step
-            for m in t.modules:
-                order.setdefault(m.name, len(order))
-                for layer in t.layers:
-                    cells[(step, layer, m.name)] = (written, m, t.values[(layer, m.name)])
-    for (step, layer, name) in sorted(cells, key=lambda k: (k[0], k[1], order[k[2]])):
-        written, m, value = cells[(step, layer, name)]
-        _row([step, _text(written), layer, _text(name), _text(m.shown), repr(value)])
+                    _row([""] * len(named) + [layer, _text(m.name), _text(m.shown),
+                                              repr(t.values[(layer, m.name)])])
+            continue
+        for key, layer, m, value in t.by_part():
+            order.setdefault(m.name, len(order))
+            cells[(key, layer, m.name)] = (m, value)
+    for (key, layer, name) in sorted(cells, key=lambda k: (k[0], k[1], order[k[2]])):
+        m, value = cells[(key, layer, name)]
+        _row([_value(v) for v in key] + [layer, _text(name), _text(m.shown), repr(value)])
     return OK
 
 
@@ -77,6 +71,11 @@ def _row(fields: list[Any]) -> None:
     line = io.StringIO()
     csv.writer(line, lineterminator="\r\n").writerow(fields)
     sys.stdout.write(line.getvalue()[:-2] + "\n")
+
+
+def _value(value: Any) -> Any:
+    """A part's key value: a number as it is, else as text."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else _text(value)
 
 
 def _text(value: Any) -> str:

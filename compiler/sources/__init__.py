@@ -1,14 +1,31 @@
 """Data sources: where a heatmap's numbers come from.
 
-Each kind of source is a module of this package with a ``SOURCE`` object that
-reads what the spec's ``data`` names into :class:`Rows`: records, each with
-an origin a diagnostic can point at. :mod:`figspec.cells` then turns rows
-into checked cells, whatever their source. The registry below maps what a
-spec names (a key of ``data`` such as ``values``; for ``data.path``, the
-file's suffix) to the module, which is imported only when a spec uses it.
+Each kind of source is a module of this package with a ``SOURCE`` object, a
+:class:`Source`, that reads what the spec's ``data`` names into :class:`Rows`:
+records, each with an origin a diagnostic can point at. :mod:`figspec.cells`
+then turns rows into checked cells, whatever their source. The registry
+(:mod:`figspec.sources.registry`) maps what a spec names (a key of ``data``
+such as ``values``; for ``data.path``, the file's suffix) to the module,
+which is imported only when a spec uses it.
 
-A new kind of source is one module here, one line in the registry, and its
-fields in :class:`figspec.models.Data`; nothing else changes.
+Everything the rest of figspec needs of a source goes through
+:class:`Source` and the :class:`Context` it reads in:
+
+- its rows: :meth:`Source.read`;
+- its input stamps: every file it read, stamped as read, put in
+  ``ctx.stamps`` (:func:`figspec.files.read_stamped`; a file too large to
+  hash by identity; a folder's matches with :meth:`Context.glob`), so the
+  manifest knows when the figure is stale without knowing the source;
+- how its rows are drawn: :meth:`Source.parts` splits them into the tables
+  they make (a plain source: one; a run: one per step) and
+  :meth:`Source.arrange` says how the spec's ``x`` draws those
+  (:mod:`figspec.views`: a panel per part, or the parts as columns);
+- the columns a part adds to ``figspec table``: :attr:`Source.columns`.
+
+A source that defines ``read`` alone is a plain one: one table per view.
+So a new kind of source touches three places and nothing else: its module
+here, its line in the registry, and its fields in
+:class:`figspec.models.Data` (none for a new file suffix).
 """
 
 from __future__ import annotations
@@ -18,10 +35,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
-from ..files import looked_at
+from ..files import glob_input, glob_names, looked_at
 from ..session import Session
 from .registry import BY_KEY, BY_SUFFIX
 
@@ -86,8 +103,9 @@ class Context:
     #: the spec's project (None: anywhere)
     root: Path | None
     #: the invocation this read belongs to: what it computed, what it may
-    #: compute, whether it may read outside the project
-    session: Session = field(default_factory=Session)
+    #: compute, whether it may read outside the project (always the
+    #: invocation's own: one made up here would drop --allow-outside)
+    session: Session
     #: the files read, stamped as they were read (a source fills it)
     stamps: dict[Path, Stamp] = field(default_factory=dict)
     #: the project's figspec.yaml: its roots (``$name/...`` paths); a root
@@ -127,6 +145,13 @@ class Context:
             raise self.error(key, f"data file {display_path(path)} {what}")
         return path
 
+    def glob(self, folder: Path, pattern: str) -> list[str] | None:
+        """The names in ``folder`` matching ``pattern`` (as
+        :func:`figspec.files.glob_names` says; None: no such folder), the glob
+        stamped as an input of the figure: a new match makes it stale."""
+        names = glob_names(folder, pattern)
+        self.stamps.update([glob_input(folder, pattern)])
+        return names
 
     def rooted(self, written: str, key: Loc) -> Path:
         """A path that may start with ``$name/`` (a root named in figspec.yaml)
@@ -207,12 +232,66 @@ def _hub_model(path: Path) -> Path | None:
     return None
 
 
-class Source(Protocol):
-    """A kind of data source."""
+@dataclass(frozen=True)
+class Part:
+    """Rows of a source that make a table of their own (a run's step)."""
+
+    rows: Rows
+    #: the values of the source's :attr:`Source.columns` for these rows (a
+    #: run's: the step and its checkpoint as written). The first, a whole
+    #: number, orders the parts, and names each as a column (parts as
+    #: columns) and on the HTML page's slider; () for a source of one part.
+    key: tuple[Any, ...] = ()
+    #: a panel of it is titled so ("step 100"), after its view's title
+    title: str = ""
+
+
+#: How a view's parts are drawn (:meth:`Source.arrange`, :mod:`figspec.views`):
+#: a panel each (the view itself when there is one), or one panel per listed
+#: module with a column per part (each part's key needed).
+PANELS, COLUMNS = "panels", "columns"
+
+
+class Source:
+    """A kind of data source: what figspec asks of one (see the module's
+    docstring). ``read`` is all a plain source defines; the rest says how a
+    source's rows become tables, and has a plain source's answer here."""
+
+    #: the columns naming a part in ``figspec table`` (a run's: step,
+    #: checkpoint); none for a source whose rows make one table
+    columns: tuple[str, ...] = ()
+    #: where the spec names this source, under its view: a problem with its
+    #: parts as a whole is reported there
+    at: Loc = ("data",)
 
     def read(self, ctx: Context) -> Rows:
         """The rows of ``ctx.data``; FigspecError with every problem found."""
-        ...
+        raise NotImplementedError
+
+    def parts(self, ctx: Context, rows: Rows) -> list[Part]:
+        """``rows`` split into the tables they make, in order; each is
+        checked as a table of its own (:mod:`figspec.cells`). A plain source's
+        rows make one."""
+        return [Part(rows)]
+
+    def arrange(self, doc: Document, x: str) -> str:
+        """How the spec's ``x`` draws this source's parts: PANELS or COLUMNS;
+        FigspecError (before anything is read) for an ``x`` it cannot draw."""
+        if x != "module":
+            raise FigspecError([doc.diagnostic(("x",), f"`x: {x}` draws a run's checkpoints: "
+                                               "it goes with `data.checkpoints`")])
+        return PANELS
+
+
+class _Plain(Source):
+    """A source object defining ``read`` alone (as the first seam asked): a
+    plain source, the rest as :class:`Source` says."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def read(self, ctx: Context) -> Rows:
+        return self.source.read(ctx)  # type: ignore[no-any-return]
 
 
 def suffixes() -> tuple[str, ...]:
@@ -229,7 +308,7 @@ def for_data(data: Data) -> Source:
     return _loaded(BY_SUFFIX[suffix])
 
 
-def _loaded(source: str | Source) -> Source:
+def _loaded(source: Any) -> Source:
     if isinstance(source, str):
-        return importlib.import_module(source).SOURCE  # type: ignore[no-any-return]
-    return source
+        source = importlib.import_module(source).SOURCE
+    return source if isinstance(source, Source) else _Plain(source)

@@ -10,18 +10,19 @@ results are the same bits on every processor, and the same as the numpy path's,
 which sums in the same order. The lanes are independent, so LLVM still
 vectorises them.
 
-Every entry point is a plain function of arrays (no closures), so numba can
-cache it; :func:`_cached` points the cache at figspec's
-folder before this module is imported.
+Every function is a plain function of arrays (no closures), so numba can
+cache it. Nothing happens at import (no folder made, numba neither imported
+nor changed): :func:`compile_kernel` makes the entry points on first use, called
+once per process by :mod:`figspec.sources.kernel` under its lock.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, TypeVar
 
 import numpy as np
-from numba import njit
 
 from .. import cache
 
@@ -35,6 +36,65 @@ BLOCK = 2048
 EXACT, ABS, REL = 0, 1, 2
 #: Stored dtypes (see figspec.sources.kernel.CODES).
 BF16, F16, F32, F64 = 0, 1, 2, 3
+
+#: numba's options for every function; compile_kernel() adds caching where it can.
+_OPTS: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def njit(**options: Any) -> Callable[[F], F]:
+    """Marks a function to be compiled with numba's ``njit(**options)`` by
+    :func:`compile_kernel` (not at import: numba's decorator would make cache
+    folders then). The function itself is returned as written."""
+    def mark(function: F) -> F:
+        function.__dict__["figspec_njit"] = options
+        return function
+    return mark
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The kernel's entry points, compiled; ``folder``: where numba keeps the
+    compiled code, or None where it is compiled for this process alone."""
+
+    pair: Any
+    single: Any
+    folder: str | None
+
+
+def compile_kernel() -> Compiled:
+    """The marked functions compiled, in a namespace of their own (a copy of
+    this module's globals in which each name is its compiled function, so that
+    one calls the other compiled), cached in figspec's cache folder where it
+    can be written. This module and numba are left as they are: each compiled
+    function gets its own cache object, which finds the folder by a locator
+    of figspec's, instead of a locator put into numba's list for everyone."""
+    from numba import njit as numba_njit
+
+    folder = _cache_dir()
+    make_cache = _cache_maker(folder) if _writable(folder) else None
+    namespace = dict(globals())
+    for name, value in globals().items():
+        if callable(value) and "figspec_njit" in getattr(value, "__dict__", {}):
+            function = _rebound(value, namespace)
+            compiled = numba_njit(**value.__dict__["figspec_njit"])(function)
+            if make_cache is not None:
+                compiled._cache = make_cache(function)  # what numba's cache=True sets
+            namespace[name] = compiled
+    return Compiled(namespace["pair"], namespace["single"],
+                    folder if make_cache is not None else None)
+
+
+def _rebound(function: Any, namespace: dict[str, Any]) -> Any:
+    """The same code and name, its globals ``namespace``."""
+    import types
+
+    copy = types.FunctionType(function.__code__, namespace, function.__name__,
+                              function.__defaults__, function.__closure__)
+    copy.__qualname__ = function.__qualname__
+    copy.__doc__ = function.__doc__
+    return copy
 
 
 def _cache_dir() -> str:
@@ -52,15 +112,21 @@ def _writable(folder: str) -> bool:
     return True
 
 
-def _install_locator(caching: Any) -> bool:
-    """Put first in numba's locators one that keeps _kernel_numba's compiled
-    code in figspec's cache folder; whether it is there."""
-    module_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernel_numba.py")
-    folder = _cache_dir()
+def _cache_maker(folder: str) -> Callable[[Any], Any] | None:
+    """What makes a compiled function's cache in ``folder``, or None where
+    numba's internals are not those known (then it is compiled for this
+    process alone, never cached elsewhere: site-packages may be read-only,
+    or shared)."""
+    try:
+        from numba.core import caching
 
-    base = getattr(caching, "UserProvidedCacheLocator", None) or \
-        caching._UserProvidedCacheLocator
-    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+        base = getattr(caching, "UserProvidedCacheLocator", None) or \
+            caching._UserProvidedCacheLocator  # type: ignore[attr-defined]  # numba < 0.59
+        impl = caching.CompileResultCacheImpl
+        function_cache = caching.FunctionCache
+    except (ImportError, AttributeError):  # another numba's internals
+        return None
+    module_file = os.path.abspath(__file__)
 
     class FigspecLocator(base):  # type: ignore[valid-type,misc]
         def __init__(self, py_func: Any, py_file: str):
@@ -71,35 +137,26 @@ def _install_locator(caching: Any) -> bool:
         @classmethod
         def from_function(cls, py_func: Any, py_file: str) -> Any:
             if os.path.abspath(py_file) != module_file:
-                return None  # every other function: numba's own places
+                return None
             self = cls(py_func, py_file)
             self.ensure_cache_path()
             return self
 
-    classes = impl._locator_classes
-    if not any(getattr(c, "__name__", "") == "FigspecLocator" for c in classes):
-        classes.insert(0, FigspecLocator)
-    return True
+    class FigspecCacheImpl(impl):  # type: ignore[valid-type,misc]
+        _locator_classes: ClassVar[list[type]] = [FigspecLocator]  # figspec's alone
 
+    class FigspecCache(function_cache):  # type: ignore[valid-type,misc]
+        _impl_class = FigspecCacheImpl
 
-def _cached() -> bool:
-    """Whether the compiled code can be kept in figspec's cache folder (as it
-    is when this module is imported: once per process): a locator that only
-    answers for this module is put first in numba's list, which changes
-    nothing else (no environment variable, no numba setting). Where the folder
-    cannot be written, or numba's internals are not those known, the kernel is
-    compiled for this process alone, never cached elsewhere (site-packages may
-    be read-only, or shared)."""
-    from numba.core import caching
+    def make(function: Any) -> Any:
+        try:
+            return FigspecCache(function)
+        except (AttributeError, RuntimeError):  # no locator: another numba
+            from numba.core.caching import NullCache
 
-    try:
-        return _writable(_cache_dir()) and _install_locator(caching)
-    except AttributeError:  # another numba's internals
-        return False
+            return NullCache()
 
-
-#: cache: in figspec's cache folder, where it can be written.
-_OPTS = dict(nogil=True, cache=_cached(), boundscheck=False, error_model="numpy")
+    return make
 
 
 @njit(**_OPTS)

@@ -26,10 +26,10 @@ from typing import Any
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import Stamp
-from ..models import module_matcher
 from ..session import Option
-from . import Context, Rows, Where, metrics
+from . import Context, Rows, Source, Where, metrics
 from .metrics import SUMS, changed_key, option_of
+from .params import module_matcher
 from .reduce import reduce_all
 from .safetensors import CheckpointError, Tensor, Within, open_checkpoint
 
@@ -38,13 +38,15 @@ CACHE_VERSION = 1
 
 # -- the source --------------------------------------------------------------------
 
-class Checkpoint:
+class Checkpoint(Source):
     """The source of ``data.checkpoint``. ``keys``: where the spec wrote each
     side when it is not at its own key (a run's checkpoints, read as pairs
-    by :mod:`figspec.sources.trajectory`, are at `checkpoints`)."""
+    by :mod:`figspec.sources.trajectory`, are at `checkpoints`). Its rows
+    make one table, as a plain source's (:class:`figspec.sources.Source`)."""
 
     def __init__(self, keys: dict[str, str] | None = None) -> None:
         self.keys = {"checkpoint": "checkpoint", "base": "base", **(keys or {})}
+        self.at = ("data", self.keys["checkpoint"])
 
     def read(self, ctx: Context) -> Rows:
         data = ctx.data

@@ -3,10 +3,12 @@ its place in the spec."""
 
 from __future__ import annotations
 
-from . import Context, Rows
+from . import Context, Rows, Source
 
 
-class Inline:
+class Inline(Source):
+    at = ("data", "values")
+
     def read(self, ctx: Context) -> Rows:
         values = ctx.data.values or []
         rows = [(("data", "values", i), r) for i, r in enumerate(values)]

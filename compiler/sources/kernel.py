@@ -21,12 +21,12 @@ every processor and with either path, whatever the number of threads.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
 from typing import Any
 
+from ..caches import memo
 from .metrics import SUMS
 
 #: Stored dtypes, as the kernel numbers them.
@@ -55,13 +55,13 @@ def path() -> str:
     return chosen
 
 
-@functools.lru_cache(maxsize=None)
+@memo("kernel.announced")
 def _say(chosen: str) -> None:
     """Once per path per process, in --verbose output."""
     where = ""
     if chosen == "numba":
-        cached = _numba()._OPTS["cache"]
-        where = f", compiled into {_numba()._cache_dir()}" if cached else \
+        folder = _numba().folder
+        where = f", compiled into {folder}" if folder else \
             ", compiled for this process alone (figspec's cache folder cannot be written)"
     log.info("checkpoint metrics: the %s kernel%s", chosen, where)
 
@@ -198,7 +198,7 @@ def _combine(lanes: list[float]) -> float:
     return lanes[0]
 
 
-@functools.lru_cache(maxsize=None)
+@memo("kernel.f16_table")
 def _f16_table() -> Any:
     """Every F16 bit pattern's value as float64 (numba has no float16)."""
     import numpy as np
@@ -209,21 +209,29 @@ def _f16_table() -> Any:
 
 # -- the compiled path ---------------------------------------------------------------
 
+#: Held while the kernel is compiled: threads reducing at once compile it once.
 _LOAD = threading.Lock()
 
 
-@functools.lru_cache(maxsize=None)
 def _numba() -> Any:
-    """The compiled module, or None without numba (see
+    """The compiled kernel (figspec.sources._kernel_numba.Compiled), or None
+    without numba. Compiled on first use, once per process, under a lock;
+    nothing is compiled, written or changed before (see
     :mod:`figspec.sources._kernel_numba` for where it keeps its compiled code)."""
     with _LOAD:
-        try:
-            import numba  # noqa: F401
-        except Exception:  # not installed, or broken on this platform
-            return None
-        try:
-            from . import _kernel_numba
-        except Exception as e:  # pragma: no cover - a numba that cannot compile it
-            log.info("numba cannot compile figspec's kernel (%s): the numpy path is used", e)
-            return None
-        return _kernel_numba
+        return _compiled()
+
+
+@memo("kernel.numba")
+def _compiled() -> Any:
+    try:
+        import numba  # noqa: F401
+    except Exception:  # not installed, or broken on this platform
+        return None
+    try:
+        from ._kernel_numba import compile_kernel
+
+        return compile_kernel()
+    except Exception as e:  # pragma: no cover - a numba that cannot compile it
+        log.info("numba cannot compile figspec's kernel (%s): the numpy path is used", e)
+        return None

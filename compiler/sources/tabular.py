@@ -15,15 +15,17 @@ from typing import Any, Callable
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import read_stamped
 from ..yaml_reader import read_text
-from . import Context, ParseError, Row, Rows
+from . import Context, ParseError, Row, Rows, Source
 
 #: Largest data file read. Reading one costs at most ~30 times its size in
 #: memory (tests/test_limits.py measures it): 1.5 GB at this limit.
 MAX_DATA_BYTES = 50_000_000
 
 
-class Tabular:
+class Tabular(Source):
     """Reads ``data.path`` with the parser for its suffix."""
+
+    at = ("data", "path")
 
     def read(self, ctx: Context) -> Rows:
         data = ctx.data

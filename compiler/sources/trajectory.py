@@ -10,32 +10,38 @@ previous``). So a pair's sums are cached by its two sides' file identity,
 and a build after a new checkpoint lands reads only the new one.
 
 The rows are the checkpoint source's, each with the ``step`` and the
-``checkpoint`` (its path as the spec would write it); :mod:`figspec.cells`
-makes one table per step (or per module, ``x: step``) of them.
+``checkpoint`` (its path as the spec would write it). Through the source's
+interface (:class:`figspec.sources.Source`) they are split into one part
+per step, the ``step`` and ``checkpoint`` columns of ``figspec table``,
+drawn (:mod:`figspec.views`) as a panel per step (``x: module``) or with
+the steps as the columns of a panel per module (``x: step``).
 
-The glob is an input of the figure (its matches, :func:`glob_input`), so a
-checkpoint appearing makes the figure stale. The newest checkpoint, when it
-is still being written (a file modified in the last :data:`QUIET` seconds,
-a shard shorter than its header says, an index naming a shard not there
-yet), is left out with a note, and drawn once it is complete.
+The glob is an input of the figure (its matches, stamped through
+:meth:`figspec.sources.Context.glob`), so a checkpoint appearing makes the
+figure stale. The newest checkpoint, when it is still being written (a file
+modified in the last :data:`QUIET` seconds, a shard shorter than its header
+says, an index naming a shard not there yet), is left out with a note, and
+drawn once it is complete.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import json
 import os
 import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..diagnostics import display_path
-from ..files import GLOB_PART, Stamp, TooLarge, looked_at, read_stamped
-from . import Context, Rows
+from ..files import Stamp, TooLarge, glob_input, read_stamped
+from . import COLUMNS, PANELS, Context, Part, Row, Rows, Source
 from .checkpoint import Checkpoint
 from .safetensors import CheckpointError, open_checkpoint
+
+if TYPE_CHECKING:
+    from ..yaml_reader import Document
 
 #: A checkpoint with a file modified this recently (seconds) is still being written.
 QUIET = 3.0
@@ -57,7 +63,10 @@ class Step:
     path: Path
 
 
-class Trajectory:
+class Trajectory(Source):
+    columns = (STEP, CHECKPOINT)
+    at = ("data", "checkpoints")
+
     def read(self, ctx: Context) -> Rows:
         data = ctx.data
         run = found(ctx)
@@ -76,6 +85,20 @@ class Trajectory:
             rows += [(o, {**r, STEP: s.step, CHECKPOINT: s.written}) for o, r in got.rows]
         return Rows(rows, [data.param, data.value, STEP, CHECKPOINT],
                     f"the checkpoints {data.checkpoints}")
+
+    def parts(self, ctx: Context, rows: Rows) -> list[Part]:
+        """One part per step, in order: its key the step and its checkpoint."""
+        by_step: dict[int, list[Row]] = {}
+        written: dict[int, str] = {}
+        for origin, row in rows.rows:
+            by_step.setdefault(row[STEP], []).append((origin, row))
+            written[row[STEP]] = row[CHECKPOINT]
+        return [Part(Rows(some, rows.columns, rows.shown), (step, written[step]), f"step {step}")
+                for step, some in sorted(by_step.items())]
+
+    def arrange(self, doc: Document, x: str) -> str:
+        """`x: module`: a panel per step; `x: step`: the steps as columns."""
+        return COLUMNS if x == "step" else PANELS
 
     @staticmethod
     def _complete(ctx: Context, run: list[Step]) -> list[Step]:
@@ -181,8 +204,7 @@ def found(ctx: Context) -> list[Step]:
                         "name the run's folder, then a pattern of its checkpoints: "
                         "`runs/grpo/checkpoint-*`")
     folder = ctx.locate(head or ".", key)[0]
-    names = matches(folder, pattern)
-    ctx.stamps.update([glob_input(folder, pattern)])
+    names = ctx.glob(folder, pattern)
     if names is None:
         raise ctx.error(key, f"the folder {display_path(folder)} does not exist")
     if not names:
@@ -200,35 +222,6 @@ def found(ctx: Context) -> list[Step]:
                             "them apart, or leave one out of the glob")
         by_step[s.step] = s
     return sorted(run, key=lambda s: s.step)
-
-
-def matches(folder: Path, pattern: str) -> list[str] | None:
-    """The names in ``folder`` matching ``pattern``: folders and .safetensors
-    files, hidden ones left out, sorted; None when the folder is not there."""
-    looked_at(folder)
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return None
-    return sorted(e.name for e in entries
-                  if not e.name.startswith(".") and fnmatch.fnmatchcase(e.name, pattern)
-                  and (e.is_dir() or e.name.endswith(".safetensors")))
-
-
-def glob_input(folder: Path, pattern: str) -> tuple[Path, Stamp]:
-    """An input of a figure standing for a glob: the names it matches. A new
-    checkpoint makes the figure stale; the folder is what a watch polls."""
-    names = matches(folder, pattern) or []
-    try:
-        mtime = folder.stat().st_mtime_ns
-    except OSError:
-        mtime = 0
-    return (Path(f"{folder}::{GLOB_PART}{pattern}"),
-            Stamp(len(names), mtime, names_digest(names), part=GLOB_PART + pattern))
-
-
-def names_digest(names: list[str]) -> str:
-    return hashlib.sha256(json.dumps(names).encode()).hexdigest()
 
 
 def _step(ctx: Context, path: Path) -> int:

@@ -9,7 +9,7 @@ import pytest
 
 import support
 from figspec.builder import Options, compile_spec
-from figspec.chart import ticks
+from figspec.layout import ticks
 from support import LABELS, MODULES, marks, scenegraph, value_of
 
 
@@ -150,7 +150,7 @@ def test_compiled_vega_lite_is_self_contained_and_valid(project: Path):
 
 
 def test_the_altair_chart_is_the_compiled_vega_lite(project: Path):
-    """chart.vegalite() writes Vega-Lite as dicts; Altair must accept it as
+    """The layout writes Vega-Lite as dicts; Altair must accept it as
     valid and give it back unchanged (the notebook's chart is the built figure)."""
     import figspec
     from figspec.render import to_svg
