@@ -58,6 +58,11 @@ class Stamp:
     #: a part of the file (``roots.ckpt`` of figspec.yaml): ``sha256`` is that
     #: part's, so editing the rest of the file leaves it the same
     part: str | None = None
+    #: how `status` names the input, and what it held when read (a hub ref:
+    #: the commit it named; a root: the folder it resolved to), so that a
+    #: change is said as "LABEL is now X (was HELD)"
+    label: str | None = None
+    held: str | None = None
 
     @classmethod
     def of(cls, path: Path, content: bytes) -> Stamp:

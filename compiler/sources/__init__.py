@@ -170,7 +170,9 @@ class Context:
         if written.startswith("hf:"):
             from .hub import snapshot
 
-            path = snapshot(written, lambda message, hint=None: self.error(key, message, hint))
+            # the branch or tag read is an input: a new download moves it
+            path = snapshot(written, lambda message, hint=None: self.error(key, message, hint),
+                            self.stamps)
             return path, path.parent.parent.resolve(), "its Hugging Face cache folder"
         if not written.startswith("$"):
             path = (self.doc.path.parent / written).resolve()

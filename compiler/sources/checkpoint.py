@@ -35,6 +35,9 @@ from .safetensors import CheckpointError, Tensor, Within, open_checkpoint, reada
 
 #: Bump when what is cached changes meaning (2: sums that overflowed are scaled).
 CACHE_VERSION = 2
+#: A cached entry larger than this is not read (it is computed again): a
+#: few hundred bytes per tensor.
+MAX_CACHED_BYTES = 256_000_000
 
 # -- the source --------------------------------------------------------------------
 
@@ -321,11 +324,14 @@ def _cache_key(files: list[Path], data: Any, stamps: dict[Path, Stamp]) -> str:
 
 def _cached(key: str) -> dict[str, dict[str, float]] | None:
     """The sums figspec's cache holds for the pair; None if missing, or not
-    of the shape written (a damaged or foreign entry is computed again)."""
+    of the shape written (a damaged or foreign entry is computed again). Only
+    a regular file of bounded size is read: an entry replaced by a FIFO is
+    never waited on, nor a device read without end."""
     from .. import cache
+    from ..files import read_bounded
 
     try:
-        raw = (cache.folder() / "metrics" / f"{key}.json").read_bytes()
+        raw = read_bounded(cache.folder() / "metrics" / f"{key}.json", MAX_CACHED_BYTES)
         sums = json.loads(raw)
     except (OSError, ValueError, RecursionError):
         return None
