@@ -447,7 +447,8 @@ def test_a_step_lacking_a_module_is_named(project: Path, run):
     code, _, err = run("check")
     assert code == 1
     assert "specs/traj.yaml:5:19: error: module `k_proj` is not in step 200 " \
-        "(../ckpt/run/checkpoint-200)" in err, err
+        "(../ckpt/run/checkpoint-200), though step 100 holds it; leave the step out with " \
+        "`steps:`, or the module out of `modules`" in err, err
 
 
 @pytest.mark.parametrize("steps", [[100], STEPS])

@@ -34,10 +34,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..diagnostics import display_path
+from ..diagnostics import FigspecError, display_path
 from ..files import LOOP, NUL, Stamp, TooLarge, glob_input, is_loop, read_stamped
 from . import COLUMNS, PANELS, Context, Part, Row, Rows, Source
 from .checkpoint import Checkpoint, pickle_message, pickle_weights
+from .params import module_matcher
 from .safetensors import CheckpointError, open_checkpoint
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class Trajectory(Source):
             got = source.read(sub)
             rows += [(o, {**r, STEP: s.step, CHECKPOINT: s.written}) for o, r in got.rows]
             modules.append((s, got.modules))
+        _modules_in_every_step(ctx, modules)
         return RunRows(rows, [data.param, data.value, STEP, CHECKPOINT],
                        f"the checkpoints {data.checkpoints}", drawn=modules)
 
@@ -165,6 +167,29 @@ class Trajectory(Source):
             raise ctx.error(("data", "steps"), "no checkpoint's step is drawn: "
                             f"the steps are {', '.join(str(s.step) for s in run[:20]) or 'none'}")
         return chosen
+
+
+def _modules_in_every_step(ctx: Context,
+                           found: list[tuple[Step, tuple[str, ...] | None]]) -> None:
+    """A module listed that some steps' checkpoints hold and others lack: the
+    steps lacking it named, and one that holds it (a module no step holds is
+    the table's to report, with the modules there are)."""
+    problems = []
+    for i, name in enumerate(ctx.modules):
+        match = module_matcher([name])
+        holds = [(s, paths is None or any(match(p) is not None for p in paths))
+                 for s, paths in found]
+        lacking = [s for s, held in holds if not held]
+        if not lacking or len(lacking) == len(holds):
+            continue
+        more = f" and {len(lacking) - 1} more steps" if len(lacking) > 1 else ""
+        having = next(s for s, held in holds if held)
+        problems.append(ctx.doc.diagnostic(
+            ctx.base + ("modules", i), f"module `{name}` is not in {lacking[0].named}{more}, "
+            f"though step {having.step} holds it", "leave the step out with `steps:`, or the "
+            "module out of `modules`"))
+    if problems:
+        raise FigspecError(problems)
 
 
 def _pairs(ctx: Context, drawn: list[Step]) -> list[tuple[Checkpoint, Context, bool]]:
