@@ -14,9 +14,10 @@ import json
 import math
 import re
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from . import sources
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
@@ -28,7 +29,7 @@ from .yaml_reader import Document, Loc
 if TYPE_CHECKING:
     from .project import Settings
 from .sources import Context, Origin, Row, Rows, Where
-from .sources.params import EXPERT, expert_column, expert_matcher
+from .sources.params import EXPERT, expert_column, expert_matcher, module_matcher
 
 #: Most layers one heatmap may draw (the grid is bounded before anything
 #: proportional to it is built).
@@ -387,12 +388,98 @@ _AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "min": min
 
 
 def _check_modules(reader: _Reader, source: Rows, present: set[str]) -> None:
-    for i, m in enumerate(reader.view.modules):
-        if m.name not in present and m.name not in reader.expanded:
-            near = closest(m.name, present, n=3, cutoff=0.5)
-            hint = (f"did you mean {', '.join(f'`{n}`' for n in near)}?" if near
-                    else f"modules in the data: {_names(sorted(present))}")
-            reader.in_spec(("modules", i), f"module `{m.name}` is not in {source.shown}", hint)
+    missing = [(i, m) for i, m in enumerate(reader.view.modules)
+               if m.name not in present and m.name not in reader.expanded]
+    if not missing:
+        return
+    if source.modules is not None:
+        _check_named_modules(reader, source, missing, source.modules)
+        return
+    for i, m in missing:
+        near = closest(m.name, present, n=3, cutoff=0.5)
+        hint = (f"did you mean {', '.join(f'`{n}`' for n in near)}?" if near
+                else f"modules in the data: {_names(sorted(present))}")
+        reader.in_spec(("modules", i), f"module `{m.name}` is not in {source.shown}", hint)
+
+
+def _check_named_modules(reader: _Reader, source: Rows, missing: list[tuple[int, Module]],
+                              paths: tuple[str, ...]) -> None:
+    """Listed modules without rows, where the rows hold only those listed (see
+    :attr:`Rows.modules`): one the data's names hold is outside the layers
+    drawn; one they do not is suggested from the data's own modules, as a
+    spec lists them, with the module preset that fits them."""
+    listable = _listable(paths)
+    names = list(dict.fromkeys(listable.values()))
+    # A name is suggested as written or in full (`attn.c_atn`: `attn.c_attn`), once.
+    pool = {**{p: p for p in listable}, **{n: p for p, n in listable.items()}}
+    preset = fitting_preset(paths)
+    for i, m in missing:
+        match = module_matcher([m.name])
+        if any(match(p) is not None for p in paths):
+            reader.in_spec(("modules", i), f"module `{m.name}` is in {source.shown}, but in no "
+                           "layer drawn", "widen `layers:`")
+            continue
+        near: list[str] = []
+        seen: set[str] = set()
+        for n in closest(m.name, pool, n=6, cutoff=0.5):
+            if pool[n] not in seen and len(near) < 3:
+                seen.add(pool[n])
+                near.append(n)
+        hint = (f"did you mean {', '.join(f'`{n}`' for n in near)}? " if near else "") + \
+            f"the modules it holds: {_names(names)}" + \
+            (f"; `modules: {preset}` fits them" if preset else "")
+        reader.in_spec(("modules", i), f"module `{m.name}` is not in {source.shown}", hint)
+
+
+def listable_modules(paths: Iterable[str]) -> list[str]:
+    """Module paths found in parameter names, as a spec would list them: the
+    shortest tail naming one path alone (``q_proj`` for ``self_attn.q_proj``,
+    ``attn.c_proj`` beside ``mlp.c_proj``), an expert's with ``experts.`` and
+    no index (``experts.w1``: a column per expert). In the order found."""
+    return list(dict.fromkeys(_listable(paths).values()))
+
+
+def _listable(paths: Iterable[str]) -> dict[str, str]:
+    """Each module path, its expert index left out -> its name as listed."""
+    paths = list(paths)
+    plain = list(dict.fromkeys(_without_expert(p) for p in paths))
+    experts = {_without_expert(p) for p in paths if EXPERT.search(p)}
+    tails = Counter(tail for p in plain for tail in _tails(p))
+    out = {}
+    for p in plain:
+        parts = p.split(".")
+        # An expert's tail keeps `experts`: `w1` alone would match every expert as one.
+        shortest = len(parts) - parts.index("experts") if p in experts else 1
+        out[p] = next((t for t in _tails(p)[shortest - 1:] if tails[t] == 1), p)
+    return out
+
+
+def _without_expert(path: str) -> str:
+    m = EXPERT.search(path)
+    return path if m is None else path[:m.start(1) - 1] + path[m.end(1):]
+
+
+def _tails(path: str) -> list[str]:
+    """A dotted path's tails, shortest first: `c`, `b.c`, `a.b.c`."""
+    parts = path.split(".")
+    return [".".join(parts[-k:]) for k in range(1, len(parts) + 1)]
+
+
+def fitting_preset(paths: tuple[str, ...]) -> str | None:
+    """The module preset (``modules: phi3``) every one of whose modules the
+    paths hold, the one drawing most of them; None if none fits."""
+    from .presets import MODULE_PRESETS
+
+    best: tuple[int, str] | None = None
+    for name, preset in MODULE_PRESETS.items():
+        match = expert_matcher(n for n, _ in preset)
+        hits = [match(p)[0] for p in paths]
+        if len({h for h in hits if h is not None}) < len(preset):
+            continue
+        drawn = sum(h is not None for h in hits)
+        if best is None or drawn > best[0]:
+            best = (drawn, name)
+    return best[1] if best else None
 
 
 def _layer_range(reader: _Reader, cells: dict[tuple[int, str], Any]) -> list[int]:

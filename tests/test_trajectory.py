@@ -371,3 +371,116 @@ def test_a_run_whose_only_checkpoint_is_being_written_is_an_error_not_a_crash(pr
     code, _, err = run("build")
     assert code == 1 and "internal error" not in err, err
     assert "error: the run's only checkpoint is still being written" in err
+
+
+# -- a run's diagnostics name its steps (issue 27: 8, 13, 16, 19) -----------------------
+
+@pytest.mark.parametrize("x", ["step", "module"])
+@pytest.mark.parametrize("command", ["check", "build"])
+def test_a_run_whose_listed_modules_are_all_missing_is_a_diagnostic_at_modules(
+        project: Path, run, x: str, command: str):
+    ck.make_run(project / "ckpt", STEPS)
+    support.write(project / "specs" / "traj.yaml", (
+        f"data:\n  checkpoints: {GLOB}\n  base: ../ckpt/base\n  metric: relative_change\n"
+        f"modules: [q_prj]\nx: {x}\n"))
+    code, _, err = run(command)
+    assert code == 1 and "internal error" not in err, err
+    assert "specs/traj.yaml:5:11: error: module `q_prj` is not in step 100 " \
+        "(../ckpt/run/checkpoint-100); did you mean `q_proj`" in err, err
+    assert "`modules: llama` fits them" in err
+
+
+def test_a_peft_run_listing_the_base_model_s_modules_is_a_diagnostic(project: Path, run):
+    for step in (10, 20):
+        ck.write_checkpoint(project / "ckpt" / "run" / f"checkpoint-{step}", {
+            f"base_model.model.model.layers.{layer}.self_attn.{m}_proj.{ab}.weight":
+                ("F32", (2, 2), b"\0" * 16)
+            for layer in range(2) for ab in ("lora_A", "lora_B") for m in ("q", "v")},
+        )
+        (project / "ckpt" / "run" / f"checkpoint-{step}" / "model.safetensors").rename(
+            project / "ckpt" / "run" / f"checkpoint-{step}" / "adapter_model.safetensors")
+    ck.settle(project / "ckpt")
+    support.write(project / "specs" / "traj.yaml", (
+        f"data:\n  checkpoints: {GLOB}\n  metric: norm\nmodules: [q_proj]\nx: step\n"))
+    code, _, err = run("build")
+    assert code == 1 and "internal error" not in err, err
+    assert "error: module `q_proj` is not in step 10 (../ckpt/run/checkpoint-10); did you " \
+        "mean `q_proj.lora_" in err, err
+    assert "the modules it holds: `q_proj.lora_A`, `v_proj.lora_A`, `q_proj.lora_B`, " \
+        "`v_proj.lora_B`" in err
+
+
+def _drop(shard: Path, name: str) -> None:
+    """The tensor ``name`` renamed in the shard's header: the step lacks it."""
+    raw = shard.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header[name + "_gone"] = header.pop(name)
+    text = json.dumps(header).encode()
+    shard.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+def test_a_step_lacking_a_tensor_is_named_and_so_is_the_previous_step(project: Path, run):
+    runs = ck.make_run(project / "ckpt", STEPS)
+    _drop(runs / "checkpoint-200" / "model.safetensors", "model.layers.1.self_attn.q_proj.weight")
+    ck.settle(runs)
+    spec(project, "relative_change")
+    code, _, err = run("check")
+    assert code == 1
+    assert "error: 1 cell in range has no row in step 200 (../ckpt/run/checkpoint-200): " \
+        "layer 1 `q_proj`" in err, err
+    spec(project, "relative_change", data="  compare: previous\n")
+    code, _, err = run("check")
+    assert code == 1
+    assert "specs/traj.yaml:2:16: error: tensor `model.layers.1.self_attn.q_proj.weight` of " \
+        "step 300 (../ckpt/run/checkpoint-300) is not in the previous step (step 200)" in err, err
+    assert "the base" not in err
+
+
+def test_a_step_lacking_a_module_is_named(project: Path, run):
+    runs = ck.make_run(project / "ckpt", STEPS)
+    for layer in range(2):
+        _drop(runs / "checkpoint-200" / "model.safetensors",
+              f"model.layers.{layer}.self_attn.k_proj.weight")
+    ck.settle(runs)
+    spec(project, "relative_change")
+    code, _, err = run("check")
+    assert code == 1
+    assert "specs/traj.yaml:5:19: error: module `k_proj` is not in step 200 " \
+        "(../ckpt/run/checkpoint-200), though step 100 holds it; leave the step out with " \
+        "`steps:`, or the module out of `modules`" in err, err
+
+
+@pytest.mark.parametrize("steps", [[100], STEPS])
+def test_a_run_of_pytorch_pickles_is_said_to_be_one(project: Path, run, steps: list[int]):
+    for step in steps:
+        folder = project / "ckpt" / "run" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        for name in ("pytorch_model.bin", "training_args.bin", "optimizer.pt", "rng_state.pth"):
+            (folder / name).write_bytes(b"\x80\x04 a pickle")
+    spec(project, "norm")
+    for command in ("check", "build"):
+        code, _, err = run(command)
+        assert code == 1 and "internal error" not in err, err
+        assert "specs/traj.yaml:2:16: error: step 100 (../ckpt/run/checkpoint-100) holds " \
+            "PyTorch pickle weights (pytorch_model.bin); figspec reads safetensors only" in err, err
+        assert "`model.save_pretrained(folder, safe_serialization=True)`" in err
+        assert "being written" not in err
+        assert ("2 more of the run's checkpoints" in err) == (len(steps) == 3)
+
+
+def test_a_symbolic_link_loop_in_a_run_is_a_diagnostic(project: Path, run):
+    runs = ck.make_run(project / "ckpt", STEPS)
+    (runs / "checkpoint-400").symlink_to("checkpoint-400")
+    spec(project)
+    for command in ("check", "build", "status"):
+        code, _, err = run(command)
+        assert "internal error" not in err, err
+        if command != "status":
+            assert code == 1
+            assert "specs/traj.yaml:2:16: error: ckpt/run/checkpoint-400 is a symbolic link " \
+                "loop" in err, err
+    (project / "ckpt" / "loop").symlink_to("loop")
+    spec(project, checkpoints="../ckpt/loop/checkpoint-*")
+    code, _, err = run("check")
+    assert code == 1 and "error: '../ckpt/loop' is a symbolic link loop" in err, err

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
-from ..files import glob_input, glob_names, looked_at
+from ..files import BadPath, glob_input, glob_names, looked_at, resolved
 from ..session import Session
 from .registry import BY_KEY, BY_SUFFIX
 
@@ -79,6 +79,12 @@ class Rows:
     rows: list[Row]
     columns: list[str]
     shown: str
+    #: the module paths found in the data's names (``self_attn.q_proj``) when
+    #: the rows hold only those listed (a checkpoint's: the rest is never
+    #: read), so a module listed that is missing is told from one that is
+    #: there, and the names it could be are suggested; None: the rows hold
+    #: every module the data has
+    modules: tuple[str, ...] | None = None
 
 
 class ParseError(Exception):
@@ -133,7 +139,7 @@ class Context:
     def path(self, relative: str, key: Loc = ("data", "path")) -> Path:
         """``relative`` to the spec, checked: inside the project (unless
         allowed), and a file. A watch retries the figure when it appears."""
-        path = (self.doc.path.parent / relative).resolve()
+        path = self._resolved(self.doc.path.parent / relative, relative, key)
         looked_at(path)
         if self.root is not None and not self.allow_outside and not path.is_relative_to(self.root):
             raise self.error(key, f"data path {relative!r} lies outside the project (the folder "
@@ -175,7 +181,7 @@ class Context:
                             self.stamps)
             return path, path.parent.parent.resolve(), "its Hugging Face cache folder"
         if not written.startswith("$"):
-            path = (self.doc.path.parent / written).resolve()
+            path = self._resolved(self.doc.path.parent / written, written, key)
             if self.root is not None and not self.allow_outside and \
                     not path.is_relative_to(self.root):
                 raise self.error(key, f"{written!r} lies outside the project", "name it under "
@@ -186,7 +192,7 @@ class Context:
             return path, _hub_model(plain) or within, "the project"
         name, _, rest = written[1:].partition("/")
         folder = self._root(name, key)
-        path = (folder / rest).resolve()
+        path = self._resolved(folder / rest, written, key)
         if not path.is_relative_to(folder):
             raise self.error(key, f"{written!r} leaves the root `${name}` ({folder})",
                              f"write a path below `${name}/`, or add a root for it to "
@@ -219,7 +225,22 @@ class Context:
 
             self.stamps.update([part_input(self.settings, f"roots.{name}")])
         base = self.settings.folder if self.settings else self.doc.path.parent
-        return (base / folder).resolve()
+        try:
+            return resolved(base / folder)
+        except BadPath as e:
+            message = f"the folder of root `{name}`, {folder!r}, {e.why}"
+            if self.settings is not None and not env:  # the mistake is in figspec.yaml
+                raise FigspecError([self.settings.doc.diagnostic(("roots", name), message)]
+                                   ) from None
+            raise self.error(key, message) from None
+
+    def _resolved(self, path: Path, written: str, key: Loc) -> Path:
+        """``path`` resolved; a located diagnostic for one that contains a NUL
+        character or runs into a loop of symbolic links."""
+        try:
+            return resolved(path)
+        except BadPath as e:
+            raise self.error(key, f"{written!r} {e.why}") from None
 
 
 def _hub_model(path: Path) -> Path | None:

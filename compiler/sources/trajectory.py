@@ -34,10 +34,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..diagnostics import display_path
-from ..files import Stamp, TooLarge, glob_input, read_stamped
+from ..diagnostics import FigspecError, display_path
+from ..files import LOOP, NUL, Stamp, TooLarge, glob_input, is_loop, read_stamped
 from . import COLUMNS, PANELS, Context, Part, Row, Rows, Source
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, pickle_message, pickle_weights
+from .params import module_matcher
 from .safetensors import CheckpointError, open_checkpoint
 
 if TYPE_CHECKING:
@@ -62,6 +63,20 @@ class Step:
     written: str
     path: Path
 
+    @property
+    def named(self) -> str:
+        """How a message names it: "step 300 (runs/grpo/checkpoint-300)"."""
+        return f"step {self.step} ({self.written})"
+
+
+@dataclass
+class RunRows(Rows):
+    """A run's rows, and each step drawn with the module paths its checkpoint
+    holds: a step whose checkpoint lacks a module listed is a part of its
+    own, with no rows, reported as that step's."""
+
+    drawn: list[tuple[Step, tuple[str, ...] | None]] | None = None
+
 
 class Trajectory(Source):
     columns = (STEP, CHECKPOINT)
@@ -79,22 +94,28 @@ class Trajectory(Source):
         pairs = _pairs(ctx, drawn)
         _against_base_at_once(ctx, [(source, sub) for source, sub, against_base in pairs
                                     if against_base])
-        rows = []
+        rows, modules = [], []
         for s, (source, sub, _) in zip(drawn, pairs):
             got = source.read(sub)
             rows += [(o, {**r, STEP: s.step, CHECKPOINT: s.written}) for o, r in got.rows]
-        return Rows(rows, [data.param, data.value, STEP, CHECKPOINT],
-                    f"the checkpoints {data.checkpoints}")
+            modules.append((s, got.modules))
+        _modules_in_every_step(ctx, modules)
+        return RunRows(rows, [data.param, data.value, STEP, CHECKPOINT],
+                       f"the checkpoints {data.checkpoints}", drawn=modules)
 
     def parts(self, ctx: Context, rows: Rows) -> list[Part]:
-        """One part per step, in order: its key the step and its checkpoint."""
+        """One part per step, in order: its key the step and its checkpoint.
+        Each is named by its step in messages, so that a step lacking what
+        the others have says which it is."""
         by_step: dict[int, list[Row]] = {}
-        written: dict[int, str] = {}
         for origin, row in rows.rows:
             by_step.setdefault(row[STEP], []).append((origin, row))
-            written[row[STEP]] = row[CHECKPOINT]
-        return [Part(Rows(some, rows.columns, rows.shown), (step, written[step]), f"step {step}")
-                for step, some in sorted(by_step.items())]
+        drawn = rows.drawn if isinstance(rows, RunRows) and rows.drawn is not None else [
+            (Step(step, some[0][1][CHECKPOINT], Path()), rows.modules)
+            for step, some in sorted(by_step.items())]
+        return [Part(Rows(by_step.get(s.step, []), rows.columns, s.named, modules),
+                     (s.step, s.written), f"step {s.step}")
+                for s, modules in sorted(drawn, key=lambda d: d[0].step)]
 
     def arrange(self, doc: Document, x: str) -> str:
         """`x: module`: a panel per step; `x: step`: the steps as columns."""
@@ -148,18 +169,44 @@ class Trajectory(Source):
         return chosen
 
 
+def _modules_in_every_step(ctx: Context,
+                           found: list[tuple[Step, tuple[str, ...] | None]]) -> None:
+    """A module listed that some steps' checkpoints hold and others lack: the
+    steps lacking it named, and one that holds it (a module no step holds is
+    the table's to report, with the modules there are)."""
+    problems = []
+    for i, name in enumerate(ctx.modules):
+        match = module_matcher([name])
+        holds = [(s, paths is None or any(match(p) is not None for p in paths))
+                 for s, paths in found]
+        lacking = [s for s, held in holds if not held]
+        if not lacking or len(lacking) == len(holds):
+            continue
+        more = f" and {len(lacking) - 1} more steps" if len(lacking) > 1 else ""
+        having = next(s for s, held in holds if held)
+        problems.append(ctx.doc.diagnostic(
+            ctx.base + ("modules", i), f"module `{name}` is not in {lacking[0].named}{more}, "
+            f"though step {having.step} holds it", "leave the step out with `steps:`, or the "
+            "module out of `modules`"))
+    if problems:
+        raise FigspecError(problems)
+
+
 def _pairs(ctx: Context, drawn: list[Step]) -> list[tuple[Checkpoint, Context, bool]]:
     """Each step drawn as a checkpoint pair: the checkpoint source reading it,
     its context (the pair as a `data.checkpoint` would say it), and whether
     it is compared with the base."""
-    data, out, previous = ctx.data, [], None
+    data, out = ctx.data, []
+    previous: Step | None = None
     for s in drawn:
-        chained = data.compare == "previous" and previous is not None
-        against = previous.written if chained else data.base  # type: ignore[union-attr]
+        chained = previous if data.compare == "previous" else None
+        against = chained.written if chained else data.base
         keys = {"checkpoint": "checkpoints", "base": "checkpoints" if chained else "base"}
+        names = {"checkpoint": s.named,
+                 "base": f"the previous step (step {chained.step})" if chained else "the base"}
         pair = data.model_copy(update={"checkpoint": s.written, "base": against,
                                        "checkpoints": None})
-        out.append((Checkpoint(keys), replace(ctx, data=pair), not chained and
+        out.append((Checkpoint(keys, names), replace(ctx, data=pair), chained is None and
                     data.base is not None))
         previous = s
     return out
@@ -203,6 +250,8 @@ def found(ctx: Context) -> list[Step]:
         raise ctx.error(key, f"only the last part of {written!r} may hold `*`, `?` or `[`",
                         "name the run's folder, then a pattern of its checkpoints: "
                         "`runs/grpo/checkpoint-*`")
+    if "\x00" in pattern:
+        raise ctx.error(key, f"{written!r} {NUL}")
     folder = ctx.locate(head or ".", key)[0]
     names = ctx.glob(folder, pattern)
     if names is None:
@@ -211,6 +260,10 @@ def found(ctx: Context) -> list[Step]:
         raise ctx.error(key, f"{pattern!r} matches nothing in {display_path(folder)}",
                         "checkpoints are folders (or .safetensors files) named as the "
                         "pattern says")
+    for name in names:
+        if is_loop(folder / name):
+            raise ctx.error(key, f"{display_path(folder / name)} {LOOP}",
+                            "remove the link, or leave it out of the glob")
     run = [Step(_step(ctx, folder / name), f"{head}/{name}" if head else name, folder / name)
            for name in names]
     by_step: dict[int, Step] = {}
@@ -221,7 +274,22 @@ def found(ctx: Context) -> list[Step]:
                             f"are both step {s.step}", "give `step:` a pattern that tells "
                             "them apart, or leave one out of the glob")
         by_step[s.step] = s
+    _no_pickles(ctx, run)
     return sorted(run, key=lambda s: s.step)
+
+
+def _no_pickles(ctx: Context, run: list[Step]) -> None:
+    """A run saved as PyTorch pickles, said so before anything else is
+    asked of its checkpoints (such a folder is no safetensors checkpoint
+    being written: it never will be one)."""
+    pickled = [(s, p) for s in sorted(run, key=lambda s: s.step) if (p := pickle_weights(s.path))]
+    if not pickled:
+        return
+    (first, pickles), more = pickled[0], len(pickled) - 1
+    message, hint = pickle_message(first.named, pickles)
+    if more:
+        message += f"; and {more} more of the run's checkpoints"
+    raise ctx.error(("data", "checkpoints"), message, hint)
 
 
 def _step(ctx: Context, path: Path) -> int:
