@@ -9,9 +9,10 @@ line does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .diagnostics import FigspecError, UsageError
 
@@ -247,7 +248,8 @@ def build(paths: Sequence[str | Path] = (), *, out_dir: str | Path | None = None
     """What ``figspec build`` does: draw every figure not up to date; one Result
     per spec. As on the command line, the project (of the first path, else of
     the working directory) gives the default specs folder and out folder."""
-    from .builder import Options, build as run
+    from .builder import Options
+    from .builder import build as run
     from .project import of_command
 
     found = [Path(p) for p in paths]

@@ -15,9 +15,10 @@ import math
 import re
 import statistics
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from . import sources
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique

@@ -22,8 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import display_path
-from .files import (GLOB_PART, IDENTITY_NAME, Stamp, glob_change, glob_same, hash_file,
-                    read_bounded, write_atomic)
+from .files import (
+    GLOB_PART,
+    IDENTITY_NAME,
+    Stamp,
+    glob_change,
+    glob_same,
+    hash_file,
+    read_bounded,
+    write_atomic,
+)
 
 MANIFEST = ".figspec-manifest.json"
 FORMAT = 1

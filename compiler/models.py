@@ -13,8 +13,15 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .diagnostics import did_you_mean
 from .files import FORMATS
@@ -36,7 +43,8 @@ MAX_TITLE = 300
 MAX_LABEL = 100
 
 # d3-format's own specifier grammar (d3-format/src/formatSpecifier.js).
-_D3_FORMAT = re.compile(r"^(?:(.)?([<>=^]))?([+\-( ])?([$#])?(0)?(\d+)?(,)?(\.\d+)?(~)?([a-z%])?$", re.I)
+_D3_FORMAT = re.compile(
+    r"^(?:(.)?([<>=^]))?([+\-( ])?([$#])?(0)?(\d+)?(,)?(\.\d+)?(~)?([a-z%])?$", re.I)
 _D3_TYPES = set("eEfgGrsdoxXcbnp%")
 _HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -112,7 +120,8 @@ class Data(Model):
         "(`layout: params`), with named groups `layer` and `module`. The default handles "
         "Llama, Qwen, Mistral and GPT-2 style names. A module in the spec matches the "
         "`module` group exactly or as its last dotted parts (`q_proj` matches "
-        "`self_attn.q_proj`); `experts.w1` matches every expert's `experts.N.w1`.", examples=[r"blk\.(?P<layer>\d+)\.(?P<module>\w+)"],
+        "`self_attn.q_proj`); `experts.w1` matches every expert's `experts.N.w1`.",
+        examples=[r"blk\.(?P<layer>\d+)\.(?P<module>\w+)"],
     )
     layer: str = Field("layer", description="Column holding the layer index.", min_length=1,
                        examples=["layer_idx"])

@@ -28,9 +28,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path, source_line
 from .files import Seen

@@ -84,7 +84,8 @@ def _extends_chain(doc: Document, root: Path | None) -> list[Document]:
         if not isinstance(target, str) or not target.strip():
             break  # validate() reports the type
 
-        def fail(message: str, hint: str | None = None) -> FigspecError:
+        def fail(message: str, hint: str | None = None, current: Document = current
+                 ) -> FigspecError:
             return FigspecError([current.diagnostic(("extends",), message, hint)])
 
         try:
@@ -250,7 +251,8 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
         if isinstance(part, int):
             args = [a for a in typing.get_args(model) if a is not type(None)]
             model = args[0] if args else None
-        elif isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+        elif isinstance(model, type) and issubclass(model, BaseModel) and \
+                part in model.model_fields:
             model = model.model_fields[part].annotation
         else:
             return []

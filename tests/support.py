@@ -110,7 +110,7 @@ def scheme_stops(name: str) -> list[tuple[int, int, int]]:
     from figspec.html import javascript_bundle
 
     bundle = javascript_bundle()
-    m = re.search(r'[{,]%s:"([0-9a-f]+)"' % re.escape(name), bundle, re.I)
+    m = re.search(rf'[{{,]{re.escape(name)}:"([0-9a-f]+)"', bundle, re.I)
     assert m, f"scheme {name} not found in the Vega bundle"
     hexes = m.group(1)
     return [tuple(int(hexes[i + j:i + j + 2], 16) for j in (0, 2, 4))  # type: ignore[misc]

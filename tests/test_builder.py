@@ -10,9 +10,9 @@ import pytest
 
 import support
 from figspec.builder import Options, build, check
-from figspec.finding import find_specs
-from figspec.files import write_atomic
 from figspec.diagnostics import UsageError
+from figspec.files import write_atomic
+from figspec.finding import find_specs
 
 REPO = Path(__file__).resolve().parent.parent
 
