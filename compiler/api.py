@@ -21,7 +21,8 @@ __all__ = ["load", "build", "Loaded", "FigspecError"]
 if TYPE_CHECKING:
     import altair as alt
 
-    from .builder import Prepared, Result
+    from .events import Result
+    from .pipeline import Prepared
     from .layout import Figure
 
 
@@ -132,7 +133,8 @@ def _with_data(doc: Any, data: Any) -> None:
     records = [_record(r, names[i]) for i, r in enumerate(records)]
     if not isinstance(doc.data, dict):
         return  # validation says what is wrong with the spec
-    given = doc.data.get("data") if isinstance(doc.data.get("data"), Mapping) else {}
+    written = doc.data.get("data")
+    given: Mapping[str, Any] = written if isinstance(written, Mapping) else {}
     settings = {k: v for k, v in given.items() if k not in ("path", "values")}
     if layer is not None:  # pivoted: one row per layer, one column per module
         settings.update(layout="wide", layer=layer)
@@ -233,7 +235,8 @@ def _pivoted(frame: Any) -> bool:
     """Layers as a named index, modules as the columns: what
     ``df.pivot(index="layer", columns="module", ...)`` gives."""
     index = getattr(frame, "index", None)
-    return getattr(index, "name", None) is not None and index.name not in frame.columns
+    name = getattr(index, "name", None)
+    return name is not None and name not in frame.columns
 
 
 def _index(data: Any) -> list[Any] | None:

@@ -15,7 +15,7 @@ import math
 import re
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from .session import Session
 from .yaml_reader import Document, Loc
 
 if TYPE_CHECKING:
+    from .models import Data
     from .project import Settings
 from .sources import Context, Origin, Row, Rows, Where
 from .sources.params import EXPERT, expert_column, expert_matcher, module_matcher
@@ -136,6 +137,9 @@ class _Reader:
     #: problems of each kind seen, and the first of those not shown
     kinds: dict[str, tuple[int, Diagnostic | None]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.modules = self.modules or tuple(self.listed)
+
     # -- where problems are reported ------------------------------------
     def at(self, origin: Origin, shown: str, message: str, hint: str | None = None,
            kind: str | None = None) -> None:
@@ -166,13 +170,26 @@ class _Reader:
                      for kind, (seen, hidden) in self.kinds.items() if hidden is not None]
         return FigspecError(self.problems + summaries)
 
+    # -- the view, complete --------------------------------------------
+    @property
+    def data(self) -> Data:
+        """The view's data: every drawn view has it (validation saw to it)."""
+        assert self.view.data is not None
+        return self.view.data
+
+    @property
+    def listed(self) -> list[Module]:
+        """The view's listed modules (every drawn view has them)."""
+        assert self.view.modules is not None
+        return self.view.modules
+
     # -- reading ----------------------------------------------------------
     def context(self) -> Context:
         """What the view's source reads in (see :mod:`figspec.sources`)."""
-        return Context(self.view.data, self.doc, self.base, self.root, self.session,
+        return Context(self.data, self.doc, self.base, self.root, self.session,
                        self.stamps, self.settings,
                        (self.view.layers.first, self.view.layers.last),
-                       tuple(m.name for m in self.view.modules))
+                       tuple(m.name for m in self.listed))
 
 
 def read_tables(doc: Document, spec: Spec, *, root: Path | None, settings: Settings | None,
@@ -195,9 +212,8 @@ def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None 
                settings: Settings | None = None, session: Session) -> Table:
     """Read one view's data into one complete table (all its rows, in one
     part), or raise FigspecError listing every problem found."""
-    reader = _Reader(view, doc, base, root.resolve() if root else None, settings, session,
-                     modules=tuple(view.modules))
-    return _table(reader, sources.for_data(view.data).read(reader.context()))
+    reader = _Reader(view, doc, base, root.resolve() if root else None, settings, session)
+    return _table(reader, sources.for_data(reader.data).read(reader.context()))
 
 
 def _view_tables(doc: Document, view: Panel, base: Loc, x: str, *, root: Path | None,
@@ -205,15 +221,15 @@ def _view_tables(doc: Document, view: Panel, base: Loc, x: str, *, root: Path | 
     """A view's source read, its rows split into the parts it says, each
     part's cells checked as any table's. Whether the spec's ``x`` can draw
     the source is asked first: nothing is read for a spec that cannot be drawn."""
-    source = sources.for_data(view.data)
-    arrange = source.arrange(doc, x)
     root = root.resolve() if root else None
-    reader = _Reader(view, doc, base, root, settings, session, modules=tuple(view.modules))
+    reader = _Reader(view, doc, base, root, settings, session)
+    source = sources.for_data(reader.data)
+    arrange = source.arrange(doc, x)
     ctx = reader.context()
     parts = source.parts(ctx, source.read(ctx))
     tables = []
     for part in parts:
-        one = _Reader(view, doc, base, root, settings, session, modules=tuple(view.modules))
+        one = _Reader(view, doc, base, root, settings, session)
         table = _table(one, part.rows)
         tables.append(replace(table, stamps=reader.stamps, view=view, step=part.key or None,
                               part_columns=source.columns))
@@ -222,16 +238,16 @@ def _view_tables(doc: Document, view: Panel, base: Loc, x: str, *, root: Path | 
 
 def _table(reader: _Reader, source: Rows) -> Table:
     """The checked table of what a source read."""
-    view = reader.view
+    data = reader.data
     if not _check_columns(reader, source):
         raise reader.fail()
-    rows = [(o, r) for o, r in source.rows if _matches(r, view.data.where)]
-    if not rows and view.data.where:
+    rows = [(o, r) for o, r in source.rows if _matches(r, data.where)]
+    if not rows and data.where:
         _no_row_matches(reader, source)
         raise reader.fail()
-    if view.data.layout == "params":
+    if data.layout == "params":
         rows = _param_rows(reader, source, rows)
-    if view.data.layout == "wide":
+    if data.layout == "wide":
         cells, present = _wide_cells(reader, source, rows)
     else:
         cells, present = _long_cells(reader, source, rows)
@@ -241,7 +257,7 @@ def _table(reader: _Reader, source: Rows) -> Table:
         _check_complete(reader, source, cells, layers)
     if reader.problems:
         raise reader.fail()
-    combine = _AGGREGATES[view.data.aggregate or "min"]  # one value per cell unless aggregating
+    combine = _AGGREGATES[data.aggregate or "min"]  # one value per cell unless aggregating
     drawn = set(layers)
     values = {k: float(combine(vs)) for k, (vs, _) in cells.items() if k[0] in drawn}
     return Table(tuple(layers), reader.modules, values, reader.stamps)
@@ -250,7 +266,7 @@ def _table(reader: _Reader, source: Rows) -> Table:
 # -- checks --------------------------------------------------------------------
 
 def _check_columns(reader: _Reader, source: Rows) -> bool:
-    data = reader.view.data
+    data = reader.data
     needed: list[tuple[Loc, str]] = []
     if data.layout == "params":
         needed += [(("data", "param"), data.param), (("data", "value"), data.value)]
@@ -261,7 +277,7 @@ def _check_columns(reader: _Reader, source: Rows) -> bool:
     needed += [(("data", "where", col), col) for col in data.where]
     ok = True
     modules_as_columns = data.layout == "long" and \
-        any(m.name in source.columns for m in reader.view.modules)
+        any(m.name in source.columns for m in reader.listed)
     for loc, col in needed:
         if col not in source.columns:
             ok = False
@@ -276,7 +292,7 @@ def _check_columns(reader: _Reader, source: Rows) -> bool:
 
 def _no_row_matches(reader: _Reader, source: Rows) -> None:
     """``where:`` left no row: say which condition, and what the column holds."""
-    where = reader.view.data.where
+    where = reader.data.where
     for col, want in where.items():
         if not any(_matches(r, {col: want}) for _, r in source.rows):
             held = sorted({_text(r.get(col)) for _, r in source.rows}, key=str)
@@ -297,9 +313,9 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
     module path matches a listed module as :func:`expert_matcher` says. A listed
     module naming experts (``experts.w1``) without ``aggregate`` becomes one
     column per expert found (``reader.modules``)."""
-    data = reader.view.data
+    data = reader.data
     pattern = data.param_pattern
-    match = expert_matcher(m.name for m in reader.view.modules)
+    match = expert_matcher(m.name for m in reader.listed)
     out = []
     experts: dict[str, set[int]] = {}
     for origin, row in rows:
@@ -321,7 +337,7 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
                              data.value: row.get(data.value)}))
     if experts:
         reader.modules = tuple(
-            column for m in reader.view.modules
+            column for m in reader.listed
             for column in ([Module(name=expert_column(m.name, i), label=f"{m.shown} {i}")
                             for i in sorted(experts[m.name])] if m.name in experts else [m]))
         reader.expanded = set(experts)
@@ -330,7 +346,7 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
 
 def _long_cells(reader: _Reader, source: Rows, rows: list[Row]
                 ) -> tuple[Cells, set[str]]:
-    data = reader.view.data
+    data = reader.data
     wanted = {m.name for m in reader.modules}
     cells: Cells = {}
     present: set[str] = set()
@@ -349,14 +365,14 @@ def _long_cells(reader: _Reader, source: Rows, rows: list[Row]
 
 def _wide_cells(reader: _Reader, source: Rows, rows: list[Row]
                 ) -> tuple[Cells, set[str]]:
-    data = reader.view.data
+    data = reader.data
     present = set(source.columns) - {data.layer} - set(data.where)
     cells: Cells = {}
     for origin, row in rows:
         layer = _layer(reader, source, origin, row.get(data.layer), data.layer)
         if layer is None or not _in_range(reader.view, layer):
             continue
-        for m in reader.view.modules:
+        for m in reader.listed:
             if m.name in row:
                 value = _number(reader, source, origin, row[m.name], m.name)
                 _put(reader, source, cells, (layer, m.name), value, origin)
@@ -370,7 +386,7 @@ def _put(reader: _Reader, source: Rows, cells: Cells, key: tuple[int, str],
     value = math.nan if value is None else value
     if key not in cells:
         cells[key] = ([value], origin)
-    elif reader.view.data.aggregate:
+    elif reader.data.aggregate:
         cells[key][0].append(value)
     else:
         first = cells[key][1]
@@ -385,11 +401,12 @@ def _put(reader: _Reader, source: Rows, cells: Cells, key: tuple[int, str],
                   kind="second rows for a cell")
 
 
-_AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
+_AGGREGATES: dict[str, Callable[[list[float]], float]] = {
+    "mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
 
 
 def _check_modules(reader: _Reader, source: Rows, present: set[str]) -> None:
-    missing = [(i, m) for i, m in enumerate(reader.view.modules)
+    missing = [(i, m) for i, m in enumerate(reader.listed)
                if m.name not in present and m.name not in reader.expanded]
     if not missing:
         return
@@ -517,7 +534,7 @@ def _check_complete(reader: _Reader, source: Rows, cells: dict[tuple[int, str], 
         return
     shown = list(itertools.islice(((layer, name) for layer in layers for name in names
                                    if (layer, name) not in cells), SHOW_MISSING))
-    loc: Loc = ("data", "path") if reader.view.data.path is not None else ("data", "values")
+    loc: Loc = ("data", "path") if reader.data.path is not None else ("data", "values")
     first_in_data = min(layer for layer, _ in cells)
     if first_in_data > first and count == (first_in_data - first) * len(names):
         reader.in_spec(loc, f"the data starts at layer {first_in_data}, the figure at layer "
