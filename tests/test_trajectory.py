@@ -349,6 +349,23 @@ def test_watch_redraws_when_a_checkpoint_lands(project: Path, run):
     assert {r["step"] for r in table(run, path)} == {"100", "200", "300", "400"}
 
 
+def test_watch_draws_a_checkpoint_once_its_writer_completes_it(project: Path, run):
+    """Serve and watch: a newest checkpoint left out while it is written is
+    drawn by the next build once its files are whole, however long it took."""
+    runs = ck.make_run(project / "ckpt", STEPS)
+    shard = runs / "checkpoint-300" / "model.safetensors"
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:-40])
+    path = spec(project)
+    builds, thread = support.watched(project)
+    assert {r["step"] for r in table(run, path)} == {"100", "200"}
+    with shard.open("ab") as f:  # the writer's last bytes, in one write
+        f.write(whole[-40:])
+    thread.join(60)
+    assert builds == [["built"], ["built"]]
+    assert {r["step"] for r in table(run, path)} == {"100", "200", "300"}
+
+
 def test_a_step_is_the_same_number_as_its_pair_read_alone(project: Path, run, reads,
                                                          monkeypatch: pytest.MonkeyPatch):
     """Reading the base once for every step changes no bit of any value."""
