@@ -172,7 +172,7 @@ def test_watch_rebuilds_when_data_changes(project: Path):
     first = (project / "out" / "a.svg").read_bytes()
     rows = support.long_rows()
     rows[3]["value"] = 0.9
-    support.write_csv(project / "data" / "cells.csv", rows)
+    support.write_csv(project / "data" / "cells.csv", rows, atomic=True)
     thread.join(60)
     assert not thread.is_alive()
     assert builds == [["built"], ["built"]]
@@ -242,7 +242,7 @@ def test_watch_retries_a_figure_that_never_built_when_its_data_is_fixed(project:
     builds, thread = support.watched(project)
     assert builds == [["failed"]]
     rows[3]["value"] = 0.5
-    support.write_csv(data, rows)
+    support.write_csv(data, rows, atomic=True)  # the watch polls meanwhile
     thread.join(60)
     assert not thread.is_alive()
     assert builds == [["failed"], ["built"]]
