@@ -20,15 +20,16 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-from .session import Session
 from .diagnostics import Diagnostic, FigspecError, UsageError
+from .session import Session
 
 if TYPE_CHECKING:
-    from .builder import Prepared
+    from .pipeline import Prepared
 
 Kind = Literal["added", "removed", "changed", "unchanged", "failed"]
 
@@ -164,7 +165,8 @@ class Tree:
         stores them (each written into the folder on the way) and ``..``
         taken after them, as the system does; None where there is no such
         file, or a link leaves the repository (kept in ``outside``)."""
-        todo, done, links = rel.split("/"), [], 0
+        todo, links = rel.split("/"), 0
+        done: list[str] = []
         while todo:
             part = todo.pop(0)
             if part in ("", "."):
@@ -413,8 +415,8 @@ def _other(a: Prepared, b: Prepared) -> list[str]:
     if sa.color != sb.color:
         out.append(f"colours {sa.color.effective_scheme or 'custom'} -> "
                    f"{sb.color.effective_scheme or 'custom'}")
-    la = [[m.shown for m in v.modules] for v in sa.views]
-    lb = [[m.shown for m in v.modules] for v in sb.views]
+    la = [[m.shown for m in v.modules or ()] for v in sa.views]
+    lb = [[m.shown for m in v.modules or ()] for v in sb.views]
     if la != lb:
         out.append("module labels")
     if [v.layers for v in sa.views] != [v.layers for v in sb.views]:
@@ -436,8 +438,8 @@ def prepare_side(path: Path, session: Session, tree: Tree | None = None) -> Side
     The revision's files are fetched as checking asks for them: checked
     again while it looked for a file the revision holds and had not fetched,
     or one tracked at neither revision, lent from the working tree."""
-    from .pipeline import prepare
     from .files import recording
+    from .pipeline import prepare
 
     if not path.is_file():
         return Side()
@@ -456,6 +458,7 @@ def prepare_side(path: Path, session: Session, tree: Tree | None = None) -> Side
                    if f.is_relative_to(tree.folder) and not f.exists()]
         if not any([tree.fetch(m) or tree.lend(m, session) for m in missing]):
             break
+    assert tree is not None  # without a tree, the first round returned
     side.untracked = [_untracked(m, tree) for m in missing]
     side.committed_image = _committed_image(path, tree)
     return side

@@ -17,8 +17,8 @@ import pytest
 import support
 from figspec import builder as build_module
 from figspec.builder import Options, build, status
-from figspec.watch import watch
 from figspec.events import Finished
+from figspec.watch import watch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -141,8 +141,8 @@ def test_status_command(three: Path, run):
 
 
 def test_progress_on_a_terminal_rewrites_one_line():
-    from figspec.events import Result
     from figspec.commands.build import Progress as _Progress
+    from figspec.events import Result
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

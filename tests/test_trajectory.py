@@ -6,8 +6,8 @@ the two layouts (`x: module`, `x: step`)."""
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -18,8 +18,8 @@ import checkpoints as ck
 import reference as ref
 import support
 from figspec.builder import compile_spec
-from figspec.sources.safetensors import Files
 from figspec.sources.metrics import NAMES, NEEDS_BASE
+from figspec.sources.safetensors import Files
 
 MODULES = ["q_proj", "k_proj", "up_proj"]
 #: the synthetic run of every test: checkpoint-100, -200, -300 of a 2-layer model

@@ -8,13 +8,14 @@ import dataclasses
 import html
 import json
 import sys
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from ..diagnostics import Diagnostic, FigspecError, UsageError, display_path
-from ..session import Session
 from ..errors import INVALID, OK
+from ..session import Session
 
 SHOW_CELLS = 10
 #: Review images drawn in worker processes from this many on (else here).
