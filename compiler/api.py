@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     import altair as alt
 
     from .events import Result
-    from .pipeline import Prepared
     from .layout import Figure
+    from .pipeline import Prepared
 
 
 @dataclass(frozen=True)

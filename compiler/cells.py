@@ -449,16 +449,12 @@ def _check_named_modules(reader: _Reader, source: Rows, missing: list[tuple[int,
         reader.in_spec(("modules", i), f"module `{m.name}` is not in {source.shown}", hint)
 
 
-def listable_modules(paths: Iterable[str]) -> list[str]:
-    """Module paths found in parameter names, as a spec would list them: the
-    shortest tail naming one path alone (``q_proj`` for ``self_attn.q_proj``,
-    ``attn.c_proj`` beside ``mlp.c_proj``), an expert's with ``experts.`` and
-    no index (``experts.w1``: a column per expert). In the order found."""
-    return list(dict.fromkeys(_listable(paths).values()))
-
-
 def _listable(paths: Iterable[str]) -> dict[str, str]:
-    """Each module path, its expert index left out -> its name as listed."""
+    """Module paths found in parameter names, as a spec would list them: each
+    path, its expert index left out -> the shortest tail naming it alone
+    (``q_proj`` for ``self_attn.q_proj``, ``attn.c_proj`` beside
+    ``mlp.c_proj``), an expert's with ``experts.`` and no index
+    (``experts.w1``: a column per expert)."""
     paths = list(paths)
     plain = list(dict.fromkeys(_without_expert(p) for p in paths))
     experts = {_without_expert(p) for p in paths if EXPERT.search(p)}

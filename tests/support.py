@@ -24,12 +24,19 @@ def long_rows(layers: int = 6, modules: list[str] = MODULES, **extra: Any) -> li
             for layer in range(layers) for i, m in enumerate(modules)]
 
 
-def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
+def write_csv(path: Path, rows: list[dict], delimiter: str = ",", *,
+              atomic: bool = False) -> Path:
+    """``atomic``: written beside it and renamed into place, as a watch running
+    must see it: the old file or the new one, never one emptied and half
+    written (a poll between the two would build from it, and fail)."""
     cols = list(rows[0])
     lines = [delimiter.join(cols)] + [delimiter.join(str(r[c]) for c in cols) for r in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
+    target, path = path, path.with_name(path.name + ".new") if atomic else path
     path.write_text("\n".join(lines) + "\n")
-    return path
+    if atomic:
+        path.replace(target)
+    return target
 
 
 def make_project(root: Path) -> Path:

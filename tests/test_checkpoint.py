@@ -638,7 +638,12 @@ def test_watch_redraws_when_a_checkpoint_is_rewritten(project: Path):
     spec_for(project, "relative_change")
     builds, thread = support.watched(project)
     first = (project / "out" / "fig.svg").read_bytes()
-    ck.make_pair(project / "ckpt", seed=5)
+    # Written beside, each file then renamed into place: the watch polls
+    # meanwhile, and must never see a shard emptied and half written.
+    ck.make_pair(project / "next", seed=5)
+    for side in ("tuned", "base"):
+        (project / "next" / side / "model.safetensors").replace(
+            project / "ckpt" / side / "model.safetensors")
     thread.join(60)
     assert builds == [["built"], ["built"]]
     assert (project / "out" / "fig.svg").read_bytes() != first

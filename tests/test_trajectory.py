@@ -6,8 +6,8 @@ the two layouts (`x: module`, `x: step`)."""
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -18,8 +18,8 @@ import checkpoints as ck
 import reference as ref
 import support
 from figspec.builder import compile_spec
-from figspec.sources.safetensors import Files
 from figspec.sources.metrics import NAMES, NEEDS_BASE
+from figspec.sources.safetensors import Files
 
 MODULES = ["q_proj", "k_proj", "up_proj"]
 #: the synthetic run of every test: checkpoint-100, -200, -300 of a 2-layer model
@@ -173,34 +173,89 @@ def damage_missing_shard(folder: Path) -> None:
     (folder / "model-00002-of-00002.safetensors").unlink()
 
 
-@pytest.mark.parametrize("damage,shards", [(damage_truncate, 1), (damage_missing_shard, 2),
-                                           (None, 1)])
+def damage_index_shard_not_there(folder: Path) -> None:
+    """An index naming a shard (not named `-of-N`) that is not there yet."""
+    index = folder / "model.safetensors.index.json"
+    weights = json.loads(index.read_text())["weight_map"]
+    renamed = {n: "late.safetensors" if f.startswith("model-00002") else "early.safetensors"
+               for n, f in weights.items()}
+    index.write_text(json.dumps({"weight_map": renamed}))
+    (folder / "model-00001-of-00002.safetensors").rename(folder / "early.safetensors")
+    (folder / "model-00002-of-00002.safetensors").unlink()
+
+
+def damage_missing_sibling(folder: Path) -> None:
+    """A sharded checkpoint without its index yet, one of its shards not there."""
+    (folder / "model.safetensors.index.json").unlink()
+    (folder / "model-00001-of-00002.safetensors").unlink()
+
+
+def damage_no_trainer_state(folder: Path) -> None:
+    """A Trainer folder whose trainer_state.json (written last) is not there yet."""
+    (folder / "optimizer.pt").write_bytes(b"not read")
+    (folder / "trainer_state.json").unlink()
+
+
+@pytest.mark.parametrize("damage,shards,why", [
+    (damage_truncate, 1, "ckpt/run/checkpoint-300/model.safetensors, tensor"),
+    (damage_missing_shard, 2, "model-00002-of-00002.safetensors is not there"),
+    (damage_index_shard_not_there, 2, "names a shard that does not exist: late.safetensors"),
+    (damage_missing_sibling, 2, "model-00001-of-00002.safetensors is not there"),
+    (damage_no_trainer_state, 1, "trainer_state.json is not there"),
+])
 def test_the_newest_checkpoint_still_being_written_is_left_out_with_a_note(
-        project: Path, run, damage, shards: int):
-    runs = ck.make_run(project / "ckpt", STEPS, shards=shards)
+        project: Path, run, damage, shards: int, why: str):
+    runs = ck.make_run(project / "ckpt", STEPS, shards=shards, trainer_state=True)
     newest = runs / "checkpoint-300"
     whole = {f.name: f.read_bytes() for f in newest.iterdir()}
-    if damage is not None:
-        damage(newest)
-        ck.settle(runs)
-    else:  # complete, but written a moment ago
-        (newest / "model.safetensors").touch()
+    damage(newest)
     path = spec(project)
     code, _, err = run("build")
     assert code == 0, err
     assert "specs/traj.yaml:2:16: note: step 300 (ckpt/run/checkpoint-300) is left out" in err
+    assert why in err, err
     assert {r["step"] for r in table(run, path)} == {"100", "200"}
-    # Once the writer is done, the figure is stale and draws the step.
-    if damage is not None:
-        assert "up to date" in run("status")[1]
-        for name, raw in whole.items():
-            (newest / name).write_bytes(raw)
-    ck.settle(newest)  # (time passes)
+    assert "up to date" in run("status")[1]
+    # Once the writer is done, the figure is stale and draws the step, at once.
+    for name, raw in whole.items():
+        (newest / name).write_bytes(raw)
     assert "stale" in run("status")[1]
     code, _, err = run("build")
     assert code == 0 and "note:" not in err, err
     assert {r["step"] for r in table(run, path)} == {"100", "200", "300"}
     assert "up to date" in run("status")[1]
+
+
+def test_a_checkpoint_copied_in_is_drawn_at_once(project: Path, run, tmp_path: Path):
+    """Whole is a property of the files, never of their age: a checkpoint
+    copied into the run a moment ago is drawn by the next table."""
+    runs = ck.make_run(project / "ckpt", STEPS, shards=2, trainer_state=True)
+    elsewhere = tmp_path / "checkpoint-300"
+    shutil.move(runs / "checkpoint-300", elsewhere)
+    path = spec(project)
+    assert {r["step"] for r in table(run, path)} == {"100", "200"}
+    shutil.copytree(elsewhere, runs / "checkpoint-300", copy_function=shutil.copy)  # as `cp -r`
+    assert {r["step"] for r in table(run, path)} == {"100", "200", "300"}
+    code, _, err = run("build")
+    assert code == 0 and "note:" not in err, err
+
+
+@pytest.mark.parametrize("damage,shards,message", [
+    (damage_missing_sibling, 2, "error: in ckpt/run/checkpoint-200: "
+     "model-00001-of-00002.safetensors is not there (beside model-00002-of-00002.safetensors)"),
+    (damage_no_trainer_state, 1, "error: in ckpt/run/checkpoint-200: trainer_state.json is not "
+     "there (Trainer writes it last), though the folder is a Trainer checkpoint: it has "
+     "optimizer.pt"),
+])
+def test_an_older_checkpoint_not_whole_is_an_error_naming_what_is_missing(
+        project: Path, run, damage, shards: int, message: str):
+    runs = ck.make_run(project / "ckpt", STEPS, shards=shards, trainer_state=True)
+    damage(runs / "checkpoint-200")
+    spec(project)
+    code, _, err = run("check")
+    assert code == 1 and "internal error" not in err, err
+    assert "specs/traj.yaml:2:16: " + message in err, err
+    assert "; copy the missing file into the folder" in err, err
 
 
 def test_the_same_damage_in_an_older_checkpoint_is_an_error_naming_the_file(project, run):
@@ -292,6 +347,23 @@ def test_watch_redraws_when_a_checkpoint_lands(project: Path, run):
     thread.join(60)
     assert builds == [["built"], ["built"]]
     assert {r["step"] for r in table(run, path)} == {"100", "200", "300", "400"}
+
+
+def test_watch_draws_a_checkpoint_once_its_writer_completes_it(project: Path, run):
+    """Serve and watch: a newest checkpoint left out while it is written is
+    drawn by the next build once its files are whole, however long it took."""
+    runs = ck.make_run(project / "ckpt", STEPS)
+    shard = runs / "checkpoint-300" / "model.safetensors"
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:-40])
+    path = spec(project)
+    builds, thread = support.watched(project)
+    assert {r["step"] for r in table(run, path)} == {"100", "200"}
+    with shard.open("ab") as f:  # the writer's last bytes, in one write
+        f.write(whole[-40:])
+    thread.join(60)
+    assert builds == [["built"], ["built"]]
+    assert {r["step"] for r in table(run, path)} == {"100", "200", "300"}
 
 
 def test_a_step_is_the_same_number_as_its_pair_read_alone(project: Path, run, reads,

@@ -141,7 +141,8 @@ class Context:
         allowed), and a file. A watch retries the figure when it appears."""
         path = self._resolved(self.doc.path.parent / relative, relative, key)
         looked_at(path)
-        if self.root is not None and not self.allow_outside and not path.is_relative_to(self.root):
+        if self.root is not None and not self.allow_outside and \
+                not path.is_relative_to(self.root) and self._lent(path) is None:
             raise self.error(key, f"data path {relative!r} lies outside the project (the folder "
                              "holding .git, figspec.yaml or pyproject.toml)",
                              "move the file into the project, or pass --allow-outside")
@@ -182,12 +183,14 @@ class Context:
             return path, path.parent.parent.resolve(), "its Hugging Face cache folder"
         if not written.startswith("$"):
             path = self._resolved(self.doc.path.parent / written, written, key)
+            lent = self._lent(path)
             if self.root is not None and not self.allow_outside and \
-                    not path.is_relative_to(self.root):
+                    not path.is_relative_to(self.root) and lent is None:
                 raise self.error(key, f"{written!r} lies outside the project", "name it under "
                                  "a root of figspec.yaml (`roots: {ckpt: /shared/ckpt}`, then "
                                  "`$ckpt/...`), or pass --allow-outside")
-            within = self.root if self.root is not None and not self.allow_outside else None
+            within = (lent or self.root) if self.root is not None and not self.allow_outside \
+                else None
             plain = Path(os.path.normpath(self.doc.path.parent.absolute() / written))
             return path, _hub_model(plain) or within, "the project"
         name, _, rest = written[1:].partition("/")
@@ -200,6 +203,15 @@ class Context:
         within = None if self.allow_outside else folder
         plain = Path(os.path.normpath(folder / rest))
         return path, _hub_model(plain) or within, f"the root `${name}` ({folder})"
+
+    def _lent(self, path: Path) -> Path | None:
+        """The working tree's top, for a path (resolved) under a file or folder
+        `figspec diff` lent from it to the revision this spec is in; else None."""
+        root = self.root
+        if root is None or path.is_relative_to(root):
+            return None
+        return next((top for (tree, lent), top in self.session.lent.items()
+                     if root.is_relative_to(tree) and path.is_relative_to(lent)), None)
 
     def _root(self, name: str, key: Loc) -> Path:
         """The folder of root ``name``, resolved."""

@@ -18,10 +18,11 @@ the steps as the columns of a panel per module (``x: step``).
 
 The glob is an input of the figure (its matches, stamped through
 :meth:`figspec.sources.Context.glob`), so a checkpoint appearing makes the
-figure stale. The newest checkpoint, when it is still being written (a file
-modified in the last :data:`QUIET` seconds, a shard shorter than its header
-says, an index naming a shard not there yet), is left out with a note, and
-drawn once it is complete.
+figure stale. The newest checkpoint, when it is not whole yet (a shard
+shorter than its header says, an index naming a shard not there yet, a
+``-of-N`` sibling missing, a Trainer folder without its trainer_state.json),
+is left out with a note, and drawn once it is complete: whole is a property
+of the files, never of the time, so a checkpoint copied in is drawn at once.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,8 +44,6 @@ from .safetensors import CheckpointError, open_checkpoint
 if TYPE_CHECKING:
     from ..yaml_reader import Document
 
-#: A checkpoint with a file modified this recently (seconds) is still being written.
-QUIET = 3.0
 #: Glob characters: allowed in the last part of `checkpoints` only.
 _GLOB = re.compile(r"[*?\[]")
 #: trainer_state.json is read for its step; a larger one is refused.
@@ -85,8 +83,10 @@ class Trajectory(Source):
     def read(self, ctx: Context) -> Rows:
         data = ctx.data
         run = found(ctx)
+        newest = run[-1] if run else None
         run = self._complete(ctx, run)
         drawn = self._selected(ctx, run)
+        _whole(ctx, [s for s in drawn if s is not newest])
         if data.compare == "previous" and len(drawn) < 2:
             raise ctx.error(("data", "compare"), f"`compare: previous` compares each step with "
                             f"the one before it, but {len(drawn)} checkpoint is drawn",
@@ -123,22 +123,25 @@ class Trajectory(Source):
 
     @staticmethod
     def _complete(ctx: Context, run: list[Step]) -> list[Step]:
-        """The run without its newest checkpoint when that one is still being
-        written (a note says so); an older one damaged is an error, later."""
+        """The run without its newest checkpoint when that one is not whole yet
+        (a note says so): its folder's names and files, stamped before they
+        were looked at, are inputs of the figure, so that their completion
+        makes it stale. An older one not whole is an error (:func:`_whole`)."""
         if not run:
             return run
         newest = run[-1]
-        why = _incomplete(newest.path)
+        looked = _looked(newest.path)
+        why = _incomplete(newest.path, looked)
         if why is None:
             return run
         note = ctx.doc.diagnostic(
             ctx.base + ("data", "checkpoints"),
-            f"step {newest.step} ({display_path(newest.path)}) is left out: {why}",
+            f"step {newest.step} ({display_path(newest.path)}) is left out: {why.text()}",
             "it is drawn once it is complete")
         notes = ctx.session.notes.setdefault(ctx.doc.path, [])
         if replace(note, severity="note") not in notes:  # checked, then computed: said once
             notes.append(replace(note, severity="note"))
-        _watch_pending(ctx, newest.path)
+        ctx.stamps.update(looked)
         return run[:-1]
 
     @staticmethod
@@ -320,46 +323,106 @@ def _step(ctx: Context, path: Path) -> int:
     return int(digits[-1])
 
 
-def _incomplete(path: Path) -> str | None:
-    """Why the checkpoint at ``path`` is still being written, or None."""
-    now = time.time()
+#: Files only Hugging Face's Trainer writes into a checkpoint folder: a folder
+#: with one of them is Trainer's, and Trainer writes trainer_state.json last.
+_TRAINER = re.compile(r"trainer_state\.json|optimizer\.pt|scheduler\.pt|scaler\.pt|"
+                      r"training_args\.bin|rng_state(_[0-9]+)?\.pth")
+#: A shard named as save_pretrained names them: model-00002-of-00004.safetensors.
+_OF_N = re.compile(r"(?P<stem>.+)-(?P<k>[0-9]{1,6})-of-(?P<n>[0-9]{1,6})\.safetensors")
+
+
+def _incomplete(path: Path, stamps: dict[Path, Stamp]) -> CheckpointError | None:
+    """What the checkpoint at ``path`` lacks to be whole, or None. Whole is a
+    property of its files, never of the time: each shard as long as its header
+    says, every shard its index names, every ``-of-N`` sibling of a shard, and
+    trainer_state.json (written last) in a Trainer folder. Each file looked at
+    is stamped in ``stamps`` before it is read, so a change after this look
+    makes the figure stale."""
     try:
-        files = [path] if path.is_file() else [Path(e.path) for e in os.scandir(path)
-                                                if e.is_file()]
-        recent = [(f, now - f.stat().st_mtime) for f in files]
+        names = {e.name for e in os.scandir(path) if e.is_file()} if path.is_dir() else None
     except OSError:
         return None  # unreadable: reading it says why, at the key
-    recent = [(f, age) for f, age in recent if age < QUIET]
-    if recent:
-        return f"{display_path(recent[0][0])} was modified {max(recent[0][1], 0):.0f} s ago, " \
-               "so it may still be being written"
+    if names is not None:
+        missing = _missing_siblings(names) or _trainer_state(path, names, stamps)
+        if missing is not None:
+            return CheckpointError(missing, path, hint="copy the missing file into the folder")
+    found: dict[Path, Stamp] = {}
     try:
-        open_checkpoint(path, {}, None)  # headers only; links are checked when it is read
+        tensors = open_checkpoint(path, found, None)  # headers only
     except CheckpointError as e:
-        return e.text()
+        return e
+    finally:
+        stamps.update({f.resolve(): stamp for f, stamp in found.items()})
+    ends: dict[Path, int] = {}
+    for t in tensors.values():
+        ends[t.file] = max(ends.get(t.file, 0), t.end)
+    for shard, end in sorted(ends.items()):
+        if found[shard].size != end:
+            return CheckpointError(f"the file holds {found[shard].size:,} bytes, but its header "
+                                   f"says {end:,}", shard)
     return None
 
 
-def _watch_pending(ctx: Context, path: Path) -> None:
-    """Inputs of the figure for a checkpoint left out, so that its completion
-    makes the figure stale: its folder's names, and its files as they are
-    (one still being written changes). A file modified only just now is
-    recorded as changed already: it may be complete, and nothing else would
-    tell when the next status or build looks."""
+def _missing_siblings(names: set[str]) -> str | None:
+    """The first shard missing from a set named ``-of-N``, as a message."""
+    for name in sorted(names):
+        m = _OF_N.fullmatch(name)
+        if m is None or int(m["n"]) == 0:
+            continue
+        width = len(m["k"])
+        for k in range(1, int(m["n"]) + 1):
+            sibling = f"{m['stem']}-{k:0{width}d}-of-{m['n']}.safetensors"
+            if sibling not in names:
+                return f"{sibling} is not there (beside {name})"
+    return None
+
+
+def _trainer_state(path: Path, names: set[str], stamps: dict[Path, Stamp]) -> str | None:
+    """In a folder Trainer wrote, trainer_state.json missing or not yet JSON."""
+    by_trainer = sorted(n for n in names if _TRAINER.fullmatch(n))
+    if not by_trainer:
+        return None
+    state = path / "trainer_state.json"
+    if "trainer_state.json" not in names:
+        return (f"trainer_state.json is not there (Trainer writes it last), though the "
+                f"folder is a Trainer checkpoint: it has {by_trainer[0]}")
+    try:
+        raw, stamp = read_stamped(state, _STATE_LIMIT)
+    except (OSError, TooLarge):
+        return None  # unreadable or huge: not a sign of a checkpoint half written
+    stamps[state.resolve()] = stamp
+    try:
+        json.loads(raw)
+    except (ValueError, RecursionError):
+        return "trainer_state.json is not JSON yet: it may still be being written"
+    return None
+
+
+def _whole(ctx: Context, steps: list[Step]) -> None:
+    """FigspecError for a checkpoint drawn, older than the newest, that is not
+    whole: the newest is being written, but an older one is broken."""
+    for s in steps:
+        why = _incomplete(s.path, {})
+        if why is not None:
+            raise ctx.error(("data", "checkpoints"), why.text(), why.hint)
+
+
+def _looked(path: Path) -> dict[Path, Stamp]:
+    """A checkpoint's folder's names and its files' identities as they are now,
+    before its completeness is decided: any file written after this look
+    differs from its stamp."""
+    stamps: dict[Path, Stamp] = {}
     try:
         if path.is_dir():
-            ctx.stamps.update([glob_input(path, "*")])
+            stamps.update([glob_input(path, "*")])
             for e in os.scandir(path):
                 if e.is_file():
-                    st = os.stat(e.path)
-                    stamp = Stamp.identity(st)
-                    if time.time() - st.st_mtime < QUIET:
-                        stamp = replace(stamp, mtime_ns=-1)
-                    ctx.stamps[Path(e.path).resolve()] = stamp
+                    stamps[Path(e.path).resolve()] = Stamp.identity(os.stat(e.path))
         else:
-            ctx.stamps[path.resolve()] = replace(Stamp.identity(path.stat()), mtime_ns=-1)
+            stamps[path.resolve()] = Stamp.identity(path.stat())
     except OSError:  # gone meanwhile: the glob's own input notices what changes next
         pass
+    return stamps
 
 
 SOURCE = Trajectory()
