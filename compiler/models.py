@@ -316,8 +316,10 @@ class Layers(Model):
                              "are drawn.", examples=[27])
     tick_every: int | None = Field(
         None, gt=0, description="A tick every this many layers from `first`, plus one at "
-        "`last`. Default: the smallest of 1, 2, 3, 4, 5, 10, 15, 20, 25, 50, ... that leaves "
-        "1.5 label heights between ticks. Labels that would overlap are an error.",
+        "`last` (the tick before `last` is left out when it stands less than 1.3 label "
+        "heights from it). Default: the smallest of 1, 2, 3, 4, 5, 10, 15, 20, 25, 50, ... "
+        "that leaves 1.5 label heights between ticks and cuts the axis into at most 20 steps. "
+        "Labels that would overlap are an error.",
         examples=[4])
     zero_at: Literal["bottom", "top"] = Field("bottom", description="Where layer `first` is drawn.",
                                               examples=["top"])
