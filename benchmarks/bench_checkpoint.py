@@ -41,7 +41,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import machine, median_time, tool
 
 LAYERS, HIDDEN, INTER, KV = 24, 896, 4864, 128

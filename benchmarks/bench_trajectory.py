@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_checkpoint import MODULES, header
 from common import machine, median_time, tool
 

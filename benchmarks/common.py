@@ -11,8 +11,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj", "gate_proj"]
 LABELS = ["attn. q", "attn. k", "attn. v", "attn. o", "mlp. up", "mlp. down", "mlp. gate"]
@@ -61,7 +61,8 @@ def make_project(root: Path, n: int, layers: int = 28) -> Path:
     for i in range(n):
         rows = [f"{layer},{m},{0.12 + rng.random() * 0.06:.5f}"
                 for layer in range(layers) for m in MODULES]
-        (root / "data" / f"fig{i:03d}.csv").write_text("layer,module,value\n" + "\n".join(rows) + "\n")
+        text = "layer,module,value\n" + "\n".join(rows) + "\n"
+        (root / "data" / f"fig{i:03d}.csv").write_text(text)
         (root / "specs" / f"fig{i:03d}.yaml").write_text(
             f'title: "Figure {i}"\ndata:\n  path: ../data/fig{i:03d}.csv\nmodules:\n{mods}\n'
             f"layers: {{first: 0, last: {layers - 1}, tick_every: 4}}\n"

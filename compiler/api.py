@@ -9,9 +9,10 @@ line does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Diagnostic, FigspecError, UsageError
 
@@ -20,8 +21,9 @@ __all__ = ["load", "build", "Loaded", "FigspecError"]
 if TYPE_CHECKING:
     import altair as alt
 
-    from .builder import Prepared, Result
+    from .events import Result
     from .layout import Figure
+    from .pipeline import Prepared
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ def _with_data(doc: Any, data: Any) -> None:
     records = [_record(r, names[i]) for i, r in enumerate(records)]
     if not isinstance(doc.data, dict):
         return  # validation says what is wrong with the spec
-    given = doc.data.get("data") if isinstance(doc.data.get("data"), Mapping) else {}
+    written = doc.data.get("data")
+    given: Mapping[str, Any] = written if isinstance(written, Mapping) else {}
     settings = {k: v for k, v in given.items() if k not in ("path", "values")}
     if layer is not None:  # pivoted: one row per layer, one column per module
         settings.update(layout="wide", layer=layer)
@@ -242,7 +245,8 @@ def _pivoted(frame: Any) -> bool:
     """Layers as a named index, modules as the columns: what
     ``df.pivot(index="layer", columns="module", ...)`` gives."""
     index = getattr(frame, "index", None)
-    return getattr(index, "name", None) is not None and index.name not in frame.columns
+    name = getattr(index, "name", None)
+    return name is not None and name not in frame.columns
 
 
 def _index(data: Any) -> list[Any] | None:
@@ -257,7 +261,8 @@ def build(paths: Sequence[str | Path] = (), *, out_dir: str | Path | None = None
     """What ``figspec build`` does: draw every figure not up to date; one Result
     per spec. As on the command line, the project (of the first path, else of
     the working directory) gives the default specs folder and out folder."""
-    from .builder import Options, build as run
+    from .builder import Options
+    from .builder import build as run
     from .project import of_command
 
     found = [Path(p) for p in paths]

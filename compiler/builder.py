@@ -13,9 +13,9 @@ loads none of them.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from .diagnostics import Diagnostic, FigspecError, display_path
 from .events import Event, FigureDone, Finished, Result, Started, Working

@@ -14,8 +14,8 @@ import contextlib
 import fcntl
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .files import read_bounded, write_atomic
 
@@ -76,7 +76,9 @@ def _digest(content: bytes) -> bytes:
 def _verified(path: Path) -> bytes:
     """The entry's bytes if they are what was stored; else OSError."""
     expected = read_bounded(_digest_of(path), 200)
-    content = read_bounded(path, int(expected.split()[0]) if expected[:1].isdigit() else 0)
+    size = expected.split(maxsplit=1)[0] if expected.strip() else b""
+    # a damaged digest file (not "SIZE SHA256") makes the entry damaged, never a crash
+    content = read_bounded(path, int(size) if size.isdigit() and len(size) < 16 else 0)
     if _digest(content) != expected:
         raise OSError(f"cache entry {path} is damaged")
     return content

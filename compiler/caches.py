@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +48,8 @@ DECLARED: tuple[Cache, ...] = (
           "project.load hands out a deep copy"),
     Cache("kernel.announced", 2, "nothing (None): the --verbose line said once per "
           "kernel path"),
-    Cache("kernel.f16_table", 1, "every F16 bit pattern's value, then every F8_E4M3 and F8_E5M2 byte's (an array)"),
+    Cache("kernel.f16_table", 1,
+          "every F16 bit pattern's value, then every F8_E4M3 and F8_E5M2 byte's (an array)"),
     Cache("kernel.numba", 1, "the compiled kernel (its read-only entry points), or None "
           "without numba"),
 )

@@ -14,9 +14,11 @@ import json
 import math
 import re
 import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from . import sources
 from .diagnostics import Diagnostic, FigspecError, closest, did_you_mean, unique
@@ -26,9 +28,10 @@ from .session import Session
 from .yaml_reader import Document, Loc
 
 if TYPE_CHECKING:
+    from .models import Data
     from .project import Settings
 from .sources import Context, Origin, Row, Rows, Where
-from .sources.params import EXPERT, expert_column, expert_matcher
+from .sources.params import EXPERT, expert_column, expert_matcher, module_matcher
 
 #: Most layers one heatmap may draw (the grid is bounded before anything
 #: proportional to it is built).
@@ -134,6 +137,9 @@ class _Reader:
     #: problems of each kind seen, and the first of those not shown
     kinds: dict[str, tuple[int, Diagnostic | None]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.modules = self.modules or tuple(self.listed)
+
     # -- where problems are reported ------------------------------------
     def at(self, origin: Origin, shown: str, message: str, hint: str | None = None,
            kind: str | None = None) -> None:
@@ -164,13 +170,26 @@ class _Reader:
                      for kind, (seen, hidden) in self.kinds.items() if hidden is not None]
         return FigspecError(self.problems + summaries)
 
+    # -- the view, complete --------------------------------------------
+    @property
+    def data(self) -> Data:
+        """The view's data: every drawn view has it (validation saw to it)."""
+        assert self.view.data is not None
+        return self.view.data
+
+    @property
+    def listed(self) -> list[Module]:
+        """The view's listed modules (every drawn view has them)."""
+        assert self.view.modules is not None
+        return self.view.modules
+
     # -- reading ----------------------------------------------------------
     def context(self) -> Context:
         """What the view's source reads in (see :mod:`figspec.sources`)."""
-        return Context(self.view.data, self.doc, self.base, self.root, self.session,
+        return Context(self.data, self.doc, self.base, self.root, self.session,
                        self.stamps, self.settings,
                        (self.view.layers.first, self.view.layers.last),
-                       tuple(m.name for m in self.view.modules))
+                       tuple(m.name for m in self.listed))
 
 
 def read_tables(doc: Document, spec: Spec, *, root: Path | None, settings: Settings | None,
@@ -193,9 +212,8 @@ def read_table(doc: Document, view: Panel, base: Loc = (), *, root: Path | None 
                settings: Settings | None = None, session: Session) -> Table:
     """Read one view's data into one complete table (all its rows, in one
     part), or raise FigspecError listing every problem found."""
-    reader = _Reader(view, doc, base, root.resolve() if root else None, settings, session,
-                     modules=tuple(view.modules))
-    return _table(reader, sources.for_data(view.data).read(reader.context()))
+    reader = _Reader(view, doc, base, root.resolve() if root else None, settings, session)
+    return _table(reader, sources.for_data(reader.data).read(reader.context()))
 
 
 def _view_tables(doc: Document, view: Panel, base: Loc, x: str, *, root: Path | None,
@@ -203,15 +221,15 @@ def _view_tables(doc: Document, view: Panel, base: Loc, x: str, *, root: Path | 
     """A view's source read, its rows split into the parts it says, each
     part's cells checked as any table's. Whether the spec's ``x`` can draw
     the source is asked first: nothing is read for a spec that cannot be drawn."""
-    source = sources.for_data(view.data)
-    arrange = source.arrange(doc, x)
     root = root.resolve() if root else None
-    reader = _Reader(view, doc, base, root, settings, session, modules=tuple(view.modules))
+    reader = _Reader(view, doc, base, root, settings, session)
+    source = sources.for_data(reader.data)
+    arrange = source.arrange(doc, x)
     ctx = reader.context()
     parts = source.parts(ctx, source.read(ctx))
     tables = []
     for part in parts:
-        one = _Reader(view, doc, base, root, settings, session, modules=tuple(view.modules))
+        one = _Reader(view, doc, base, root, settings, session)
         table = _table(one, part.rows)
         tables.append(replace(table, stamps=reader.stamps, view=view, step=part.key or None,
                               part_columns=source.columns))
@@ -220,16 +238,16 @@ def _view_tables(doc: Document, view: Panel, base: Loc, x: str, *, root: Path | 
 
 def _table(reader: _Reader, source: Rows) -> Table:
     """The checked table of what a source read."""
-    view = reader.view
+    data = reader.data
     if not _check_columns(reader, source):
         raise reader.fail()
-    rows = [(o, r) for o, r in source.rows if _matches(r, view.data.where)]
-    if not rows and view.data.where:
+    rows = [(o, r) for o, r in source.rows if _matches(r, data.where)]
+    if not rows and data.where:
         _no_row_matches(reader, source)
         raise reader.fail()
-    if view.data.layout == "params":
+    if data.layout == "params":
         rows = _param_rows(reader, source, rows)
-    if view.data.layout == "wide":
+    if data.layout == "wide":
         cells, present = _wide_cells(reader, source, rows)
     else:
         cells, present = _long_cells(reader, source, rows)
@@ -239,7 +257,7 @@ def _table(reader: _Reader, source: Rows) -> Table:
         _check_complete(reader, source, cells, layers)
     if reader.problems:
         raise reader.fail()
-    combine = _AGGREGATES[view.data.aggregate or "min"]  # one value per cell unless aggregating
+    combine = _AGGREGATES[data.aggregate or "min"]  # one value per cell unless aggregating
     drawn = set(layers)
     values = {k: float(combine(vs)) for k, (vs, _) in cells.items() if k[0] in drawn}
     return Table(tuple(layers), reader.modules, values, reader.stamps)
@@ -248,7 +266,7 @@ def _table(reader: _Reader, source: Rows) -> Table:
 # -- checks --------------------------------------------------------------------
 
 def _check_columns(reader: _Reader, source: Rows) -> bool:
-    data = reader.view.data
+    data = reader.data
     needed: list[tuple[Loc, str]] = []
     if data.layout == "params":
         needed += [(("data", "param"), data.param), (("data", "value"), data.value)]
@@ -259,7 +277,7 @@ def _check_columns(reader: _Reader, source: Rows) -> bool:
     needed += [(("data", "where", col), col) for col in data.where]
     ok = True
     modules_as_columns = data.layout == "long" and \
-        any(m.name in source.columns for m in reader.view.modules)
+        any(m.name in source.columns for m in reader.listed)
     for loc, col in needed:
         if col not in source.columns:
             ok = False
@@ -274,7 +292,7 @@ def _check_columns(reader: _Reader, source: Rows) -> bool:
 
 def _no_row_matches(reader: _Reader, source: Rows) -> None:
     """``where:`` left no row: say which condition, and what the column holds."""
-    where = reader.view.data.where
+    where = reader.data.where
     for col, want in where.items():
         if not any(_matches(r, {col: want}) for _, r in source.rows):
             held = sorted({_text(r.get(col)) for _, r in source.rows}, key=str)
@@ -295,9 +313,9 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
     module path matches a listed module as :func:`expert_matcher` says. A listed
     module naming experts (``experts.w1``) without ``aggregate`` becomes one
     column per expert found (``reader.modules``)."""
-    data = reader.view.data
+    data = reader.data
     pattern = data.param_pattern
-    match = expert_matcher(m.name for m in reader.view.modules)
+    match = expert_matcher(m.name for m in reader.listed)
     out = []
     experts: dict[str, set[int]] = {}
     for origin, row in rows:
@@ -319,7 +337,7 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
                              data.value: row.get(data.value)}))
     if experts:
         reader.modules = tuple(
-            column for m in reader.view.modules
+            column for m in reader.listed
             for column in ([Module(name=expert_column(m.name, i), label=f"{m.shown} {i}")
                             for i in sorted(experts[m.name])] if m.name in experts else [m]))
         reader.expanded = set(experts)
@@ -328,7 +346,7 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
 
 def _long_cells(reader: _Reader, source: Rows, rows: list[Row]
                 ) -> tuple[Cells, set[str]]:
-    data = reader.view.data
+    data = reader.data
     wanted = {m.name for m in reader.modules}
     cells: Cells = {}
     present: set[str] = set()
@@ -347,14 +365,14 @@ def _long_cells(reader: _Reader, source: Rows, rows: list[Row]
 
 def _wide_cells(reader: _Reader, source: Rows, rows: list[Row]
                 ) -> tuple[Cells, set[str]]:
-    data = reader.view.data
+    data = reader.data
     present = set(source.columns) - {data.layer} - set(data.where)
     cells: Cells = {}
     for origin, row in rows:
         layer = _layer(reader, source, origin, row.get(data.layer), data.layer)
         if layer is None or not _in_range(reader.view, layer):
             continue
-        for m in reader.view.modules:
+        for m in reader.listed:
             if m.name in row:
                 value = _number(reader, source, origin, row[m.name], m.name)
                 _put(reader, source, cells, (layer, m.name), value, origin)
@@ -368,7 +386,7 @@ def _put(reader: _Reader, source: Rows, cells: Cells, key: tuple[int, str],
     value = math.nan if value is None else value
     if key not in cells:
         cells[key] = ([value], origin)
-    elif reader.view.data.aggregate:
+    elif reader.data.aggregate:
         cells[key][0].append(value)
     else:
         first = cells[key][1]
@@ -383,16 +401,99 @@ def _put(reader: _Reader, source: Rows, cells: Cells, key: tuple[int, str],
                   kind="second rows for a cell")
 
 
-_AGGREGATES = {"mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
+_AGGREGATES: dict[str, Callable[[list[float]], float]] = {
+    "mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
 
 
 def _check_modules(reader: _Reader, source: Rows, present: set[str]) -> None:
-    for i, m in enumerate(reader.view.modules):
-        if m.name not in present and m.name not in reader.expanded:
-            near = closest(m.name, present, n=3, cutoff=0.5)
-            hint = (f"did you mean {', '.join(f'`{n}`' for n in near)}?" if near
-                    else f"modules in the data: {_names(sorted(present))}")
-            reader.in_spec(("modules", i), f"module `{m.name}` is not in {source.shown}", hint)
+    missing = [(i, m) for i, m in enumerate(reader.listed)
+               if m.name not in present and m.name not in reader.expanded]
+    if not missing:
+        return
+    if source.modules is not None:
+        _check_named_modules(reader, source, missing, source.modules)
+        return
+    for i, m in missing:
+        near = closest(m.name, present, n=3, cutoff=0.5)
+        hint = (f"did you mean {', '.join(f'`{n}`' for n in near)}?" if near
+                else f"modules in the data: {_names(sorted(present))}")
+        reader.in_spec(("modules", i), f"module `{m.name}` is not in {source.shown}", hint)
+
+
+def _check_named_modules(reader: _Reader, source: Rows, missing: list[tuple[int, Module]],
+                              paths: tuple[str, ...]) -> None:
+    """Listed modules without rows, where the rows hold only those listed (see
+    :attr:`Rows.modules`): one the data's names hold is outside the layers
+    drawn; one they do not is suggested from the data's own modules, as a
+    spec lists them, with the module preset that fits them."""
+    listable = _listable(paths)
+    names = list(dict.fromkeys(listable.values()))
+    # A name is suggested as written or in full (`attn.c_atn`: `attn.c_attn`), once.
+    pool = {**{p: p for p in listable}, **{n: p for p, n in listable.items()}}
+    preset = fitting_preset(paths)
+    for i, m in missing:
+        match = module_matcher([m.name])
+        if any(match(p) is not None for p in paths):
+            reader.in_spec(("modules", i), f"module `{m.name}` is in {source.shown}, but in no "
+                           "layer drawn", "widen `layers:`")
+            continue
+        near: list[str] = []
+        seen: set[str] = set()
+        for n in closest(m.name, pool, n=6, cutoff=0.5):
+            if pool[n] not in seen and len(near) < 3:
+                seen.add(pool[n])
+                near.append(n)
+        hint = (f"did you mean {', '.join(f'`{n}`' for n in near)}? " if near else "") + \
+            f"the modules it holds: {_names(names)}" + \
+            (f"; `modules: {preset}` fits them" if preset else "")
+        reader.in_spec(("modules", i), f"module `{m.name}` is not in {source.shown}", hint)
+
+
+def _listable(paths: Iterable[str]) -> dict[str, str]:
+    """Module paths found in parameter names, as a spec would list them: each
+    path, its expert index left out -> the shortest tail naming it alone
+    (``q_proj`` for ``self_attn.q_proj``, ``attn.c_proj`` beside
+    ``mlp.c_proj``), an expert's with ``experts.`` and no index
+    (``experts.w1``: a column per expert)."""
+    paths = list(paths)
+    plain = list(dict.fromkeys(_without_expert(p) for p in paths))
+    experts = {_without_expert(p) for p in paths if EXPERT.search(p)}
+    tails = Counter(tail for p in plain for tail in _tails(p))
+    out = {}
+    for p in plain:
+        parts = p.split(".")
+        # An expert's tail keeps `experts`: `w1` alone would match every expert as one.
+        shortest = len(parts) - parts.index("experts") if p in experts else 1
+        out[p] = next((t for t in _tails(p)[shortest - 1:] if tails[t] == 1), p)
+    return out
+
+
+def _without_expert(path: str) -> str:
+    m = EXPERT.search(path)
+    return path if m is None else path[:m.start(1) - 1] + path[m.end(1):]
+
+
+def _tails(path: str) -> list[str]:
+    """A dotted path's tails, shortest first: `c`, `b.c`, `a.b.c`."""
+    parts = path.split(".")
+    return [".".join(parts[-k:]) for k in range(1, len(parts) + 1)]
+
+
+def fitting_preset(paths: tuple[str, ...]) -> str | None:
+    """The module preset (``modules: phi3``) every one of whose modules the
+    paths hold, the one drawing most of them; None if none fits."""
+    from .presets import MODULE_PRESETS
+
+    best: tuple[int, str] | None = None
+    for name, preset in MODULE_PRESETS.items():
+        match = expert_matcher(n for n, _ in preset)
+        hits = [match(p)[0] for p in paths]
+        if len({h for h in hits if h is not None}) < len(preset):
+            continue
+        drawn = sum(h is not None for h in hits)
+        if best is None or drawn > best[0]:
+            best = (drawn, name)
+    return best[1] if best else None
 
 
 def _layer_range(reader: _Reader, cells: dict[tuple[int, str], Any]) -> list[int]:
@@ -429,7 +530,7 @@ def _check_complete(reader: _Reader, source: Rows, cells: dict[tuple[int, str], 
         return
     shown = list(itertools.islice(((layer, name) for layer in layers for name in names
                                    if (layer, name) not in cells), SHOW_MISSING))
-    loc: Loc = ("data", "path") if reader.view.data.path is not None else ("data", "values")
+    loc: Loc = ("data", "path") if reader.data.path is not None else ("data", "values")
     first_in_data = min(layer for layer, _ in cells)
     if first_in_data > first and count == (first_in_data - first) * len(names):
         reader.in_spec(loc, f"the data starts at layer {first_in_data}, the figure at layer "

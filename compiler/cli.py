@@ -8,8 +8,8 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from . import __version__
 from .errors import USAGE, run
@@ -18,14 +18,21 @@ from .errors import USAGE, run
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a build as Ctrl-C does
     if not getattr(args, "command", None):
         parser.print_usage(sys.stderr)
         return USAGE
     if args.verbose:
         _log_to_stderr()
-    return run(lambda: args.run(args))
+    if threading.current_thread() is not threading.main_thread():
+        return run(lambda: args.run(args))
+    # `kill` stops a build as Ctrl-C does, for this call only: a program
+    # calling main() keeps its own handler afterwards.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return run(lambda: args.run(args))
+    finally:
+        if previous is not None:  # None: a handler set outside Python, not ours to restore
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _log_to_stderr() -> None:

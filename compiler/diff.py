@@ -5,7 +5,10 @@ The old side is the revision's files as committed (``git ls-tree`` and
 ``git cat-file``, never ``git archive``, whose export attributes change what
 it gives), fetched one at a time as checking asks for them into a temporary
 folder of figspec's own (removed afterwards, even on Ctrl-C); the new side
-is the working tree or another revision. Nothing of the working tree,
+is the working tree or another revision. A file or folder git tracks at
+neither revision (git-ignored checkpoints inside the repository, say) is the
+same on both sides: the revision's folder gets a link to the working tree's,
+and the report names what was read from it. Nothing of the working tree,
 its out dir or its manifest is written. Git runs as a subprocess with the
 repository's own settings and without the ``GIT_*`` variables a hook sets.
 """
@@ -17,15 +20,16 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-from .session import Session
 from .diagnostics import Diagnostic, FigspecError, UsageError
+from .session import Session
 
 if TYPE_CHECKING:
-    from .builder import Prepared
+    from .pipeline import Prepared
 
 Kind = Literal["added", "removed", "changed", "unchanged", "failed"]
 
@@ -84,6 +88,11 @@ class Tree:
                 if kind == "blob":
                     self.entries[path.decode("utf-8", "surrogateescape")] = (mode, oid)
         self._cat: subprocess.Popen[bytes] | None = None
+        #: the working tree's top and the other side, set by :meth:`lending`
+        self.working: Path | None = None
+        self.other: Tree | WorkingTree | None = None
+        #: path in the tree -> the working tree's file or folder linked there
+        self.lent: dict[str, Path] = {}
         (folder / ".git").mkdir(exist_ok=True)  # the project's root, as in the repository
         for path in self.entries:  # project roots and settings, wherever they are
             if Path(path).name in ROOT_FILES:
@@ -108,6 +117,44 @@ class Tree:
             self._blob(self.entries[real][1], real, target)
         return True
 
+    def lending(self, working: Path, other: Tree | WorkingTree) -> None:
+        """Files tracked neither here nor at ``other`` may be lent from the
+        working tree at ``working`` (:meth:`lend`)."""
+        self.working, self.other = working.resolve(), other
+
+    def tracks(self, head: str) -> bool:
+        """Whether the commit holds the file, link or a file in the folder ``head``."""
+        return head in self.entries or any(e.startswith(head + "/") for e in self.entries)
+
+    def lend(self, rel: str, session: Session) -> bool:
+        """A file the commit does not hold at ``rel``: where git tracks it at
+        neither revision and the working tree has it, it is the same file on
+        both sides, so the outermost folder (or the file) of it that git
+        tracks nothing in is linked into the folder from the working tree,
+        and ``session`` lets this revision's specs read it. Whether it is
+        there now."""
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        if self.working is None or self.other is None or ".." in parts:
+            return False
+        for i in range(1, len(parts) + 1):
+            head = "/".join(parts[:i])
+            if head in self.entries:
+                return False  # the commit holds it (a file, or a link)
+            if self.tracks(head):
+                continue  # a folder with files git tracks: lend from further down
+            source, made = self.working / head, self.folder / head
+            if os.path.lexists(made) or not os.path.lexists(source) or self.other.tracks(head):
+                return False
+            target = source.resolve()
+            if not target.is_relative_to(self.working):
+                return False  # a link out of the working tree: its own side says so
+            made.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(target, made)
+            self.lent[head] = target
+            session.lent[self.folder, target] = self.working
+            return True
+        return False
+
     def oid(self, rel: str) -> str | None:
         """The object id of the file at ``rel``, or None where the commit has none."""
         real = self.resolve(rel)
@@ -118,7 +165,8 @@ class Tree:
         stores them (each written into the folder on the way) and ``..``
         taken after them, as the system does; None where there is no such
         file, or a link leaves the repository (kept in ``outside``)."""
-        todo, done, links = rel.split("/"), [], 0
+        todo, links = rel.split("/"), 0
+        done: list[str] = []
         while todo:
             part = todo.pop(0)
             if part in ("", "."):
@@ -218,6 +266,11 @@ class WorkingTree:
     def fetch(self, rel: str) -> bool:
         return (self.folder / rel).exists()
 
+    def tracks(self, head: str) -> bool:
+        """Whether git tracks the file, link or a file in the folder ``head``
+        (it is in the index): an untracked or ignored file is tracked nowhere."""
+        return bool(git(self.repo, "--literal-pathspecs", "ls-files", "-z", "--", head))
+
 
 #: Files that make a folder a project's root, or hold its settings.
 ROOT_FILES = ("figspec.yaml", "pyproject.toml")
@@ -248,6 +301,9 @@ class Side:
     untracked: list[str] = field(default_factory=list)
     #: the figure's PNG as committed in the revision's out dir, if any
     committed_image: Path | None = None
+    #: files and folders (relative to the tree) tracked at neither revision,
+    #: read from the working tree
+    borrowed: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -282,6 +338,11 @@ class FigureDiff:
     images: dict[str, str] = field(default_factory=dict)
     #: each image's width on the review page, CSS px: its size as printed
     widths: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def borrowed(self) -> list[str]:
+        """What either side read from the working tree, tracked at neither revision."""
+        return sorted(set(self.old.borrowed) | set(self.new.borrowed))
 
 
 def compare(old: Side, new: Side, spec: str) -> FigureDiff:
@@ -354,8 +415,8 @@ def _other(a: Prepared, b: Prepared) -> list[str]:
     if sa.color != sb.color:
         out.append(f"colours {sa.color.effective_scheme or 'custom'} -> "
                    f"{sb.color.effective_scheme or 'custom'}")
-    la = [[m.shown for m in v.modules] for v in sa.views]
-    lb = [[m.shown for m in v.modules] for v in sb.views]
+    la = [[m.shown for m in v.modules or ()] for v in sa.views]
+    lb = [[m.shown for m in v.modules or ()] for v in sb.views]
     if la != lb:
         out.append("module labels")
     if [v.layers for v in sa.views] != [v.layers for v in sb.views]:
@@ -375,24 +436,29 @@ def prepare_side(path: Path, session: Session, tree: Tree | None = None) -> Side
     """The figure of the spec at ``path``; in a revision's ``tree``, also which
     files it needs that the revision does not hold, and its committed image.
     The revision's files are fetched as checking asks for them: checked
-    again while it looked for a file the revision holds and had not fetched."""
-    from .pipeline import prepare
+    again while it looked for a file the revision holds and had not fetched,
+    or one tracked at neither revision, lent from the working tree."""
     from .files import recording
+    from .pipeline import prepare
 
     if not path.is_file():
         return Side()
     for _ in range(MAX_ROUNDS):
         with recording() as seen:
             try:
-                return Side(prepare(path, session))
+                side = Side(prepare(path, session))
             except FigspecError as e:
                 side = Side(diagnostics=e.diagnostics)
         if tree is None:
             return side
+        side.borrowed = _borrowed(tree, seen)
+        if side.prepared is not None:
+            return side
         missing = [str(f.relative_to(tree.folder)) for f in sorted(seen)
                    if f.is_relative_to(tree.folder) and not f.exists()]
-        if not any([tree.fetch(m) for m in missing]):
+        if not any([tree.fetch(m) or tree.lend(m, session) for m in missing]):
             break
+    assert tree is not None  # without a tree, the first round returned
     side.untracked = [_untracked(m, tree) for m in missing]
     side.committed_image = _committed_image(path, tree)
     return side
@@ -401,6 +467,13 @@ def prepare_side(path: Path, session: Session, tree: Tree | None = None) -> Side
 #: Rounds of checking and fetching for one spec: an `extends` chain (16 files
 #: at most) is found a file a round, then its data.
 MAX_ROUNDS = 24
+
+
+def _borrowed(tree: Tree, seen: Iterable[Path]) -> list[str]:
+    """What the tree lent from the working tree that a spec looked at."""
+    return sorted(head for head, target in tree.lent.items()
+                  if any(f.is_relative_to(tree.folder / head) or f.is_relative_to(target)
+                         for f in seen))
 
 
 def _untracked(rel: str, tree: Tree) -> str:

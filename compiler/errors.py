@@ -24,7 +24,8 @@ import platform
 import sys
 import time
 import traceback
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from .diagnostics import FigspecError, UsageError, format_text
 

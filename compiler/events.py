@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal
 
 from .diagnostics import Diagnostic
 from .files import Seen
@@ -98,4 +98,4 @@ class Waiting:
     files: tuple[Path, ...]
 
 
-Event = Union[Started, Working, FigureDone, Finished, Waiting]
+Event = Started | Working | FigureDone | Finished | Waiting

@@ -20,9 +20,10 @@ import os
 import secrets
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .diagnostics import display_path
 
@@ -58,6 +59,11 @@ class Stamp:
     #: a part of the file (``roots.ckpt`` of figspec.yaml): ``sha256`` is that
     #: part's, so editing the rest of the file leaves it the same
     part: str | None = None
+    #: how `status` names the input, and what it held when read (a hub ref:
+    #: the commit it named; a root: the folder it resolved to), so that a
+    #: change is said as "LABEL is now X (was HELD)"
+    label: str | None = None
+    held: str | None = None
 
     @classmethod
     def of(cls, path: Path, content: bytes) -> Stamp:
@@ -125,6 +131,46 @@ def looked_at(path: Path) -> None:
     """Note that a stage depends on ``path``, whether or not it exists."""
     for seen in _RECORDERS.get():
         seen.add(path.absolute())
+
+
+class BadPath(ValueError):
+    """A path no file can have or none can be reached by: ``why`` says so,
+    to follow the path as written ("contains a NUL character")."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+NUL, LOOP = "contains a NUL character", "is a symbolic link loop"
+
+
+def resolved(path: Path) -> Path:
+    """``path.resolve()``, or BadPath for a path holding a NUL character (no
+    file can: the OS refuses it with ValueError) or leading into a loop of
+    symbolic links (Python 3.11 raises RuntimeError, 3.13 returns a path
+    whose stat fails with ELOOP): both said as what is wrong with the path,
+    never a traceback."""
+    if "\x00" in str(path):
+        raise BadPath(NUL)
+    try:
+        real = path.resolve()
+    except RuntimeError:
+        raise BadPath(LOOP) from None
+    if is_loop(real):
+        raise BadPath(LOOP)
+    return real
+
+
+def is_loop(path: Path) -> bool:
+    """Whether following ``path`` runs into a loop of symbolic links."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ELOOP
+    except ValueError:  # a NUL character
+        return False
+    return False
 
 
 class TooLarge(OSError):
@@ -285,11 +331,22 @@ def glob_names(folder: Path, pattern: str) -> list[str] | None:
     looked_at(folder)
     try:
         entries = list(os.scandir(folder))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL character
         return None
     return sorted(e.name for e in entries
                   if not e.name.startswith(".") and fnmatch.fnmatchcase(e.name, pattern)
-                  and (e.is_dir() or e.name.endswith(".safetensors")))
+                  and _checkpoint_like(e))
+
+
+def _checkpoint_like(entry: os.DirEntry[str]) -> bool:
+    """A folder or a .safetensors file; or a link that loops, which is a
+    match for the reader to name (its stat fails: it is neither)."""
+    if entry.name.endswith(".safetensors"):
+        return True
+    try:
+        return entry.is_dir()
+    except OSError as e:
+        return e.errno == errno.ELOOP
 
 
 def glob_input(folder: Path, pattern: str) -> tuple[Path, Stamp]:
@@ -299,7 +356,7 @@ def glob_input(folder: Path, pattern: str) -> tuple[Path, Stamp]:
     names = glob_names(folder, pattern) or []
     try:
         mtime = folder.stat().st_mtime_ns
-    except OSError:
+    except (OSError, ValueError):
         mtime = 0
     return (Path(f"{folder}::{GLOB_PART}{pattern}"),
             Stamp(len(names), mtime, names_digest(names), part=GLOB_PART + pattern))

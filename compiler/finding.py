@@ -4,8 +4,8 @@ folders named, in a stable order. Nothing here reads a spec."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .diagnostics import Diagnostic, UsageError, display_path
 

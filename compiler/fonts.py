@@ -16,9 +16,9 @@ from __future__ import annotations
 import html
 import importlib.util
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
 
 from .caches import memo
 

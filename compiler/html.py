@@ -187,7 +187,8 @@ def serve_script() -> str:
       var view = el("div", "view");
       body.appendChild(view);
       vegaEmbed(view, fig.vegalite, {renderer: "svg", actions: false,
-        tooltip: {theme: "light"}}).catch(function (e) { body.appendChild(el("div", "problem", e)); });
+        tooltip: {theme: "light"}})
+      .catch(function (e) { body.appendChild(el("div", "problem", e)); });
     } else {
       fig.problems.forEach(function (p) {
         body.appendChild(el("div", "problem", p.text));
@@ -227,7 +228,10 @@ def serve_script() -> str:
           {cache: "no-store"})
       .then(function (r) { return r.json(); })
       .then(function (state) {
-        if (!state.unchanged && state.version !== version) { version = state.version; update(state); }
+        if (!state.unchanged && state.version !== version) {
+          version = state.version;
+          update(state);
+        }
       })
       .catch(function () {})
       .then(function () { setTimeout(poll, 300); });

@@ -22,8 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from .diagnostics import display_path
-from .files import (GLOB_PART, IDENTITY_NAME, Stamp, glob_change, glob_same, hash_file,
-                    read_bounded, write_atomic)
+from .files import (
+    GLOB_PART,
+    IDENTITY_NAME,
+    Stamp,
+    glob_change,
+    glob_same,
+    hash_file,
+    read_bounded,
+    write_atomic,
+)
 
 MANIFEST = ".figspec-manifest.json"
 FORMAT = 1
@@ -66,21 +74,24 @@ def _same_part(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] 
     if stamp["part"].startswith(GLOB_PART):
         return glob_same(file, stamp), None
     try:
-        if file.stat().st_mtime_ns == stamp["mtime_ns"]:
+        mtime = file.stat().st_mtime_ns
+        if mtime == stamp["mtime_ns"] and "held" not in stamp:
             return True, None
+        # a part that holds what it resolved to (a root from $VAR) depends on
+        # the environment too: its digest is made again from it
         settings = load(file)
     except Exception:  # gone, unreadable or invalid: the figure is checked again
         return False, None
     if settings is None or part_digest(settings, stamp["part"]) != stamp["sha256"]:
         return False, None
-    return True, {**stamp, "mtime_ns": file.stat().st_mtime_ns}
+    return True, ({**stamp, "mtime_ns": mtime} if mtime != stamp["mtime_ns"] else None)
 
 
 def _valid_stamp(stamp: Any) -> bool:
     return (isinstance(stamp, dict) and isinstance(stamp.get("size"), int)
             and isinstance(stamp.get("mtime_ns"), int) and isinstance(stamp.get("sha256"), str)
             and all(isinstance(stamp.get(k, 0), int) for k in ("inode", "ctime_ns"))
-            and isinstance(stamp.get("part", ""), str))
+            and all(isinstance(stamp.get(k, ""), str) for k in ("part", "label", "held")))
 
 
 def _valid_entry(key: Any, entry: Any) -> bool:
@@ -128,9 +139,45 @@ def _changed(path: Path, stamp: dict[str, Any]) -> str:
         return glob_change(Path(str(path).rsplit("::", 1)[0]), stamp)
     if "part" in stamp:
         file = str(path).rsplit("::", 1)[0]
-        return f"{display_path(file)} changed its `{stamp['part']}`"
+        return _part_change(Path(file), stamp) or \
+            f"{display_path(file)} changed its `{stamp['part']}`"
+    if "held" in stamp and "label" in stamp:
+        return _held_change(path, stamp)
     what = f"{IDENTITY_NAME} " if "ctime_ns" in stamp else ""
     return f"{what}{display_path(path)} changed"
+
+
+def _part_change(file: Path, stamp: dict[str, Any]) -> str | None:
+    """What a part that resolved through the environment resolves to now."""
+    from .project import load, part_change
+
+    try:
+        settings = load(file)
+    except Exception:  # gone or invalid: said as a change of the file
+        return None
+    return part_change(settings, stamp["part"], stamp.get("held")) if settings else None
+
+
+#: What a small input that names something (a hub ref) may hold, at most.
+_HELD_BYTES = 1024
+
+
+def _held_change(path: Path, stamp: dict[str, Any]) -> str:
+    """A small input naming something (a hub ref naming a commit) that names
+    something else now: "hf:org/name: refs/main is now 0123456789ab (was ...)"."""
+    was = _short(stamp["held"])
+    try:
+        now = read_bounded(path, _HELD_BYTES).decode("utf-8", "replace").strip()
+    except OSError:
+        return f"{stamp['label']} is gone (was {was})"
+    return f"{stamp['label']} is now {_short(now)} (was {was})" if now != stamp["held"] else \
+        f"{stamp['label']} changed"
+
+
+def _short(value: str) -> str:
+    """A commit as git shortens it (12 digits); anything else as it is."""
+    return value[:12] if len(value) == 40 and all(c in "0123456789abcdef" for c in value) \
+        else value[:200]
 
 
 class Manifest:

@@ -13,8 +13,15 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .diagnostics import did_you_mean
 from .files import FORMATS
@@ -36,7 +43,8 @@ MAX_TITLE = 300
 MAX_LABEL = 100
 
 # d3-format's own specifier grammar (d3-format/src/formatSpecifier.js).
-_D3_FORMAT = re.compile(r"^(?:(.)?([<>=^]))?([+\-( ])?([$#])?(0)?(\d+)?(,)?(\.\d+)?(~)?([a-z%])?$", re.I)
+_D3_FORMAT = re.compile(
+    r"^(?:(.)?([<>=^]))?([+\-( ])?([$#])?(0)?(\d+)?(,)?(\.\d+)?(~)?([a-z%])?$", re.I)
 _D3_TYPES = set("eEfgGrsdoxXcbnp%")
 _HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -112,7 +120,8 @@ class Data(Model):
         "(`layout: params`), with named groups `layer` and `module`. The default handles "
         "Llama, Qwen, Mistral and GPT-2 style names. A module in the spec matches the "
         "`module` group exactly or as its last dotted parts (`q_proj` matches "
-        "`self_attn.q_proj`); `experts.w1` matches every expert's `experts.N.w1`.", examples=[r"blk\.(?P<layer>\d+)\.(?P<module>\w+)"],
+        "`self_attn.q_proj`); `experts.w1` matches every expert's `experts.N.w1`.",
+        examples=[r"blk\.(?P<layer>\d+)\.(?P<module>\w+)"],
     )
     layer: str = Field("layer", description="Column holding the layer index.", min_length=1,
                        examples=["layer_idx"])
@@ -307,8 +316,10 @@ class Layers(Model):
                              "are drawn.", examples=[27])
     tick_every: int | None = Field(
         None, gt=0, description="A tick every this many layers from `first`, plus one at "
-        "`last`. Default: the smallest of 1, 2, 3, 4, 5, 10, 15, 20, 25, 50, ... that leaves "
-        "1.5 label heights between ticks. Labels that would overlap are an error.",
+        "`last` (the tick before `last` is left out when it stands less than 1.3 label "
+        "heights from it). Default: the smallest of 1, 2, 3, 4, 5, 10, 15, 20, 25, 50, ... "
+        "that leaves 1.5 label heights between ticks and cuts the axis into at most 20 steps. "
+        "Labels that would overlap are an error.",
         examples=[4])
     zero_at: Literal["bottom", "top"] = Field("bottom", description="Where layer `first` is drawn.",
                                               examples=["top"])

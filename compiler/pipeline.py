@@ -34,8 +34,8 @@ from .session import Session
 
 if TYPE_CHECKING:
     from .cells import Table
-    from .layout import Figure
     from .files import Stamp
+    from .layout import Figure
     from .models import Spec
     from .project import Project
     from .spec import LoadedSpec

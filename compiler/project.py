@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,18 +129,54 @@ PART_SEPARATOR = "::"
 
 
 def part_input(settings: Settings, part: str) -> tuple[Path, Stamp]:
-    """An input of a figure standing for one part of figspec.yaml, stamped."""
+    """An input of a figure standing for one part of figspec.yaml, stamped;
+    a root taken from the environment holds the folder it resolved to."""
     st = settings.path.stat()
+    variable = root_variable(settings, part)
+    held = None if variable is None else os.environ.get(variable[0], "") + variable[1]
     return (Path(f"{settings.path}{PART_SEPARATOR}{part}"),
-            Stamp(0, st.st_mtime_ns, part_digest(settings, part), part=part))
+            Stamp(0, st.st_mtime_ns, part_digest(settings, part), part=part,
+                  label=f"root `{part.partition('.')[2]}`" if variable else None, held=held))
 
 
 def part_digest(settings: Settings, part: str) -> str:
-    """SHA-256 of one part of figspec.yaml's values (absent: of null)."""
+    """SHA-256 of one part of figspec.yaml's values (absent: of null). A root
+    whose folder is ``$VAR`` or ``${VAR}/...`` depends on the environment as
+    much as on the file: its digest covers the variable's value (or that it
+    is not set), so pointing the variable elsewhere changes it."""
     value: Any = settings.doc.data
     for key in part.split("."):
         value = value.get(key) if isinstance(value, dict) else None
+    variable = root_variable(settings, part)
+    if variable is not None:
+        value = {"written": value, variable[0]: os.environ.get(variable[0])}
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def root_variable(settings: Settings, part: str) -> tuple[str, str] | None:
+    """For ``roots.NAME`` written ``$VAR`` or ``${VAR}/rest``: (VAR, rest)."""
+    kind, _, name = part.partition(".")
+    folder = settings.roots.get(name) if kind == "roots" else None
+    m = _VARIABLE.fullmatch(folder) if isinstance(folder, str) else None
+    return (m.group(1), m.group(2) or "") if m else None
+
+
+def part_change(settings: Settings, part: str, held: str | None) -> str | None:
+    """Why a root from the environment is not what it was, in words (None:
+    not such a root, or the file changed it)."""
+    variable = root_variable(settings, part)
+    if variable is None:
+        return None
+    name = part.partition(".")[2]
+    if not os.environ.get(variable[0], "").strip():
+        what = "is empty" if variable[0] in os.environ else "is not set"
+        return f"root `{name}`'s variable {variable[0]} {what}"
+    now = os.environ[variable[0]] + variable[1]
+    return f"root `{name}` is now {now} (was {held})" if held and now != held else None
+
+
+#: A root's folder taken from the environment: ``$VAR`` or ``${VAR}/...``.
+_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?(/.*)?")
 
 
 def find(start: Path | None = None) -> Path | None:

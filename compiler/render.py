@@ -22,8 +22,9 @@ import io
 import os
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from .vega import LOCALE, engine
 

@@ -28,9 +28,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .diagnostics import Diagnostic, FigspecError, UsageError, display_path, source_line
 from .files import Seen
@@ -342,6 +343,9 @@ class _Server(http.server.HTTPServer):
         self.wake()
         for _ in range(WORKERS):
             self.ready.put(None)
+        # A worker still answering wakes no one now (wake() takes the OSError).
+        for end in (self.wake_read, self.wake_write):
+            end.close()
 
 
 class _Loop:
@@ -499,8 +503,8 @@ def serve(paths: Sequence[Path], host: str, port: int, allow_outside: bool = Fal
     server.RequestHandlerClass = handler(board, hosts)
     watcher = threading.Thread(target=board.watch, daemon=True)
     watcher.start()
-    announce(f"http://{shown}:{port}/")
-    try:
+    try:  # from here on, whatever stops serving closes the server and the watcher
+        announce(f"http://{shown}:{port}/")
         server.serve_forever(poll_interval=0.5)
     finally:
         board.stop.set()

@@ -43,6 +43,10 @@ class Session:
     compute: bool = True
     #: data may be read outside the spec's project (--allow-outside)
     allow_outside: bool = False
+    #: `figspec diff`: (a revision's folder, a working tree's file or folder
+    #: (resolved) that git tracks at neither revision, lent to it) -> the
+    #: working tree's top; that revision's specs read it as their own
+    lent: dict[tuple[Path, Path], Path] = field(default_factory=dict)
     #: checkpoint pair (cache key) -> what the figures want of it
     requests: dict[str, PairRequest] = field(default_factory=dict)
     #: checkpoint pair (cache key) -> the sums read or computed so far

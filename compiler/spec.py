@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .diagnostics import Diagnostic, FigspecError, did_you_mean, display_path, unique
-from .files import looked_at
+from .files import BadPath, looked_at, resolved
 from .models import Spec
 from .yaml_reader import Document, Loc, dotted, load_yaml, overlay
 
@@ -83,13 +83,17 @@ def _extends_chain(doc: Document, root: Path | None) -> list[Document]:
         target = current.data["extends"]
         if not isinstance(target, str) or not target.strip():
             break  # validate() reports the type
-        path = (current.path.parent / target).resolve()
-        looked_at(path)
-        seen = [d.path.resolve() for d in chain]
 
-        def fail(message: str, hint: str | None = None) -> FigspecError:
+        def fail(message: str, hint: str | None = None, current: Document = current
+                 ) -> FigspecError:
             return FigspecError([current.diagnostic(("extends",), message, hint)])
 
+        try:
+            path = resolved(current.path.parent / target)
+        except BadPath as e:
+            raise fail(f"`extends` {target!r} {e.why}") from None
+        looked_at(path)
+        seen = [d.path.resolve() for d in chain]
         if path in seen:
             raise fail(f"`extends` cycle: {' -> '.join(display_path(p) for p in seen + [path])}",
                        "remove one of the `extends:`")
@@ -247,7 +251,8 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
         if isinstance(part, int):
             args = [a for a in typing.get_args(model) if a is not type(None)]
             model = args[0] if args else None
-        elif isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+        elif isinstance(model, type) and issubclass(model, BaseModel) and \
+                part in model.model_fields:
             model = model.model_fields[part].annotation
         else:
             return []

@@ -10,7 +10,8 @@ import contextlib
 import os
 import threading
 import time
-from typing import Any, Final, Iterator
+from collections.abc import Iterator
+from typing import Any, Final
 
 from .caches import memo
 

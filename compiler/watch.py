@@ -8,8 +8,8 @@ a check looked at is remembered in the state it had before it was read
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from .builder import Options, build_events, environment
 from .events import Event, Finished, Result, Waiting

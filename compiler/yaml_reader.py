@@ -19,12 +19,12 @@ we then build plain Python values from that graph ourselves, so that
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
-
 import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import yaml
 from yaml.composer import Composer
@@ -303,7 +303,8 @@ def read_text(path: Path, max_bytes: int = MAX_BYTES) -> tuple[str, Stamp]:
         raise FigspecError([Diagnostic(shown, message=f"cannot read: {e.strerror}")]) from None
     if b"\x00" in raw:
         line = raw.count(b"\n", 0, raw.index(b"\x00")) + 1
-        raise FigspecError([Diagnostic(shown, line, 1, "binary file (contains NUL bytes), not text")])
+        raise FigspecError([Diagnostic(shown, line, 1,
+                                       "binary file (contains NUL bytes), not text")])
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -397,12 +398,14 @@ class _Builder:
 
     def _problem(self, node: Node, message: str, hint: str | None = None) -> None:
         m = node.start_mark
-        self.problems.append(Diagnostic(self.doc.shown_path, m.line + 1, m.column + 1, message, hint))
+        self.problems.append(Diagnostic(self.doc.shown_path, m.line + 1, m.column + 1, message,
+                                        hint))
 
     def build(self, node: Node, loc: Loc, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_NODES or depth > MAX_DEPTH:
-            what = f"more than {MAX_NODES:,} values" if self.count > MAX_NODES else f"nesting deeper than {MAX_DEPTH} levels"
+            what = (f"more than {MAX_NODES:,} values" if self.count > MAX_NODES
+                    else f"nesting deeper than {MAX_DEPTH} levels")
             self._problem(node, f"document expands to {what} (through aliases?)",
                           "write the values out instead of nesting aliases")
             raise FigspecError(self.problems)

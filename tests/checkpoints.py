@@ -153,3 +153,24 @@ def settle(folder: Path) -> None:
     for f in folder.rglob("*"):
         if f.is_file():
             os.utime(f, (past, past))
+
+
+def hub_snapshot(hub: Path, repo: str, commit: str, *, seed: int = 0, ref: str | None = "main"
+                 ) -> Path:
+    """A revision of a model laid out as huggingface_hub caches it: the files
+    are links into the model's ``blobs``; ``ref`` (a branch or tag) is
+    written to name ``commit``, as a download moves it. Several revisions of
+    one model share its folder."""
+    model = hub / ("models--" + repo.replace("/", "--"))
+    tuned, _, _ = make_pair(model / f"tmp-{commit[:8]}", shards=2, seed=seed)
+    snapshot = model / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (model / "blobs").mkdir(exist_ok=True)
+    for f in sorted(tuned.iterdir()):
+        blob = model / "blobs" / f"{commit[:8]}{f.name}"
+        f.rename(blob)
+        (snapshot / f.name).symlink_to(Path("..", "..", "blobs", blob.name))
+    if ref is not None:
+        (model / "refs").mkdir(exist_ok=True)
+        (model / "refs" / ref).write_text(commit)
+    return snapshot

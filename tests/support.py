@@ -24,12 +24,19 @@ def long_rows(layers: int = 6, modules: list[str] = MODULES, **extra: Any) -> li
             for layer in range(layers) for i, m in enumerate(modules)]
 
 
-def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
+def write_csv(path: Path, rows: list[dict], delimiter: str = ",", *,
+              atomic: bool = False) -> Path:
+    """``atomic``: written beside it and renamed into place, as a watch running
+    must see it: the old file or the new one, never one emptied and half
+    written (a poll between the two would build from it, and fail)."""
     cols = list(rows[0])
     lines = [delimiter.join(cols)] + [delimiter.join(str(r[c]) for c in cols) for r in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
+    target, path = path, path.with_name(path.name + ".new") if atomic else path
     path.write_text("\n".join(lines) + "\n")
-    return path
+    if atomic:
+        path.replace(target)
+    return target
 
 
 def make_project(root: Path) -> Path:
@@ -110,7 +117,7 @@ def scheme_stops(name: str) -> list[tuple[int, int, int]]:
     from figspec.html import javascript_bundle
 
     bundle = javascript_bundle()
-    m = re.search(r'[{,]%s:"([0-9a-f]+)"' % re.escape(name), bundle, re.I)
+    m = re.search(rf'[{{,]{re.escape(name)}:"([0-9a-f]+)"', bundle, re.I)
     assert m, f"scheme {name} not found in the Vega bundle"
     hexes = m.group(1)
     return [tuple(int(hexes[i + j:i + j + 2], 16) for j in (0, 2, 4))  # type: ignore[misc]

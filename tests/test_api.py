@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
 import figspec
 import support
-from support import MODULES, value_of
 from figspec.diagnostics import FigspecError, UsageError
+from support import MODULES, value_of
 
 
 def test_load_gives_the_altair_chart_and_saves_any_format(project: Path):

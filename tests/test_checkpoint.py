@@ -286,7 +286,9 @@ def test_pickles_are_never_unpickled(project: Path, run):
     ck.make_pair(project / "other")
     spec_for(project, "norm")
     code, _, err = run("check")
-    assert code == 1 and "PyTorch pickles, which figspec never unpickles" in err
+    assert code == 1 and "specs/fig.yaml:2:15: error: ckpt/tuned holds PyTorch pickle weights " \
+        "(pytorch_model.bin); figspec reads safetensors only" in err, err
+    assert "`model.save_pretrained(folder, safe_serialization=True)`" in err
 
 
 def test_shapes_and_missing_tensors_between_checkpoint_and_base(project: Path, run):
@@ -636,7 +638,12 @@ def test_watch_redraws_when_a_checkpoint_is_rewritten(project: Path):
     spec_for(project, "relative_change")
     builds, thread = support.watched(project)
     first = (project / "out" / "fig.svg").read_bytes()
-    ck.make_pair(project / "ckpt", seed=5)
+    # Written beside, each file then renamed into place: the watch polls
+    # meanwhile, and must never see a shard emptied and half written.
+    ck.make_pair(project / "next", seed=5)
+    for side in ("tuned", "base"):
+        (project / "next" / side / "model.safetensors").replace(
+            project / "ckpt" / side / "model.safetensors")
     thread.join(60)
     assert builds == [["built"], ["built"]]
     assert (project / "out" / "fig.svg").read_bytes() != first
@@ -669,3 +676,104 @@ def test_a_layer_of_five_thousand_digits_is_never_drawn(project: Path, run):
     spec_for(project, "norm", modules="[q_proj]")
     code, out, err = run("table", "specs/fig.yaml")
     assert code == 0 and out.splitlines()[1:] == ["0,q_proj,q_proj,0.0"], err
+
+
+# -- paths that loop or hold a NUL character (issue 27: 8) ---------------------------------
+
+def _loop(path: Path) -> None:
+    """A symbolic link to itself at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(path.name)
+
+
+def _loop_shard(project: Path) -> None:
+    _loop(project / "ckpt" / "tuned" / "model-00002.safetensors")
+
+
+def _loop_index_shard(project: Path) -> None:
+    tuned = project / "ckpt" / "tuned"
+    (tuned / "model.safetensors").rename(tuned / "model-00001.safetensors")
+    _loop(tuned / "model-00002.safetensors")
+    names = ck.names("llama", 3)
+    (tuned / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        **{n: "model-00001.safetensors" for n in names}, "x": "model-00002.safetensors"}}))
+
+
+def _loop_index(project: Path) -> None:
+    _loop(project / "ckpt" / "tuned" / "model.safetensors.index.json")
+
+
+@pytest.mark.parametrize("make,data,message", [
+    (lambda p: _loop(p / "data" / "loop.csv"), "  path: ../data/loop.csv\n",
+     "specs/fig.yaml:2:9: error: '../data/loop.csv' is a symbolic link loop"),
+    (lambda p: _loop(p / "ckpt" / "loop"), "  checkpoint: ../ckpt/loop\n  metric: norm\n",
+     "specs/fig.yaml:2:15: error: '../ckpt/loop' is a symbolic link loop"),
+    (lambda p: _loop(p / "ckpt" / "loop"), "  checkpoint: ../ckpt/tuned\n  base: ../ckpt/loop/b\n"
+     "  metric: relative_change\n", "specs/fig.yaml:3:9: error: '../ckpt/loop/b' is a symbolic "
+     "link loop"),
+    (_loop_shard, "  checkpoint: ../ckpt/tuned\n  metric: norm\n",
+     "specs/fig.yaml:2:15: error: in ckpt/tuned/model-00002.safetensors: is a symbolic link loop"),
+    (_loop_index_shard, "  checkpoint: ../ckpt/tuned\n  metric: norm\n",
+     "error: in ckpt/tuned/model.safetensors.index.json: names a shard that is a symbolic link "
+     "loop: model-00002.safetensors"),
+    (_loop_index, "  checkpoint: ../ckpt/tuned\n  metric: norm\n",
+     "error: in ckpt/tuned: its model.safetensors.index.json is a symbolic link loop"),
+])
+def test_a_symbolic_link_loop_in_any_path_is_a_diagnostic(project: Path, run, make, data: str,
+                                                          message: str):
+    ck.make_pair(project / "ckpt")
+    make(project)
+    support.write(project / "specs" / "fig.yaml", f"data:\n{data}modules: qwen2\n")
+    for command in (("check",), ("build",), ("check", "--allow-outside")):
+        code, _, err = run(*command)
+        assert code == 1 and "internal error" not in err, err
+        assert message in err, err
+
+
+def test_a_loop_in_extends_or_a_root_is_a_diagnostic(project: Path, run):
+    ck.make_pair(project / "ckpt")
+    _loop(project / "specs" / "base.yaml")
+    support.write(project / "specs" / "fig.yaml", "extends: base.yaml\ndata:\n  checkpoint: "
+                  "../ckpt/tuned\n  metric: norm\nmodules: qwen2\n")
+    code, _, err = run("check")
+    assert code == 1 and "specs/fig.yaml:1:10: error: `extends` 'base.yaml' is a symbolic link " \
+        "loop" in err, err
+    _loop(project / "shared")
+    support.write(project / "figspec.yaml", "roots:\n  ckpt: shared\n")
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: $ckpt/tuned\n"
+                  "  metric: norm\nmodules: qwen2\n")
+    code, _, err = run("check")
+    assert code == 1 and "figspec.yaml:2:9: error: the folder of root `ckpt`, 'shared', is a " \
+        "symbolic link loop" in err, err
+
+
+def test_a_root_whose_folder_holds_a_nul_is_a_diagnostic_in_figspec_yaml(project: Path, run):
+    support.write(project / "figspec.yaml", 'roots:\n  ckpt: "/shared/ck\\0pt"\n')
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoint: $ckpt/tuned\n"
+                  "  metric: norm\nmodules: qwen2\n")
+    for command in ("check", "build"):
+        code, _, err = run(command)
+        assert code == 1 and "internal error" not in err, err
+        assert "figspec.yaml:2:9: error: the folder of root `ckpt`, '/shared/ck\\x00pt', " \
+            "contains a NUL character" in err, err
+
+
+# -- modules the checkpoint holds (issue 27: 17) -------------------------------------------
+
+def test_a_module_typo_is_suggested_from_the_checkpoint_with_the_preset_that_fits(project: Path,
+                                                                                  run):
+    ck.make_pair(project / "ckpt", arch="gpt2")
+    spec_for(project, "norm", modules="[attn.c_atn]")
+    code, _, err = run("check")
+    assert code == 1
+    assert "error: module `attn.c_atn` is not in ckpt/tuned; did you mean `attn.c_attn`" in err, err
+    assert "the modules it holds: `c_attn`, `attn.c_proj`, `c_fc`, `mlp.c_proj`; " \
+        "`modules: gpt2` fits them" in err, err
+
+
+def test_a_module_outside_the_layers_drawn_is_not_called_missing(project: Path, run):
+    ck.make_pair(project / "ckpt")
+    spec_for(project, "norm", modules="[q_proj]", extra="layers: {first: 10}\n")
+    code, _, err = run("check")
+    assert code == 1
+    assert "error: module `q_proj` is in ckpt/tuned, but in no layer drawn" in err, err

@@ -182,3 +182,21 @@ def test_table_gives_the_numbers_of_a_figure_whose_labels_would_collide(project:
     code, out, err = run("table", "specs/a.yaml")
     assert code == 0, err
     assert len(list(csv.DictReader(io.StringIO(out)))) == 6 * 7
+
+
+def test_the_command_line_called_in_a_program_leaves_its_sigterm_handler(project: Path, run):
+    """main() stops a build on SIGTERM as on Ctrl-C for its own call; a
+    program (a notebook, a test runner) calling it keeps its own handler."""
+    import signal
+
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+
+    def own(signum: int, frame: object) -> None:
+        pass
+
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        assert run("check")[0] == 0
+        assert signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)

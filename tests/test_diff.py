@@ -130,7 +130,8 @@ def test_nothing_of_the_working_tree_is_touched(repo: Path, run):
 
 
 def test_data_the_revision_does_not_hold_is_named_and_its_image_shown(repo: Path, run):
-    """An ignored data file: the old side is the image committed at the revision."""
+    """A data file ignored at the revision, tracked since: the old side is the
+    image committed at the revision."""
     (repo / ".gitignore").write_text("data/big.csv\n")
     support.write_csv(repo / "data" / "big.csv", support.long_rows())
     support.write(repo / "specs" / "big.yaml", support.spec_text("path: ../data/big.csv"))
@@ -140,6 +141,7 @@ def test_data_the_revision_does_not_hold_is_named_and_its_image_shown(repo: Path
     rows = support.long_rows()
     rows[0]["value"] = 0.3
     support.write_csv(repo / "data" / "big.csv", rows)
+    git(repo, "add", "-f", "data/big.csv")  # tracked now: not the same file on both sides
     code, out, _ = run("diff", "--format", "json")
     (big,) = [f for f in json.loads(out)["figures"] if f["spec"] == "specs/big.yaml"]
     assert big["kind"] == "changed"
@@ -396,8 +398,58 @@ def test_the_committed_image_of_a_spec_is_found_by_the_name_it_inherits(repo: Pa
     rows = support.long_rows()
     rows[0]["value"] = 0.3
     support.write_csv(repo / "data" / "big.csv", rows)
+    git(repo, "add", "-f", "data/big.csv")  # tracked now: the revision lacks it
     out = run("diff", "--format", "json", "specs/big.yaml")[1]
     (big,) = json.loads(out)["figures"]
     assert big["notes"][-1] == "the old side is the committed image, without cell changes"
     assert (repo / "out" / "diff" / big["images"]["before"]).read_bytes() == \
         git_show(repo, "HEAD:out/shared.png")
+
+
+def test_ignored_checkpoints_are_the_same_on_both_sides_read_from_the_working_tree(
+        repo: Path, run):
+    """Checkpoints inside the repository, git-ignored (as a paper keeps them):
+    tracked at neither revision, they are the same files on both sides, read
+    from the working tree, and every output says so."""
+    import checkpoints as ck
+
+    ck.make_run(repo / "ckpt", [100, 200], shards=2)
+    (repo / ".gitignore").write_text("ckpt/\nout/\n")
+    support.write(repo / "specs" / "run.yaml", (
+        "data: {checkpoints: ../ckpt/run/checkpoint-*, base: ../ckpt/base, metric: update_norm}\n"
+        "modules: [q_proj, up_proj]\noutput: {formats: [svg, html]}\n"))
+    support.write(repo / "specs" / "pair.yaml", (
+        "data: {checkpoint: ../ckpt/run/checkpoint-200, base: ../ckpt/base, "
+        "metric: changed_fraction}\nmodules: [q_proj, up_proj]\n"))
+    support.write_csv(repo / "data" / "local.csv", support.long_rows())  # not added: untracked
+    support.write(repo / "specs" / "local.yaml", support.spec_text("path: ../data/local.csv"))
+    git(repo, "add", ".gitignore", "specs")  # not `commit`: it adds data/local.csv
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "ignored data")
+    assert "?? data/local.csv" in tree_state(repo)
+    code, out, err = run("diff", "--exit-code")
+    assert (code, err) == (0, ""), out + err
+    lines = out.splitlines()
+    assert lines[-1] == "0 of 6 figures differ", out
+    note = ("note: tracked at neither revision, so read from the working tree on both sides: "
+            "ckpt (specs/pair.yaml, specs/run.yaml); data/local.csv (specs/local.yaml)")
+    assert note in lines, out
+    assert not (repo / "out" / "diff").exists()
+    code, out, _ = run("diff", "--format", "json")
+    figures = {f["spec"]: f for f in json.loads(out)["figures"]}
+    assert {s: f["kind"] for s, f in figures.items()} == dict.fromkeys(figures, "unchanged")
+    assert figures["specs/run.yaml"]["from_working_tree"] == ["ckpt"]
+    assert figures["specs/local.yaml"]["from_working_tree"] == ["data/local.csv"]
+    assert figures["specs/a.yaml"]["from_working_tree"] == []
+    code, out, _ = run("diff", "--format", "markdown")
+    assert "Note: tracked at neither revision, so read from the working tree on both sides: " \
+        "ckpt (specs/pair.yaml, specs/run.yaml); data/local.csv (specs/local.yaml)" in out, out
+    code, out, _ = run("diff", "--exit-code", "HEAD", "HEAD")  # two revisions: the same
+    assert code == 0 and note in out.splitlines(), out
+    # A figure that changes: the review page says it too.
+    support.write(repo / "specs" / "run.yaml", (
+        "data: {checkpoints: ../ckpt/run/checkpoint-*, base: ../ckpt/base, metric: update_norm}\n"
+        "modules: [q_proj, up_proj]\ntitle: edited\n"))
+    code, out, _ = run("diff", "--exit-code", "specs/run.yaml")
+    assert code == 1 and "changed   specs/run.yaml" in out, out
+    page = (repo / "out" / "diff" / "index.html").read_text()
+    assert "read from the working tree on both sides: ckpt (specs/run.yaml)" in page

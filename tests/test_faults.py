@@ -154,6 +154,21 @@ def _no_process_outlives_its_test():
     _STARTED.clear()
 
 
+def command_line(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rpartition(")")[2].split()[1])  # the field after the state
+
+
 def start_build(project: Path, *args: str) -> tuple[subprocess.Popen, str]:
     env, mark = marked_env()
     _STARTED.append(mark)
@@ -208,8 +223,10 @@ def test_a_worker_killed_mid_build_is_replaced_and_its_figures_drawn(project: Pa
     proc, mark = start_build(project, "-j", "2")
     assert wait_for(lambda: workers_started(mark, proc))
     assert wait_for(lambda: len(list((project / "out").glob("*.pdf"))) >= 2)
-    server = min(p for p in processes_with(mark) if p != proc.pid)  # the forkserver came first
-    workers = [p for p in processes_with(mark) if p not in (proc.pid, server)]
+    # The fork server by what it runs, the workers as its children: never by
+    # pid order, which wraps around on a busy machine (pid_max is 32768).
+    server = next(p for p in processes_with(mark) if b"forkserver" in command_line(p))
+    workers = [p for p in processes_with(mark) if parent_of(p) == server]
     assert proc.poll() is None and len(list((project / "out").glob("*.pdf"))) < 40
     os.kill(workers[0], signal.SIGKILL)
     out, err = proc.communicate(timeout=120)

@@ -17,8 +17,8 @@ import pytest
 import support
 from figspec import builder as build_module
 from figspec.builder import Options, build, status
-from figspec.watch import watch
 from figspec.events import Finished
+from figspec.watch import watch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -141,8 +141,8 @@ def test_status_command(three: Path, run):
 
 
 def test_progress_on_a_terminal_rewrites_one_line():
-    from figspec.events import Result
     from figspec.commands.build import Progress as _Progress
+    from figspec.events import Result
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -172,7 +172,7 @@ def test_watch_rebuilds_when_data_changes(project: Path):
     first = (project / "out" / "a.svg").read_bytes()
     rows = support.long_rows()
     rows[3]["value"] = 0.9
-    support.write_csv(project / "data" / "cells.csv", rows)
+    support.write_csv(project / "data" / "cells.csv", rows, atomic=True)
     thread.join(60)
     assert not thread.is_alive()
     assert builds == [["built"], ["built"]]
@@ -242,7 +242,7 @@ def test_watch_retries_a_figure_that_never_built_when_its_data_is_fixed(project:
     builds, thread = support.watched(project)
     assert builds == [["failed"]]
     rows[3]["value"] = 0.5
-    support.write_csv(data, rows)
+    support.write_csv(data, rows, atomic=True)  # the watch polls meanwhile
     thread.join(60)
     assert not thread.is_alive()
     assert builds == [["failed"], ["built"]]

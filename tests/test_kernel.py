@@ -20,9 +20,8 @@ import pytest
 
 import checkpoints as ck
 import support
-from figspec.sources import reduce
+from figspec.sources import kernel, reduce
 from figspec.sources.safetensors import open_checkpoint
-from figspec.sources import kernel
 
 REPO = Path(__file__).resolve().parent.parent
 #: Looked up without importing numba: the first import compiles into the

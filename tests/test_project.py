@@ -11,6 +11,8 @@ import pytest
 
 import support
 from figspec.builder import Options, build, check, compile_spec
+
+
 def options(project: Path) -> Options:
     return Options(out_dir=project / "out")
 

@@ -53,7 +53,9 @@ def test_png_is_scaled_and_pdf_page_matches_the_svg(vl: dict):
     assert files["png"][:8] == b"\x89PNG\r\n\x1a\n"
     png_w, png_h = struct.unpack(">II", files["png"][16:24])
     assert (png_w, png_h) == (2 * width, 2 * height)
-    import pikepdf, io
+    import io
+
+    import pikepdf
     with pikepdf.open(io.BytesIO(files["pdf"])) as pdf:
         box = [float(x) for x in pdf.pages[0].MediaBox]
     assert box[2] - box[0] == pytest.approx(width, abs=1)

@@ -9,8 +9,8 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -297,3 +297,33 @@ def test_an_edit_made_while_a_spec_fails_is_shown(project: Path,
     assert board.refresh()  # the spec changed since its check began: checked again
     assert "saved meanwhile" in json.dumps(_figures(board)["specs/a.yaml"]["vegalite"])
     assert not board.refresh()
+
+
+def test_serving_stopped_leaves_no_socket_or_thread_behind(project: Path):
+    """A library user's process gets back what serve took, however it stops
+    (here: Ctrl-C while the address is printed)."""
+    import os
+    import threading
+    import time
+
+    from figspec.serve import serve
+
+    support.write(project / "specs" / "a.yaml", support.spec_text())
+
+    def interrupted(line: str) -> None:
+        raise KeyboardInterrupt
+
+    def stopped() -> int:
+        """Serve until stopped; the descriptors open then, once every thread
+        serve started has ended (other tests' threads may come and go)."""
+        before = set(threading.enumerate())
+        with pytest.raises(KeyboardInterrupt):
+            serve([project / "specs"], "127.0.0.1", 0, announce=interrupted)
+        deadline = time.monotonic() + 5  # its threads end as they see the stop
+        while set(threading.enumerate()) - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(threading.enumerate()) - before == set()
+        return len(os.listdir("/proc/self/fd"))
+
+    first = stopped()  # what a process opens once (the renderer's fonts) is open now
+    assert stopped() == first

@@ -6,8 +6,8 @@ the two layouts (`x: module`, `x: step`)."""
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -18,8 +18,8 @@ import checkpoints as ck
 import reference as ref
 import support
 from figspec.builder import compile_spec
-from figspec.sources.safetensors import Files
 from figspec.sources.metrics import NAMES, NEEDS_BASE
+from figspec.sources.safetensors import Files
 
 MODULES = ["q_proj", "k_proj", "up_proj"]
 #: the synthetic run of every test: checkpoint-100, -200, -300 of a 2-layer model
@@ -173,34 +173,89 @@ def damage_missing_shard(folder: Path) -> None:
     (folder / "model-00002-of-00002.safetensors").unlink()
 
 
-@pytest.mark.parametrize("damage,shards", [(damage_truncate, 1), (damage_missing_shard, 2),
-                                           (None, 1)])
+def damage_index_shard_not_there(folder: Path) -> None:
+    """An index naming a shard (not named `-of-N`) that is not there yet."""
+    index = folder / "model.safetensors.index.json"
+    weights = json.loads(index.read_text())["weight_map"]
+    renamed = {n: "late.safetensors" if f.startswith("model-00002") else "early.safetensors"
+               for n, f in weights.items()}
+    index.write_text(json.dumps({"weight_map": renamed}))
+    (folder / "model-00001-of-00002.safetensors").rename(folder / "early.safetensors")
+    (folder / "model-00002-of-00002.safetensors").unlink()
+
+
+def damage_missing_sibling(folder: Path) -> None:
+    """A sharded checkpoint without its index yet, one of its shards not there."""
+    (folder / "model.safetensors.index.json").unlink()
+    (folder / "model-00001-of-00002.safetensors").unlink()
+
+
+def damage_no_trainer_state(folder: Path) -> None:
+    """A Trainer folder whose trainer_state.json (written last) is not there yet."""
+    (folder / "optimizer.pt").write_bytes(b"not read")
+    (folder / "trainer_state.json").unlink()
+
+
+@pytest.mark.parametrize("damage,shards,why", [
+    (damage_truncate, 1, "ckpt/run/checkpoint-300/model.safetensors, tensor"),
+    (damage_missing_shard, 2, "model-00002-of-00002.safetensors is not there"),
+    (damage_index_shard_not_there, 2, "names a shard that does not exist: late.safetensors"),
+    (damage_missing_sibling, 2, "model-00001-of-00002.safetensors is not there"),
+    (damage_no_trainer_state, 1, "trainer_state.json is not there"),
+])
 def test_the_newest_checkpoint_still_being_written_is_left_out_with_a_note(
-        project: Path, run, damage, shards: int):
-    runs = ck.make_run(project / "ckpt", STEPS, shards=shards)
+        project: Path, run, damage, shards: int, why: str):
+    runs = ck.make_run(project / "ckpt", STEPS, shards=shards, trainer_state=True)
     newest = runs / "checkpoint-300"
     whole = {f.name: f.read_bytes() for f in newest.iterdir()}
-    if damage is not None:
-        damage(newest)
-        ck.settle(runs)
-    else:  # complete, but written a moment ago
-        (newest / "model.safetensors").touch()
+    damage(newest)
     path = spec(project)
     code, _, err = run("build")
     assert code == 0, err
     assert "specs/traj.yaml:2:16: note: step 300 (ckpt/run/checkpoint-300) is left out" in err
+    assert why in err, err
     assert {r["step"] for r in table(run, path)} == {"100", "200"}
-    # Once the writer is done, the figure is stale and draws the step.
-    if damage is not None:
-        assert "up to date" in run("status")[1]
-        for name, raw in whole.items():
-            (newest / name).write_bytes(raw)
-    ck.settle(newest)  # (time passes)
+    assert "up to date" in run("status")[1]
+    # Once the writer is done, the figure is stale and draws the step, at once.
+    for name, raw in whole.items():
+        (newest / name).write_bytes(raw)
     assert "stale" in run("status")[1]
     code, _, err = run("build")
     assert code == 0 and "note:" not in err, err
     assert {r["step"] for r in table(run, path)} == {"100", "200", "300"}
     assert "up to date" in run("status")[1]
+
+
+def test_a_checkpoint_copied_in_is_drawn_at_once(project: Path, run, tmp_path: Path):
+    """Whole is a property of the files, never of their age: a checkpoint
+    copied into the run a moment ago is drawn by the next table."""
+    runs = ck.make_run(project / "ckpt", STEPS, shards=2, trainer_state=True)
+    elsewhere = tmp_path / "checkpoint-300"
+    shutil.move(runs / "checkpoint-300", elsewhere)
+    path = spec(project)
+    assert {r["step"] for r in table(run, path)} == {"100", "200"}
+    shutil.copytree(elsewhere, runs / "checkpoint-300", copy_function=shutil.copy)  # as `cp -r`
+    assert {r["step"] for r in table(run, path)} == {"100", "200", "300"}
+    code, _, err = run("build")
+    assert code == 0 and "note:" not in err, err
+
+
+@pytest.mark.parametrize("damage,shards,message", [
+    (damage_missing_sibling, 2, "error: in ckpt/run/checkpoint-200: "
+     "model-00001-of-00002.safetensors is not there (beside model-00002-of-00002.safetensors)"),
+    (damage_no_trainer_state, 1, "error: in ckpt/run/checkpoint-200: trainer_state.json is not "
+     "there (Trainer writes it last), though the folder is a Trainer checkpoint: it has "
+     "optimizer.pt"),
+])
+def test_an_older_checkpoint_not_whole_is_an_error_naming_what_is_missing(
+        project: Path, run, damage, shards: int, message: str):
+    runs = ck.make_run(project / "ckpt", STEPS, shards=shards, trainer_state=True)
+    damage(runs / "checkpoint-200")
+    spec(project)
+    code, _, err = run("check")
+    assert code == 1 and "internal error" not in err, err
+    assert "specs/traj.yaml:2:16: " + message in err, err
+    assert "; copy the missing file into the folder" in err, err
 
 
 def test_the_same_damage_in_an_older_checkpoint_is_an_error_naming_the_file(project, run):
@@ -294,6 +349,23 @@ def test_watch_redraws_when_a_checkpoint_lands(project: Path, run):
     assert {r["step"] for r in table(run, path)} == {"100", "200", "300", "400"}
 
 
+def test_watch_draws_a_checkpoint_once_its_writer_completes_it(project: Path, run):
+    """Serve and watch: a newest checkpoint left out while it is written is
+    drawn by the next build once its files are whole, however long it took."""
+    runs = ck.make_run(project / "ckpt", STEPS)
+    shard = runs / "checkpoint-300" / "model.safetensors"
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:-40])
+    path = spec(project)
+    builds, thread = support.watched(project)
+    assert {r["step"] for r in table(run, path)} == {"100", "200"}
+    with shard.open("ab") as f:  # the writer's last bytes, in one write
+        f.write(whole[-40:])
+    thread.join(60)
+    assert builds == [["built"], ["built"]]
+    assert {r["step"] for r in table(run, path)} == {"100", "200", "300"}
+
+
 def test_a_step_is_the_same_number_as_its_pair_read_alone(project: Path, run, reads,
                                                          monkeypatch: pytest.MonkeyPatch):
     """Reading the base once for every step changes no bit of any value."""
@@ -371,3 +443,116 @@ def test_a_run_whose_only_checkpoint_is_being_written_is_an_error_not_a_crash(pr
     code, _, err = run("build")
     assert code == 1 and "internal error" not in err, err
     assert "error: the run's only checkpoint is still being written" in err
+
+
+# -- a run's diagnostics name its steps (issue 27: 8, 13, 16, 19) -----------------------
+
+@pytest.mark.parametrize("x", ["step", "module"])
+@pytest.mark.parametrize("command", ["check", "build"])
+def test_a_run_whose_listed_modules_are_all_missing_is_a_diagnostic_at_modules(
+        project: Path, run, x: str, command: str):
+    ck.make_run(project / "ckpt", STEPS)
+    support.write(project / "specs" / "traj.yaml", (
+        f"data:\n  checkpoints: {GLOB}\n  base: ../ckpt/base\n  metric: relative_change\n"
+        f"modules: [q_prj]\nx: {x}\n"))
+    code, _, err = run(command)
+    assert code == 1 and "internal error" not in err, err
+    assert "specs/traj.yaml:5:11: error: module `q_prj` is not in step 100 " \
+        "(../ckpt/run/checkpoint-100); did you mean `q_proj`" in err, err
+    assert "`modules: llama` fits them" in err
+
+
+def test_a_peft_run_listing_the_base_model_s_modules_is_a_diagnostic(project: Path, run):
+    for step in (10, 20):
+        ck.write_checkpoint(project / "ckpt" / "run" / f"checkpoint-{step}", {
+            f"base_model.model.model.layers.{layer}.self_attn.{m}_proj.{ab}.weight":
+                ("F32", (2, 2), b"\0" * 16)
+            for layer in range(2) for ab in ("lora_A", "lora_B") for m in ("q", "v")},
+        )
+        (project / "ckpt" / "run" / f"checkpoint-{step}" / "model.safetensors").rename(
+            project / "ckpt" / "run" / f"checkpoint-{step}" / "adapter_model.safetensors")
+    ck.settle(project / "ckpt")
+    support.write(project / "specs" / "traj.yaml", (
+        f"data:\n  checkpoints: {GLOB}\n  metric: norm\nmodules: [q_proj]\nx: step\n"))
+    code, _, err = run("build")
+    assert code == 1 and "internal error" not in err, err
+    assert "error: module `q_proj` is not in step 10 (../ckpt/run/checkpoint-10); did you " \
+        "mean `q_proj.lora_" in err, err
+    assert "the modules it holds: `q_proj.lora_A`, `v_proj.lora_A`, `q_proj.lora_B`, " \
+        "`v_proj.lora_B`" in err
+
+
+def _drop(shard: Path, name: str) -> None:
+    """The tensor ``name`` renamed in the shard's header: the step lacks it."""
+    raw = shard.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header[name + "_gone"] = header.pop(name)
+    text = json.dumps(header).encode()
+    shard.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+
+
+def test_a_step_lacking_a_tensor_is_named_and_so_is_the_previous_step(project: Path, run):
+    runs = ck.make_run(project / "ckpt", STEPS)
+    _drop(runs / "checkpoint-200" / "model.safetensors", "model.layers.1.self_attn.q_proj.weight")
+    ck.settle(runs)
+    spec(project, "relative_change")
+    code, _, err = run("check")
+    assert code == 1
+    assert "error: 1 cell in range has no row in step 200 (../ckpt/run/checkpoint-200): " \
+        "layer 1 `q_proj`" in err, err
+    spec(project, "relative_change", data="  compare: previous\n")
+    code, _, err = run("check")
+    assert code == 1
+    assert "specs/traj.yaml:2:16: error: tensor `model.layers.1.self_attn.q_proj.weight` of " \
+        "step 300 (../ckpt/run/checkpoint-300) is not in the previous step (step 200)" in err, err
+    assert "the base" not in err
+
+
+def test_a_step_lacking_a_module_is_named(project: Path, run):
+    runs = ck.make_run(project / "ckpt", STEPS)
+    for layer in range(2):
+        _drop(runs / "checkpoint-200" / "model.safetensors",
+              f"model.layers.{layer}.self_attn.k_proj.weight")
+    ck.settle(runs)
+    spec(project, "relative_change")
+    code, _, err = run("check")
+    assert code == 1
+    assert "specs/traj.yaml:5:19: error: module `k_proj` is not in step 200 " \
+        "(../ckpt/run/checkpoint-200), though step 100 holds it; leave the step out with " \
+        "`steps:`, or the module out of `modules`" in err, err
+
+
+@pytest.mark.parametrize("steps", [[100], STEPS])
+def test_a_run_of_pytorch_pickles_is_said_to_be_one(project: Path, run, steps: list[int]):
+    for step in steps:
+        folder = project / "ckpt" / "run" / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        for name in ("pytorch_model.bin", "training_args.bin", "optimizer.pt", "rng_state.pth"):
+            (folder / name).write_bytes(b"\x80\x04 a pickle")
+    spec(project, "norm")
+    for command in ("check", "build"):
+        code, _, err = run(command)
+        assert code == 1 and "internal error" not in err, err
+        assert "specs/traj.yaml:2:16: error: step 100 (../ckpt/run/checkpoint-100) holds " \
+            "PyTorch pickle weights (pytorch_model.bin); figspec reads safetensors only" in err, err
+        assert "`model.save_pretrained(folder, safe_serialization=True)`" in err
+        assert "being written" not in err
+        assert ("2 more of the run's checkpoints" in err) == (len(steps) == 3)
+
+
+def test_a_symbolic_link_loop_in_a_run_is_a_diagnostic(project: Path, run):
+    runs = ck.make_run(project / "ckpt", STEPS)
+    (runs / "checkpoint-400").symlink_to("checkpoint-400")
+    spec(project)
+    for command in ("check", "build", "status"):
+        code, _, err = run(command)
+        assert "internal error" not in err, err
+        if command != "status":
+            assert code == 1
+            assert "specs/traj.yaml:2:16: error: ckpt/run/checkpoint-400 is a symbolic link " \
+                "loop" in err, err
+    (project / "ckpt" / "loop").symlink_to("loop")
+    spec(project, checkpoints="../ckpt/loop/checkpoint-*")
+    code, _, err = run("check")
+    assert code == 1 and "error: '../ckpt/loop' is a symbolic link loop" in err, err

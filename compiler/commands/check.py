@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..diagnostics import Diagnostic, display_path, render, unique
 from ..errors import INVALID, OK
@@ -12,7 +12,8 @@ from . import spec_paths
 
 
 def check(paths: Sequence[Path], *, format: str = "text", allow_outside: bool = False) -> int:
-    from ..builder import Options, check as run
+    from ..builder import Options
+    from ..builder import check as run
 
     results = run(spec_paths(paths), Options(allow_outside=allow_outside))
     # A mistake inherited by several specs (in figspec.yaml, say) is shown once.

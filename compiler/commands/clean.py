@@ -13,7 +13,6 @@ def clean(*, out: Path | None = None) -> int:
     """Only files the manifest says figspec wrote; a file edited since it was
     written is kept."""
     from ..manifest import Manifest
-
     from ..project import of_command
     from ..sources import numbers
 

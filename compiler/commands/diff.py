@@ -8,13 +8,14 @@ import dataclasses
 import html
 import json
 import sys
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from ..diagnostics import Diagnostic, FigspecError, UsageError, display_path
-from ..session import Session
 from ..errors import INVALID, OK
+from ..session import Session
 
 SHOW_CELLS = 10
 #: Review images drawn in worker processes from this many on (else here).
@@ -39,6 +40,9 @@ def diff(args: Sequence[str], *, out: Path | None = None, format: str = "text",
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--out {display_path(folder)}: not a folder (it is a file)")
     with d.checkout(repo, old_commit) as old_tree, _new_tree(repo, new_commit) as new_tree:
+        old_tree.lending(repo, new_tree)  # what git tracks at neither side is the same file
+        if isinstance(new_tree, d.Tree):
+            new_tree.lending(repo, old_tree)
         names = sorted(set(d.specs_below(old_tree, rel_paths)) |
                        set(d.specs_below(new_tree, rel_paths)))
         inputs = d.recorded_inputs(repo, project.out_dir, names)
@@ -263,6 +267,9 @@ def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
              f"<title>figspec diff: {e(old)} .. {e(new)}</title>\n<style>{_CSS}</style>\n"
              f"</head>\n<body>\n<h1>figspec diff: {e(old)} &rarr; {e(new)}</h1>\n"]
+    lent = _lent_note(figures)
+    if lent:
+        parts.append(f'<p class="note">Note: {e(lent)}</p>\n')
     for f in figures:
         if f.kind == "unchanged":
             continue
@@ -293,6 +300,7 @@ def _page(figures: list[Any], folder: Path, old: str, new: str) -> None:
                                  f'alt="{name}">\n')
             for d in f.old.diagnostics + f.new.diagnostics:
                 parts.append(f"<pre>{e(d.format())}</pre>\n")
+        parts += [f'<p class="note">Note: {e(n)}</p>\n' for n in f.notes]
         parts.append("</section>\n")
     parts.append(f"<script>{_JS}</script>\n</body>\n</html>\n")
     try:
@@ -337,6 +345,31 @@ _JS = ("document.querySelectorAll('.swipe-control').forEach(function(c){c.addEve
 
 # -- text ---------------------------------------------------------------------------
 
+#: Specs named after each file read from the working tree, at most.
+SHOW_SPECS = 5
+
+
+def _lent_note(figures: list[Any]) -> str | None:
+    """What was read from the working tree for both sides (git tracks it at
+    neither revision), and for which specs: files with the same specs together."""
+    specs: dict[str, list[str]] = {}
+    for f in figures:
+        for path in f.borrowed:
+            specs.setdefault(path, []).append(f.spec)
+    if not specs:
+        return None
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for path, readers in sorted(specs.items()):
+        groups.setdefault(tuple(sorted(readers)), []).append(path)
+    said = []
+    for names, paths in groups.items():
+        shown = ", ".join(names[:SHOW_SPECS]) + (
+            f" and {len(names) - SHOW_SPECS} more" if len(names) > SHOW_SPECS else "")
+        said.append(f"{', '.join(paths)} ({shown})")
+    return ("tracked at neither revision, so read from the working tree on both sides: "
+            + "; ".join(said))
+
+
 _HEADS = ("layer", "module", "before", "after", "change")
 
 
@@ -379,6 +412,9 @@ def _text(figures: list[Any], old: str, new: str, folder: Path) -> str:
             lines.append(f"  at {old}: {d.format()}")
         for d in f.new.diagnostics:
             lines.append(f"  at {new}: {d.format()}")
+    lent = _lent_note(figures)
+    if lent:
+        lines.append(f"note: {lent}")
     unchanged = sum(f.kind == "unchanged" for f in figures)
     lines.append(f"{len(figures) - unchanged} of {len(figures)} figures differ"
                  + (f"; images in {display_path(folder)}/index.html"
@@ -420,9 +456,17 @@ def _markdown(figures: list[Any], old: str, new: str, link: Callable[[str], str]
         out += [f"Note: {n}\n" for n in f.notes]
         for d in f.old.diagnostics + f.new.diagnostics:
             out.append(f"    {d.format()}")
+    lent = _lent_note(figures)
+    if lent:
+        out.append(f"Note: {_md_text(lent)}\n")
     out.append(f"{sum(f.kind != 'unchanged' for f in figures)} of {len(figures)} figures "
                "differ.\n")
     return "\n".join(out)
+
+
+def _md_text(text: str) -> str:
+    """Text in a Markdown paragraph, shown as written (paths hold `_`, `*`)."""
+    return "".join("\\" + ch if ch in "\\`*_[]<>" else ch for ch in text)
 
 
 def _md_cell(text: str) -> str:
@@ -431,12 +475,14 @@ def _md_cell(text: str) -> str:
 
 
 def _json(figures: list[Any], old: str, new: str, folder: Path) -> str:
-    data = {"old": old, "new": new, "figures": [{
+    lent = _lent_note(figures)
+    data = {"old": old, "new": new, "notes": [lent] if lent else [], "figures": [{
         "spec": f.spec, "kind": f.kind, "total_cells": f.total_cells,
         "added_cells": f.added_cells, "removed_cells": f.removed_cells,
         "cells": [{"panel": c.panel, "layer": c.layer, "module": c.module, "before": c.before,
                    "after": c.after} for c in f.cells],
         "other": f.other, "notes": f.notes, "images": f.images,
+        "from_working_tree": f.borrowed,
         "diagnostics": [d.to_json() for d in f.old.diagnostics + f.new.diagnostics]}
         for f in figures]}
     return json.dumps(data, indent=2) + "\n"

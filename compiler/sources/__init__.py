@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
-from ..files import glob_input, glob_names, looked_at
+from ..files import BadPath, glob_input, glob_names, looked_at, resolved
 from ..session import Session
 from .registry import BY_KEY, BY_SUFFIX
 
@@ -79,6 +79,12 @@ class Rows:
     rows: list[Row]
     columns: list[str]
     shown: str
+    #: the module paths found in the data's names (``self_attn.q_proj``) when
+    #: the rows hold only those listed (a checkpoint's: the rest is never
+    #: read), so a module listed that is missing is told from one that is
+    #: there, and the names it could be are suggested; None: the rows hold
+    #: every module the data has
+    modules: tuple[str, ...] | None = None
 
 
 class ParseError(Exception):
@@ -133,9 +139,10 @@ class Context:
     def path(self, relative: str, key: Loc = ("data", "path")) -> Path:
         """``relative`` to the spec, checked: inside the project (unless
         allowed), and a file. A watch retries the figure when it appears."""
-        path = (self.doc.path.parent / relative).resolve()
+        path = self._resolved(self.doc.path.parent / relative, relative, key)
         looked_at(path)
-        if self.root is not None and not self.allow_outside and not path.is_relative_to(self.root):
+        if self.root is not None and not self.allow_outside and \
+                not path.is_relative_to(self.root) and self._lent(path) is None:
             raise self.error(key, f"data path {relative!r} lies outside the project (the folder "
                              "holding .git, figspec.yaml or pyproject.toml)",
                              "move the file into the project, or pass --allow-outside")
@@ -170,21 +177,25 @@ class Context:
         if written.startswith("hf:"):
             from .hub import snapshot
 
-            path = snapshot(written, lambda message, hint=None: self.error(key, message, hint))
+            # the branch or tag read is an input: a new download moves it
+            path = snapshot(written, lambda message, hint=None: self.error(key, message, hint),
+                            self.stamps)
             return path, path.parent.parent.resolve(), "its Hugging Face cache folder"
         if not written.startswith("$"):
-            path = (self.doc.path.parent / written).resolve()
+            path = self._resolved(self.doc.path.parent / written, written, key)
+            lent = self._lent(path)
             if self.root is not None and not self.allow_outside and \
-                    not path.is_relative_to(self.root):
+                    not path.is_relative_to(self.root) and lent is None:
                 raise self.error(key, f"{written!r} lies outside the project", "name it under "
                                  "a root of figspec.yaml (`roots: {ckpt: /shared/ckpt}`, then "
                                  "`$ckpt/...`), or pass --allow-outside")
-            within = self.root if self.root is not None and not self.allow_outside else None
+            within = (lent or self.root) if self.root is not None and not self.allow_outside \
+                else None
             plain = Path(os.path.normpath(self.doc.path.parent.absolute() / written))
             return path, _hub_model(plain) or within, "the project"
         name, _, rest = written[1:].partition("/")
         folder = self._root(name, key)
-        path = (folder / rest).resolve()
+        path = self._resolved(folder / rest, written, key)
         if not path.is_relative_to(folder):
             raise self.error(key, f"{written!r} leaves the root `${name}` ({folder})",
                              f"write a path below `${name}/`, or add a root for it to "
@@ -192,6 +203,15 @@ class Context:
         within = None if self.allow_outside else folder
         plain = Path(os.path.normpath(folder / rest))
         return path, _hub_model(plain) or within, f"the root `${name}` ({folder})"
+
+    def _lent(self, path: Path) -> Path | None:
+        """The working tree's top, for a path (resolved) under a file or folder
+        `figspec diff` lent from it to the revision this spec is in; else None."""
+        root = self.root
+        if root is None or path.is_relative_to(root):
+            return None
+        return next((top for (tree, lent), top in self.session.lent.items()
+                     if root.is_relative_to(tree) and path.is_relative_to(lent)), None)
 
     def _root(self, name: str, key: Loc) -> Path:
         """The folder of root ``name``, resolved."""
@@ -217,7 +237,22 @@ class Context:
 
             self.stamps.update([part_input(self.settings, f"roots.{name}")])
         base = self.settings.folder if self.settings else self.doc.path.parent
-        return (base / folder).resolve()
+        try:
+            return resolved(base / folder)
+        except BadPath as e:
+            message = f"the folder of root `{name}`, {folder!r}, {e.why}"
+            if self.settings is not None and not env:  # the mistake is in figspec.yaml
+                raise FigspecError([self.settings.doc.diagnostic(("roots", name), message)]
+                                   ) from None
+            raise self.error(key, message) from None
+
+    def _resolved(self, path: Path, written: str, key: Loc) -> Path:
+        """``path`` resolved; a located diagnostic for one that contains a NUL
+        character or runs into a loop of symbolic links."""
+        try:
+            return resolved(path)
+        except BadPath as e:
+            raise self.error(key, f"{written!r} {e.why}") from None
 
 
 def _hub_model(path: Path) -> Path | None:

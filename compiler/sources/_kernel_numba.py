@@ -18,9 +18,11 @@ once per process by :mod:`figspec.sources.kernel` under its lock.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -147,18 +149,55 @@ def _cache_maker(folder: str) -> Callable[[Any], Any] | None:
     class FigspecCacheImpl(impl):  # type: ignore[valid-type,misc]
         _locator_classes: ClassVar[list[type]] = [FigspecLocator]  # figspec's alone
 
-    class FigspecCache(function_cache):  # type: ignore[valid-type,misc]
+    class FigspecCache(_Forgiving, function_cache):  # type: ignore[valid-type,misc]
         _impl_class = FigspecCacheImpl
 
     def make(function: Any) -> Any:
         try:
             return FigspecCache(function)
-        except (AttributeError, RuntimeError):  # no locator: another numba
+        except (AttributeError, RuntimeError, OSError):  # no locator (another numba),
+            # or the folder cannot be made (a full disk): compiled for this process
             from numba.core.caching import NullCache
 
             return NullCache()
 
     return make
+
+
+class _Forgiving:
+    """A numba cache whose damage costs compiling again, never the build: an
+    entry that cannot be loaded (truncated: UnpicklingError, EOFError; made
+    by another numba) is a miss, and its index is emptied so the next save
+    repairs it; one that cannot be saved (a full disk, ENOSPC; a read-only
+    folder) is compiled for this process alone. A file of the cache that is
+    not a regular file (a FIFO would block numba's open for ever) is removed
+    before numba opens any. Mixed in before numba's FunctionCache."""
+
+    def load_overload(self, sig: Any, target_context: Any) -> Any:
+        try:
+            self._remove_irregular()
+            return super().load_overload(sig, target_context)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - any damage is a miss
+            with contextlib.suppress(Exception):
+                self._cache_file.flush()  # type: ignore[attr-defined]  # an empty index
+            return None
+
+    def save_overload(self, sig: Any, data: Any) -> None:
+        try:
+            self._remove_irregular()
+            super().save_overload(sig, data)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - not kept: compiled again next time
+            pass
+
+    def _remove_irregular(self) -> None:
+        """Remove this function's cache files that are not regular files."""
+        folder = self._cache_path  # type: ignore[attr-defined]
+        prefix = self._impl.filename_base  # type: ignore[attr-defined]
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix) and not entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
 
 
 @njit(**_OPTS)

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
-from ..files import Stamp
+from ..files import BadPath, Stamp, resolved
 from ..session import Option
 from . import Context, Rows, Source, Where, metrics, numbers
 from .metrics import SUMS, changed_key, option_of
@@ -40,6 +41,9 @@ from .safetensors import CheckpointError, Tensor, Within, open_checkpoint, reada
 
 #: Bump when what is cached changes meaning (2: sums that overflowed are scaled).
 CACHE_VERSION = 2
+#: A cached entry larger than this is not read (it is computed again): a
+#: few hundred bytes per tensor.
+MAX_CACHED_BYTES = 256_000_000
 
 # -- the source --------------------------------------------------------------------
 
@@ -47,10 +51,15 @@ class Checkpoint(Source):
     """The source of ``data.checkpoint``. ``keys``: where the spec wrote each
     side when it is not at its own key (a run's checkpoints, read as pairs
     by :mod:`figspec.sources.trajectory`, are at `checkpoints`). Its rows
-    make one table, as a plain source's (:class:`figspec.sources.Source`)."""
+    make one table, as a plain source's (:class:`figspec.sources.Source`).
+    ``names``: how a message calls each side (a run's step: "step 300
+    (runs/checkpoint-300)"; the one it is compared with: "the previous step
+    (step 200)")."""
 
-    def __init__(self, keys: dict[str, str] | None = None, *, step: int | None = None) -> None:
+    def __init__(self, keys: dict[str, str] | None = None,
+                 names: dict[str, str] | None = None, *, step: int | None = None) -> None:
         self.keys = {"checkpoint": "checkpoint", "base": "base", **(keys or {})}
+        self.names = {"checkpoint": "the checkpoint", "base": "the base", **(names or {})}
         self.at = ("data", self.keys["checkpoint"])
         #: the run's step this pair is (its committed numbers say so)
         self.step = step
@@ -74,7 +83,8 @@ class Checkpoint(Source):
                  {data.param: name, data.value: values[name]})
                 for name, t in chosen.items()]
         folder = display_path(self.path(ctx, "checkpoint"))
-        return Rows(rows, [data.param, data.value], folder)  # type: ignore[arg-type]
+        return Rows(rows, [data.param, data.value], folder,  # type: ignore[arg-type]
+                    pair.modules)
 
     def absent(self, ctx: Context) -> bool:
         """Whether a side of the pair is not on this machine."""
@@ -85,7 +95,7 @@ class Checkpoint(Source):
         """The rows of a pair whose checkpoints are absent, from the committed
         numbers: any subset of the tensors, any metric their sums give."""
         data = ctx.data
-        chosen = self._tensors(ctx, numbers.tensors_of(held))
+        chosen, modules = self._tensors(ctx, numbers.tensors_of(held))
         problems = self._applicable(ctx, chosen)
         if problems:
             raise FigspecError(_summed(problems))
@@ -100,7 +110,8 @@ class Checkpoint(Source):
         rows = [(Where(numbers.shown(ctx, held["tensors"][name]["file"]),
                        what=f"tensor `{name}`"),
                  {data.param: name, data.value: values[name]}) for name in chosen]
-        return Rows(rows, [data.param, data.value], str(data.checkpoint))  # type: ignore[arg-type]
+        return Rows(rows, [data.param, data.value],  # type: ignore[arg-type]
+                    numbers.shown(ctx, str(data.checkpoint)), modules)
 
     def _sides(self, ctx: Context, pair: Pair) -> dict[str, dict[str, Any]]:
         """The identity of each side of the pair, as committed."""
@@ -167,19 +178,18 @@ class Checkpoint(Source):
             base = self._open(ctx, "base") if data.base else None
         except CheckpointError as e:
             raise self.error(ctx, e) from None
-        chosen = self._tensors(ctx, tuned)
+        chosen, modules = self._tensors(ctx, tuned)
         try:  # only the tensors drawn need a dtype figspec reads
             readable(chosen, base)
         except CheckpointError as e:
             raise self.error(ctx, e) from None
-        problems = self._compare_headers(ctx, chosen, base, self.keys["base"]) \
-            if base is not None else []
+        problems = self._compare_headers(ctx, chosen, base) if base is not None else []
         problems += self._applicable(ctx, chosen)
         if problems:
             raise FigspecError(_summed(problems))
         key = self._pair_key(chosen, base, data, ctx.stamps)
         self._want(ctx, key, chosen)
-        return Pair(chosen, base, key)
+        return Pair(chosen, base, key, modules)
 
     def error(self, ctx: Context, e: CheckpointError) -> FigspecError:
         """A checkpoint that cannot be read, at the key that names it."""
@@ -190,6 +200,9 @@ class Checkpoint(Source):
 
     def _open(self, ctx: Context, key: str) -> dict[str, Tensor]:
         path, folder, shown = ctx.locate(getattr(ctx.data, key), ("data", self.keys[key]))
+        pickles = pickle_weights(path)
+        if pickles:
+            raise ctx.error(("data", self.keys[key]), *pickle_message(display_path(path), pickles))
         return open_checkpoint(path, ctx.stamps, Within(folder, shown) if folder else None)
 
     def path(self, ctx: Context, key: str) -> Path:
@@ -199,20 +212,25 @@ class Checkpoint(Source):
 
     def _under(self, path: Path, ctx: Context, key: str) -> bool:
         try:
-            return path.resolve().is_relative_to(self.path(ctx, key))
-        except FigspecError:
+            return resolved(path).is_relative_to(self.path(ctx, key))
+        except (FigspecError, BadPath):
             return False
 
     @staticmethod
-    def _tensors(ctx: Context, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _tensors(ctx: Context, tensors: dict[str, Tensor]
+                 ) -> tuple[dict[str, Tensor], tuple[str, ...]]:
         """The weights (or biases) of the modules and layers drawn: nothing else
-        is ever read (embeddings, norms, lm_head, modules not listed)."""
+        is ever read (embeddings, norms, lm_head, modules not listed); and
+        every module path the names hold, in order (what the spec could list)."""
         data = ctx.data
         suffix, (first, last) = "." + data.tensor, ctx.layers
         pattern, listed = data.param_pattern, module_matcher(ctx.modules)
-        chosen = {}
+        chosen: dict[str, Tensor] = {}
+        modules: dict[str, None] = {}  # ordered, each once
         for name, t in tensors.items():
             m = pattern.search(name) if name.endswith(suffix) else None
+            if m is not None:
+                modules[m.group("module")] = None
             if m is None or listed(m.group("module")) is None:
                 continue
             layer = m.group("layer")
@@ -225,21 +243,21 @@ class Checkpoint(Source):
                 continue
             if first <= int(layer) and (last is None or int(layer) <= last):
                 chosen[name] = t
-        return chosen
+        return chosen, tuple(modules)
 
-    @staticmethod
-    def _compare_headers(ctx: Context, chosen: dict[str, Tensor], base: dict[str, Tensor],
-                         key: str = "base") -> list[Diagnostic]:
-        problems = []
+    def _compare_headers(self, ctx: Context, chosen: dict[str, Tensor],
+                         base: dict[str, Tensor]) -> list[Diagnostic]:
+        problems, at = [], ctx.base + ("data", self.keys["base"])
+        tuned, other_side = self.names["checkpoint"], self.names["base"]
         for name, t in chosen.items():
             other = base.get(name)
             if other is None:
-                problems.append(ctx.doc.diagnostic(ctx.base + ("data", key),
-                                f"tensor `{name}` of the checkpoint is not in the base"))
+                problems.append(ctx.doc.diagnostic(
+                    at, f"tensor `{name}` of {tuned} is not in {other_side}"))
             elif other.shape != t.shape:
-                problems.append(ctx.doc.diagnostic(ctx.base + ("data", key),
-                                f"tensor `{name}` is {list(t.shape)} in the checkpoint and "
-                                f"{list(other.shape)} in the base"))
+                problems.append(ctx.doc.diagnostic(
+                    at, f"tensor `{name}` is {list(t.shape)} in {tuned} and "
+                    f"{list(other.shape)} in {other_side}"))
         return problems
 
     @staticmethod
@@ -331,8 +349,8 @@ class Checkpoint(Source):
             which = "checkpoint" if s["bad_t"] else "base"
             raise ctx.error(("data", self.keys[which]), f"tensor `{bad[0]}` holds "
                             f"{int(s['bad_t'] or s['bad_b']):,} non-finite weights (NaN or "
-                            f"infinity) in the {which}" + (f"; and {len(bad) - 1} more tensors"
-                                                          if len(bad) > 1 else ""))
+                            f"infinity) in {self.names[which]}" +
+                            (f"; and {len(bad) - 1} more tensors" if len(bad) > 1 else ""))
         problems = [ctx.doc.diagnostic(ctx.base + ("data", "metric"),
                                        f"tensor `{name}`: {why}", hint)
                     for name in chosen
@@ -351,6 +369,8 @@ class Pair:
     chosen: dict[str, Tensor]
     base: dict[str, Tensor] | None
     key: str
+    #: every module path the checkpoint's names hold (see :class:`Rows`)
+    modules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -371,6 +391,45 @@ def keep(session: Any, key: str, sums: dict[str, dict[str, float]],
     session.sums[key] = sums
     _store(key, sums)
     return sums
+
+
+# -- PyTorch pickles: named, never opened -------------------------------------------
+
+#: Pickled weights (``pytorch_model.bin``, a peft ``adapter_model.bin``, shards
+#: of either, ``model.pt``); a Trainer checkpoint's other pickles are no weights.
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+_NOT_WEIGHTS = re.compile(r"(optimizer|scheduler|scaler|rng_state|random_states|"
+                          r"training_args)", re.IGNORECASE)
+
+
+def pickle_weights(path: Path) -> list[str]:
+    """The PyTorch pickle weights a checkpoint holds when it holds no
+    safetensors (its names, sorted); [] otherwise or when it is unreadable
+    (reading it says why)."""
+    try:
+        if path.is_file():
+            return [path.name] if path.suffix.lower() in _PICKLE_SUFFIXES else []
+        if not path.is_dir():
+            return []
+        names = [e.name for e in os.scandir(path)]
+    except (OSError, ValueError):
+        return []
+    if any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names):
+        return []
+    return sorted(n for n in names if Path(n).suffix.lower() in _PICKLE_SUFFIXES
+                  and not _NOT_WEIGHTS.match(n))
+
+
+def pickle_message(what: str, pickles: list[str]) -> tuple[str, str]:
+    """What to say of a checkpoint (``what``: how to name it) of pickle
+    weights, and how to convert it."""
+    shown = ", ".join(pickles[:3]) + (f" and {len(pickles) - 3} more" if len(pickles) > 3
+                                      else "")
+    return (f"{what} holds PyTorch pickle weights ({shown}); figspec reads "
+            "safetensors only (it never unpickles: a pickle can run code)",
+            "convert it: load the model and `model.save_pretrained(folder, "
+            "safe_serialization=True)`, or `safetensors.torch.save_file(torch.load(p, "
+            "weights_only=True), 'model.safetensors')`")
 
 
 #: A layer index as a tensor name writes it: ASCII digits.
@@ -416,11 +475,14 @@ def _cache_key(files: list[Path], data: Any, stamps: dict[Path, Stamp]) -> str:
 
 def _cached(key: str) -> dict[str, dict[str, float]] | None:
     """The sums figspec's cache holds for the pair; None if missing, or not
-    of the shape written (a damaged or foreign entry is computed again)."""
+    of the shape written (a damaged or foreign entry is computed again). Only
+    a regular file of bounded size is read: an entry replaced by a FIFO is
+    never waited on, nor a device read without end."""
     from .. import cache
+    from ..files import read_bounded
 
     try:
-        raw = (cache.folder() / "metrics" / f"{key}.json").read_bytes()
+        raw = read_bounded(cache.folder() / "metrics" / f"{key}.json", MAX_CACHED_BYTES)
         sums = json.loads(raw)
     except (OSError, ValueError, RecursionError):
         return None

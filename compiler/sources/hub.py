@@ -7,16 +7,20 @@ found offline, as ``huggingface_hub`` lays it out (no import of it):
 ``<hub>`` is ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else
 ``$XDG_CACHE_HOME/huggingface/hub``, else ``~/.cache/huggingface/hub``, as
 ``huggingface_hub`` itself decides. Nothing is ever downloaded.
+
+A branch or tag moves when a new revision is downloaded, while the old
+snapshot's files stay: the ref file read is an input of the figure (stamped
+with the commit it named), so moving it makes the figure stale.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from ..files import looked_at, read_bounded
+from ..files import Stamp, looked_at, read_stamped
 
 #: ``hf:org/name`` and an optional ``@revision`` (a branch, a tag or a commit).
 _ID = re.compile(r"hf:(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95})"
@@ -26,19 +30,49 @@ _COMMIT = re.compile(r"[0-9a-f]{40}")
 Fail = Callable[..., Exception]
 
 
+class UnknownHome(Exception):
+    """The hub cache's folder starts with ``~`` and that home is unknown."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
 def hub_cache() -> Path:
-    """The hub cache folder, as huggingface_hub finds it."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "huggingface" / "hub"
+    """The hub cache folder, as huggingface_hub finds it; UnknownHome when
+    it lies under a home folder that cannot be found (``~user`` with no such
+    user, or ``~`` with HOME unset and no home in the password database)."""
+    for variable, below in (("HF_HUB_CACHE", ""), ("HF_HOME", "hub")):
+        if os.environ.get(variable):
+            return _expanded(os.environ[variable], variable) / below
+    if os.environ.get("XDG_CACHE_HOME"):
+        return _expanded(os.environ["XDG_CACHE_HOME"], "XDG_CACHE_HOME") / "huggingface" / "hub"
+    return _expanded("~/.cache", None) / "huggingface" / "hub"
 
 
-def snapshot(written: str, fail: Fail) -> Path:
+def _expanded(folder: str, variable: str | None) -> Path:
+    """``folder`` with a leading ``~`` or ``~user`` expanded (os.path.expanduser
+    leaves it as written when the home is unknown: a folder named ``~`` in
+    the working directory would be read instead)."""
+    expanded = os.path.expanduser(folder)
+    if not expanded.startswith("~"):
+        return Path(expanded)
+    user = folder[1:].split("/", 1)[0]
+    whose = f"user {user!r}, whom this system does not know" if user else \
+        "the home folder, which is unknown (HOME is not set and this user has none in " \
+        "the password database)"
+    if variable is None:
+        raise UnknownHome(f"the Hugging Face cache is ~/.cache/huggingface/hub, under {whose}",
+                          "set HOME, or HF_HUB_CACHE to the hub cache's folder")
+    raise UnknownHome(f"{variable} is {folder!r}, under the home of {whose}" if user else
+                      f"{variable} is {folder!r}, under {whose}",
+                      f"set {variable} to a folder path (`~` alone is the home folder)")
+
+
+def snapshot(written: str, fail: Fail, stamps: dict[Path, Stamp] | None = None) -> Path:
     """The snapshot folder of ``hf:org/name[@revision]``; ``fail(message, hint)``
-    makes the error raised when it is not in the cache."""
+    makes the error raised when it is not in the cache. The ref file read (a
+    branch or tag, not a commit) is added to ``stamps`` as it was read."""
     m = _ID.fullmatch(written)
     if m is None:
         raise fail(f"{written!r} is not a Hugging Face model id",
@@ -46,27 +80,37 @@ def snapshot(written: str, fail: Fail) -> Path:
     repo, rev = m.group("repo"), m.group("rev") or "main"
     if ".." in repo:
         raise fail(f"{written!r} is not a Hugging Face model id", "write `hf:org/name`")
-    model = hub_cache() / ("models--" + repo.replace("/", "--"))
+    try:
+        hub = hub_cache()
+    except UnknownHome as e:
+        raise fail(e.message, e.hint) from None
+    model = hub / ("models--" + repo.replace("/", "--"))
     download = f"download it first: `hf download {repo}" + (
         f" --revision {rev}`" if m.group("rev") else "`") + " (or `huggingface-cli download`)"
     ref = model / "refs" / rev
     looked_at(ref)
-    commit = rev if _COMMIT.fullmatch(rev) else _read_ref(ref)
+    commit = rev if _COMMIT.fullmatch(rev) else _read_ref(ref, f"{written}: refs/{rev}", stamps)
     if commit is None:
-        raise fail(f"{repo} (revision {rev}) is not in the Hugging Face cache at {hub_cache()}",
+        raise fail(f"{repo} (revision {rev}) is not in the Hugging Face cache at {hub}",
                    download)
     folder = model / "snapshots" / commit
     looked_at(folder)
     if not folder.is_dir():
         raise fail(f"{repo} at commit {commit[:12]} is not in the Hugging Face cache at "
-                   f"{hub_cache()}", download)
+                   f"{hub}", download)
     return folder
 
 
-def _read_ref(ref: Path) -> str | None:
-    """The commit a ref file names, or None when there is none."""
+def _read_ref(ref: Path, label: str, stamps: dict[Path, Stamp] | None) -> str | None:
+    """The commit a ref file names, or None when there is none; its stamp,
+    labelled and holding the commit (what `status` says it named), is kept."""
     try:
-        text = read_bounded(ref, 1024).decode("ascii", "replace").strip()
+        raw, stamp = read_stamped(ref, 1024)
     except OSError:
         return None
-    return text if _COMMIT.fullmatch(text) else None
+    text = raw.decode("ascii", "replace").strip()
+    if not _COMMIT.fullmatch(text):
+        return None
+    if stamps is not None:
+        stamps[ref] = Stamp(stamp.size, stamp.mtime_ns, stamp.sha256, label=label, held=text)
+    return text

@@ -15,8 +15,9 @@ holds k (:data:`figspec.sources.reduce.SCALE`): :func:`root` undoes it, exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 #: The sums the kernel gives of each chunk, in the order of its result
 #: (:data:`figspec.sources.kernel.FIELDS`); a tensor's sums add its entries

@@ -7,7 +7,7 @@ which listed module (and which expert) a module path found there is. Used by
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 #: Finds the layer and module in a full parameter name: Llama, Qwen and Mistral
 #: (``model.layers.12.self_attn.q_proj.weight``), GPT-2 (``transformer.h.3.attn.c_attn.weight``)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import display_path
-from ..files import Stamp, looked_at, open_regular
+from ..files import BadPath, Stamp, is_loop, looked_at, open_regular, resolved
 
 #: Bits per entry of every dtype the format knows (the reference, the
 #: `safetensors` library 0.8, refuses any other): a header may hold any of them.
@@ -352,7 +352,10 @@ class Within:
     shown: str
 
     def check(self, path: Path) -> None:
-        real = path.resolve()
+        try:
+            real = resolved(path)
+        except BadPath as e:
+            raise CheckpointError(e.why, path, damaged=False) from None
         if not real.is_relative_to(self.folder):
             raise CheckpointError(f"is a link to {real}, outside {self.shown}", path,
                                   hint="copy the file there, or pass --allow-outside")
@@ -372,13 +375,16 @@ def open_checkpoint(path: Path, stamps: Stamps | None = None, within: Within | N
                                   damaged=False)
         shards = [path]
     elif not path.is_dir():
-        raise CheckpointError("no such file or folder", path, damaged=False)
+        raise CheckpointError("is a symbolic link loop" if is_loop(path) else
+                              "no such file or folder", path, damaged=False)
     else:
         shards = _shards(path, stamps, within)
     tensors: dict[str, Tensor] = {}
     for shard in shards:
         if within is not None:
             within.check(shard)
+        elif is_loop(shard):
+            raise CheckpointError("is a symbolic link loop", shard, damaged=False)
         for name, t in read_header(shard, stamps).items():
             if name in tensors:
                 raise CheckpointError(f"is also in {display_path(tensors[name].file)}", shard,
@@ -392,6 +398,8 @@ def _shards(folder: Path, stamps: Stamps | None, within: Within | None) -> list[
     ``*.safetensors`` file in it."""
     index = folder / INDEX
     looked_at(index)
+    if is_loop(index):
+        raise CheckpointError(f"its {INDEX} is a symbolic link loop", folder, damaged=False)
     if index.is_file():
         if within is not None:
             within.check(index)
@@ -428,6 +436,9 @@ def _index_shards(index: Path, stamps: Stamps | None = None) -> list[Path]:
             raise CheckpointError(f"names a shard outside its folder: {name!r}", index)
         shard = index.parent / name
         looked_at(shard)
+        if is_loop(shard):
+            raise CheckpointError(f"names a shard that is a symbolic link loop: {name}", index,
+                                  damaged=False)
         if not shard.is_file():
             raise CheckpointError(f"names a shard that does not exist: {name}", index,
                                   hint="copy the missing shard next to the index")

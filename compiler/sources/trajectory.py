@@ -18,10 +18,11 @@ the steps as the columns of a panel per module (``x: step``).
 
 The glob is an input of the figure (its matches, stamped through
 :meth:`figspec.sources.Context.glob`), so a checkpoint appearing makes the
-figure stale. The newest checkpoint, when it is still being written (a file
-modified in the last :data:`QUIET` seconds, a shard shorter than its header
-says, an index naming a shard not there yet), is left out with a note, and
-drawn once it is complete.
+figure stale. The newest checkpoint, when it is not whole yet (a shard
+shorter than its header says, an index naming a shard not there yet, a
+``-of-N`` sibling missing, a Trainer folder without its trainer_state.json),
+is left out with a note, and drawn once it is complete: whole is a property
+of the files, never of the time, so a checkpoint copied in is drawn at once.
 
 Where the run's folder is absent (or holds none of its checkpoints), the
 steps of its committed numbers (:mod:`figspec.sources.numbers`) are drawn.
@@ -32,22 +33,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..diagnostics import display_path
-from ..files import Stamp, TooLarge, glob_input, read_stamped
+from ..diagnostics import FigspecError, display_path
+from ..files import LOOP, NUL, Stamp, TooLarge, glob_input, is_loop, read_stamped
 from . import COLUMNS, PANELS, Context, Part, Row, Rows, Source, numbers
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, pickle_message, pickle_weights
+from .params import module_matcher
 from .safetensors import CheckpointError, open_checkpoint
 
 if TYPE_CHECKING:
     from ..yaml_reader import Document
 
-#: A checkpoint with a file modified this recently (seconds) is still being written.
-QUIET = 3.0
 #: Glob characters: allowed in the last part of `checkpoints` only.
 _GLOB = re.compile(r"[*?\[]")
 #: trainer_state.json is read for its step; a larger one is refused.
@@ -65,6 +64,20 @@ class Step:
     written: str
     path: Path
 
+    @property
+    def named(self) -> str:
+        """How a message names it: "step 300 (runs/grpo/checkpoint-300)"."""
+        return f"step {self.step} ({self.written})"
+
+
+@dataclass
+class RunRows(Rows):
+    """A run's rows, and each step drawn with the module paths its checkpoint
+    holds: a step whose checkpoint lacks a module listed is a part of its
+    own, with no rows, reported as that step's."""
+
+    drawn: list[tuple[Step, tuple[str, ...] | None]] | None = None
+
 
 class Trajectory(Source):
     columns = (STEP, CHECKPOINT)
@@ -73,10 +86,14 @@ class Trajectory(Source):
     def read(self, ctx: Context) -> Rows:
         data = ctx.data
         held = numbers.steps(ctx)  # the run is not here: the steps committed are drawn
-        run = [Step(n, w, ctx.doc.path.parent / w) for n, w in held] if held is not None \
-            else found(ctx)
-        run = self._complete(ctx, run)
-        drawn = self._selected(ctx, run)
+        if held is not None:
+            drawn = self._selected(ctx, [Step(n, w, ctx.doc.path.parent / w) for n, w in held])
+        else:
+            run = found(ctx)
+            newest = run[-1] if run else None
+            run = self._complete(ctx, run)
+            drawn = self._selected(ctx, run)
+            _whole(ctx, [s for s in drawn if s is not newest])
         if data.compare == "previous" and len(drawn) < 2:
             raise ctx.error(("data", "compare"), f"`compare: previous` compares each step with "
                             f"the one before it, but {len(drawn)} checkpoint is drawn",
@@ -84,22 +101,28 @@ class Trajectory(Source):
         pairs = _pairs(ctx, drawn)
         _against_base_at_once(ctx, [(source, sub) for source, sub, against_base in pairs
                                     if against_base])
-        rows = []
+        rows, modules = [], []
         for s, (source, sub, _) in zip(drawn, pairs):
             got = source.read(sub)
             rows += [(o, {**r, STEP: s.step, CHECKPOINT: s.written}) for o, r in got.rows]
-        return Rows(rows, [data.param, data.value, STEP, CHECKPOINT],
-                    f"the checkpoints {data.checkpoints}")
+            modules.append((s, got.modules))
+        _modules_in_every_step(ctx, modules)
+        return RunRows(rows, [data.param, data.value, STEP, CHECKPOINT],
+                       f"the checkpoints {data.checkpoints}", drawn=modules)
 
     def parts(self, ctx: Context, rows: Rows) -> list[Part]:
-        """One part per step, in order: its key the step and its checkpoint."""
+        """One part per step, in order: its key the step and its checkpoint.
+        Each is named by its step in messages, so that a step lacking what
+        the others have says which it is."""
         by_step: dict[int, list[Row]] = {}
-        written: dict[int, str] = {}
         for origin, row in rows.rows:
             by_step.setdefault(row[STEP], []).append((origin, row))
-            written[row[STEP]] = row[CHECKPOINT]
-        return [Part(Rows(some, rows.columns, rows.shown), (step, written[step]), f"step {step}")
-                for step, some in sorted(by_step.items())]
+        drawn = rows.drawn if isinstance(rows, RunRows) and rows.drawn is not None else [
+            (Step(step, some[0][1][CHECKPOINT], Path()), rows.modules)
+            for step, some in sorted(by_step.items())]
+        return [Part(Rows(by_step.get(s.step, []), rows.columns, s.named, modules),
+                     (s.step, s.written), f"step {s.step}")
+                for s, modules in sorted(drawn, key=lambda d: d[0].step)]
 
     def arrange(self, doc: Document, x: str) -> str:
         """`x: module`: a panel per step; `x: step`: the steps as columns."""
@@ -107,22 +130,25 @@ class Trajectory(Source):
 
     @staticmethod
     def _complete(ctx: Context, run: list[Step]) -> list[Step]:
-        """The run without its newest checkpoint when that one is still being
-        written (a note says so); an older one damaged is an error, later."""
+        """The run without its newest checkpoint when that one is not whole yet
+        (a note says so): its folder's names and files, stamped before they
+        were looked at, are inputs of the figure, so that their completion
+        makes it stale. An older one not whole is an error (:func:`_whole`)."""
         if not run:
             return run
         newest = run[-1]
-        why = _incomplete(newest.path)
+        looked = _looked(newest.path)
+        why = _incomplete(newest.path, looked)
         if why is None:
             return run
         note = ctx.doc.diagnostic(
             ctx.base + ("data", "checkpoints"),
-            f"step {newest.step} ({display_path(newest.path)}) is left out: {why}",
+            f"step {newest.step} ({display_path(newest.path)}) is left out: {why.text()}",
             "it is drawn once it is complete")
         notes = ctx.session.notes.setdefault(ctx.doc.path, [])
         if replace(note, severity="note") not in notes:  # checked, then computed: said once
             notes.append(replace(note, severity="note"))
-        _watch_pending(ctx, newest.path)
+        ctx.stamps.update(looked)
         return run[:-1]
 
     @staticmethod
@@ -153,19 +179,45 @@ class Trajectory(Source):
         return chosen
 
 
+def _modules_in_every_step(ctx: Context,
+                           found: list[tuple[Step, tuple[str, ...] | None]]) -> None:
+    """A module listed that some steps' checkpoints hold and others lack: the
+    steps lacking it named, and one that holds it (a module no step holds is
+    the table's to report, with the modules there are)."""
+    problems = []
+    for i, name in enumerate(ctx.modules):
+        match = module_matcher([name])
+        holds = [(s, paths is None or any(match(p) is not None for p in paths))
+                 for s, paths in found]
+        lacking = [s for s, held in holds if not held]
+        if not lacking or len(lacking) == len(holds):
+            continue
+        more = f" and {len(lacking) - 1} more steps" if len(lacking) > 1 else ""
+        having = next(s for s, held in holds if held)
+        problems.append(ctx.doc.diagnostic(
+            ctx.base + ("modules", i), f"module `{name}` is not in {lacking[0].named}{more}, "
+            f"though step {having.step} holds it", "leave the step out with `steps:`, or the "
+            "module out of `modules`"))
+    if problems:
+        raise FigspecError(problems)
+
+
 def _pairs(ctx: Context, drawn: list[Step]) -> list[tuple[Checkpoint, Context, bool]]:
     """Each step drawn as a checkpoint pair: the checkpoint source reading it,
     its context (the pair as a `data.checkpoint` would say it), and whether
     it is compared with the base."""
-    data, out, previous = ctx.data, [], None
+    data, out = ctx.data, []
+    previous: Step | None = None
     for s in drawn:
-        chained = data.compare == "previous" and previous is not None
-        against = previous.written if chained else data.base  # type: ignore[union-attr]
+        chained = previous if data.compare == "previous" else None
+        against = chained.written if chained else data.base
         keys = {"checkpoint": "checkpoints", "base": "checkpoints" if chained else "base"}
+        names = {"checkpoint": s.named,
+                 "base": f"the previous step (step {chained.step})" if chained else "the base"}
         pair = data.model_copy(update={"checkpoint": s.written, "base": against,
                                        "checkpoints": None})
-        out.append((Checkpoint(keys, step=s.step), replace(ctx, data=pair), not chained and
-                    data.base is not None))
+        out.append((Checkpoint(keys, names, step=s.step), replace(ctx, data=pair),
+                    chained is None and data.base is not None))
         previous = s
     return out
 
@@ -209,6 +261,8 @@ def found(ctx: Context) -> list[Step]:
         raise ctx.error(key, f"only the last part of {written!r} may hold `*`, `?` or `[`",
                         "name the run's folder, then a pattern of its checkpoints: "
                         "`runs/grpo/checkpoint-*`")
+    if "\x00" in pattern:
+        raise ctx.error(key, f"{written!r} {NUL}")
     folder = ctx.locate(head or ".", key)[0]
     names = ctx.glob(folder, pattern)
     if names is None:
@@ -217,6 +271,10 @@ def found(ctx: Context) -> list[Step]:
         raise ctx.error(key, f"{pattern!r} matches nothing in {display_path(folder)}",
                         "checkpoints are folders (or .safetensors files) named as the "
                         "pattern says")
+    for name in names:
+        if is_loop(folder / name):
+            raise ctx.error(key, f"{display_path(folder / name)} {LOOP}",
+                            "remove the link, or leave it out of the glob")
     run = [Step(_step(ctx, folder / name), f"{head}/{name}" if head else name, folder / name)
            for name in names]
     by_step: dict[int, Step] = {}
@@ -227,7 +285,22 @@ def found(ctx: Context) -> list[Step]:
                             f"are both step {s.step}", "give `step:` a pattern that tells "
                             "them apart, or leave one out of the glob")
         by_step[s.step] = s
+    _no_pickles(ctx, run)
     return sorted(run, key=lambda s: s.step)
+
+
+def _no_pickles(ctx: Context, run: list[Step]) -> None:
+    """A run saved as PyTorch pickles, said so before anything else is
+    asked of its checkpoints (such a folder is no safetensors checkpoint
+    being written: it never will be one)."""
+    pickled = [(s, p) for s in sorted(run, key=lambda s: s.step) if (p := pickle_weights(s.path))]
+    if not pickled:
+        return
+    (first, pickles), more = pickled[0], len(pickled) - 1
+    message, hint = pickle_message(first.named, pickles)
+    if more:
+        message += f"; and {more} more of the run's checkpoints"
+    raise ctx.error(("data", "checkpoints"), message, hint)
 
 
 def _step(ctx: Context, path: Path) -> int:
@@ -258,46 +331,106 @@ def _step(ctx: Context, path: Path) -> int:
     return int(digits[-1])
 
 
-def _incomplete(path: Path) -> str | None:
-    """Why the checkpoint at ``path`` is still being written, or None."""
-    now = time.time()
+#: Files only Hugging Face's Trainer writes into a checkpoint folder: a folder
+#: with one of them is Trainer's, and Trainer writes trainer_state.json last.
+_TRAINER = re.compile(r"trainer_state\.json|optimizer\.pt|scheduler\.pt|scaler\.pt|"
+                      r"training_args\.bin|rng_state(_[0-9]+)?\.pth")
+#: A shard named as save_pretrained names them: model-00002-of-00004.safetensors.
+_OF_N = re.compile(r"(?P<stem>.+)-(?P<k>[0-9]{1,6})-of-(?P<n>[0-9]{1,6})\.safetensors")
+
+
+def _incomplete(path: Path, stamps: dict[Path, Stamp]) -> CheckpointError | None:
+    """What the checkpoint at ``path`` lacks to be whole, or None. Whole is a
+    property of its files, never of the time: each shard as long as its header
+    says, every shard its index names, every ``-of-N`` sibling of a shard, and
+    trainer_state.json (written last) in a Trainer folder. Each file looked at
+    is stamped in ``stamps`` before it is read, so a change after this look
+    makes the figure stale."""
     try:
-        files = [path] if path.is_file() else [Path(e.path) for e in os.scandir(path)
-                                                if e.is_file()]
-        recent = [(f, now - f.stat().st_mtime) for f in files]
+        names = {e.name for e in os.scandir(path) if e.is_file()} if path.is_dir() else None
     except OSError:
         return None  # unreadable: reading it says why, at the key
-    recent = [(f, age) for f, age in recent if age < QUIET]
-    if recent:
-        return f"{display_path(recent[0][0])} was modified {max(recent[0][1], 0):.0f} s ago, " \
-               "so it may still be being written"
+    if names is not None:
+        missing = _missing_siblings(names) or _trainer_state(path, names, stamps)
+        if missing is not None:
+            return CheckpointError(missing, path, hint="copy the missing file into the folder")
+    found: dict[Path, Stamp] = {}
     try:
-        open_checkpoint(path, {}, None)  # headers only; links are checked when it is read
+        tensors = open_checkpoint(path, found, None)  # headers only
     except CheckpointError as e:
-        return e.text()
+        return e
+    finally:
+        stamps.update({f.resolve(): stamp for f, stamp in found.items()})
+    ends: dict[Path, int] = {}
+    for t in tensors.values():
+        ends[t.file] = max(ends.get(t.file, 0), t.end)
+    for shard, end in sorted(ends.items()):
+        if found[shard].size != end:
+            return CheckpointError(f"the file holds {found[shard].size:,} bytes, but its header "
+                                   f"says {end:,}", shard)
     return None
 
 
-def _watch_pending(ctx: Context, path: Path) -> None:
-    """Inputs of the figure for a checkpoint left out, so that its completion
-    makes the figure stale: its folder's names, and its files as they are
-    (one still being written changes). A file modified only just now is
-    recorded as changed already: it may be complete, and nothing else would
-    tell when the next status or build looks."""
+def _missing_siblings(names: set[str]) -> str | None:
+    """The first shard missing from a set named ``-of-N``, as a message."""
+    for name in sorted(names):
+        m = _OF_N.fullmatch(name)
+        if m is None or int(m["n"]) == 0:
+            continue
+        width = len(m["k"])
+        for k in range(1, int(m["n"]) + 1):
+            sibling = f"{m['stem']}-{k:0{width}d}-of-{m['n']}.safetensors"
+            if sibling not in names:
+                return f"{sibling} is not there (beside {name})"
+    return None
+
+
+def _trainer_state(path: Path, names: set[str], stamps: dict[Path, Stamp]) -> str | None:
+    """In a folder Trainer wrote, trainer_state.json missing or not yet JSON."""
+    by_trainer = sorted(n for n in names if _TRAINER.fullmatch(n))
+    if not by_trainer:
+        return None
+    state = path / "trainer_state.json"
+    if "trainer_state.json" not in names:
+        return (f"trainer_state.json is not there (Trainer writes it last), though the "
+                f"folder is a Trainer checkpoint: it has {by_trainer[0]}")
+    try:
+        raw, stamp = read_stamped(state, _STATE_LIMIT)
+    except (OSError, TooLarge):
+        return None  # unreadable or huge: not a sign of a checkpoint half written
+    stamps[state.resolve()] = stamp
+    try:
+        json.loads(raw)
+    except (ValueError, RecursionError):
+        return "trainer_state.json is not JSON yet: it may still be being written"
+    return None
+
+
+def _whole(ctx: Context, steps: list[Step]) -> None:
+    """FigspecError for a checkpoint drawn, older than the newest, that is not
+    whole: the newest is being written, but an older one is broken."""
+    for s in steps:
+        why = _incomplete(s.path, {})
+        if why is not None:
+            raise ctx.error(("data", "checkpoints"), why.text(), why.hint)
+
+
+def _looked(path: Path) -> dict[Path, Stamp]:
+    """A checkpoint's folder's names and its files' identities as they are now,
+    before its completeness is decided: any file written after this look
+    differs from its stamp."""
+    stamps: dict[Path, Stamp] = {}
     try:
         if path.is_dir():
-            ctx.stamps.update([glob_input(path, "*")])
+            stamps.update([glob_input(path, "*")])
             for e in os.scandir(path):
                 if e.is_file():
-                    st = os.stat(e.path)
-                    stamp = Stamp.identity(st)
-                    if time.time() - st.st_mtime < QUIET:
-                        stamp = replace(stamp, mtime_ns=-1)
-                    ctx.stamps[Path(e.path).resolve()] = stamp
+                    stamps[Path(e.path).resolve()] = Stamp.identity(os.stat(e.path))
         else:
-            ctx.stamps[path.resolve()] = replace(Stamp.identity(path.stat()), mtime_ns=-1)
+            stamps[path.resolve()] = Stamp.identity(path.stat())
     except OSError:  # gone meanwhile: the glob's own input notices what changes next
         pass
+    return stamps
 
 
 SOURCE = Trajectory()

@@ -234,3 +234,26 @@ _write("zero_size", _safetensors(GOOD_T, header_edit=lambda h: h[NAMES[1]].updat
 # A quote never closed: reported where it opens, not where the file ends.
 (INV / "unterminated_quote.yaml").write_text(
     GOOD + 'title: "Qwen2.5-1.5B: update ratio\n')
+
+# -- paths no file can have: a NUL character in each kind of path a spec names
+(INV / "data_path_nul.yaml").write_text('data:\n  path: "../data/go\\0od.csv"\n' + MODS)
+(INV / "extends_nul.yaml").write_text('extends: "ba\\0se.yaml"\n' + GOOD)
+(INV / "checkpoint_nul.yaml").write_text(
+    'data:\n  checkpoint: "../data/ckpt/ba\\0se"\n  metric: norm\n' + CKMODS)
+(INV / "checkpoint_base_nul.yaml").write_text(
+    'data:\n  checkpoint: ../data/ckpt/base\n  base: "../data/ckpt/ba\\0se"\n'
+    '  metric: relative_change\n' + CKMODS)
+(INV / "checkpoints_glob_nul.yaml").write_text(
+    'data:\n  checkpoints: "../data/ckpt/checkpoint-\\0*"\n  metric: norm\n' + CKMODS)
+(INV / "checkpoints_folder_nul.yaml").write_text(
+    'data:\n  checkpoints: "../data/ck\\0pt/checkpoint-*"\n  metric: norm\n' + CKMODS)
+
+# -- a module the checkpoint lacks: suggested from the checkpoint's own modules,
+# with the preset that fits them (a phi3 checkpoint: qkv_proj, gate_up_proj)
+(INV / "checkpoint_module_typo.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/base\n  metric: norm\nmodules: [q_proj, k_prj]\n")
+_PHI3 = ["model.layers.0.self_attn.qkv_proj.weight", "model.layers.0.self_attn.o_proj.weight",
+         "model.layers.0.mlp.gate_up_proj.weight", "model.layers.0.mlp.down_proj.weight"]
+_write("phi3", _safetensors({n: (1, 2, 3, 4) for n in _PHI3}))
+(INV / "checkpoint_module_of_another_preset.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/phi3\n  metric: norm\nmodules: [q_proj, o_proj]\n")
