@@ -151,7 +151,9 @@ def test_a_build_with_nothing_to_do_imports_nothing_heavy(tmp_path: Path):
     first, again = (subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                                    text=True, check=True).stdout.splitlines()[-1]
                     for _ in range(2))
-    assert "numba" in first and "vl_convert" in first  # the check below can fail
+    # the check below can fail; numba is not loaded even the first time: the
+    # committed numbers of these very checkpoints are used as they are
+    assert "vl_convert" in first and "numba" not in first
     assert again == "0 []"
 
 
