@@ -59,6 +59,8 @@ class Entry:
     version: int
     vegalite: dict[str, Any] | None = None
     problems: list[dict[str, Any]] = field(default_factory=list)
+    #: what its sources said of how it was drawn (from committed numbers, say)
+    notes: list[str] = field(default_factory=list)
     #: every file checking it looked at, in the state it was in before it was
     #: read: a file saved while the spec is checked differs next time
     seen: Seen = field(default_factory=Seen)
@@ -76,6 +78,8 @@ class Board:
         self.stop = threading.Event()
         #: an internal error of the last round, shown on the page (and logged)
         self.error: str | None = None
+        #: the notes printed so far: each is said once per invocation
+        self.said: set[Diagnostic] = set()
 
     def refresh(self) -> bool:
         """Check what changed; whether anything did. One session a round: what
@@ -121,7 +125,20 @@ class Board:
                 problems = [_problem(d) for d in e.diagnostics]
             except Exception as e:  # a bug: this figure says so, the others go on
                 problems = [_problem(_internal(path, e))]
-        return Entry(display_path(path), name, 0, vegalite, problems, seen)
+        notes = list(dict.fromkeys(session.notes.get(path, [])))
+        self._say(notes)
+        return Entry(display_path(path), name, 0, vegalite, problems,
+                     [n.format() for n in notes], seen)
+
+    def _say(self, notes: list[Diagnostic]) -> None:
+        """Print each note once per invocation, as build and check do once."""
+        from .diagnostics import format_text
+
+        with self.lock:
+            new = [n for n in notes if n not in self.said]
+            self.said.update(new)
+        if new:
+            sys.stderr.write(format_text(new))
 
     def _publish(self, spec: str, entry: Entry) -> None:
         with self.lock:
@@ -136,7 +153,7 @@ class Board:
                 figures = [e for e in figures if e.name == only]
             return {"version": self.version, "error": self.error, "figures": [
                 {"spec": e.spec, "name": e.name, "version": e.version, "vegalite": e.vegalite,
-                 "problems": e.problems} for e in figures]}
+                 "problems": e.problems, "notes": e.notes} for e in figures]}
 
     def watch(self) -> None:
         """Check again whatever changed, every POLL seconds, until stopped. A

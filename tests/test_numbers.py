@@ -114,7 +114,7 @@ def test_without_the_checkpoints_every_command_draws_from_the_numbers(
     assert "stale" in out and "not here" not in err
 
 
-def test_serve_draws_from_the_numbers_without_the_checkpoints(real: Path, run):
+def test_serve_draws_from_the_numbers_without_the_checkpoints(real: Path, run, capsys):
     from figspec.serve import Board
 
     assert run("build")[0] == 0
@@ -123,6 +123,12 @@ def test_serve_draws_from_the_numbers_without_the_checkpoints(real: Path, run):
     board.refresh()
     (figure,) = board.state()["figures"]
     assert figure["problems"] == [] and figure["vegalite"] is not None
+    # Said once, naming the file, on the page's state and on stderr.
+    assert len(figure["notes"]) == 1 and ".numbers.json" in figure["notes"][0]
+    with (real / "specs" / "fig.yaml").open("a") as f:
+        f.write("# edited: checked again, the note not said again\n")
+    assert board.refresh()
+    assert capsys.readouterr().err.count(".numbers.json") == 1
 
 
 @pytest.mark.parametrize("change", [
