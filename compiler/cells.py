@@ -10,12 +10,9 @@ missing cell) point at the spec.
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import re
 import statistics
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +28,15 @@ if TYPE_CHECKING:
     from .models import Data
     from .project import Settings
 from .sources import Context, Origin, Row, Rows, Where
-from .sources.params import EXPERT, expert_column, expert_matcher, module_matcher
+from .sources.params import (
+    EXPERT,
+    expert_column,
+    expert_matcher,
+    fitting_preset,
+    listable,
+    module_matcher,
+)
+from .values import LARGEST, SMALLEST, matches, parse_number, show, text
 
 #: Most layers one heatmap may draw (the grid is bounded before anything
 #: proportional to it is built).
@@ -241,7 +246,7 @@ def _table(reader: _Reader, source: Rows) -> Table:
     data = reader.data
     if not _check_columns(reader, source):
         raise reader.fail()
-    rows = [(o, r) for o, r in source.rows if _matches(r, data.where)]
+    rows = [(o, r) for o, r in source.rows if matches(r, data.where)]
     if not rows and data.where:
         _no_row_matches(reader, source)
         raise reader.fail()
@@ -294,12 +299,12 @@ def _no_row_matches(reader: _Reader, source: Rows) -> None:
     """``where:`` left no row: say which condition, and what the column holds."""
     where = reader.data.where
     for col, want in where.items():
-        if not any(_matches(r, {col: want}) for _, r in source.rows):
-            held = sorted({_text(r.get(col)) for _, r in source.rows}, key=str)
+        if not any(matches(r, {col: want}) for _, r in source.rows):
+            held = sorted({text(r.get(col)) for _, r in source.rows}, key=str)
             shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10
                                              else "")
             reader.in_spec(("data", "where", col), f"no row of {source.shown} has `{col}` "
-                           f"equal to {_show(want)}; the column holds: {shown}",
+                           f"equal to {show(want)}; the column holds: {shown}",
                            did_you_mean(str(want), held))
             return
     reader.in_spec(("data", "where"), f"no row of {source.shown} matches all of `where:` at "
@@ -319,7 +324,7 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
     out = []
     experts: dict[str, set[int]] = {}
     for origin, row in rows:
-        m = pattern.search(_text(row.get(data.param)))
+        m = pattern.search(text(row.get(data.param)))
         if m is None:
             continue
         module = m.group("module")
@@ -351,7 +356,7 @@ def _long_cells(reader: _Reader, source: Rows, rows: list[Row]
     cells: Cells = {}
     present: set[str] = set()
     for origin, row in rows:
-        module = _text(row.get(data.module))
+        module = text(row.get(data.module))
         present.add(module)
         if module not in wanted:
             continue
@@ -426,10 +431,10 @@ def _check_named_modules(reader: _Reader, source: Rows, missing: list[tuple[int,
     :attr:`Rows.modules`): one the data's names hold is outside the layers
     drawn; one they do not is suggested from the data's own modules, as a
     spec lists them, with the module preset that fits them."""
-    listable = _listable(paths)
-    names = list(dict.fromkeys(listable.values()))
+    as_listed = listable(paths)
+    names = list(dict.fromkeys(as_listed.values()))
     # A name is suggested as written or in full (`attn.c_atn`: `attn.c_attn`), once.
-    pool = {**{p: p for p in listable}, **{n: p for p, n in listable.items()}}
+    pool = {**{p: p for p in as_listed}, **{n: p for p, n in as_listed.items()}}
     preset = fitting_preset(paths)
     for i, m in missing:
         match = module_matcher([m.name])
@@ -447,53 +452,6 @@ def _check_named_modules(reader: _Reader, source: Rows, missing: list[tuple[int,
             f"the modules it holds: {_names(names)}" + \
             (f"; `modules: {preset}` fits them" if preset else "")
         reader.in_spec(("modules", i), f"module `{m.name}` is not in {source.shown}", hint)
-
-
-def _listable(paths: Iterable[str]) -> dict[str, str]:
-    """Module paths found in parameter names, as a spec would list them: each
-    path, its expert index left out -> the shortest tail naming it alone
-    (``q_proj`` for ``self_attn.q_proj``, ``attn.c_proj`` beside
-    ``mlp.c_proj``), an expert's with ``experts.`` and no index
-    (``experts.w1``: a column per expert)."""
-    paths = list(paths)
-    plain = list(dict.fromkeys(_without_expert(p) for p in paths))
-    experts = {_without_expert(p) for p in paths if EXPERT.search(p)}
-    tails = Counter(tail for p in plain for tail in _tails(p))
-    out = {}
-    for p in plain:
-        parts = p.split(".")
-        # An expert's tail keeps `experts`: `w1` alone would match every expert as one.
-        shortest = len(parts) - parts.index("experts") if p in experts else 1
-        out[p] = next((t for t in _tails(p)[shortest - 1:] if tails[t] == 1), p)
-    return out
-
-
-def _without_expert(path: str) -> str:
-    m = EXPERT.search(path)
-    return path if m is None else path[:m.start(1) - 1] + path[m.end(1):]
-
-
-def _tails(path: str) -> list[str]:
-    """A dotted path's tails, shortest first: `c`, `b.c`, `a.b.c`."""
-    parts = path.split(".")
-    return [".".join(parts[-k:]) for k in range(1, len(parts) + 1)]
-
-
-def fitting_preset(paths: tuple[str, ...]) -> str | None:
-    """The module preset (``modules: phi3``) every one of whose modules the
-    paths hold, the one drawing most of them; None if none fits."""
-    from .presets import MODULE_PRESETS
-
-    best: tuple[int, str] | None = None
-    for name, preset in MODULE_PRESETS.items():
-        match = expert_matcher(n for n, _ in preset)
-        hits = [match(p)[0] for p in paths]
-        if len({h for h in hits if h is not None}) < len(preset):
-            continue
-        drawn = sum(h is not None for h in hits)
-        if best is None or drawn > best[0]:
-            best = (drawn, name)
-    return best[1] if best else None
 
 
 def _layer_range(reader: _Reader, cells: dict[tuple[int, str], Any]) -> list[int]:
@@ -551,44 +509,6 @@ def _in_range(view: Panel, layer: int) -> bool:
     return layer >= view.layers.first and (last is None or layer <= last)
 
 
-#: The number syntax data files define (JSON's, and CSV's in practice): ASCII
-#: digits, a point, an exponent. Python's float() also takes `0_5`, `٥` and
-#: `５`, which would turn typos into data.
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
-_NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity",
-               "-infinity"}
-#: The magnitudes a value may have: Vega's colour
-#: scale divides by the domain's width, which overflows past 1e300 apart and
-#: loses every digit among subnormal numbers (it then draws no cell at all).
-_SMALLEST, _LARGEST = 1e-300, 1e300
-
-
-def parse_number(raw: Any) -> float | None:
-    """A number as the data file wrote it: a JSON number, or text in the number
-    syntax above (``nan``/``inf`` too, refused later as not finite); else None.
-    A numpy scalar (what Python data may hold) counts as its value."""
-    item = getattr(raw, "item", None)
-    if callable(item) and not isinstance(raw, (str, int, float)):
-        try:
-            raw = item()
-        except (TypeError, ValueError):  # an array of several values: no number
-            return None
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, (int, float)):
-        try:
-            return float(raw)
-        except OverflowError:  # a 400-digit integer
-            return math.inf
-    if isinstance(raw, str):
-        text = raw.strip()
-        if _NUMBER.fullmatch(text):
-            return float(text)
-        if text.lower() in _NON_FINITE:
-            return float(text)
-    return None
-
-
 def _layer(reader: _Reader, source: Rows, origin: Origin, raw: Any, column: str) -> int | None:
     """One rule for every format: a whole number, written `12` or `12.0`."""
     number = parse_number(raw)
@@ -596,11 +516,11 @@ def _layer(reader: _Reader, source: Rows, origin: Origin, raw: Any, column: str)
     if number is not None and math.isfinite(number) and number.is_integer():
         value = int(raw) if isinstance(raw, int) else int(number)
     if value is None or value < 0:
-        reader.at(origin, source.shown, f"layer {_show(raw)} in column `{column}` is not a "
+        reader.at(origin, source.shown, f"layer {show(raw)} in column `{column}` is not a "
                   "non-negative whole number", kind="layers that are not whole numbers")
         return None
     if value > MAX_LAYER_INDEX:
-        reader.at(origin, source.shown, f"layer {_show(raw)} in column `{column}` is larger "
+        reader.at(origin, source.shown, f"layer {show(raw)} in column `{column}` is larger "
                   f"than {MAX_LAYER_INDEX:,}", kind="layers that are not whole numbers")
         return None
     return value
@@ -613,51 +533,14 @@ def _number(reader: _Reader, source: Rows, origin: Origin, raw: Any, column: str
         what = "not a number"
     elif not math.isfinite(value):
         what = "not a finite number"
-    elif abs(value) > _LARGEST or 0 < abs(value) < _SMALLEST:
-        what = (f"outside what a colour scale can compute with (0, or {_SMALLEST:g} to "
-                f"{_LARGEST:g} in size)")
+    elif abs(value) > LARGEST or 0 < abs(value) < SMALLEST:
+        what = (f"outside what a colour scale can compute with (0, or {SMALLEST:g} to "
+                f"{LARGEST:g} in size)")
     if what is not None:
-        reader.at(origin, source.shown, f"value {_show(raw)} in column `{column}` is {what}",
+        reader.at(origin, source.shown, f"value {show(raw)} in column `{column}` is {what}",
                   kind="values that are not finite numbers")
         return None
     return value
-
-
-def _show(raw: Any) -> str:
-    """A value as a message quotes it, whatever it is (never an error itself)."""
-    if raw is None or (isinstance(raw, str) and raw == ""):
-        return '""'
-    if isinstance(raw, int) and raw.bit_length() > 64:
-        return f"{'-' if raw < 0 else ''}(a {int(raw.bit_length() * 0.30103) + 1:,}-digit integer)"
-    try:
-        return json.dumps(raw, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(raw)[:60]
-
-
-def _text(raw: Any) -> str:
-    if isinstance(raw, bool):
-        return str(raw).lower()
-    return "" if raw is None else str(raw)
-
-
-def _norm(v: Any) -> str:
-    """A value as compared by `where:`: "1", 1 and 1.0 are equal, so are true and "true"."""
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, str):
-        f = parse_number(v)
-        return repr(f) if f is not None and math.isfinite(f) else v.strip()
-    if isinstance(v, (int, float)):
-        f = parse_number(v)
-        return repr(f) if f is not None and math.isfinite(f) else str(v)
-    return json.dumps(v, sort_keys=True)
-
-
-def _matches(row: dict[str, Any], where: dict[str, Any]) -> bool:
-    return all(_norm(row.get(col)) in ({_norm(w) for w in want} if isinstance(want, list)
-                                       else {_norm(want)})
-               for col, want in where.items())
 
 
 def _names(names: list[str]) -> str:

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("load", ("figspec.yaml_reader", "figspec.finding")),
     ("spec", ("figspec.project", "figspec.models", "figspec.spec")),
     ("sources", ("figspec.sources",)),
-    ("cells", ("figspec.cells", "figspec.views")),
+    ("cells", ("figspec.cells", "figspec.views", "figspec.values")),
     ("layout", ("figspec.layout",)),
     ("render", ("figspec.render", "figspec.html")),
     ("files", ("figspec.manifest", "figspec.workers")),

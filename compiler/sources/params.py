@@ -2,11 +2,14 @@
 a full parameter name (``model.layers.12.self_attn.q_proj.weight``), and
 which listed module (and which expert) a module path found there is. Used by
 ``layout: params`` tables (:mod:`figspec.cells`) and checkpoints
-(:mod:`figspec.sources.checkpoint`); plain names, only :mod:`re`."""
+(:mod:`figspec.sources.checkpoint`). And the other way: the module paths a
+source holds as a spec would list them, and the preset that fits them (for
+a typo's suggestions). Plain names; nothing heavy is imported."""
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 #: Finds the layer and module in a full parameter name: Llama, Qwen and Mistral
@@ -74,3 +77,52 @@ def expert_column(listed: str, expert: int) -> str:
     """The column of one expert: ``experts.w1`` -> ``experts.3.w1``."""
     head, _, tail = listed.rpartition("experts.")
     return f"{head}experts.{expert}.{tail}"
+
+
+# -- the modules a source holds, as a spec would list them --------------------------
+
+def listable(paths: Iterable[str]) -> dict[str, str]:
+    """Module paths found in parameter names, as a spec would list them: each
+    path, its expert index left out -> the shortest tail naming it alone
+    (``q_proj`` for ``self_attn.q_proj``, ``attn.c_proj`` beside
+    ``mlp.c_proj``), an expert's with ``experts.`` and no index
+    (``experts.w1``: a column per expert)."""
+    paths = list(paths)
+    plain = list(dict.fromkeys(_without_expert(p) for p in paths))
+    experts = {_without_expert(p) for p in paths if EXPERT.search(p)}
+    tails = Counter(tail for p in plain for tail in _tails(p))
+    out = {}
+    for p in plain:
+        parts = p.split(".")
+        # An expert's tail keeps `experts`: `w1` alone would match every expert as one.
+        shortest = len(parts) - parts.index("experts") if p in experts else 1
+        out[p] = next((t for t in _tails(p)[shortest - 1:] if tails[t] == 1), p)
+    return out
+
+
+def _without_expert(path: str) -> str:
+    m = EXPERT.search(path)
+    return path if m is None else path[:m.start(1) - 1] + path[m.end(1):]
+
+
+def _tails(path: str) -> list[str]:
+    """A dotted path's tails, shortest first: `c`, `b.c`, `a.b.c`."""
+    parts = path.split(".")
+    return [".".join(parts[-k:]) for k in range(1, len(parts) + 1)]
+
+
+def fitting_preset(paths: tuple[str, ...]) -> str | None:
+    """The module preset (``modules: phi3``) every one of whose modules the
+    paths hold, the one drawing most of them; None if none fits."""
+    from ..presets import MODULE_PRESETS
+
+    best: tuple[int, str] | None = None
+    for name, preset in MODULE_PRESETS.items():
+        match = expert_matcher(n for n, _ in preset)
+        hits = [match(p)[0] for p in paths]
+        if len({h for h in hits if h is not None}) < len(preset):
+            continue
+        drawn = sum(h is not None for h in hits)
+        if best is None or drawn > best[0]:
+            best = (drawn, name)
+    return best[1] if best else None
