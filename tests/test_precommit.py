@@ -34,26 +34,38 @@ def _env(cwd: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.slow
-def test_hook_refuses_a_broken_spec_and_accepts_the_fix(tmp_path: Path):
-    hooks = tmp_path / "hook-repo"
+@pytest.fixture(scope="module")
+def hooks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """This repository as a hook repository (a snapshot commit), and the rev.
+    Its tests share one PRE_COMMIT_HOME: pre-commit installs the hook once."""
+    hooks = tmp_path_factory.mktemp("precommit") / "hook-repo"
     shutil.copytree(REPO, hooks, ignore=IGNORE)
     git(hooks, "init", "-q")
     git(hooks, "add", "-A")
     assert git(hooks, "commit", "-qm", "snapshot").returncode == 0
-    rev = git(hooks, "rev-parse", "HEAD").stdout.strip()
+    return hooks, git(hooks, "rev-parse", "HEAD").stdout.strip()
 
-    work = tmp_path / "paper"
+
+def paper(hooks: tuple[Path, str], name: str) -> Path:
+    """A git repository (beside the hook repository) whose pre-commit config
+    uses the hook, with data/cells.csv."""
+    work = hooks[0].parent / name
     work.mkdir()
     git(work, "init", "-q")
     support.write_csv(work / "data" / "cells.csv", support.long_rows())
     support.write(work / ".pre-commit-config.yaml", f"""
         repos:
-          - repo: {hooks}
-            rev: {rev}
+          - repo: {hooks[0]}
+            rev: {hooks[1]}
             hooks:
               - id: figspec-check
         """)
+    return work
+
+
+@pytest.mark.slow
+def test_hook_refuses_a_broken_spec_and_accepts_the_fix(hooks: tuple[Path, str]):
+    work = paper(hooks, "paper")
     spec = work / "specs" / "fig.yaml"
     support.write(spec, support.spec_text(extra="colour: {scheme: blueorange}\n"))
     git(work, "add", "-A")
@@ -85,3 +97,33 @@ def test_hook_refuses_a_broken_spec_and_accepts_the_fix(tmp_path: Path):
     assert refused.returncode != 0
     assert 'data/cells.csv:6: error: value "n/a" in column `value` is not a number' in \
         refused.stdout + refused.stderr
+
+
+@pytest.mark.slow
+def test_each_error_is_printed_once_however_many_files_are_staged(hooks: tuple[Path, str]):
+    """Many specs, figspec.yaml and a data file staged together: pre-commit
+    would split them into parallel batches (one per CPU); the hook runs one
+    figspec for them all, so each error shows once."""
+    import os
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("pre-commit runs one batch on one CPU: nothing to tell apart")
+    work = paper(hooks, "many")
+    support.write(work / "figspec.yaml", "defaults:\n  color: {scheme: blueorange}\n")
+    names = [f"specs/fig{i:02}.yaml" for i in range(16)]
+    for name in names:
+        support.write(work / name, support.spec_text())
+    support.write(work / "specs" / "broken.yaml", support.spec_text(extra="colour: x\n"))
+    rows = support.long_rows()
+    rows[4]["value"] = "n/a"
+    support.write_csv(work / "data" / "cells.csv", rows)
+    git(work, "add", "-A")
+    hook = subprocess.run([sys.executable, "-m", "pre_commit", "run", "--all-files"], cwd=work,
+                          capture_output=True, text=True, env=_env(work), timeout=900)
+    out = hook.stdout + hook.stderr
+    assert hook.returncode == 1, out
+    # figspec.yaml and a data file re-check the specs they feed; each spec
+    # reading the broken data says so: once per batch, were there batches.
+    for error in ("specs/broken.yaml:11:1: error: unknown key `colour`",
+                  'data/cells.csv:6: error: value "n/a"'):
+        assert out.count(error) == 1, (error, out)
