@@ -3,8 +3,13 @@ for a script. Both apply the spec's project's figspec.yaml, as the command
 line does.
 
     fig = figspec.load("specs/update_ratio_1p5b.yaml")
-    fig.chart                 # the Altair chart, shown inline by Jupyter
+    fig                       # a cell's last line: shows the SVG figspec build writes
+    fig.png()                 # the PNG instead (at its printed size), fig.html() the page
+    fig.chart                 # the Altair chart, shown offline (Vega inlined)
     fig.save("fig.pdf")       # any of .svg .png .pdf .html
+
+Nothing here loads anything from the network: a notebook shows the figures
+on a cluster with no internet.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Diagnostic, FigspecError, UsageError
 
-__all__ = ["load", "build", "Loaded", "FigspecError"]
+__all__ = ["load", "build", "Loaded", "Drawn", "FigspecError"]
 
 if TYPE_CHECKING:
     import altair as alt
@@ -26,9 +31,51 @@ if TYPE_CHECKING:
     from .pipeline import Prepared
 
 
-@dataclass(frozen=True)
+#: CSS pixels per point: a browser draws 96 px to the inch, a point is 1/72 inch.
+CSS_PX_PER_PT = 96 / 72
+
+
+@dataclass(frozen=True, repr=False)
+class Drawn:
+    """A figure drawn in one format: the bytes ``figspec build`` writes to that
+    file. Jupyter shows it as what it is (a PNG at its printed size, however
+    many pixels it has per point)."""
+
+    #: "svg", "png" or "html"
+    format: str
+    data: bytes
+    #: its width at its printed size, in CSS pixels (96 to the inch)
+    width_px: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<figspec {self.format}: {len(self.data):,} bytes>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
+        import base64
+
+        if self.format == "svg":
+            return {"image/svg+xml": self.data.decode("utf-8")}, {}
+        if self.format == "png":
+            meta = {"image/png": {"width": round(self.width_px, 2)}} if self.width_px else {}
+            return {"image/png": base64.b64encode(self.data).decode("ascii")}, meta
+        from .html import framed
+
+        return {"text/html": framed(self.data.decode("utf-8"))}, {}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bytes to ``path`` (whatever its suffix says)."""
+        from .files import write_atomic
+
+        write_atomic(Path(path), self.data)
+        return Path(path)
+
+
+@dataclass(frozen=True, repr=False)
 class Loaded:
-    """A checked spec with its data, ready to show or save."""
+    """A checked spec with its data, ready to show or save. The last line of a
+    notebook cell shows it: its SVG (``display(fig, include=["image/png"])``
+    or ``fig.png()`` for the PNG)."""
 
     path: Path
     prepared: Prepared
@@ -49,7 +96,60 @@ class Loaded:
     def chart(self) -> alt.TopLevelMixin:
         """The Altair chart of the figure drawn (its Vega-Lite, as fitted to
         its size), validated against the Vega-Lite schema."""
-        return _altair(self.vegalite)
+        return _altair(self.vegalite, self.title)
+
+    @property
+    def title(self) -> str:
+        """The figure's title, else its spec's name (the HTML page's title)."""
+        return self.prepared.loaded.spec.title or self.prepared.loaded.name
+
+    def __repr__(self) -> str:
+        return f"<figspec figure {self.prepared.loaded.name!r} from {self.path}>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """What Jupyter shows: the SVG as built, or the PNG where asked for
+        (``include=["image/png"]``); text/plain is IPython's, from repr."""
+        want = [m for m in ("image/svg+xml", "image/png")
+                if (m in include if include else m == "image/svg+xml")
+                and not (exclude and m in exclude)]
+        data: dict[str, Any] = {}
+        meta: dict[str, Any] = {}
+        for mime in want:
+            drawn = self.svg() if mime == "image/svg+xml" else self.png()
+            more, more_meta = drawn._repr_mimebundle_()
+            data.update(more)
+            meta.update(more_meta)
+        return data, meta
+
+    def svg(self) -> Drawn:
+        """The SVG, byte for byte what ``figspec build`` writes."""
+        svg = self._render("svg")
+        return Drawn("svg", svg, _svg_width(svg))
+
+    def png(self, scale: float | None = None) -> Drawn:
+        """The PNG: as built, or with ``scale`` pixels per point. Jupyter shows
+        it at its printed size, sharp on a high-density screen."""
+        png = self._render("png", scale)
+        per_pt = scale or self.figure.png_scale
+        return Drawn("png", png, _png_width(png) / per_pt * CSS_PX_PER_PT)
+
+    def html(self) -> Drawn:
+        """The interactive page ``figspec build`` writes (Vega inlined, fonts
+        embedded: no network); Jupyter shows it in a frame that takes its size."""
+        return Drawn("html", self._render("html"))
+
+    def _render(self, fmt: str, scale: float | None = None) -> bytes:
+        from dataclasses import replace
+
+        from .pipeline import failure, render_job
+        from .render import render_task
+
+        job = replace(render_job(self.prepared), formats=(fmt,))
+        drawing = render_task(replace(job, scale=scale) if scale else job)
+        if drawing.files is None:
+            raise FigspecError([failure(self.path, drawing.error, drawing.bug)])
+        return drawing.files[fmt]
 
     def save(self, path: str | Path) -> Path:
         """Write the figure; the format is the file's suffix."""
@@ -65,14 +165,55 @@ class Loaded:
         return path
 
 
-def _altair(vl: dict[str, Any]) -> alt.TopLevelMixin:
-    """Vega-Lite as an Altair chart, validated (Altair is imported only here)."""
+def _svg_width(svg: bytes) -> float | None:
+    """The SVG's width in CSS pixels, from its ``width="234pt"``."""
+    import re
+
+    found = re.search(rb'<svg[^>]*? width="([0-9.]+)(pt|px|in|cm|mm)?"', svg[:2000])
+    if not found:
+        return None
+    per = {b"pt": CSS_PX_PER_PT, b"px": 1.0, b"in": 96.0, b"cm": 96 / 2.54, b"mm": 9.6 / 2.54}
+    return float(found.group(1)) * per[found.group(2) or b"px"]
+
+
+def _png_width(png: bytes) -> int:
+    """A PNG's width in pixels, from its IHDR chunk."""
+    return int.from_bytes(png[16:20], "big")
+
+
+def _altair(vl: dict[str, Any], title: str) -> alt.TopLevelMixin:
+    """Vega-Lite as an Altair chart, validated (Altair is imported only here),
+    which a notebook shows offline."""
     import altair as alt
 
     vl = _schema_only(vl)
     kind = (alt.ConcatChart if "concat" in vl else alt.LayerChart if "layer" in vl
             else alt.Chart)
-    return kind.from_dict(vl, validate=True)
+    chart: Any = _offline(kind, title)
+    return chart.from_dict(vl, validate=True)
+
+
+#: Altair's renderers that show a chart with Vega loaded from a public CDN.
+_CDN_RENDERERS = ("default", "html")
+
+
+def _offline(kind: type, title: str) -> type:
+    """``kind`` (an Altair chart class) shown, under Altair's default
+    renderers, as figspec's own HTML page: Vega inlined, no CDN. Any other
+    renderer the user enabled (``png``, ``jupyter``, ...) is theirs."""
+    import altair as alt
+
+    def _repr_mimebundle_(self: Any, *args: Any, **kwds: Any) -> Any:
+        if alt.renderers.active not in _CDN_RENDERERS:
+            return kind._repr_mimebundle_(self, *args, **kwds)  # type: ignore[attr-defined]
+        from .html import framed, html_page
+
+        vl = self.to_dict()
+        return {"text/html": framed(html_page(vl, title))}
+
+    return type(kind.__name__, (kind,), {"_repr_mimebundle_": _repr_mimebundle_,
+                                         "__module__": __name__,
+                                         "__doc__": kind.__doc__})
 
 
 def _schema_only(node: Any) -> Any:

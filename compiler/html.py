@@ -50,7 +50,8 @@ def script_json(value: Any) -> str:
 def html_page(vl: dict[str, Any], title: str) -> str:
     """A self-contained page that draws the chart with no network access, in
     the figure's own font (embedded, cut down to the characters it can need),
-    so that the page lays the chart out as the static files do."""
+    so that the page lays the chart out as the static files do. Shown in a
+    frame (a notebook's, see :func:`framed`), it sizes the frame to itself."""
     family = (vl.get("config") or {}).get("font")
     faces = font_faces(family, vl) if isinstance(family, str) else ""
     wait = (f"document.fonts.load('10px {script_json(family)}')"
@@ -60,7 +61,8 @@ def html_page(vl: dict[str, Any], title: str) -> str:
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n"
-        f"<style>body{{margin:0;padding:16px;font-family:sans-serif}}{faces}</style>\n"
+        f"<style>body{{margin:0;padding:16px;font-family:sans-serif}}{faces}"
+        f"{controls_css(vl)}</style>\n"
         f"<script>{javascript_bundle()}</script>\n"
         "</head>\n<body>\n"
         '<div id="figure"></div>\n'
@@ -69,9 +71,37 @@ def html_page(vl: dict[str, Any], title: str) -> str:
         f"{wait}.then(function () {{\n"
         '  return vegaEmbed("#figure", JSON.parse(document.getElementById("figure-spec")'
         '.textContent), {renderer: "svg", actions: false});\n'
+        "}).then(function () {\n"
+        "  var frame = window.frameElement;  // null unless in a frame of the same origin\n"
+        '  var box = document.getElementById("figure").getBoundingClientRect();\n'
+        "  if (frame) { frame.style.width = Math.ceil(box.right + 16) + \"px\";\n"
+        "               frame.style.height = Math.ceil(box.bottom + 16) + \"px\"; }\n"
         '}).catch(function (e) { document.getElementById("figure").textContent = String(e); });\n'
         "</script>\n</body>\n</html>\n"
     )
+
+
+#: Vega's own label size (px, one per pt on the page) where a spec sets none.
+VEGA_LABEL_SIZE = 10
+
+
+def controls_css(vl: dict[str, Any]) -> str:
+    """CSS that sets the page's controls (a run's step slider and its label)
+    in the figure's font and label size, as its axis labels are."""
+    config = vl.get("config") or {}
+    family = config.get("font")
+    size = (config.get("axis") or {}).get("labelFontSize", VEGA_LABEL_SIZE)
+    faces = f"{script_json(family)},sans-serif" if isinstance(family, str) else "sans-serif"
+    return (f".vega-bindings{{font-family:{faces};font-size:{float(size):g}px}}"
+            ".vega-bindings input,.vega-bindings select{font:inherit}")
+
+
+def framed(page: str) -> str:
+    """A page as a notebook's HTML output: in a frame of its own (its element
+    ids, styles and scripts cannot meet another output's), its ``srcdoc``
+    escaped; the page sizes the frame once drawn."""
+    return (f'<iframe srcdoc="{html.escape(page, quote=True)}" title="figure" '
+            'style="border:0;width:100%;height:480px"></iframe>')
 
 
 def font_faces(family: str, vl: dict[str, Any]) -> str:
@@ -122,9 +152,16 @@ def serve_page(only: str | None) -> str:
             "h2{font-size:15px;margin:0}.spec{color:#555;font-size:12px}"
             ".problem{font-family:monospace;white-space:pre-wrap;color:#a00;margin:4px 0}"
             ".source{font-family:monospace;white-space:pre;color:#333;margin:0 0 8px 2ch}"
+            ".zoom{font-size:12px;color:#555;margin:0 0 16px}.view svg{display:block}"
             "</style>\n<link rel=\"stylesheet\" href=\"/fonts.css\">\n"
             "<script src=\"/vega.js\"></script>\n"
             "<script src=\"/app.js\"></script>\n</head>\n<body>\n"
+            # Figures show at their printed size (96 CSS px to the inch), or
+            # fitted to the page's width, or twice that size to see details.
+            "<label class=\"zoom\">size <select id=\"zoom\">"
+            "<option value=\"fit\">fit</option>"
+            "<option value=\"1\" selected>100 % (printed)</option>"
+            "<option value=\"2\">200 %</option></select></label>\n"
             f"<main id=\"figures\" data-only=\"{html.escape(only or '', quote=True)}\"></main>\n"
             "</body>\n</html>\n")
 
@@ -188,6 +225,7 @@ def serve_script() -> str:
       body.appendChild(view);
       vegaEmbed(view, fig.vegalite, {renderer: "svg", actions: false,
         tooltip: {theme: "light"}})
+      .then(function () { zoom(view); })
       .catch(function (e) { body.appendChild(el("div", "problem", e)); });
     } else {
       fig.problems.forEach(function (p) {
@@ -195,6 +233,21 @@ def serve_script() -> str:
         if (p.source !== null) body.appendChild(el("div", "source", p.source));
       });
     }
+  }
+  // Vega draws one px per pt: 96/72 CSS px per pt is the printed size.
+  var PX_PER_PT = 96 / 72;
+  function zoom(view) {
+    var svg = view.querySelector("svg");
+    if (!svg) return;
+    var w = parseFloat(svg.getAttribute("width")), h = parseFloat(svg.getAttribute("height"));
+    var chosen = document.getElementById("zoom").value;
+    var k = chosen === "fit" ? main().clientWidth / w : PX_PER_PT * parseFloat(chosen);
+    svg.style.width = (w * k) + "px";
+    svg.style.height = (h * k) + "px";
+    view.setAttribute("data-zoom", chosen);
+  }
+  function zoomAll() {
+    Array.prototype.forEach.call(main().querySelectorAll(".view"), zoom);
   }
   function update(state) {
     var seen = {};
@@ -236,6 +289,12 @@ def serve_script() -> str:
       .catch(function () {})
       .then(function () { setTimeout(poll, 300); });
   }
-  document.addEventListener("DOMContentLoaded", poll);
+  document.addEventListener("DOMContentLoaded", function () {
+    document.getElementById("zoom").addEventListener("change", zoomAll);
+    window.addEventListener("resize", function () {
+      if (document.getElementById("zoom").value === "fit") zoomAll();
+    });
+    poll();
+  });
 })();
 """

@@ -341,3 +341,100 @@ def test_serving_on_another_interface_warns(project: Path):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
+
+
+# -- in a notebook, on the preview page: sizes and controls ---------------------------
+
+def test_a_notebook_html_output_draws_offline_and_takes_its_size(browser, project: Path):
+    """What Jupyter puts in a cell's output for ``fig.html()`` and ``fig.chart``
+    (IPython's own display formatter), in a page with the network cut off: the
+    figure draws inside its frame, and the frame takes the figure's size."""
+    from IPython.core.formatters import DisplayFormatter
+
+    import figspec
+
+    support.write(project / "specs" / "fig.yaml", support.spec_text(extra="title: T\n"))
+    fig = figspec.load(project / "specs" / "fig.yaml")
+    for shown in (fig.html(), fig.chart):
+        data, _ = DisplayFormatter().format(shown)
+        cell_output_offline(browser, project / "cell.html", data["text/html"])
+
+
+def cell_output_offline(browser, page_file: Path, output: str) -> None:
+    page_file.write_text(f"<!DOCTYPE html><html><body><p>a cell</p>{output}</body></html>")
+    blocked, errors = [], []
+    page = browser.new_page()
+    url = page_file.resolve().as_uri()
+    page.route("**/*", lambda r: r.continue_() if r.request.url == url
+               else (blocked.append(r.request.url), r.abort()))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    inner = "document.querySelector('iframe').contentDocument"
+    wait_until(page, f"{inner} && {inner}.querySelectorAll('#figure svg .role-mark path')"
+               ".length == 42")
+    drawn = page.evaluate(f"{inner}.querySelector('#figure svg').getBoundingClientRect().width")
+    wait_until(page, "document.querySelector('iframe').style.width !== '100%'")
+    frame = page.eval_on_selector("iframe", "f => f.getBoundingClientRect().width")
+    assert drawn < frame <= drawn + 40  # the page's margins, not the cell's width
+    assert blocked == [] and errors == []
+    page.close()
+
+
+def test_the_step_slider_is_labelled_in_the_figures_font(browser, project: Path):
+    import checkpoints as ck
+
+    ck.make_run(project / "ckpt", [100, 200, 300])
+    html = built_html(project, """
+        data: {checkpoints: ../ckpt/run/checkpoint-*, base: ../ckpt/base, metric: changed_fraction}
+        modules: [q_proj, k_proj, up_proj]
+        font: {family: serif, size: 8}
+        output: {formats: [html]}
+        """, name="traj")
+    visit = Visit(browser, html)
+    assert visit.blocked == [] and visit.console_errors == []
+    axis = visit.page.evaluate("getComputedStyle(document.querySelector("
+                               "'#figure svg .role-axis-label text')).fontFamily")
+    for part in (".vega-bind-name", ".vega-bind input"):
+        style = visit.page.eval_on_selector(
+            part, "e => [getComputedStyle(e).fontFamily, getComputedStyle(e).fontSize]")
+        assert style[1] == "8px", style  # the figure's size, as its labels
+        assert style[0].split(",")[0].strip('"') == axis.split(",")[0].strip('"'), (style, axis)
+    visit.page.close()
+
+
+def test_serve_shows_figures_at_their_printed_size_with_a_zoom(browser, project: Path):
+    """96 CSS px to the inch: a figure 234 pt wide is 312 px wide at 100 %."""
+    support.write(project / "specs" / "a.yaml", support.spec_text(
+        extra="size: {width: icml.column}\n"))
+    served = Served(project)
+    try:
+        page = browser.new_page()
+        page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(served.url)
+                   else r.abort())
+        page.goto(served.url)
+        wait_until(page, "document.querySelector('.view[data-zoom] svg')")
+        svg = ".view svg"
+        drawn = page.eval_on_selector(svg, "s => parseFloat(s.getAttribute('width'))")
+        assert drawn == pytest.approx(234, abs=2)  # Vega's pt, as the file's viewBox
+
+        def width() -> float:
+            return page.eval_on_selector(svg, "s => s.getBoundingClientRect().width")
+
+        assert width() == pytest.approx(drawn * 96 / 72, abs=0.01)
+        page.select_option("#zoom", "2")
+        assert width() == pytest.approx(drawn * 96 / 72 * 2, abs=0.01)
+        page.select_option("#zoom", "fit")
+        assert width() == pytest.approx(page.eval_on_selector("main", "m => m.clientWidth"),
+                                        abs=0.01)
+        # A redrawn figure keeps the size chosen.
+        before = page.eval_on_selector("section", "s => s.getAttribute('data-version')")
+        rows = support.long_rows()
+        rows[0]["value"] = 0.9
+        support.write_csv(project / "data" / "cells.csv", rows)
+        wait_until(page, f"document.querySelector('section').getAttribute('data-version') "
+                   f"!== {json.dumps(before)} && document.querySelector('.view[data-zoom=fit]')")
+        assert width() == pytest.approx(page.eval_on_selector("main", "m => m.clientWidth"),
+                                        abs=0.01)
+        page.close()
+    finally:
+        assert served.stop() == 0
