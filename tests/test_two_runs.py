@@ -271,7 +271,7 @@ def test_runs_whose_steps_do_not_match(project: Path, run):
     err = checked(run, steps_spec(project))
     assert ("specs/runs.yaml:3:11: error: step 200 (../ckpt/run/checkpoint-200) has no "
             "checkpoint of the same step in `others`, whose steps are 100, 300, 400; and 1 "
-            "more steps") in err, err
+            "more step not in both") in err, err
     assert "; draw the steps both runs have: `steps: [100, 300]`" in err
     assert run("check", str(steps_spec(project, data="  steps: [100, 300]\n")))[0] == 0
     make_runs(project / "ckpt", STEPS, [100, 200, 300, 400])

@@ -103,7 +103,7 @@ def _unmatched(ctx: Context, run_a: list[Step], run_b: list[Step], missing: list
                    f"`checkpoints`, whose steps are {steps(run_a)}")
     more = len(missing) + len(extra) - 1
     if more:
-        message += f"; and {more} more steps"
+        message += f"; and {more} more step{'s' if more > 1 else ''} not in both"
     hint = (f"draw the steps both runs have: `steps: [{', '.join(map(str, common[:20]))}]`"
             if common else "`others` names the second run's checkpoints, of the same steps "
             "as `checkpoints`")
