@@ -254,6 +254,26 @@ def test_two_runs_steps_draw_as_a_run_s_and_commit_per_step(project: Path, run):
     assert list(csv.DictReader(io.StringIO(out))) == before
 
 
+def test_new_checkpoints_of_both_runs_make_the_figure_stale_and_are_read_alone(
+        project: Path, run, reads: Counter[str]):
+    make_runs(project / "ckpt", STEPS)
+    steps_spec(project, extra="output: {formats: [svg]}\n")
+    assert run("build")[0] == 0
+    tensors = 2 * len(MODULES)
+    assert reads == {"base": 3 * tensors, **{f"checkpoint-{s}": 2 * tensors for s in STEPS}}
+    reads.clear()
+    make_runs(project / "more", STEPS + [400])
+    for name in ("run_b", "run"):  # the second run's glob is an input too
+        shutil.copytree(project / "more" / name / "checkpoint-400",
+                        project / "ckpt" / name / "checkpoint-400")
+        code, out, _ = run("status")
+        assert f"specs/runs.yaml (1 new checkpoint (ckpt/{name}/checkpoint-*))" in out, out
+        if name == "run_b":  # step 400 of the second run alone: not matched, said so
+            assert out.startswith("failing") and run("build")[0] == 1
+    assert run("build")[0] == 0
+    assert reads == {"base": tensors, "checkpoint-400": 2 * tensors}  # the new step alone
+
+
 def test_a_newest_checkpoint_being_written_is_left_out_of_both_runs(project: Path, run):
     make_runs(project / "ckpt", STEPS)
     newest = project / "ckpt" / "run_b" / "checkpoint-300" / "model.safetensors"
