@@ -296,7 +296,7 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
 def _costly_work(r: Result) -> str:
     assert r.prepared is not None
     metrics = {v.data.metric for v in r.prepared.loaded.spec.views if v.data and v.data.metric}
-    if "update_rank" in metrics:
+    if metrics & {"update_rank", "update_rank_absolute"}:
         return "computing update_rank from checkpoints (one SVD per matrix; cached after)"
     return f"computing {', '.join(sorted(metrics))} from checkpoints (cached after)"
 

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from .diagnostics import did_you_mean
 from .files import FORMATS
@@ -77,9 +78,11 @@ class Model(BaseModel):
 #: What a checkpoint source computes from each weight matrix.
 Metric = Literal[metrics.NAMES]  # type: ignore[valid-type]
 NEEDS_BASE = metrics.NEEDS_BASE
-_CHECKPOINT_ONLY = ("base", "metric", "tolerance", "relative_tolerance")
+_CHECKPOINT_ONLY = ("base", "metric", "tolerance", "relative_tolerance", "other")
 #: What goes with `checkpoints` (a run's checkpoints) only.
-_TRAJECTORY_ONLY = ("step", "compare", "steps")
+_TRAJECTORY_ONLY = ("step", "compare", "steps", "others")
+#: The metrics of two runs' updates from one base (`other`, `others`).
+NEEDS_OTHER = metrics.NEEDS_OTHER
 
 
 class Every(Model):
@@ -181,6 +184,16 @@ class Data(Model):
         None, description="With `checkpoints`: which steps to draw: a list of steps, "
         "`{every: N}` (the multiples of N), or `last` (the newest complete one). Default: all.",
         examples=[[100, 500, 1000], {"every": 200}, "last"])
+    other: str | None = Field(
+        None, description="With `checkpoint` and a metric of two runs' updates "
+        "(`update_cosine`, `update_difference`): a second run's checkpoint from the same "
+        "`base`, whose update is compared with `checkpoint`'s (the same forms of path).",
+        examples=["$ckpt/qwen2.5-1.5b-rl"])
+    others: str | None = Field(
+        None, description="With `checkpoints` and a metric of two runs' updates: the second "
+        "run's checkpoints (a glob, as `checkpoints`), matched to the first run's by step; "
+        "each step compares the two runs' updates from `base`.",
+        examples=["$runs/qwen2.5-1.5b-rl/checkpoint-*"])
 
     @field_validator("path")
     @classmethod
@@ -212,6 +225,18 @@ class Data(Model):
     def _step_group(cls, v: str | None) -> str | None:
         if _missing_groups(v, ("step",)):
             raise ValueError("needs a named group `(?P<step>...)` around the step's digits")
+        return v
+
+    @field_validator("other", "others")
+    @classmethod
+    def _two_run_metric(cls, v: str | None, info: ValidationInfo) -> str | None:
+        metric = info.data.get("metric")
+        if v is not None and metric is not None and metric not in NEEDS_OTHER:
+            raise PydanticCustomError("value_error", f"`{info.field_name}` names a second run, "
+                                      f"whose update goes with a metric of two runs' updates, "
+                                      f"not `{metric}`", {"hint": "use `metric: update_cosine` "
+                                      "or `update_difference`, or leave out "
+                                      f"`{info.field_name}`"})
         return v
 
     @property
@@ -250,6 +275,7 @@ class Data(Model):
         if self.metric is None:
             raise ValueError("with `checkpoint` or `checkpoints`, give the `metric` to "
                              "compute, such as `relative_change`")
+        _two_runs(self)
         if self.compare is not None and self.metric not in NEEDS_BASE:
             raise ValueError(f"`compare` goes with metrics that compare two checkpoints, not "
                              f"`{self.metric}`")
@@ -264,6 +290,37 @@ class Data(Model):
         if self.tolerance is not None and self.relative_tolerance is not None:
             raise ValueError("give `tolerance` or `relative_tolerance`, not both")
         return self
+
+
+def _two_runs(data: Data) -> None:
+    """A metric of two runs' updates: the second run and the base given, as
+    the first run is (`other` for `checkpoint`, `others` for `checkpoints`)."""
+    if data.checkpoint is not None and data.others is not None:
+        raise PydanticCustomError("value_error", "`others` goes with `checkpoints`",
+                                  {"hint": "with `checkpoint`, name the second run's "
+                                   "checkpoint in `other`"})
+    if data.checkpoints is not None and data.other is not None:
+        raise PydanticCustomError("value_error", "`other` goes with `checkpoint`",
+                                  {"hint": "with `checkpoints`, name the second run's "
+                                   "checkpoints in `others` (a glob, matched by step)"})
+    if data.metric not in NEEDS_OTHER:
+        return
+    key = "other" if data.checkpoint is not None else "others"
+    if getattr(data, key) is None:
+        raise PydanticCustomError("value_error", f"metric `{data.metric}` compares the update "
+                                  f"of two runs: give `{key}`, the second run's", {
+                                      "hint": f"`{key}` names the run compared with "
+                                      f"`{'checkpoint' if key == 'other' else 'checkpoints'}`; "
+                                      "both start from `base`"})
+    if data.base is None:
+        raise PydanticCustomError("value_error", f"metric `{data.metric}` compares the updates "
+                                  f"of two runs from one base: give `base`", {
+                                      "hint": "`base` is the checkpoint both runs started "
+                                      "from (each update is a run's weights minus it)"})
+    if data.compare == "previous":
+        raise PydanticCustomError("value_error", f"metric `{data.metric}` compares each run's "
+                                  "update from `base`: `compare: previous` does not go with it",
+                                  {"hint": "leave out `compare`"})
 
 
 class Module(Model):

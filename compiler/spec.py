@@ -222,8 +222,11 @@ def _diagnostic(doc: Document, err: Any) -> Diagnostic:
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     message = message.replace(" after validation", "")
-    hint = None
-    if "; did you mean" in message:
+    # A check of the spec language may say how to fix what it found (its ctx's hint).
+    hint = (err.get("ctx") or {}).get("hint")
+    if hint is not None:
+        hint = str(hint)
+    elif "; did you mean" in message:
         message, hint = message.split("; ", 1)
     elif kind == "literal_error":
         allowed = err.get("ctx", {}).get("expected", "")

@@ -5,7 +5,7 @@ the plain way (figspec reads pieces and keeps running sums).
 
 T is the checkpoint's tensor, B the base's, each as float64 from its stored
 values; BF16 is widened as the format defines it (the 16 bits are the top
-half of a float32).
+half of a float32). O is `other`'s tensor: a second run's, from the same base.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ _VALUES = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}
 
 #: Every metric of the README's table, and those that need a base.
 METRICS = ("relative_change", "changed_fraction", "sparsity", "cosine", "update_norm",
-           "update_rms", "update_rank", "norm", "rms", "max_abs")
-NEEDS_BASE = METRICS[:7]
+           "update_rms", "update_rank", "update_rank_absolute", "norm", "rms", "max_abs")
+NEEDS_BASE = METRICS[:8]
+#: The metrics of two runs' updates from one base (with `other`).
+TWO_RUNS = ("update_cosine", "update_difference")
 
 
 class Stored:
@@ -114,6 +116,21 @@ def metric(name: str, t: Stored, b: Stored | None, *, tolerance: float | None = 
         return fraction if name == "changed_fraction" else 1 - fraction
     if name == "update_rank":
         return _rank(t.float32() - b.float32()) / min(t.shape)
+    if name == "update_rank_absolute":
+        return _rank(t.float32() - b.float32())
+    raise ValueError(f"unknown metric {name}")
+
+
+def two_runs(name: str, t: Stored, o: Stored, b: Stored) -> float:
+    """The README's definition of a metric of two runs' updates: U = T - B,
+    V = O - B, in float64."""
+    U = t.float64() - b.float64()
+    V = o.float64() - b.float64()
+    if name == "update_cosine":
+        return float(np.sum(U * V)) / (math.sqrt(float(np.sum(U * U))) *
+                                       math.sqrt(float(np.sum(V * V))))
+    if name == "update_difference":
+        return math.sqrt(float(np.sum((U - V) ** 2))) / math.sqrt(float(np.sum(U * U)))
     raise ValueError(f"unknown metric {name}")
 
 

@@ -447,3 +447,135 @@ def test_f64_weights_near_1e200_keep_their_metrics_in_range(project: Path, run, 
             "cosine": float(tb / 4 ** 600) / (root(tt) / 2 ** 600) / (root(bb) / 2 ** 600)
             }[metric]
     assert table(run, "specs/fig.yaml")[0] == pytest.approx(want, rel=1e-12)
+
+
+# -- three tensors: two runs' updates from one base -------------------------------------
+
+TRIPLE = {name: k for k, name in enumerate(kernel.TRIPLE_FIELDS)}
+#: (T, O, B): one dtype for all, and mixed (a side of F64 values formed elsewhere).
+TRIPLE_DTYPES = [(d, d, d) for d in ("BF16", "F16", "F32", "F64", *FP8)] + [
+    ("BF16", "F64", "BF16"), ("F64", "F32", "F16"), ("F8_E4M3", "BF16", "F64")]
+
+
+def triple_bits(dtypes: tuple[str, str, str], rng: np.random.Generator, n: int
+                ) -> list[bytes]:
+    """T, O and B as stored bytes, T and O near B (each entry of either moved
+    a little, or a lot, or not at all). One dtype for all: across its whole
+    range; mixed: across a range every one of them holds (2**-12 to 2**12)."""
+    t_dtype, o_dtype, b_dtype = dtypes
+    if t_dtype == o_dtype == b_dtype:
+        b_bits = bits_of(b_dtype, rng, n)
+        out = []
+        for _ in range(2):
+            bits = b_bits.copy()
+            moved = rng.random(n) < 0.5
+            bits[moved] ^= rng.integers(1, 64, int(moved.sum())).astype(bits.dtype)
+            out.append(as_bytes(finite_fp8(bits, b_dtype) if b_dtype in FP8 else bits,
+                                b_dtype))
+        return [*out, as_bytes(b_bits, b_dtype)]
+    b = rng.choice([-1.0, 1.0], n) * np.exp2(rng.uniform(-12, 12, n))
+    sides = []
+    for dtype in (t_dtype, o_dtype, b_dtype):
+        if dtype in FP8:  # values of its own, every byte but NaN
+            sides.append(as_bytes(bits_of(dtype, rng, n), dtype))
+        else:
+            moved = b if dtype == b_dtype else \
+                np.where(rng.random(n) < 0.5, b * (1 + rng.normal(0, 1e-2, n)), b)
+            sides.append(ck.encode(moved, dtype))
+    return sides
+
+
+def triple_of(raws: list[bytes], dtypes: tuple[str, str, str], path: str, scale: float = 1.0):
+    (t, o, b), (td, od, bd) = raws, dtypes
+    return kernel.triple(bytearray(t), td, bytearray(o), od, bytearray(b), bd, path, scale)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtypes", TRIPLE_DTYPES, ids="-".join)
+def test_every_triple_sum_matches_an_exact_reference(dtypes: tuple[str, str, str], path: str):
+    rng = np.random.default_rng(11)
+    n = 3000
+    raws = triple_bits(dtypes, rng, n)
+    t, o, b = (exact(raw, d) for raw, d in zip(raws, dtypes))
+    got = triple_of(raws, dtypes, path)
+    u = [Fraction(x) - Fraction(z) for x, z in zip(t, b)]
+    v = [Fraction(y) - Fraction(z) for y, z in zip(o, b)]
+    w = [Fraction(x) - Fraction(y) for x, y in zip(t, o)]
+    for name, (xs, ys) in {"uu": (u, u), "vv": (v, v), "uv": (u, v), "ww": (w, w)}.items():
+        want = float(sum((x * y for x, y in zip(xs, ys)), Fraction(0)))
+        scale = float(sum(abs(x * y) for x, y in zip(xs, ys)))
+        assert close(got[TRIPLE[name]], want, scale), (name, got[TRIPLE[name]], want)
+    assert got[TRIPLE["bad_t"]] == got[TRIPLE["bad_o"]] == got[TRIPLE["bad_b"]] == 0
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtypes", TRIPLE_DTYPES, ids="-".join)
+@pytest.mark.parametrize("n", [1, 63, 64, 65, 2047, 2048, 2049, 100_003])
+def test_numba_and_numpy_give_the_same_bits_for_three_tensors(dtypes: tuple[str, str, str],
+                                                              n: int):
+    raws = triple_bits(dtypes, np.random.default_rng(n), n)
+    assert triple_of(raws, dtypes, "numba").tobytes() == \
+        triple_of(raws, dtypes, "numpy").tobytes()
+    scale = 2.0 ** -reduce.SCALE  # as a rescan of sums that overflowed takes them
+    assert triple_of(raws, dtypes, "numba", scale).tobytes() == \
+        triple_of(raws, dtypes, "numpy", scale).tobytes()
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("dtype", ["BF16", "F16", "F32", "F64"])
+def test_non_finite_entries_of_each_of_three_tensors_are_counted(dtype: str, path: str):
+    """NaN and infinities in any side make a sum of squares non-finite and
+    are counted per side, as the kernel's pair counts them."""
+    values = np.array(SPECIAL * 10)
+    t, o, b = values, np.roll(values, 3), np.roll(values, 7)
+    raws = [ck.encode(x, dtype) for x in (t, o, b)]
+    got = triple_of(raws, (dtype,) * 3, path)
+    assert list(got[4:]) == [30, 30, 30]  # 3 of 10 values, 10 times, in each
+    assert not math.isfinite(got[TRIPLE["uu"]]) and not math.isfinite(got[TRIPLE["ww"]])
+    finite = np.array([1.0, 2.0] * 40)
+    raws = [ck.encode(x, dtype) for x in (finite, finite, np.where(finite > 1, np.inf, 0))]
+    got = triple_of(raws, (dtype,) * 3, path)
+    assert list(got[4:]) == [0, 0, 40]
+    assert got[TRIPLE["ww"]] == 0.0  # T - O is taken of the values: no base in it
+
+
+def three_runs_of_sizes(folder: Path, sizes: list[int]) -> dict[str, dict[str, bytes]]:
+    """A base, A and O with one q_proj per layer of ``sizes[layer]`` entries (1 x n)."""
+    rng = np.random.default_rng(8)
+    stored: dict[str, dict[str, bytes]] = {"base": {}, "a": {}, "o": {}}
+    for layer, n in enumerate(sizes):
+        name = f"model.layers.{layer}.self_attn.q_proj.weight"
+        b = rng.normal(0, 0.02, n)
+        d, e = rng.normal(0, 1e-3, n), rng.normal(0, 1e-3, n)
+        for side, values in (("base", b), ("a", b + d), ("o", b + 0.5 * d + e)):
+            stored[side][name] = ck.encode(values, "BF16")
+    for side in stored:
+        ck.write_safetensors(folder / side / "model.safetensors",
+                             {n: ("BF16", (1, len(raw) // 2), raw)
+                              for n, raw in stored[side].items()})
+    return stored
+
+
+def test_three_tensors_across_chunk_boundaries_match_the_reference(project: Path, run):
+    stored = three_runs_of_sizes(project / "ckpt", SIZES)
+    support.write(project / "specs" / "fig.yaml", (
+        "data: {checkpoint: ../ckpt/a, other: ../ckpt/o, base: ../ckpt/base, "
+        f"metric: update_cosine}}\nmodules: [q_proj]\nlayers: {{last: {len(SIZES) - 1}}}\n"))
+    got = table(run, "specs/fig.yaml")
+    for layer, n in enumerate(SIZES):
+        name = f"model.layers.{layer}.self_attn.q_proj.weight"
+        a, o, b = (ck.decode(stored[s][name], "BF16", (n,)) for s in ("a", "o", "base"))
+        u, v = a - b, o - b
+        want = math.fsum(u * v) / math.sqrt(math.fsum(u * u) * math.fsum(v * v))
+        assert got[layer] == pytest.approx(want, rel=1e-12), layer
+
+
+def test_the_same_three_tensor_sums_whatever_the_threads(project: Path):
+    from figspec.sources.two_runs import reduce_triples
+
+    three_runs_of_sizes(project / "ckpt", SIZES)
+    sides = [open_checkpoint(project / "ckpt" / s) for s in ("a", "o", "base")]
+    triples = {name: (sides[0][name], sides[1][name], sides[2][name]) for name in sides[0]}
+    one = reduce_triples(triples, 1)
+    assert reduce_triples(triples, 2) == one and reduce_triples(triples, 3) == one
+    assert one["model.layers.3.self_attn.q_proj.weight"]["n"] == SIZES[3]

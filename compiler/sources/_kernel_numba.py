@@ -64,6 +64,7 @@ class Compiled:
 
     pair: Any
     single: Any
+    triple: Any
     folder: str | None
 
 
@@ -86,7 +87,7 @@ def compile_kernel() -> Compiled:
             if make_cache is not None:
                 compiled._cache = make_cache(function)  # what numba's cache=True sets
             namespace[name] = compiled
-    return Compiled(namespace["pair"], namespace["single"],
+    return Compiled(namespace["pair"], namespace["single"], namespace["triple"],
                     folder if make_cache is not None else None)
 
 
@@ -389,3 +390,50 @@ def single(traw, tcode, table, scale, out):
     out[0] = _combine(tt)
     out[4] = top.max()
     out[5] = bad.sum()
+
+
+@njit(**_OPTS)
+def triple(traw, tcode, oraw, ocode, braw, bcode, table, scale, out):
+    """The sums of one chunk of two runs' tensors T, O and their base B,
+    written to ``out``: with U = T - B, V = O - B, W = T - O (each taken of
+    the values), ||U||^2, ||V||^2, <U, V>, ||W||^2, then the non-finite
+    entries of T, O and B (counted only where a sum of squares is not finite:
+    a non-finite entry of any side makes one so)."""
+    n = traw.size
+    t = np.zeros(BLOCK)
+    o = np.zeros(BLOCK)
+    b = np.zeros(BLOCK)
+    wide = np.empty(BLOCK, np.uint32)
+    wide_f = wide.view(np.float32)
+    uu = np.zeros(LANES)
+    vv = np.zeros(LANES)
+    uv = np.zeros(LANES)
+    ww = np.zeros(LANES)
+    for lo in range(0, n, BLOCK):
+        m = min(BLOCK, n - lo)
+        _decode(traw, tcode, lo, m, table, wide, wide_f, scale, t)
+        _decode(oraw, ocode, lo, m, table, wide, wide_f, scale, o)
+        _decode(braw, bcode, lo, m, table, wide, wide_f, scale, b)
+        for i in range(0, m, LANES):  # the padding adds 0, and is finite
+            tr = t[i:i + LANES]
+            orow = o[i:i + LANES]
+            br = b[i:i + LANES]
+            for j in range(LANES):
+                x = tr[j]
+                y = orow[j]
+                z = br[j]
+                u = x - z
+                v = y - z
+                w = x - y
+                uu[j] += u * u
+                vv[j] += v * v
+                uv[j] += u * v
+                ww[j] += w * w
+    out[0] = _combine(uu)
+    out[1] = _combine(vv)
+    out[2] = _combine(uv)
+    out[3] = _combine(ww)
+    if not (out[0] < np.inf and out[1] < np.inf and out[3] < np.inf):
+        out[4] = _bad(traw, tcode, table)
+        out[5] = _bad(oraw, ocode, table)
+        out[6] = _bad(braw, bcode, table)

@@ -102,8 +102,8 @@ class Checkpoint(Source):
         wanted = []
         if data.base is not None and data.metric in ("changed_fraction", "sparsity"):
             wanted.append(changed_key(option_of(data)))
-        if data.metric == "update_rank":
-            wanted.append("update_rank")
+        if data.metric in metrics.RANKS:
+            wanted.append(str(data.metric))
         numbers.check_held(ctx, numbers.path_of(ctx.doc.path), chosen, held, wanted)
         sums = {n: held["tensors"][n]["sums"] for n in chosen}
         values = self._values(ctx, chosen, sums)
@@ -166,8 +166,8 @@ class Checkpoint(Source):
                 return None
         sums = {n: entry["tensors"][n]["sums"] for n in pair.chosen if n in entry["tensors"]}
         options = {option_of(data)} if pair.base is not None else set()
-        ranks = set(pair.chosen) if data.metric == "update_rank" and pair.base else set()
-        return sums if _covers(sums, pair.chosen, options, ranks) else None
+        ranks = set(pair.chosen) if data.metric in metrics.RANKS and pair.base else set()
+        return sums if _covers(sums, pair.chosen, options, ranks, (str(data.metric),)) else None
 
     def plan(self, ctx: Context) -> Pair:
         """The pair's headers read and checked, the tensors drawn chosen, and
@@ -269,8 +269,8 @@ class Checkpoint(Source):
             if t.count == 0:
                 why = (f"tensor `{name}` has no entries (shape {list(t.shape)}): there is "
                        f"nothing to compute {metric_name} from")
-            elif metric_name == "update_rank" and len(t.shape) != 2:
-                why = (f"tensor `{name}` has shape {list(t.shape)}: update_rank is the rank "
+            elif metric_name in metrics.RANKS and len(t.shape) != 2:
+                why = (f"tensor `{name}` has shape {list(t.shape)}: {metric_name} is the rank "
                        "of a matrix")
             if why:
                 problems.append(ctx.doc.diagnostic(
@@ -292,7 +292,7 @@ class Checkpoint(Source):
         request.tensors.update(chosen)
         if data.base is not None:  # "changed" compares two checkpoints
             request.options.add(option_of(data))
-            if data.metric == "update_rank":
+            if data.metric in metrics.RANKS:
                 request.ranks.update(chosen)
 
     def _sums(self, ctx: Context, key: str, chosen: dict[str, Tensor],
@@ -319,7 +319,7 @@ class Checkpoint(Source):
         key, chosen, base = pair.key, pair.chosen, pair.base
         session, request = ctx.session, ctx.session.request(key)
         sums = session.sums.get(key) or _cached(key) or {}
-        want_rank = ctx.data.metric == "update_rank" and base is not None
+        want_rank = ctx.data.metric in metrics.RANKS and base is not None
         if _covers(sums, chosen, request.options if base is not None else set(),
                    set(chosen) if want_rank else set()):
             return Todo(sums, {}, set(), set())
@@ -451,11 +451,13 @@ def _option(key: str) -> Option:
 
 
 def _covers(sums: dict[str, dict[str, float]], chosen: dict[str, Tensor],
-            options: set[Option], ranks: set[str]) -> bool:
-    """Whether the sums hold every tensor, option and rank wanted."""
+            options: set[Option], ranks: set[str],
+            rank_keys: tuple[str, ...] = metrics.RANKS) -> bool:
+    """Whether the sums hold every tensor, option and rank wanted (a pass
+    over the singular values gives every one of ``rank_keys``)."""
     for name in chosen:
         have = sums.get(name)
-        if have is None or (name in ranks and "update_rank" not in have):
+        if have is None or (name in ranks and not all(k in have for k in rank_keys)):
             return False
         if not all(changed_key(o) in have for o in options):
             return False

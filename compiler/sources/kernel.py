@@ -2,7 +2,10 @@
 stored bytes of a tuned tensor T (and its base B) gives every sum a metric is
 made of, at once: ||T-B||^2, ||T||^2, ||B||^2, <T,B>, max |T|, the non-finite
 entries of T and B, and a count of changed entries for each meaning of
-"changed" asked for. Values are decoded exactly (BF16, F16, F32, F64, little
+"changed" asked for; and, for two runs' updates from one base, one pass over
+three tensors (:func:`triple`: T, the other run's O, the base B) gives
+||T-B||^2, ||O-B||^2, <T-B, O-B> and ||T-O||^2, each difference taken of the
+values themselves. Values are decoded exactly (BF16, F16, F32, F64, little
 endian; F8_E4M3 and F8_E5M2, every one of whose values is a float64, by a
 table) and subtracted and summed in float64. A ``scale`` (a power of two,
 exact) multiplies every value first: reduce asks it of a tensor whose sums
@@ -31,7 +34,7 @@ import threading
 from typing import Any
 
 from ..caches import memo
-from .metrics import SUMS
+from .metrics import SUMS, TRIPLE_SUMS
 
 #: Stored dtypes, as the kernel numbers them.
 CODES = {"BF16": 0, "F16": 1, "F32": 2, "F64": 3, "F8_E4M3": 4, "F8_E5M2": 5}
@@ -46,6 +49,8 @@ TABLE_AT = {"F16": 0, "F8_E4M3": 1 << 16, "F8_E5M2": (1 << 16) + 256}
 OPTION_KINDS = {"exact": 0, "abs": 1, "rel": 2}
 #: Where each sum is in a kernel's result; counts of changed entries follow.
 FIELDS = SUMS
+#: Where each sum is in :func:`triple`'s result.
+TRIPLE_FIELDS = TRIPLE_SUMS
 #: Accumulators per sum (as _kernel_numba.LANES).
 LANES = 64
 
@@ -111,6 +116,28 @@ def single(t_raw: Any, t_dtype: str, kernel: str | None = None, scale: float = 1
     return out
 
 
+def triple(t_raw: Any, t_dtype: str, o_raw: Any, o_dtype: str, b_raw: Any, b_dtype: str,
+           kernel: str | None = None, scale: float = 1.0) -> Any:
+    """The sums of one chunk of two runs' tensors T and O and their base B, in
+    one pass, as a float64 array laid out as :data:`TRIPLE_FIELDS`: with
+    U = T - B, V = O - B and W = T - O (each taken of the values themselves),
+    ||U||^2, ||V||^2, <U, V>, ||W||^2, and the non-finite entries of T, O and
+    B. The dtypes may differ (a side of F64 values formed elsewhere, say)."""
+    import numpy as np
+
+    out = np.zeros(len(TRIPLE_FIELDS))
+    tv, ov, bv = (_view(t_raw, VALUES[t_dtype]), _view(o_raw, VALUES[o_dtype]),
+                  _view(b_raw, VALUES[b_dtype]))
+    if not tv.size == ov.size == bv.size:
+        raise ValueError("the three tensors of a triple hold as many entries each")
+    if (kernel or path()) == "numba":
+        _numba().triple(tv, CODES[t_dtype], ov, CODES[o_dtype], bv, CODES[b_dtype], _table(),
+                        scale, out)
+    else:
+        _numpy_triple(((tv, t_dtype), (ov, o_dtype), (bv, b_dtype)), out, scale)
+    return out
+
+
 def decoded(raw: Any, dtype: str) -> Any:
     """A tensor's stored entries (``raw``: as :data:`VALUES` views them) as
     float64, exactly."""
@@ -172,6 +199,34 @@ def _numpy_pair(tv: Any, t_dtype: str, bv: Any, b_dtype: str, tbits: Any, bbits:
         out[field] = _combine(lanes[k].tolist())
     out[4], out[5], out[6] = top, bad_t, bad_b
     out[len(FIELDS):len(FIELDS) + len(counts)] = counts
+
+
+def _numpy_triple(sides: tuple[tuple[Any, str], ...], out: Any, scale: float) -> None:
+    """The compiled triple's sums with numpy, in its order (as _numpy_pair).
+    A non-finite entry makes ||U||^2, ||V||^2 or ||W||^2 non-finite, so
+    counting every chunk's gives the counts the compiled kernel gives by
+    counting only then."""
+    import numpy as np
+
+    n = sides[0][0].size
+    lanes = np.zeros((4, LANES))
+    rows = np.empty((4, STEP // LANES + 1, LANES))
+    bad = [0, 0, 0]
+    with np.errstate(all="ignore"):
+        for lo in range(0, n, STEP):
+            m = min(STEP, n - lo)
+            r = -(-m // LANES)
+            t, o, b = (_decode(v[lo:lo + m], dtype, r * LANES, scale) for v, dtype in sides)
+            u, v, w = t - b, o - b, t - o
+            for k, (x, y) in enumerate(((u, u), (v, v), (u, v), (w, w))):
+                rows[k, 0] = lanes[k]
+                np.multiply(x.reshape(r, LANES), y.reshape(r, LANES), out=rows[k, 1:r + 1])
+                lanes[k] = np.add.reduce(rows[k, :r + 1], axis=0)
+            for k, x in enumerate((t, o, b)):
+                bad[k] += m - int(np.count_nonzero(np.abs(x[:m]) < np.inf))
+    for k in range(4):
+        out[k] = _combine(lanes[k].tolist())
+    out[4:7] = bad
 
 
 def _changed(kind: int, limit: float, same: bool, t: Any, b: Any, d: Any, tbits: Any,

@@ -119,7 +119,10 @@ def changed(was: dict[str, Any], now: dict[str, Any]) -> str | None:
 
 # -- the file ------------------------------------------------------------------------
 
-def key(checkpoint: str, base: str | None) -> str:
+def key(checkpoint: str, base: str | None, other: str | None = None) -> str:
+    """A pair's key in the file (two runs' checkpoints from one base: a triple's)."""
+    if other is not None:
+        return f"{checkpoint} and {other} against {base}"
     return checkpoint if base is None else f"{checkpoint} against {base}"
 
 
@@ -227,9 +230,9 @@ def _valid(pair: Any) -> bool:
     step = pair.get("step")
     if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
         return False
-    from .metrics import SUMS
+    from .metrics import SUMS, TRIPLE_SUMS
 
-    needed = {"n", *SUMS}
+    needed = {"n", *(TRIPLE_SUMS if "other" in pair["sides"] else SUMS)}
     return all(isinstance(name, str) and isinstance(t, dict) and isinstance(t.get("file"), str)
                and isinstance(t.get("shape"), list) and all(
                    isinstance(n, int) and not isinstance(n, bool) and n >= 0
@@ -311,22 +314,24 @@ def entry(ctx: Context, sides: dict[str, dict[str, Any]], chosen: dict[str, Tens
     data = ctx.data
     checkpoint = sides["checkpoint"]["written"]
     base = sides["base"]["written"] if "base" in sides else None
+    other = sides["other"]["written"] if "other" in sides else None
     folder = sides["checkpoint"].get("folder")
-    from .metrics import SUMS, changed_key, option_of
+    from .metrics import RANKS, SUMS, TRIPLE_SUMS, changed_key, option_of
 
     # What this figure drew from, whatever else its pair's sums hold (another
     # figure's options): the same figure always writes the same numbers.
-    kept = {"n", *SUMS, *(f"scaled:{k}" for k in SUMS)}
-    if base is not None:
+    summed = TRIPLE_SUMS if other is not None else SUMS  # two runs' updates: a triple's
+    kept = {"n", *summed, *(f"scaled:{k}" for k in summed)}
+    if base is not None and other is None:
         kept.add(changed_key(option_of(data)))
-        if data.metric == "update_rank":
-            kept.add("update_rank")
+        if data.metric in RANKS:
+            kept.add(data.metric)
     tensors = {}
     for name, t in chosen.items():
         tensors[name] = {"file": _written_file(checkpoint, folder, t.file),
                          "shape": list(t.shape),
                          "sums": {k: v for k, v in sorted(sums[name].items()) if k in kept}}
-    return {"key": key(checkpoint, base), "step": step, "tensor": data.tensor,
+    return {"key": key(checkpoint, base, other), "step": step, "tensor": data.tensor,
             "sides": {k: {x: v for x, v in s.items() if x != "folder"} for k, s in sides.items()},
             "tensors": tensors}
 
@@ -363,32 +368,38 @@ def note(ctx: Context, path: Path, message: str, hint: str | None = None) -> Non
         notes.append(n)
 
 
-def committed_pair(ctx: Context, checkpoint_key: str, base_key: str) -> dict[str, Any] | None:
+def committed_pair(ctx: Context, checkpoint_key: str, base_key: str,
+                   other_key: str | None = None) -> dict[str, Any] | None:
     """The committed pair of ``ctx.data`` where a side of it is absent; None
     where both are here, or nothing is committed (then reading it says why).
+    ``other_key``: where the spec wrote `other` (two runs' updates: a triple).
     FigspecError for a numbers file that cannot be used."""
     data = ctx.data
-    if ctx.doc.in_memory or not (absent(ctx, data.checkpoint, ("data", checkpoint_key)) or
-                                 absent(ctx, data.base, ("data", base_key))):
+    other = data.other if other_key is not None else None
+    written = [(data.checkpoint, checkpoint_key), (data.base, base_key)]
+    if other_key is not None:
+        written.append((other, other_key))
+    if ctx.doc.in_memory or not any(absent(ctx, w, ("data", at)) for w, at in written):
         return None
     committed = load(path_of(ctx.doc.path), ctx)
     if committed is None:
         return None
     if committed.problem:
         raise damaged(committed)
-    pair = committed.pairs.get(key(str(data.checkpoint), data.base))
+    name = key(str(data.checkpoint), data.base, other)
+    pair = committed.pairs.get(name)
     if pair is None:
-        raise _not_held(ctx, committed.path, "hold no numbers of "
-                        f"{key(str(data.checkpoint), data.base)}", ("data", checkpoint_key))
+        raise _not_held(ctx, committed.path, f"hold no numbers of {name}",
+                        ("data", checkpoint_key))
     note(ctx, committed.path, "the checkpoints are not here: the figure is drawn from the "
          "committed numbers in this file")
-    for written, at in ((data.checkpoint, checkpoint_key), (data.base, base_key)):
-        _watch_for(ctx, written, ("data", at))
+    for side, at in written:
+        watch_for(ctx, side, ("data", at))
     keep(ctx, pair)
     return pair
 
 
-def _watch_for(ctx: Context, written: str | None, at: tuple[str, ...]) -> None:
+def watch_for(ctx: Context, written: str | None, at: tuple[str, ...]) -> None:
     """An absent checkpoint as an input of the figure: its appearing (the
     co-author fetched the runs) makes the figure stale."""
     if written is None:
@@ -405,7 +416,7 @@ def _not_held(ctx: Context, path: Path, what: str, loc: tuple[Any, ...]) -> Figs
     """What the committed numbers lack: which checkpoints must be present, and
     the command to run there."""
     data = ctx.data
-    needed = " and ".join(w for w in (data.checkpoint, data.base) if w)
+    needed = " and ".join(w for w in (data.checkpoint, data.other, data.base) if w)
     return FigspecError([ctx.doc.diagnostic(
         ctx.base + loc, f"the committed numbers {display_path(path)} {what}, and the "
         f"checkpoints are not here", f"where {needed} are, run `figspec build "
@@ -447,7 +458,7 @@ def check_held(ctx: Context, path: Path, chosen: dict[str, Tensor], pair: dict[s
     for k in wanted:
         lacking = [n for n in chosen if k not in pair["tensors"][n]["sums"]]
         if lacking:
-            what = "update_rank" if k == "update_rank" else f"`{k}` counts"
+            what = k if k.startswith("update_rank") else f"`{k}` counts"
             problems += _not_held(ctx, path, f"hold no {what} of tensor `{lacking[0]}`",
                                   ("data", "metric")).diagnostics
     if problems:
@@ -461,7 +472,7 @@ def steps(ctx: Context) -> list[tuple[int, str]] | None:
     head, _, pattern = written.rpartition("/")
     if ctx.doc.in_memory or not _run_absent(ctx, head or ".", pattern):
         return None
-    _watch_for(ctx, head or ".", ("data", "checkpoints"))
+    watch_for(ctx, head or ".", ("data", "checkpoints"))
     committed = load(path_of(ctx.doc.path), ctx)
     if committed is None:
         return None
@@ -484,10 +495,43 @@ def steps(ctx: Context) -> list[tuple[int, str]] | None:
     return sorted(set(out))
 
 
-def _run_absent(ctx: Context, head: str, pattern: str) -> bool:
+def two_run_steps(ctx: Context) -> list[tuple[int, str, str]] | None:
+    """Two runs' steps (step, each run's checkpoint as written: `checkpoints`'
+    and `others'`) from the committed numbers, where a run's folder is absent;
+    None where both are here or nothing is committed."""
+    data = ctx.data
+    runs = [(str(data.checkpoints), ("data", "checkpoints")),
+            (str(data.others), ("data", "others"))]
+    heads = [written.rpartition("/")[0] for written, _ in runs]
+    if ctx.doc.in_memory or not any(_run_absent(ctx, head or ".", written.rpartition("/")[2], at)
+                                    for head, (written, at) in zip(heads, runs)):
+        return None
+    for head, (_, at) in zip(heads, runs):
+        watch_for(ctx, head or ".", at)
+    committed = load(path_of(ctx.doc.path), ctx)
+    if committed is None:
+        return None
+    if committed.problem:
+        raise damaged(committed)
+    out = []
+    for pair in committed.pairs.values():
+        step, sides = pair.get("step"), pair["sides"]
+        first, second = (sides.get(k, {}).get("written") for k in ("checkpoint", "other"))
+        if step is None or not isinstance(first, str) or not isinstance(second, str) or \
+                not first.startswith(heads[0]) or not second.startswith(heads[1]) or \
+                sides.get("base", {}).get("written") != data.base:
+            continue
+        out.append((step, first, second))
+    if not out:
+        raise _not_held(ctx, committed.path, f"hold no step of {data.checkpoints} and "
+                        f"{data.others}", ("data", "checkpoints"))
+    return sorted(set(out))
+
+
+def _run_absent(ctx: Context, head: str, pattern: str,
+                at: tuple[str, ...] = ("data", "checkpoints")) -> bool:
     """Whether a run's folder is absent, or holds none of its checkpoints
     (deleted, the folder kept): a checkpoint appearing there is noticed."""
-    at = ("data", "checkpoints")
     if absent(ctx, head, at):
         return True
     try:

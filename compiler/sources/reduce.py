@@ -1,7 +1,8 @@
 """A checkpoint pair reduced to the sums its metrics are made of: each tensor
 read a chunk at a time (:mod:`figspec.sources.safetensors`) and passed
 through the fused kernel (:mod:`figspec.sources.kernel`), on the threads
-the session's budget of cores allows; then update_rank, one matrix at a time.
+the session's budget of cores allows; then update_rank (and its absolute
+form, from the same singular values), one matrix at a time.
 """
 
 from __future__ import annotations
@@ -135,9 +136,17 @@ def _add(out: dict[str, float], part: Any, wanted: tuple[Option, ...]) -> None:
         out[changed_key(option)] += float(part[len(SUMS) + k])
 
 
-def update_rank(t: Tensor, b: Tensor, files: Files) -> float:
-    """Numerical rank of T - B over min(rows, cols), as torch.linalg.matrix_rank
-    computes it on float32: singular values above s_max * max(m, n) * eps.
+def rank_sums(t: Tensor, b: Tensor, files: Files) -> dict[str, float]:
+    """The sums of the metrics :data:`figspec.sources.metrics.RANKS` of one
+    matrix, from one pass: its update_rank (over min(rows, cols)) and
+    update_rank_absolute (the rank itself)."""
+    count = rank(t, b, files)
+    return {"update_rank": count / min(t.shape), "update_rank_absolute": count}
+
+
+def rank(t: Tensor, b: Tensor, files: Files) -> float:
+    """Numerical rank of T - B, as torch.linalg.matrix_rank computes it on
+    float32: singular values above s_max * max(m, n) * eps.
 
     The singular values come first from the eigenvalues of the smaller Gram
     matrix of T - B (taken in float32, as torch would, then widened), in
@@ -163,7 +172,7 @@ def update_rank(t: Tensor, b: Tensor, files: Files) -> float:
     if not s.size or s[0] == 0:
         return 0.0
     tol = s[0] * max(t.shape) * np.finfo(np.float32).eps
-    return float(np.count_nonzero(s > tol)) / min(t.shape)
+    return float(np.count_nonzero(s > tol))
 
 
 def _singular_values_by_gram(d: Any) -> Any:
@@ -222,7 +231,7 @@ def reduce_all(chosen: dict[str, Tensor], base: dict[str, Tensor] | None,
             sums = dict(pool.map(one, order))
         for name, t in order:
             if name in ranks and base is not None:
-                sums[name]["update_rank"] = update_rank(t, base[name], files)
+                sums[name].update(rank_sums(t, base[name], files))
         return sums
     finally:
         files.close()
@@ -262,7 +271,7 @@ def reduce_run(runs: list[dict[str, Tensor]], base: dict[str, Tensor],
                 out[k][name] = s
         for k, run in enumerate(runs):
             for name in sorted(ranks[k] & run.keys()):
-                out[k][name]["update_rank"] = update_rank(run[name], base[name], files)
+                out[k][name].update(rank_sums(run[name], base[name], files))
         return out
     finally:
         files.close()

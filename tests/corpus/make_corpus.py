@@ -257,3 +257,24 @@ _PHI3 = ["model.layers.0.self_attn.qkv_proj.weight", "model.layers.0.self_attn.o
 _write("phi3", _safetensors({n: (1, 2, 3, 4) for n in _PHI3}))
 (INV / "checkpoint_module_of_another_preset.yaml").write_text(
     "data:\n  checkpoint: ../data/ckpt/phi3\n  metric: norm\nmodules: [q_proj, o_proj]\n")
+
+# -- two runs' updates against each other (`other`, `others`): the base missing,
+# `other` without a metric of two runs, shapes that differ between the runs,
+# two runs whose steps do not match
+_MOVED = {NAMES[0]: (1, 2, 3, 5), NAMES[1]: (5, 6, 7, 9)}
+for _run, _steps in (("run_a", (1, 2)), ("run_b", (1, 3))):
+    for _step in _steps:
+        _write(f"{_run}/checkpoint-{_step}", _safetensors(_MOVED))
+(INV / "two_runs_no_base.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/base\n  other: ../data/ckpt/base\n"
+    "  metric: update_cosine\n" + CKMODS)
+(INV / "two_runs_other_without_their_metric.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/base\n  other: ../data/ckpt/base\n"
+    "  base: ../data/ckpt/base\n  metric: relative_change\n" + CKMODS)
+(INV / "two_runs_shape_differs.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/base\n  other: ../data/ckpt/shape_differs\n"
+    "  base: ../data/ckpt/base\n  metric: update_cosine\n" + CKMODS)
+(INV / "two_runs_steps_differ.yaml").write_text(
+    "data:\n  checkpoints: ../data/ckpt/run_a/checkpoint-*\n"
+    "  others: ../data/ckpt/run_b/checkpoint-*\n  base: ../data/ckpt/base\n"
+    "  metric: update_difference\n" + CKMODS)
