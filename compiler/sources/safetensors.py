@@ -65,6 +65,11 @@ class Tensor:
     shape: tuple[int, ...]
     start: int  # absolute byte offsets in the file
     end: int
+    #: A strided view (an attention head's columns, :mod:`figspec.sources.heads`):
+    #: each row's ``segment`` entries, rows ``stride`` entries apart from
+    #: ``start``; 0: the entries lie one after another.
+    segment: int = 0
+    stride: int = 0
 
     @property
     def count(self) -> int:
@@ -473,6 +478,8 @@ class Files:
 
     def read(self, t: Tensor, first: int, count: int) -> bytes:
         size = DTYPES[t.dtype]
+        if t.segment:
+            return bytes(self.read_into(t, first, count, bytearray(count * size)))
         raw = os.pread(self._fd(t), count * size, t.start + first * size)
         if len(raw) != count * size:  # the file shrank since its header was read
             raise CheckpointError("the file changed while it was read", t.file, t.name)
@@ -482,6 +489,9 @@ class Files:
         """Entries first..first+count of ``t``, read into the front of ``buffer``."""
         size, fd = DTYPES[t.dtype], self._fd(t)
         view = memoryview(buffer)[:count * size]
+        if t.segment:
+            self._strided_into(t, fd, first, count, view)
+            return view
         done = 0
         while done < len(view):
             offset = t.start + first * size + done
@@ -495,6 +505,32 @@ class Files:
                 raise CheckpointError("the file changed while it was read", t.file, t.name)
             done += got
         return view
+
+    #: Bytes a strided read takes from the file at a time (whole rows).
+    SPAN = 1 << 20
+
+    def _strided_into(self, t: Tensor, fd: int, first: int, count: int,
+                      view: memoryview) -> None:
+        """Entries first..first+count of a strided tensor: rows read a span
+        at a time, each row's segment copied out in order."""
+        import numpy as np
+
+        size, seg, stride = DTYPES[t.dtype], t.segment, t.stride
+        out = np.frombuffer(view, np.uint8)
+        per_span = max(1, self.SPAN // (stride * size))
+        row, last = first // seg, (first + count - 1) // seg
+        while row <= last:
+            rows = min(per_span, last + 1 - row)
+            length = ((rows - 1) * stride + seg) * size
+            raw = os.pread(fd, length, t.start + row * stride * size)
+            if len(raw) != length:  # the file shrank since its header was read
+                raise CheckpointError("the file changed while it was read", t.file, t.name)
+            padded = np.frombuffer(raw + bytes((stride - seg) * size), np.uint8)
+            entries = padded.reshape(rows, stride * size)[:, :seg * size].reshape(-1)
+            lo, hi = max(first, row * seg), min(first + count, (row + rows) * seg)
+            out[(lo - first) * size:(hi - first) * size] = \
+                entries[(lo - row * seg) * size:(hi - row * seg) * size]
+            row += rows
 
     def values(self, t: Tensor, raw: bytes) -> Any:
         import numpy as np
