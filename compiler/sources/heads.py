@@ -204,12 +204,12 @@ def _cuts(path: str, t: Tensor, g: Geometry, tensor: str
     side = "rows" if axis == 0 or tensor == "bias" else "columns"
     explained = " + ".join(f"{n} {p}" for p, n in counts) if len(counts) > 1 else str(total)
     if length % total:
-        return None, (f"its {length} {side} do not divide into {explained} heads "
-                      f"(config.json: {display_path(g.config)})")
+        return None, (f"its {length} {side} do not divide into {explained} heads, as "
+                      f"{display_path(g.config)} gives them")
     size = length // total
     if g.head_dim is not None and size != g.head_dim:
         return None, (f"its {length} {side} make {explained} heads of {size}, but "
-                      f"config.json's head_dim is {g.head_dim} ({display_path(g.config)})")
+                      f"{display_path(g.config)} gives head_dim {g.head_dim}")
     pieces, at = [], 0
     for p, n in counts:
         prefix = p if len(counts) > 1 else ""
