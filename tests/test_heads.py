@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import reference as ref
@@ -204,3 +205,77 @@ def test_a_figure_of_heads_is_drawn_from_its_committed_numbers(project: Path, ru
     code, _, err = run("table", str(spec))
     assert code == 1
     assert "hold module `q_proj` head by head" in err and "fig.yaml:1:" in err
+
+
+def test_a_run_s_checkpoints_are_cut_into_heads_step_by_step(project: Path, run):
+    import checkpoints
+
+    folder = checkpoints.make_run(project / "ck", [100, 200])
+    for config in [folder.parent / "base", *sorted(folder.iterdir())]:
+        (config / "config.json").write_text('{"num_attention_heads": 2}')
+    checkpoints.settle(project / "ck")
+    for compare in ("base", "previous"):
+        data = {"checkpoints": "../ck/run/checkpoint-*", "base": "../ck/base",
+                "metric": "update_norm", "heads": True, "compare": compare}
+        rows = table(run, project, data, ["q_proj", "o_proj"])
+        assert {r["step"] for r in rows} == {"100", "200"}
+        for row in rows:
+            listed_as, _, head = row["module"].partition(".heads.")
+            h = int(head)
+            against = "base" if compare == "base" or row["step"] == "100" else "run/checkpoint-100"
+            t = ref.read_checkpoint(project / "ck" / "run" / f"checkpoint-{row['step']}")
+            b = ref.read_checkpoint(project / "ck" / against)
+            name = f"model.layers.{row['layer']}.self_attn.{listed_as}.weight"
+            index = np.s_[:, 6 * h:6 * h + 6] if listed_as == "o_proj" else np.s_[4 * h:4 * h + 4]
+            want = ref.metric("update_norm", ref.Part(t[name], index), ref.Part(b[name], index))
+            assert ref.close(float(row["value"]), want), row
+
+
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+def test_a_head_of_o_larger_than_a_chunk_is_read_row_by_row_in_spans(
+        project: Path, run, monkeypatch, kernel: str):
+    """o_proj's heads are strided: 3000 rows of 700 (7 heads of 100 columns),
+    so a head's 300,000 entries cross the reduction's 262,144-entry chunk in
+    the middle of a row and take many spans of rows."""
+    import checkpoints
+
+    monkeypatch.setenv("FIGSPEC_KERNEL", kernel)
+    rng = np.random.default_rng(5)
+    b = rng.normal(0, 0.02, size=(3000, 700))
+    t = b + rng.normal(0, 1e-3, size=b.shape) * (np.arange(700) // 100 + 1)
+    name = "model.layers.0.self_attn.o_proj.weight"
+    for side, values in (("base", b), ("tuned", t)):
+        checkpoints.write_safetensors(project / "ck" / side / "model.safetensors",
+                                      {name: ("F32", b.shape, checkpoints.encode(values, "F32"))})
+        (project / "ck" / side / "config.json").write_text(
+            '{"num_attention_heads": 7, "hidden_size": 700}')
+    data = {"checkpoint": "../ck/tuned", "base": "../ck/base", "heads": True}
+    tuned, base = (ref.read_checkpoint(project / "ck" / s) for s in ("tuned", "base"))
+    for metric in ("update_norm", "cosine", "max_abs", "update_rank"):
+        rows = table(run, project, {**data, "metric": metric}, ["o_proj"])
+        assert len(rows) == 7
+        for h, row in enumerate(rows):
+            index = np.s_[:, 100 * h:100 * h + 100]
+            want = ref.metric(metric, ref.Part(tuned[name], index), ref.Part(base[name], index))
+            assert ref.close(float(row["value"]), want), (metric, h, row, want)
+
+
+def test_the_bias_of_the_output_projection_has_no_heads(project: Path, run):
+    spec = support.write(project / "specs" / "fig.yaml", "data: " + json.dumps(
+        pair_data("gpt2-f32", "norm", tensor="bias")) + "\nmodules: [attn.c_proj]\n")
+    code, _, err = run("check", str(spec), "--allow-outside")
+    assert code == 1
+    assert "attn.c_proj.bias`: the output projection's bias is added after the heads are " \
+        "summed: it has no heads" in err and "fig.yaml:2:" in err
+
+
+def test_a_table_of_parameter_names_with_heads_draws_a_column_per_head(project: Path, run):
+    values = [{"param": f"model.layers.{layer}.self_attn.q_proj.heads.{h}.weight",
+               "value": layer + h / 10} for layer in range(2) for h in range(3)]
+    spec = support.write(project / "specs" / "fig.yaml", "data: " + json.dumps(
+        {"values": values, "layout": "params"}) + "\nmodules: [{name: q_proj, label: head}]\n")
+    code, out, err = run("table", str(spec))
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["label"] for r in rows[:3]] == ["head 0", "head 1", "head 2"]
+    assert [float(r["value"]) for r in rows] == [0, 0.1, 0.2, 1, 1.1, 1.2]
