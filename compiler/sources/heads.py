@@ -234,7 +234,7 @@ def _slice(t: Tensor, name: str, axis: int, lo: int, hi: int) -> Tensor:
     start = t.start + lo * size
     end = start + max(0, (rows - 1) * cols + hi - lo) * size
     return replace(t, name=name, shape=(rows, hi - lo), start=start, end=end,
-                   segment=hi - lo, stride=cols)
+                   segment=hi - lo, stride=cols, origin=t.start)
 
 
 # -- config.json ---------------------------------------------------------------------

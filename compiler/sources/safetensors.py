@@ -67,9 +67,11 @@ class Tensor:
     end: int
     #: A strided view (an attention head's columns, :mod:`figspec.sources.heads`):
     #: each row's ``segment`` entries, rows ``stride`` entries apart from
-    #: ``start``; 0: the entries lie one after another.
+    #: ``start``, of the tensor whose bytes begin at ``origin``; 0: the
+    #: entries lie one after another.
     segment: int = 0
     stride: int = 0
+    origin: int = 0
 
     @property
     def count(self) -> int:
@@ -468,6 +470,8 @@ class Files:
     def __init__(self) -> None:
         self.fds: dict[Path, int] = {}
         self.lock = threading.Lock()
+        #: each thread's tensors kept while it reads strided views of them
+        self.local = threading.local()
 
     def _fd(self, t: Tensor) -> int:
         with self.lock:
@@ -492,9 +496,14 @@ class Files:
         if t.segment:
             self._strided_into(t, fd, first, count, view)
             return view
+        return self._fill(t, fd, t.start + first * size, view)
+
+    @staticmethod
+    def _fill(t: Tensor, fd: int, at: int, view: memoryview) -> memoryview:
+        """``view`` filled with the file's bytes from ``at`` on."""
         done = 0
         while done < len(view):
-            offset = t.start + first * size + done
+            offset = at + done
             if hasattr(os, "preadv"):
                 got = os.preadv(fd, [view[done:]], offset)
             else:  # pragma: no cover - platforms without preadv
@@ -506,31 +515,43 @@ class Files:
             done += got
         return view
 
-    #: Bytes a strided read takes from the file at a time (whole rows).
-    SPAN = 1 << 20
+    #: Whole tensors a thread keeps while it reads strided views of them: the
+    #: checkpoint's and the base's.
+    KEPT = 2
 
     def _strided_into(self, t: Tensor, fd: int, first: int, count: int,
                       view: memoryview) -> None:
-        """Entries first..first+count of a strided tensor: rows read a span
-        at a time, each row's segment copied out in order."""
+        """Entries first..first+count of a strided view, in order: each row's
+        segment after the one before. The tensor it views (``t.origin`` on)
+        is read whole once and kept by the reading thread while it reads
+        its heads (:data:`KEPT`): a head's columns read alone would read
+        every row, again for each head."""
         import numpy as np
 
         size, seg, stride = DTYPES[t.dtype], t.segment, t.stride
-        out = np.frombuffer(view, np.uint8)
-        per_span = max(1, self.SPAN // (stride * size))
-        row, last = first // seg, (first + count - 1) // seg
-        while row <= last:
-            rows = min(per_span, last + 1 - row)
-            length = ((rows - 1) * stride + seg) * size
-            raw = os.pread(fd, length, t.start + row * stride * size)
-            if len(raw) != length:  # the file shrank since its header was read
-                raise CheckpointError("the file changed while it was read", t.file, t.name)
-            padded = np.frombuffer(raw + bytes((stride - seg) * size), np.uint8)
-            entries = padded.reshape(rows, stride * size)[:, :seg * size].reshape(-1)
-            lo, hi = max(first, row * seg), min(first + count, (row + rows) * seg)
-            out[(lo - first) * size:(hi - first) * size] = \
-                entries[(lo - row * seg) * size:(hi - row * seg) * size]
-            row += rows
+        rows = t.shape[0]
+        whole = self._kept(t, fd, rows * stride * size)
+        column = (t.start - t.origin) // size
+        grid = np.frombuffer(whole, np.uint8).reshape(rows, stride * size)
+        r0, r1 = first // seg, (first + count - 1) // seg + 1
+        entries = grid[r0:r1, column * size:(column + seg) * size].reshape(-1)
+        skip = (first - r0 * seg) * size
+        np.frombuffer(view, np.uint8)[:] = entries[skip:skip + count * size]
+
+    def _kept(self, t: Tensor, fd: int, length: int) -> memoryview:
+        """The bytes of the tensor a strided view lies in, as this thread read them."""
+        kept = getattr(self.local, "kept", None)
+        if kept is None:
+            kept = self.local.kept = {}
+        key = (t.file, t.origin, length)
+        if key not in kept:
+            while len(kept) >= self.KEPT:
+                kept.pop(next(iter(kept)))
+            import numpy as np
+
+            # np.empty: a zeroed bytearray costs as much again as the read
+            kept[key] = self._fill(t, fd, t.origin, np.empty(length, np.uint8).data)
+        return kept[key]  # type: ignore[no-any-return]
 
     def values(self, t: Tensor, raw: bytes) -> Any:
         import numpy as np
