@@ -515,17 +515,18 @@ class Files:
             done += got
         return view
 
-    #: Whole tensors a thread keeps while it reads strided views of them: the
-    #: checkpoint's and the base's.
-    KEPT = 2
+    #: Bytes of whole tensors a thread keeps while it reads strided views of
+    #: them (the checkpoint's and the base's; a run's steps' and the base's,
+    #: read a chunk of each at a time); always the last two.
+    KEPT = 512 << 20
 
     def _strided_into(self, t: Tensor, fd: int, first: int, count: int,
                       view: memoryview) -> None:
         """Entries first..first+count of a strided view, in order: each row's
         segment after the one before. The tensor it views (``t.origin`` on)
         is read whole once and kept by the reading thread while it reads
-        its heads (:data:`KEPT`): a head's columns read alone would read
-        every row, again for each head."""
+        its heads (up to :data:`KEPT` bytes): a head's columns read alone
+        would read every row, again for each head."""
         import numpy as np
 
         size, seg, stride = DTYPES[t.dtype], t.segment, t.stride
@@ -545,8 +546,8 @@ class Files:
             kept = self.local.kept = {}
         key = (t.file, t.origin, length)
         if key not in kept:
-            while len(kept) >= self.KEPT:
-                kept.pop(next(iter(kept)))
+            while len(kept) >= 2 and sum(len(v) for v in kept.values()) + length > self.KEPT:
+                kept.pop(next(iter(kept)))  # the oldest first
             import numpy as np
 
             # np.empty: a zeroed bytearray costs as much again as the read
