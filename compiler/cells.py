@@ -33,8 +33,11 @@ from .sources.params import (
     expert_column,
     expert_matcher,
     fitting_preset,
+    head_column,
+    head_order,
     listable,
     module_matcher,
+    split_head,
 )
 from .values import LARGEST, SMALLEST, matches, parse_number, show, text
 
@@ -323,14 +326,18 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
     match = expert_matcher(m.name for m in reader.listed)
     out = []
     experts: dict[str, set[int]] = {}
+    heads: dict[str, set[str]] = {}  # an attention head's column, as an expert's
     for origin, row in rows:
         m = pattern.search(text(row.get(data.param)))
         if m is None:
             continue
-        module = m.group("module")
+        module, head = split_head(m.group("module"))
         listed, expert = match(module)
         if listed is None:
             pass  # reported as absent, or not drawn
+        elif head is not None and not data.aggregate:
+            module = head_column(listed, head)
+            heads.setdefault(listed, set()).add(head)
         elif expert is None or data.aggregate:
             if expert is None and EXPERT.search(module):
                 reader.experts_in_one.add(listed)
@@ -340,13 +347,23 @@ def _param_rows(reader: _Reader, source: Rows, rows: list[Row]
             experts.setdefault(listed, set()).add(expert)
         out.append((origin, {data.layer: m.group("layer"), data.module: module,
                              data.value: row.get(data.value)}))
-    if experts:
-        reader.modules = tuple(
-            column for m in reader.listed
-            for column in ([Module(name=expert_column(m.name, i), label=f"{m.shown} {i}")
-                            for i in sorted(experts[m.name])] if m.name in experts else [m]))
-        reader.expanded = set(experts)
+    if experts or heads:
+        reader.modules = tuple(column for m in reader.listed
+                               for column in _columns(m, experts, heads))
+        reader.expanded = set(experts) | set(heads)
     return out
+
+
+def _columns(m: Module, experts: dict[str, set[int]], heads: dict[str, set[str]]
+             ) -> list[Module]:
+    """A listed module's columns: one per expert, or per head, found; else itself."""
+    if m.name in experts:
+        return [Module(name=expert_column(m.name, i), label=f"{m.shown} {i}")
+                for i in sorted(experts[m.name])]
+    if m.name in heads:
+        return [Module(name=head_column(m.name, h), label=f"{m.shown} {h}")
+                for h in sorted(heads[m.name], key=head_order)]
+    return [m]
 
 
 def _long_cells(reader: _Reader, source: Rows, rows: list[Row]

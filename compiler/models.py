@@ -78,7 +78,7 @@ class Model(BaseModel):
 #: What a checkpoint source computes from each weight matrix.
 Metric = Literal[metrics.NAMES]  # type: ignore[valid-type]
 NEEDS_BASE = metrics.NEEDS_BASE
-_CHECKPOINT_ONLY = ("base", "metric", "tolerance", "relative_tolerance", "other")
+_CHECKPOINT_ONLY = ("base", "metric", "tolerance", "relative_tolerance", "other", "heads")
 #: What goes with `checkpoints` (a run's checkpoints) only.
 _TRAJECTORY_ONLY = ("step", "compare", "steps", "others")
 #: The metrics of two runs' updates from one base (`other`, `others`).
@@ -166,6 +166,14 @@ class Data(Model):
     tensor: Literal["weight", "bias"] = Field(
         "weight", description="With `checkpoint`: which tensors of each module are used.",
         examples=["bias"])
+    heads: bool | Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="With `checkpoint` or `checkpoints`: draw each attention head in a "
+        "column of its own (`q_proj 0`, `q_proj 1`, ...): `true` for every listed module "
+        "(each must be an attention projection: q, k, v, o, Phi-3's fused `qkv_proj`, GPT-2's "
+        "`c_attn` and `attn.c_proj`), or a list of the listed modules to split. The heads "
+        "come from the checkpoint's config.json (`num_attention_heads`, "
+        "`num_key_value_heads`, `head_dim`). One module listed makes a layer-by-head heatmap.",
+        examples=[True, ["q_proj", "o_proj"]])
     checkpoints: str | None = Field(
         None, description="A run's checkpoints, one step each: a glob (`*`, `?`, `[...]` in "
         "its last part only) of checkpoint folders or .safetensors files, relative to the "

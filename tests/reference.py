@@ -155,3 +155,56 @@ def combine(values: list[float], how: str | None) -> Any:
 
     return {"mean": statistics.fmean, "median": statistics.median, "min": min,
             "max": max, None: lambda v: v[0]}[how](values)
+
+
+# -- attention heads, from the definition -------------------------------------------
+
+class Part:
+    """Some entries of a stored tensor (one attention head's), as Stored gives them."""
+
+    def __init__(self, whole: Stored, index: Any):
+        self.whole, self.index, self.dtype = whole, index, whole.dtype
+        self.shape = whole.bits()[index].shape
+
+    def bits(self) -> np.ndarray:
+        return self.whole.bits()[self.index]
+
+    def float32(self) -> np.ndarray:
+        return self.whole.float32()[self.index]
+
+    def float64(self) -> np.ndarray:
+        return self.whole.float64()[self.index]
+
+
+def head_config(config: dict[str, Any]) -> tuple[int, int, int]:
+    """(query heads, key/value heads, head size) as Hugging Face's configs define
+    them: num_attention_heads (GPT-2: n_head), num_key_value_heads (default:
+    as many), head_dim (default: hidden_size / num_attention_heads)."""
+    heads = config.get("num_attention_heads") or config["n_head"]
+    kv = config.get("num_key_value_heads") or heads
+    size = config.get("head_dim") or (config.get("hidden_size") or config["n_embd"]) // heads
+    return heads, kv, size
+
+
+def heads(module: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Each head of an attention projection -> the numpy index of its entries
+    in the stored tensor (``kind``: weight or bias). Stored as nn.Linear (out,
+    in): q, k and v's heads are blocks of rows, o's blocks of columns; Phi-3's
+    qkv_proj stacks q's rows, then k's, then v's. GPT-2's Conv1D is stored (in,
+    out): c_attn's columns are q, k, v; c_proj's rows are the heads."""
+    nh, nkv, d = head_config(config)
+    leaf = module.rsplit(".", 1)[-1]
+    gpt2 = module.endswith("attn.c_attn") or module.endswith("attn.c_proj")
+    if leaf in ("q_proj", "k_proj", "v_proj", "o_proj", "out_proj", "c_proj"):
+        n = nkv if leaf in ("k_proj", "v_proj") else nh
+        along_columns = leaf in ("o_proj", "out_proj") and kind == "weight"
+        return {str(h): (np.s_[:, h * d:(h + 1) * d] if along_columns else
+                         np.s_[h * d:(h + 1) * d]) for h in range(n)}
+    assert leaf in ("qkv_proj", "c_attn"), module
+    out, at = {}, 0
+    for part, n in (("q", nh), ("k", nkv if not gpt2 else nh), ("v", nkv if not gpt2 else nh)):
+        for h in range(n):
+            rows = np.s_[at:at + d]
+            out[f"{part}{h}"] = np.s_[:, at:at + d] if gpt2 and kind == "weight" else rows
+            at += d
+    return out

@@ -97,6 +97,10 @@ class Checkpoint(Source):
         data = ctx.data
         chosen, modules = self._tensors(ctx, numbers.tensors_of(held))
         problems = self._applicable(ctx, chosen)
+        if data.heads or any(".heads." in n for n in chosen):
+            from .heads import committed
+
+            problems += committed(ctx, chosen, numbers.path_of(ctx.doc.path))
         if problems:
             raise FigspecError(_summed(problems))
         wanted = []
@@ -116,6 +120,8 @@ class Checkpoint(Source):
     def _sides(self, ctx: Context, pair: Pair) -> dict[str, dict[str, Any]]:
         """The identity of each side of the pair, as committed."""
         files = {"checkpoint": [t.file for t in pair.chosen.values()]}
+        if pair.config is not None:  # the heads it cut are the pair's too
+            files["checkpoint"].append(pair.config)
         if pair.base is not None:
             files["base"] = [pair.base[n].file for n in pair.chosen]
         out = {}
@@ -184,12 +190,23 @@ class Checkpoint(Source):
         except CheckpointError as e:
             raise self.error(ctx, e) from None
         problems = self._compare_headers(ctx, chosen, base) if base is not None else []
+        geometry = None
+        if data.heads and not problems:  # whole tensors checked, then cut into heads
+            from .heads import split
+
+            cut = split(ctx, self.path(ctx, "checkpoint"), chosen, base)
+            chosen, base, geometry = cut.chosen, cut.base, cut.geometry
         problems += self._applicable(ctx, chosen)
         if problems:
             raise FigspecError(_summed(problems))
         key = self._pair_key(chosen, base, data, ctx.stamps)
+        if geometry is not None:
+            from .heads import keyed
+
+            key = keyed(key, geometry)
         self._want(ctx, key, chosen)
-        return Pair(chosen, base, key, modules)
+        config = geometry.config if geometry and self.path(ctx, "checkpoint").is_dir() else None
+        return Pair(chosen, base, key, modules, config)
 
     def error(self, ctx: Context, e: CheckpointError) -> FigspecError:
         """A checkpoint that cannot be read, at the key that names it."""
@@ -371,6 +388,8 @@ class Pair:
     key: str
     #: every module path the checkpoint's names hold (see :class:`Rows`)
     modules: tuple[str, ...] = ()
+    #: the config.json its heads were cut by (:mod:`figspec.sources.heads`)
+    config: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,33 @@ def param_pattern(pattern: str | None) -> re.Pattern[str]:
 
 def module_matcher(names: Iterable[str]) -> Callable[[str], str | None]:
     """found -> the listed module that a module path found in a parameter name
-    is (see :func:`expert_matcher`); None when no listed module matches."""
+    is (see :func:`expert_matcher`; a head's path, ``q_proj.heads.3``, is its
+    module's); None when no listed module matches."""
     match = expert_matcher(names)
-    return lambda found: match(found)[0]
+    return lambda found: match(split_head(found)[0])[0]
+
+
+#: An attention head's place in a module path: ``self_attn.q_proj.heads.3``, a
+#: fused projection's ``self_attn.qkv_proj.heads.k1`` (:mod:`figspec.sources.heads`).
+HEAD = re.compile(r"\.heads\.([qkv]?[0-9]+)$")
+
+
+def split_head(found: str) -> tuple[str, str | None]:
+    """A module path -> the module's path and the head it names (None: the
+    whole module): ``self_attn.q_proj.heads.3`` -> (``self_attn.q_proj``, "3")."""
+    m = HEAD.search(found)
+    return (found, None) if m is None else (found[:m.start()], m.group(1))
+
+
+def head_column(listed: str, head: str) -> str:
+    """The column of one head, as an expert's (:func:`expert_column`):
+    ``q_proj`` -> ``q_proj.heads.3``."""
+    return f"{listed}.heads.{head}"
+
+
+def head_order(head: str) -> tuple[int, int]:
+    """Heads in order: a module's by number; a fused one's q, then k, then v."""
+    return ("qkv".find(head[0]) + 1 if head[0] in "qkv" else 0, int(head.lstrip("qkv")))
 
 
 #: An expert's index in a module path: ``block_sparse_moe.experts.3.w1``.
@@ -87,7 +111,7 @@ def listable(paths: Iterable[str]) -> dict[str, str]:
     (``q_proj`` for ``self_attn.q_proj``, ``attn.c_proj`` beside
     ``mlp.c_proj``), an expert's with ``experts.`` and no index
     (``experts.w1``: a column per expert)."""
-    paths = list(paths)
+    paths = list(dict.fromkeys(split_head(p)[0] for p in paths))  # a head is its module's
     plain = list(dict.fromkeys(_without_expert(p) for p in paths))
     experts = {_without_expert(p) for p in paths if EXPERT.search(p)}
     tails = Counter(tail for p in plain for tail in _tails(p))
@@ -119,7 +143,7 @@ def fitting_preset(paths: tuple[str, ...]) -> str | None:
     best: tuple[int, str] | None = None
     for name, preset in MODULE_PRESETS.items():
         match = expert_matcher(n for n, _ in preset)
-        hits = [match(p)[0] for p in paths]
+        hits = [match(split_head(p)[0])[0] for p in paths]
         if len({h for h in hits if h is not None}) < len(preset):
             continue
         drawn = sum(h is not None for h in hits)

@@ -65,6 +65,13 @@ class Tensor:
     shape: tuple[int, ...]
     start: int  # absolute byte offsets in the file
     end: int
+    #: A strided view (an attention head's columns, :mod:`figspec.sources.heads`):
+    #: each row's ``segment`` entries, rows ``stride`` entries apart from
+    #: ``start``, of the tensor whose bytes begin at ``origin``; 0: the
+    #: entries lie one after another.
+    segment: int = 0
+    stride: int = 0
+    origin: int = 0
 
     @property
     def count(self) -> int:
@@ -463,6 +470,8 @@ class Files:
     def __init__(self) -> None:
         self.fds: dict[Path, int] = {}
         self.lock = threading.Lock()
+        #: each thread's tensors kept while it reads strided views of them
+        self.local = threading.local()
 
     def _fd(self, t: Tensor) -> int:
         with self.lock:
@@ -473,6 +482,8 @@ class Files:
 
     def read(self, t: Tensor, first: int, count: int) -> bytes:
         size = DTYPES[t.dtype]
+        if t.segment:
+            return bytes(self.read_into(t, first, count, bytearray(count * size)))
         raw = os.pread(self._fd(t), count * size, t.start + first * size)
         if len(raw) != count * size:  # the file shrank since its header was read
             raise CheckpointError("the file changed while it was read", t.file, t.name)
@@ -482,9 +493,17 @@ class Files:
         """Entries first..first+count of ``t``, read into the front of ``buffer``."""
         size, fd = DTYPES[t.dtype], self._fd(t)
         view = memoryview(buffer)[:count * size]
+        if t.segment:
+            self._strided_into(t, fd, first, count, view)
+            return view
+        return self._fill(t, fd, t.start + first * size, view)
+
+    @staticmethod
+    def _fill(t: Tensor, fd: int, at: int, view: memoryview) -> memoryview:
+        """``view`` filled with the file's bytes from ``at`` on."""
         done = 0
         while done < len(view):
-            offset = t.start + first * size + done
+            offset = at + done
             if hasattr(os, "preadv"):
                 got = os.preadv(fd, [view[done:]], offset)
             else:  # pragma: no cover - platforms without preadv
@@ -495,6 +514,45 @@ class Files:
                 raise CheckpointError("the file changed while it was read", t.file, t.name)
             done += got
         return view
+
+    #: Bytes of whole tensors a thread keeps while it reads strided views of
+    #: them (the checkpoint's and the base's; a run's steps' and the base's,
+    #: read a chunk of each at a time); always the last two.
+    KEPT = 512 << 20
+
+    def _strided_into(self, t: Tensor, fd: int, first: int, count: int,
+                      view: memoryview) -> None:
+        """Entries first..first+count of a strided view, in order: each row's
+        segment after the one before. The tensor it views (``t.origin`` on)
+        is read whole once and kept by the reading thread while it reads
+        its heads (up to :data:`KEPT` bytes): a head's columns read alone
+        would read every row, again for each head."""
+        import numpy as np
+
+        size, seg, stride = DTYPES[t.dtype], t.segment, t.stride
+        rows = t.shape[0]
+        whole = self._kept(t, fd, rows * stride * size)
+        column = (t.start - t.origin) // size
+        grid = np.frombuffer(whole, np.uint8).reshape(rows, stride * size)
+        r0, r1 = first // seg, (first + count - 1) // seg + 1
+        entries = grid[r0:r1, column * size:(column + seg) * size].reshape(-1)
+        skip = (first - r0 * seg) * size
+        np.frombuffer(view, np.uint8)[:] = entries[skip:skip + count * size]
+
+    def _kept(self, t: Tensor, fd: int, length: int) -> memoryview:
+        """The bytes of the tensor a strided view lies in, as this thread read them."""
+        kept = getattr(self.local, "kept", None)
+        if kept is None:
+            kept = self.local.kept = {}
+        key = (t.file, t.origin, length)
+        if key not in kept:
+            while len(kept) >= 2 and sum(len(v) for v in kept.values()) + length > self.KEPT:
+                kept.pop(next(iter(kept)))  # the oldest first
+            import numpy as np
+
+            # np.empty: a zeroed bytearray costs as much again as the read
+            kept[key] = self._fill(t, fd, t.origin, np.empty(length, np.uint8).data)
+        return kept[key]  # type: ignore[no-any-return]
 
     def values(self, t: Tensor, raw: bytes) -> Any:
         import numpy as np

@@ -278,3 +278,30 @@ for _run, _steps in (("run_a", (1, 2)), ("run_b", (1, 3))):
     "data:\n  checkpoints: ../data/ckpt/run_a/checkpoint-*\n"
     "  others: ../data/ckpt/run_b/checkpoint-*\n  base: ../data/ckpt/base\n"
     "  metric: update_difference\n" + CKMODS)
+
+# -- attention heads (`data.heads`): the heads come from the checkpoint's config.json
+_DOWN = "model.layers.0.mlp.down_proj.weight"
+_CONFIGS = {"heads": '{"num_attention_heads": 2, "num_key_value_heads": 2, "hidden_size": 2}\n',
+            "heads_three": '{"num_attention_heads": 3}\n',
+            "heads_not_json": '{"num_attention_heads": 2,\n',
+            "heads_no_count": '{"hidden_size": 2}\n'}
+for folder, config in _CONFIGS.items():
+    _write(folder, _safetensors({**GOOD_T, _DOWN: (1, 0, 0, 1)}))
+    (CK / folder / "config.json").write_text(config)
+_HEADS = "  base: ../data/ckpt/heads\n  metric: relative_change\n"
+(INV / "heads_not_attention.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/heads\n" + _HEADS + "  heads: true\n"
+    "modules: [q_proj, down_proj]\n")
+(INV / "heads_do_not_divide.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/heads_three\n" + _HEADS + "  heads: true\n" + CKMODS)
+(INV / "heads_no_config.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/base\n  base: ../data/ckpt/base\n"
+    "  metric: relative_change\n  heads: true\n" + CKMODS)
+(INV / "heads_config_not_json.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/heads_not_json\n" + _HEADS + "  heads: true\n" + CKMODS)
+(INV / "heads_config_no_count.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/heads_no_count\n" + _HEADS + "  heads: true\n" + CKMODS)
+(INV / "heads_not_listed.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/heads\n" + _HEADS + "  heads: [q_proj, v_proj]\n" + CKMODS)
+(INV / "heads_without_checkpoint.yaml").write_text(
+    "data:\n  path: ../data/good.csv\n  heads: true\n" + MODS)
