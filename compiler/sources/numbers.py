@@ -331,7 +331,7 @@ def entry(ctx: Context, sides: dict[str, dict[str, Any]], chosen: dict[str, Tens
             "tensors": tensors}
 
 
-def _written_file(written: str, folder: Path | None, file: Path) -> str:
+def _written_file(written: str, folder: Path | None, file: Any) -> str:
     if folder is None or not folder.is_dir():
         return written
     try:
@@ -347,6 +347,10 @@ def absent(ctx: Context, written: str | None, at: tuple[str, ...]) -> bool:
     """Whether the checkpoint (or run folder) ``written`` is not on this
     machine: not there, or under a root or hub cache this machine lacks."""
     if written is None:
+        return False
+    from .inplace import remote
+
+    if remote(written):  # read where it lives (the Hub, a store)
         return False
     try:
         path = ctx.locate(written, at)[0]

@@ -363,7 +363,8 @@ def _incomplete(path: Path, stamps: dict[Path, Stamp]) -> CheckpointError | None
         stamps.update({f.resolve(): stamp for f, stamp in found.items()})
     ends: dict[Path, int] = {}
     for t in tensors.values():
-        ends[t.file] = max(ends.get(t.file, 0), t.end)
+        if isinstance(t.file, Path):  # a local checkpoint's shards only
+            ends[t.file] = max(ends.get(t.file, 0), t.end)
     for shard, end in sorted(ends.items()):
         if found[shard].size != end:
             return CheckpointError(f"the file holds {found[shard].size:,} bytes, but its header "
