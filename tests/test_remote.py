@@ -20,6 +20,12 @@ from hubserver import Hub
 pytest.importorskip("huggingface_hub")
 
 
+@pytest.fixture(autouse=True)
+def _numpy_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numpy path of the kernel (the same bits): no numba compile per test."""
+    monkeypatch.setenv("FIGSPEC_KERNEL", "numpy")
+
+
 @pytest.fixture
 def hub(project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> Iterator[Hub]:
     """A Hub on 127.0.0.1, as the user's HF_ENDPOINT; an empty hub cache, no token."""
