@@ -62,7 +62,16 @@ class Found:
 def remote(written: str) -> bool:
     """Whether ``written`` is read in place (not from this machine's files)."""
     return is_store(written) or (written.startswith("hf:") and hub.parsed(written) is not None
-                                 and not hub.offline() and not hub.cached(written))
+                                 and not hub.offline() and _client() and
+                                 not hub.cached(written))
+
+
+def _client() -> bool:
+    """Whether huggingface_hub is installed (``figspec[hub]``); without it,
+    ``hf:`` is the local hub cache alone."""
+    import importlib.util
+
+    return importlib.util.find_spec("huggingface_hub") is not None
 
 
 def located(ctx: Context, written: str | None, key: Loc) -> Found | None:
@@ -77,7 +86,9 @@ def located(ctx: Context, written: str | None, key: Loc) -> Found | None:
         try:
             memo[at] = find(written)
         except (RemoteError, CheckpointError) as e:
-            memo[at] = e
+            # a Hub that cannot be reached: the hub cache alone, as offline
+            unreachable = isinstance(e, RemoteError) and e.unreachable
+            memo[at] = None if unreachable and written.startswith("hf:") else e
     got = memo[at]
     if isinstance(got, RemoteError):
         raise ctx.error(key, got.message, got.hint)

@@ -348,10 +348,13 @@ def absent(ctx: Context, written: str | None, at: tuple[str, ...]) -> bool:
     machine: not there, or under a root or hub cache this machine lacks."""
     if written is None:
         return False
-    from .inplace import remote
+    from .inplace import located
 
-    if remote(written):  # read where it lives (the Hub, a store)
-        return False
+    try:
+        if located(ctx, written, at) is not None:  # read where it lives (the Hub, a store)
+            return False
+    except FigspecError:  # not there, or not readable: the committed numbers, if any
+        return True
     try:
         path = ctx.locate(written, at)[0]
     except FigspecError:

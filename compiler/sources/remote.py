@@ -51,9 +51,12 @@ def clean(url: str) -> str:
 class RemoteError(Exception):
     """A remote file that could not be read: what happened, and what to do."""
 
-    def __init__(self, message: str, hint: str | None = None, transient: bool = False):
+    def __init__(self, message: str, hint: str | None = None, transient: bool = False,
+                 unreachable: bool = False):
         super().__init__(message)
         self.message, self.hint, self.transient = message, hint, transient
+        #: the server could not be reached at all (no network, no such host)
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True)
@@ -283,5 +286,5 @@ def explained(e: BaseException, what: str) -> RemoteError:
                 "ClientConnectorError", "ServerDisconnectedError") or \
             isinstance(e, ConnectionError):
         return RemoteError(f"{what}: cannot reach the server ({name})",
-                           "check the network, or HF_ENDPOINT", transient=True)
+                           "check the network, or HF_ENDPOINT", unreachable=True)
     return RemoteError(f"{what}: {name}: {clean(str(e))[:200]}")
