@@ -154,11 +154,18 @@ class _Handler(BaseHTTPRequestHandler):
                                                  repo.branches.items()],
                                     "tags": [ref("tags", n, c) for n, c in repo.tags.items()],
                                     "converts": []})
-        rev = unquote(rest[1]) if rest[:1] == ["revision"] and len(rest) >= 2 else "main"
+        rev = unquote(rest[1]) if rest[:1] in (["revision"], ["tree"]) and len(rest) >= 2 \
+            else "main"
         commit = self._commit(repo, rev)
         if commit is None:
             return
         files = repo.commits[commit]
+        if rest[:1] == ["tree"]:  # the listing snapshot_download (`hf download`) asks for
+            return self._json(200, [
+                {"type": "file", "path": n, "size": len(b), "oid": hashlib.sha1(b).hexdigest(),
+                 **({"lfs": {"oid": hashlib.sha256(b).hexdigest(), "size": len(b),
+                             "pointerSize": 134}} if n.endswith(".safetensors") else {})}
+                for n, b in sorted(files.items())])
         siblings = []
         for n, b in sorted(files.items()):
             s: dict[str, Any] = {"rfilename": n, "size": len(b),
