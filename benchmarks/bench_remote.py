@@ -99,6 +99,8 @@ def main() -> None:
         os.environ["HF_ENDPOINT"] = hub.url
         os.environ.pop("HF_HUB_OFFLINE", None)
         os.environ["FIGSPEC_KERNEL"] = "numpy"  # no compile in either: the same sums
+        import huggingface_hub  # noqa: F401  (imported once, as both ways need it)
+
         os.environ["FIGSPEC_CACHE"] = str(Path(tmp) / "warm")  # imports and renderer warmed
         build(project(Path(tmp) / "warm", str(REPO / "data/ckpt/tuned"),
                       str(REPO / "data/ckpt/base")), "--allow-outside")
