@@ -29,6 +29,7 @@ REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO / "tests")]
 
 from common import machine  # noqa: E402
+
 from hubserver import Hub  # noqa: E402
 
 SPEC = """data:

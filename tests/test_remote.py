@@ -227,3 +227,28 @@ def test_an_s3_pair_is_read_in_place(project: Path, run, s3):
     code, _, err = run("check")
     assert code == 1 and "s3://ckpts/run/nothing" in err and "Traceback" not in err
     assert "s3cr3t" not in err
+
+
+def test_a_run_over_hub_branches(project: Path, run, hub: Hub):
+    steps = sorted(ck.make_run(project / "ckrun", [1000, 2000, 4000]).iterdir())
+    for step in steps:
+        files = {f.name: f.read_bytes() for f in step.iterdir() if f.suffix == ".safetensors"}
+        hub.add("Org/run", files, ref=f"step{step.name.rsplit('-', 1)[-1]}")
+    last = {f.name: f.read_bytes() for f in steps[-1].iterdir() if f.suffix == ".safetensors"}
+    hub.add("Org/run", last, ref="step5000", tag=True)  # the same weights uploaded again
+    hub.add("Org/run", last, ref="main")
+    base = steps[0].parent.parent / "base"
+    hub.add("Org/base", {f.name: f.read_bytes() for f in base.iterdir()})
+    support.write(project / "specs" / "fig.yaml", "data:\n  checkpoints: hf:Org/run@step*\n"
+                  "  base: hf:Org/base\n  compare: previous\n  metric: relative_change\nx: step\nmodules: qwen2\n")
+    code, _, err = run("build")
+    assert code == 0, err
+    assert "step 5000 is identical to step 4000" in err
+    text = (project / "specs" / "fig.numbers.json").read_text()
+    assert "hf:Org/run@step2000 against hf:Org/run@step1000" in text
+    assert "hf:Org/run@main" not in text
+    code, out, _ = run("status")
+    assert "up to date" in out
+    hub.add("Org/run", last, ref="step6000")  # a new branch: the figure is stale
+    code, out, _ = run("status")
+    assert "stale" in out and "hf:Org/run@step*" in out, out

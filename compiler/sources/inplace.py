@@ -275,6 +275,13 @@ def still(stamp: dict[str, Any]) -> bool:
     manifest keeps it) says: a Hub commit always does; otherwise it is asked
     again, online only; when it cannot be asked, what was known stands."""
     written = str(stamp["part"])[len(REMOTE_PART):]
+    if written.startswith("hf:") and _GLOB.search(written.partition("@")[2]):  # a run's refs
+        if hub.offline():
+            return True
+        try:
+            return _refs_digest(hub_run(written)) == stamp["sha256"]
+        except RemoteError:
+            return True
     parsed = hub.parsed(written) if written.startswith("hf:") else None
     if parsed is not None and (hub.offline() or _COMMIT.fullmatch(parsed[1] or "")):
         return True
@@ -299,10 +306,41 @@ def side(found: Found) -> dict[str, Any]:
 
 # -- a run over a Hub repository's branches and tags --------------------------------
 
-def hub_run(written: str) -> tuple[str, list[tuple[str, str]]]:
-    """``hf:org/name@pattern``: the repository and its refs (branches, then
-    tags) whose names match, each (name, commit); RemoteError when unreadable."""
+_GLOB = re.compile(r"[*?\[]")
+
+
+def is_hub_run(written: str) -> bool:
+    """Whether ``written`` is a run over a Hub repository's revisions
+    (``hf:org/name@step*``) read online."""
+    repo, at, pattern = written[3:].partition("@")
+    return written.startswith("hf:") and bool(at) and bool(_GLOB.search(pattern)) and \
+        hub.parsed(f"hf:{repo}") is not None and not hub.offline() and _client()
+
+
+def hub_run(written: str) -> list[tuple[str, str]]:
+    """``hf:org/name@pattern``: the repository's refs (branches, then tags)
+    whose names match, each (name, commit); RemoteError when unreadable."""
     repo, _, pattern = written[3:].partition("@")
-    matching = [(name, commit) for name, commit in hub_refs(repo)
-                if fnmatch.fnmatchcase(name, pattern)]
-    return repo, matching
+    return [(name, commit) for name, commit in hub_refs(repo)
+            if fnmatch.fnmatchcase(name, pattern)]
+
+
+def run_refs(ctx: Context, written: str, key: Loc) -> list[tuple[str, str]] | None:
+    """The refs of a run over Hub revisions (see :func:`hub_run`), stamped as
+    an input of the figure (a new branch makes it stale); None when the Hub
+    cannot be reached (the committed numbers may draw it); FigspecError
+    when it cannot be read."""
+    try:
+        refs = hub_run(written)
+    except RemoteError as e:
+        if e.unreachable:
+            return None
+        raise ctx.error(key, e.message, e.hint) from None
+    digest = _refs_digest(refs)
+    ctx.stamps[stamp_path(written)] = Stamp(len(refs), 0, digest, part=REMOTE_PART + written,
+                                            label=written, held=f"{len(refs)} revisions")
+    return refs
+
+
+def _refs_digest(refs: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(sorted(refs)).encode()).hexdigest()
