@@ -252,3 +252,18 @@ def test_a_run_over_hub_branches(project: Path, run, hub: Hub):
     hub.add("Org/run", last, ref="step6000")  # a new branch: the figure is stale
     code, out, _ = run("status")
     assert "stale" in out and "hf:Org/run@step*" in out, out
+
+
+def test_a_remote_reader_and_its_files_pickle_for_another_process(project: Path, hub: Hub):
+    import pickle
+
+    from figspec.sources.inplace import find
+    from figspec.sources.remote import Reader
+
+    folders = publish(hub, project)
+    found = find("hf:Org/tuned")
+    reader = Reader()
+    assert reader.read(found.blobs[0], 0, 8)  # a client made here...
+    again, blobs = pickle.loads(pickle.dumps((reader, found.blobs)))
+    shard = (folders["tuned"] / "model.safetensors").read_bytes()
+    assert again.read(blobs[0], 100, 164) == shard[100:164]  # ...and made again there
