@@ -129,8 +129,8 @@ def test_a_failed_read_is_a_located_diagnostic(project: Path, run, hub: Hub, fau
     publish(hub, project)
     monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "0.3")
     spec(project)
-    hub.fault = fault
-    code, _, err = run("build")
+    hub.fault = fault  # the first range request fails: a header's (`check` reads headers)
+    code, _, err = run("check")
     assert "Traceback" not in err
     if said is None:  # a fault that happens once is retried... unless it is a 404
         assert code == 1 and "is not there (HTTP 404)" in err
@@ -267,3 +267,18 @@ def test_a_remote_reader_and_its_files_pickle_for_another_process(project: Path,
     again, blobs = pickle.loads(pickle.dumps((reader, found.blobs)))
     shard = (folders["tuned"] / "model.safetensors").read_bytes()
     assert again.read(blobs[0], 100, 164) == shard[100:164]  # ...and made again there
+
+
+def test_a_checkpoint_on_a_web_server_is_read_in_place(project: Path, run, hub: Hub):
+    pytest.importorskip("aiohttp")
+    folders = publish(hub, project)
+    spec(project, "../ckpt/tuned", "../ckpt/base")
+    assert run("build")[0] == 0
+    local = sums(project)
+    address = f"{hub.url}/Org/{{}}/resolve/main/model.safetensors"
+    spec(project, address.format("tuned"), address.format("base"))
+    sent = hub.sent
+    code, _, err = run("build")
+    assert code == 0, err
+    assert sums(project) == local
+    assert hub.sent - sent == drawn_bytes(folders)
