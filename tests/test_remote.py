@@ -106,9 +106,9 @@ def test_a_moved_branch_makes_the_figure_stale_and_status_works_offline(
     spec(project)
     assert run("build")[0] == 0
     files = {f.name: f.read_bytes() for f in folders["base"].iterdir()}
-    hub.add("Org/tuned", files)  # main now holds other weights
+    commit = hub.add("Org/tuned", files)  # main now holds other weights
     code, out, _ = run("status")
-    assert "hf:Org/tuned changed" in out
+    assert f"hf:Org/tuned is now {commit[:12]}" in out, out
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub.repos.clear()  # offline: nothing is asked; what was known stands
     code, out, err = run("status")

@@ -294,6 +294,13 @@ def still(stamp: dict[str, Any]) -> bool:
 def change(stamp: dict[str, Any]) -> str:
     """How ``status`` says a checkpoint read in place changed."""
     was = str(stamp.get("held", ""))
+    written = str(stamp["part"])[len(REMOTE_PART):]
+    if written.startswith("hf:") and not _GLOB.search(written.partition("@")[2]):
+        try:
+            now = find(written).commit or ""
+            return f"{stamp.get('label')} is now {now[:12]} (was {was[:12]})"
+        except (RemoteError, CheckpointError):
+            pass
     return f"{stamp.get('label')} changed (was {was[:12]})"
 
 
