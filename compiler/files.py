@@ -35,6 +35,9 @@ FORMATS = ("svg", "png", "pdf", "html")
 #: The part of a figure's input standing for a glob's matches (a run's
 #: checkpoints): ``folder::glob:pattern``, its stamp's digest that of the names.
 GLOB_PART = "glob:"
+#: The part of a figure's input standing for a checkpoint read in place (the
+#: Hub, a store): ``hf:org/name@main::remote:``, its stamp's digest its content's.
+REMOTE_PART = "remote:"
 #: How ``status`` names a file stamped by identity, and the entries a glob
 #: input stands for: only checkpoints are either (their shards are too large
 #: to hash; a run is a glob of them). Said here, with the kinds of stamp, so

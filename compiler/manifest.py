@@ -25,6 +25,7 @@ from .diagnostics import display_path
 from .files import (
     GLOB_PART,
     IDENTITY_NAME,
+    REMOTE_PART,
     Stamp,
     glob_change,
     glob_same,
@@ -42,6 +43,10 @@ def _same(path: Path, stamp: dict[str, Any]) -> tuple[bool, dict[str, Any] | Non
     stamp when the content is the same but the stat changed. Only a regular
     file can be the same: a FIFO or a device named by a damaged manifest is
     never opened (a FIFO would block, /dev/zero never end)."""
+    if stamp.get("part", "").startswith(REMOTE_PART):  # the Hub, a store: asked there
+        from .sources.inplace import still
+
+        return still(stamp), None
     if "part" in stamp:
         return _same_part(path, stamp)
     try:
@@ -135,6 +140,10 @@ def env_change(old: str, new: str) -> str:
 
 def _changed(path: Path, stamp: dict[str, Any]) -> str:
     """Why an input makes its figure stale, as `status` says it."""
+    if stamp.get("part", "").startswith(REMOTE_PART):
+        from .sources.inplace import change
+
+        return change(stamp)
     if "part" in stamp and stamp["part"].startswith(GLOB_PART):
         return glob_change(Path(str(path).rsplit("::", 1)[0]), stamp)
     if "part" in stamp:

@@ -42,6 +42,15 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches the real Hub: an `hf:` revision that is not in the hub
+    cache asks a closed port on 127.0.0.1 (refused at once: read as offline)
+    unless the test starts its own Hub (tests/hubserver.py) and names it."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _own_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
                ) -> Path:
     """Every test its own cache folder (FIGSPEC_CACHE): no test reads what

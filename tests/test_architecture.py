@@ -23,7 +23,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "figspec.sources.metrics", "figspec.sources.params")),
     ("load", ("figspec.yaml_reader", "figspec.finding")),
     ("spec", ("figspec.project", "figspec.models", "figspec.spec")),
-    ("sources", ("figspec.sources", "figspec.sources.heads")),
+    # the sources; a checkpoint read where it lives (the Hub, a store) named too
+    ("sources", ("figspec.sources", "figspec.sources.heads", "figspec.sources.hub",
+                 "figspec.sources.remote", "figspec.sources.inplace")),
     ("cells", ("figspec.cells", "figspec.views", "figspec.values")),
     ("layout", ("figspec.layout",)),
     ("render", ("figspec.render", "figspec.html")),

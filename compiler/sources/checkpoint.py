@@ -33,11 +33,20 @@ from typing import Any
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import BadPath, Stamp, resolved
 from ..session import Option
-from . import Context, Rows, Source, Where, metrics, numbers
+from . import Context, Rows, Source, Where, inplace, metrics, numbers
 from .metrics import SUMS, changed_key, option_of
 from .params import module_matcher
 from .reduce import reduce_all
-from .safetensors import CheckpointError, Tensor, Within, open_checkpoint, readable
+from .remote import Blob
+from .safetensors import (
+    CheckpointError,
+    File,
+    Tensor,
+    Within,
+    open_checkpoint,
+    readable,
+    shown_file,
+)
 
 #: Bump when what is cached changes meaning (2: sums that overflowed are scaled).
 CACHE_VERSION = 2
@@ -78,11 +87,13 @@ class Checkpoint(Source):
         else:
             values = self._values(ctx, chosen, sums)
             self._commit(ctx, pair, sums)
-        shown = {f: display_path(f) for f in {t.file for t in chosen.values()}}
+        shown = {f: shown_file(f) for f in {t.file for t in chosen.values()}}
         rows = [(Where(shown[t.file], what=f"tensor `{name}`"),
                  {data.param: name, data.value: values[name]})
                 for name, t in chosen.items()]
-        folder = display_path(self.path(ctx, "checkpoint"))
+        written = str(data.checkpoint)
+        folder = inplace.clean(written) if inplace.remote(written) else \
+            display_path(self.path(ctx, "checkpoint"))
         return Rows(rows, [data.param, data.value], folder,  # type: ignore[arg-type]
                     pair.modules)
 
@@ -124,10 +135,15 @@ class Checkpoint(Source):
             files["checkpoint"].append(pair.config)
         if pair.base is not None:
             files["base"] = [pair.base[n].file for n in pair.chosen]
-        out = {}
+        out: dict[str, dict[str, Any]] = {}
         for key, some in files.items():
+            found = inplace.located(ctx, getattr(ctx.data, key), ("data", self.keys[key]))
+            if found is not None:  # read in place: its identity is its content's
+                out[key] = {**inplace.side(found), "folder": None}
+                continue
             folder = self.path(ctx, key)
-            out[key] = {**numbers.side(getattr(ctx.data, key), folder, some,
+            out[key] = {**numbers.side(getattr(ctx.data, key), folder,
+                                        [f for f in some if isinstance(f, Path)],
                                         ctx.session.parsed), "folder": folder}
         return out
 
@@ -216,6 +232,9 @@ class Checkpoint(Source):
         return ctx.error(("data", self.keys[key]), e.text(), e.hint)
 
     def _open(self, ctx: Context, key: str) -> dict[str, Tensor]:
+        found = inplace.located(ctx, getattr(ctx.data, key), ("data", self.keys[key]))
+        if found is not None:  # the Hub, a store: read in place
+            return inplace.tensors(ctx, found)
         path, folder, shown = ctx.locate(getattr(ctx.data, key), ("data", self.keys[key]))
         pickles = pickle_weights(path)
         if pickles:
@@ -227,7 +246,9 @@ class Checkpoint(Source):
         written = getattr(ctx.data, key)
         return ctx.rooted(written, ("data", self.keys[key]))
 
-    def _under(self, path: Path, ctx: Context, key: str) -> bool:
+    def _under(self, path: File, ctx: Context, key: str) -> bool:
+        if isinstance(path, Blob):
+            return path.shown.startswith(inplace.clean(str(getattr(ctx.data, key))) + "/")
         try:
             return resolved(path).is_relative_to(self.path(ctx, key))
         except (FigspecError, BadPath):
@@ -299,7 +320,7 @@ class Checkpoint(Source):
     def _pair_key(chosen: dict[str, Tensor], base: dict[str, Tensor] | None, data: Any,
                   stamps: dict[Path, Stamp]) -> str:
         files = sorted({t.file for t in chosen.values()} |
-                       {base[n].file for n in chosen if base and n in base})
+                       {base[n].file for n in chosen if base and n in base}, key=str)
         return _cache_key(files, data, stamps)
 
     @staticmethod
@@ -483,12 +504,15 @@ def _covers(sums: dict[str, dict[str, float]], chosen: dict[str, Tensor],
     return True
 
 
-def _cache_key(files: list[Path], data: Any, stamps: dict[Path, Stamp]) -> str:
+def _cache_key(files: list[File], data: Any, stamps: dict[Path, Stamp]) -> str:
     """The files' identity as their headers were read (the stamps taken then:
     a shard rewritten in place changes its mtime and ctime), and which
     tensors are reduced."""
     parts: list[Any] = [CACHE_VERSION, data.tensor]
     for f in files:
+        if isinstance(f, Blob):  # read in place: by content, wherever it lies
+            parts.append(["content", f.digest, f.size])
+            continue
         st = stamps.get(f) or Stamp.identity(f.stat())
         parts.append([str(f), st.size, st.mtime_ns, st.inode, st.ctime_ns])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()

@@ -114,3 +114,78 @@ def _read_ref(ref: Path, label: str, stamps: dict[Path, Stamp] | None) -> str | 
     if stamps is not None:
         stamps[ref] = Stamp(stamp.size, stamp.mtime_ns, stamp.sha256, label=label, held=text)
     return text
+
+
+# -- the Hub online (huggingface_hub, imported only here and only when used) --------
+#
+# The user's settings are read when a call is made, as huggingface_hub reads
+# them at its import: a figspec run in a process that changed them (a test,
+# a notebook) follows the change.
+
+def parsed(written: str) -> tuple[str, str | None] | None:
+    """``hf:org/name[@revision]`` as (repo, revision); None when it is not one."""
+    m = _ID.fullmatch(written)
+    if m is None or ".." in m.group("repo"):
+        return None
+    return m.group("repo"), m.group("rev")
+
+
+def offline() -> bool:
+    """Whether the user forbids the network (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE)."""
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return value.strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def endpoint() -> str:
+    """The Hub's address: HF_ENDPOINT, else huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def timeout() -> float:
+    """Seconds a request may wait for the Hub (HF_HUB_DOWNLOAD_TIMEOUT, default 10)."""
+    try:
+        return max(float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or 10), 0.05)
+    except ValueError:
+        return 10.0
+
+
+def cached(written: str) -> bool:
+    """Whether ``hf:org/name[@revision]`` is in the local hub cache."""
+    class _Missing(Exception):
+        pass
+
+    try:
+        snapshot(written, lambda *a, **k: _Missing())
+    except _Missing:
+        return False
+    return True
+
+
+def revision_info(repo: str, revision: str) -> tuple[str, list[tuple[str, int, str]]]:
+    """The commit ``revision`` is at and its files: (name, size, content
+    hash: the LFS sha256, else the git blob id). huggingface_hub's errors
+    are raised as they are (:mod:`figspec.sources.remote` explains them)."""
+    from huggingface_hub import HfApi
+
+    info = HfApi(endpoint=endpoint()).model_info(repo, revision=revision, files_metadata=True,
+                                                 timeout=timeout())
+    files = []
+    for s in info.siblings or []:
+        digest = f"sha256:{s.lfs.sha256}" if s.lfs else f"git:{s.blob_id}"
+        files.append((s.rfilename, int(s.lfs.size if s.lfs else s.size or 0), digest))
+    return str(info.sha), files
+
+
+def refs(repo: str) -> list[tuple[str, str]]:
+    """The repository's branches and tags: (name, commit), branches first."""
+    from huggingface_hub import HfApi
+
+    got = HfApi(endpoint=endpoint()).list_repo_refs(repo)
+    return [(r.name, r.target_commit) for r in [*got.branches, *got.tags]]
+
+
+def resolve_url(repo: str, commit: str, filename: str) -> str:
+    """Where a file of a commit is read: the Hub's resolve address."""
+    from urllib.parse import quote
+
+    return f"{endpoint()}/{repo}/resolve/{commit}/{quote(filename)}"

@@ -336,7 +336,7 @@ def entry(ctx: Context, sides: dict[str, dict[str, Any]], chosen: dict[str, Tens
             "tensors": tensors}
 
 
-def _written_file(written: str, folder: Path | None, file: Path) -> str:
+def _written_file(written: str, folder: Path | None, file: Any) -> str:
     if folder is None or not folder.is_dir():
         return written
     try:
@@ -353,6 +353,13 @@ def absent(ctx: Context, written: str | None, at: tuple[str, ...]) -> bool:
     machine: not there, or under a root or hub cache this machine lacks."""
     if written is None:
         return False
+    from .inplace import located
+
+    try:
+        if located(ctx, written, at) is not None:  # read where it lives (the Hub, a store)
+            return False
+    except FigspecError:  # not there, or not readable: the committed numbers, if any
+        return True
     try:
         path = ctx.locate(written, at)[0]
     except FigspecError:

@@ -23,6 +23,16 @@ from typing import Any
 
 from ..diagnostics import display_path
 from ..files import BadPath, Stamp, is_loop, looked_at, open_regular, resolved
+from .remote import Blob, Reader
+
+#: Where a shard is: a local file, or a file read in place by byte ranges
+#: (the Hub, a store: :mod:`figspec.sources.remote`).
+File = Path | Blob
+
+
+def shown_file(file: File) -> str:
+    """A shard as a message names it."""
+    return file.shown if isinstance(file, Blob) else display_path(file)
 
 #: Bits per entry of every dtype the format knows (the reference, the
 #: `safetensors` library 0.8, refuses any other): a header may hold any of them.
@@ -36,12 +46,14 @@ DTYPES = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 MAX_HEADER = 100_000_000
 INDEX = "model.safetensors.index.json"
 _PICKLES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+#: Bytes of a shard read in place asked for at a time (one request).
+BLOCK = 8 << 20
 
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be read as one; ``file`` and ``tensor`` say where."""
 
-    def __init__(self, message: str, file: Path | None = None, tensor: str | None = None,
+    def __init__(self, message: str, file: File | None = None, tensor: str | None = None,
                  hint: str | None = None, damaged: bool = True):
         super().__init__(message)
         self.file, self.tensor = file, tensor
@@ -50,7 +62,7 @@ class CheckpointError(Exception):
                              "again" if damaged else None)
 
     def text(self) -> str:
-        where = [f"in {display_path(self.file)}" if self.file else None,
+        where = [f"in {shown_file(self.file)}" if self.file else None,
                  f"tensor `{self.tensor}`" if self.tensor else None]
         return ", ".join(w for w in where if w) + (": " if any(where) else "") + str(self)
 
@@ -60,7 +72,7 @@ class Tensor:
     """One tensor's place in a shard, checked against the shard's size."""
 
     name: str
-    file: Path
+    file: File
     dtype: str
     shape: tuple[int, ...]
     start: int  # absolute byte offsets in the file
@@ -108,9 +120,28 @@ def read_header(path: Path, stamps: Stamps | None = None) -> dict[str, Tensor]:
             raw = f.read(length)
     except OSError as e:
         raise CheckpointError(f"cannot read: {e.strerror or e}", path) from None
-    entries = _entries(path, raw)
-    tensors = {name: _tensor(path, name, info, 8 + length) for name, info in entries.items()}
-    _layout(path, tensors, 8 + length, size)
+    return parse_header(path, raw, size)
+
+
+def header_length(file: File, head: bytes, size: int) -> int:
+    """The header's length from a file's first 8 bytes, checked against its size."""
+    if len(head) < 8:
+        raise CheckpointError(f"only {len(head)} bytes: not a safetensors file", file)
+    length = int.from_bytes(head, "little")
+    if length > size - 8 or length > MAX_HEADER:
+        raise CheckpointError(f"header length {length:,} is past the end of the file "
+                              f"({size:,} bytes)" if length > size - 8 else
+                              f"header length {length:,} is absurd (over "
+                              f"{MAX_HEADER:,})", file)
+    return length
+
+
+def parse_header(file: File, raw: bytes, size: int) -> dict[str, Tensor]:
+    """The tensors of a shard of ``size`` bytes whose header (after its first
+    8 bytes) is ``raw``, checked as :func:`read_header` says."""
+    entries = _entries(file, raw)
+    tensors = {name: _tensor(file, name, info, 8 + len(raw)) for name, info in entries.items()}
+    _layout(file, tensors, 8 + len(raw), size)
     return tensors
 
 
@@ -166,7 +197,7 @@ def _constant(text: str) -> Any:
     raise ValueError(f"{text} is not JSON")
 
 
-def _entries(path: Path, raw: bytes) -> dict[str, Any]:
+def _entries(path: File, raw: bytes) -> dict[str, Any]:
     """Every tensor's header entry (the last of a name written twice, as the
     reference takes it), the header's bytes checked as UTF-8 JSON first."""
     try:
@@ -254,7 +285,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _fields(path: Path, name: str, info: Any) -> tuple[Any, Any, Any]:
+def _fields(path: File, name: str, info: Any) -> tuple[Any, Any, Any]:
     """A tensor's dtype, shape and data_offsets: an object holding each once
     (other keys are ignored), or the list of the three, as the reference reads them."""
     if isinstance(info, list) and len(info) == 3:
@@ -273,7 +304,7 @@ def _fields(path: Path, name: str, info: Any) -> tuple[Any, Any, Any]:
     return found["dtype"], found["shape"], found["data_offsets"]
 
 
-def _tensor(path: Path, name: str, info: tuple[Any, Any, Any], data_start: int) -> Tensor:
+def _tensor(path: File, name: str, info: tuple[Any, Any, Any], data_start: int) -> Tensor:
     def bad(message: str) -> CheckpointError:
         return CheckpointError(message, path, name)
 
@@ -296,7 +327,7 @@ def _size(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _U64
 
 
-def _layout(path: Path, tensors: dict[str, Tensor], data_start: int, size: int) -> None:
+def _layout(path: File, tensors: dict[str, Tensor], data_start: int, size: int) -> None:
     """The tensors' bytes, in order of their offsets, cover the bytes after the
     header exactly: no byte outside the file, between tensors or after the
     last; each tensor's bytes are its shape's entries in its dtype."""
@@ -323,7 +354,7 @@ def _layout(path: Path, tensors: dict[str, Tensor], data_start: int, size: int) 
                               "belong to no tensor, which safetensors refuses", path)
 
 
-def _entry_bytes(path: Path, t: Tensor) -> None:
+def _entry_bytes(path: File, t: Tensor) -> None:
     """A tensor holds its shape's entries, counted in u64 as the reference does."""
     count = 1
     for d in t.shape:
@@ -394,7 +425,7 @@ def open_checkpoint(path: Path, stamps: Stamps | None = None, within: Within | N
             raise CheckpointError("is a symbolic link loop", shard, damaged=False)
         for name, t in read_header(shard, stamps).items():
             if name in tensors:
-                raise CheckpointError(f"is also in {display_path(tensors[name].file)}", shard,
+                raise CheckpointError(f"is also in {shown_file(tensors[name].file)}", shard,
                                       name)
             tensors[name] = t
     return tensors
@@ -472,8 +503,12 @@ class Files:
         self.lock = threading.Lock()
         #: each thread's tensors kept while it reads strided views of them
         self.local = threading.local()
+        #: shards read in place: by byte ranges, a block at a time per thread
+        self.reader = Reader()
+        self.blocks = threading.local()
 
     def _fd(self, t: Tensor) -> int:
+        assert isinstance(t.file, Path)
         with self.lock:
             if t.file not in self.fds:
                 with open_regular(t.file) as f:
@@ -484,6 +519,8 @@ class Files:
         size = DTYPES[t.dtype]
         if t.segment:
             return bytes(self.read_into(t, first, count, bytearray(count * size)))
+        if isinstance(t.file, Blob):
+            return self._remote(t, t.start + first * size, count * size, whole=True)
         raw = os.pread(self._fd(t), count * size, t.start + first * size)
         if len(raw) != count * size:  # the file shrank since its header was read
             raise CheckpointError("the file changed while it was read", t.file, t.name)
@@ -491,16 +528,20 @@ class Files:
 
     def read_into(self, t: Tensor, first: int, count: int, buffer: bytearray) -> memoryview:
         """Entries first..first+count of ``t``, read into the front of ``buffer``."""
-        size, fd = DTYPES[t.dtype], self._fd(t)
+        size = DTYPES[t.dtype]
         view = memoryview(buffer)[:count * size]
         if t.segment:
-            self._strided_into(t, fd, first, count, view)
+            self._strided_into(t, first, count, view)
             return view
-        return self._fill(t, fd, t.start + first * size, view)
+        return self._fill(t, t.start + first * size, view)
 
-    @staticmethod
-    def _fill(t: Tensor, fd: int, at: int, view: memoryview) -> memoryview:
-        """``view`` filled with the file's bytes from ``at`` on."""
+    def _fill(self, t: Tensor, at: int, view: memoryview, whole: bool = False) -> memoryview:
+        """``view`` filled with the file's bytes from ``at`` on (``whole``: a
+        remote file's range fetched as one, not through the thread's block)."""
+        if isinstance(t.file, Blob):
+            view[:] = self._remote(t, at, len(view), whole)
+            return view
+        fd = self._fd(t)
         done = 0
         while done < len(view):
             offset = at + done
@@ -520,7 +561,7 @@ class Files:
     #: read a chunk of each at a time); always the last two.
     KEPT = 512 << 20
 
-    def _strided_into(self, t: Tensor, fd: int, first: int, count: int,
+    def _strided_into(self, t: Tensor, first: int, count: int,
                       view: memoryview) -> None:
         """Entries first..first+count of a strided view, in order: each row's
         segment after the one before. The tensor it views (``t.origin`` on)
@@ -531,7 +572,7 @@ class Files:
 
         size, seg, stride = DTYPES[t.dtype], t.segment, t.stride
         rows = t.shape[0]
-        whole = self._kept(t, fd, rows * stride * size)
+        whole = self._kept(t, rows * stride * size)
         column = (t.start - t.origin) // size
         grid = np.frombuffer(whole, np.uint8).reshape(rows, stride * size)
         r0, r1 = first // seg, (first + count - 1) // seg + 1
@@ -539,7 +580,7 @@ class Files:
         skip = (first - r0 * seg) * size
         np.frombuffer(view, np.uint8)[:] = entries[skip:skip + count * size]
 
-    def _kept(self, t: Tensor, fd: int, length: int) -> memoryview:
+    def _kept(self, t: Tensor, length: int) -> memoryview:
         """The bytes of the tensor a strided view lies in, as this thread read them."""
         kept = getattr(self.local, "kept", None)
         if kept is None:
@@ -551,8 +592,35 @@ class Files:
             import numpy as np
 
             # np.empty: a zeroed bytearray costs as much again as the read
-            kept[key] = self._fill(t, fd, t.origin, np.empty(length, np.uint8).data)
+            kept[key] = self._fill(t, t.origin, np.empty(length, np.uint8).data, whole=True)
         return kept[key]  # type: ignore[no-any-return]
+
+    def _remote(self, t: Tensor, at: int, length: int, whole: bool = False) -> bytes:
+        """Bytes of a tensor read in place: from this thread's block of it,
+        else a new block (up to BLOCK bytes, never past the tensor's end), so
+        each byte drawn is received once, in few requests."""
+        assert isinstance(t.file, Blob)
+        if whole:
+            return self._fetched(t, at, at + length)
+        blocks = self.blocks.__dict__.setdefault("held", {})
+        key = (t.file.url, t.start)
+        start, data = blocks.get(key, (0, b""))
+        if not (start <= at and at + length <= start + len(data)):
+            start, data = at, self._fetched(t, at, min(max(at + BLOCK, at + length), t.end))
+            blocks[key] = (start, data)
+        piece = data[at - start:at - start + length]
+        if at + length >= t.end or at + length >= start + len(data):
+            blocks.pop(key, None)  # done with it: memory stays a block per tensor being read
+        return piece
+
+    def _fetched(self, t: Tensor, start: int, end: int) -> bytes:
+        from .remote import RemoteError
+
+        assert isinstance(t.file, Blob)
+        try:
+            return self.reader.read(t.file, start, end)
+        except RemoteError as e:
+            raise CheckpointError(e.message, None, t.name, e.hint, damaged=False) from None
 
     def values(self, t: Tensor, raw: bytes) -> Any:
         import numpy as np

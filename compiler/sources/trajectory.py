@@ -85,8 +85,11 @@ class Trajectory(Source):
 
     def read(self, ctx: Context) -> Rows:
         data = ctx.data
-        held = numbers.steps(ctx)  # the run is not here: the steps committed are drawn
-        if held is not None:
+        on_hub = _hub_steps(ctx)  # a run over Hub revisions, read online
+        held = numbers.steps(ctx) if on_hub is None else None  # the run is not here
+        if on_hub is not None:
+            drawn = self._selected(ctx, on_hub)
+        elif held is not None:  # the steps committed are drawn
             drawn = self._selected(ctx, [Step(n, w, ctx.doc.path.parent / w) for n, w in held])
         else:
             run = found(ctx)
@@ -107,6 +110,8 @@ class Trajectory(Source):
             rows += [(o, {**r, STEP: s.step, CHECKPOINT: s.written}) for o, r in got.rows]
             modules.append((s, got.modules))
         _modules_in_every_step(ctx, modules)
+        if on_hub is not None:
+            _identical(ctx, drawn)
         return RunRows(rows, [data.param, data.value, STEP, CHECKPOINT],
                        f"the checkpoints {data.checkpoints}", drawn=modules)
 
@@ -251,6 +256,58 @@ def _against_base_at_once(ctx: Context, pairs: list[tuple[Checkpoint, Context]])
         keep(sub.session, pair.key, todo.sums, sums)
 
 
+def _hub_steps(ctx: Context) -> list[Step] | None:
+    """A run over a Hub repository's branches and tags (``hf:org/name@step*``):
+    each matching ref a step (``step:``, else the last number in its name);
+    None when the run is no such thing, or the Hub cannot be reached."""
+    from . import inplace
+
+    written, key = str(ctx.data.checkpoints), ("data", "checkpoints")
+    if not inplace.is_hub_run(written):
+        return None
+    refs = inplace.run_refs(ctx, written, key)
+    if refs is None:
+        return None
+    repo = written.partition("@")[0]
+    if not refs:
+        raise ctx.error(key, f"no branch or tag of {repo} matches "
+                        f"{written.partition('@')[2]!r}", "name the revisions as the "
+                        "repository's branches are named (`@step*`)")
+    by_step: dict[int, Step] = {}
+    for name, _ in refs:
+        s = Step(_step(ctx, Path(name)), f"{repo}@{name}", Path(f"{repo}@{name}"))
+        if s.step in by_step:
+            raise ctx.error(("data", "step") if ctx.data.step else key,
+                            f"{by_step[s.step].written} and {s.written} are both step "
+                            f"{s.step}", "give `step:` a pattern that tells them apart")
+        by_step[s.step] = s
+    return sorted(by_step.values(), key=lambda s: s.step)
+
+
+def _identical(ctx: Context, drawn: list[Step]) -> None:
+    """A note for each step whose revision holds the very content of an
+    earlier one (equal content hashes): a flat line drawn from a broken upload
+    would otherwise look like a finding."""
+    from . import inplace
+
+    first: dict[str, Step] = {}
+    for s in drawn:
+        found = inplace.located(ctx, s.written, ("data", "checkpoints"))
+        if found is None:
+            continue
+        same = first.setdefault(found.identity, s)
+        if same is s:
+            continue
+        note = replace(ctx.doc.diagnostic(
+            ctx.base + ("data", "checkpoints"), f"step {s.step} is identical to step "
+            f"{same.step} ({s.written} and {same.written} hold the same content hashes)",
+            "a revision uploaded twice, or a broken upload: leave it out with `steps:`"),
+            severity="note")
+        notes = ctx.session.notes.setdefault(ctx.doc.path, [])
+        if note not in notes:
+            notes.append(note)
+
+
 def found(ctx: Context) -> list[Step]:
     """The checkpoints the glob matches, by step; FigspecError for a glob that
     matches nothing, a step that cannot be found, or two with one step."""
@@ -363,7 +420,8 @@ def _incomplete(path: Path, stamps: dict[Path, Stamp]) -> CheckpointError | None
         stamps.update({f.resolve(): stamp for f, stamp in found.items()})
     ends: dict[Path, int] = {}
     for t in tensors.values():
-        ends[t.file] = max(ends.get(t.file, 0), t.end)
+        if isinstance(t.file, Path):  # a local checkpoint's shards only
+            ends[t.file] = max(ends.get(t.file, 0), t.end)
     for shard, end in sorted(ends.items()):
         if found[shard].size != end:
             return CheckpointError(f"the file holds {found[shard].size:,} bytes, but its header "
