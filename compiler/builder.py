@@ -343,7 +343,7 @@ def _reduce_on(engine: str, session: Session, costly: list[Path], results: dict[
                             display_path(spec), message=f"{p.reduction.shown}: {got.problem}",
                             hint=got.hint))
                 yield Reduced(p.reduction.shown, done, total, p.reduction.nbytes, got.worker,
-                              got.problem)
+                              got.problem, here=got.sums is None and got.problem is None)
     except EngineError as e:
         for p in pending.values():
             for spec in p.specs:

@@ -107,6 +107,9 @@ class Reduced:
     worker: str
     #: why it was not, where it was not (its figures fail saying so)
     problem: str | None = None
+    #: not reduced there, nor failed: this build reduces it itself (a
+    #: damaged checkpoint, whose diagnostic the local reading locates)
+    here: bool = False
 
 
 @dataclass(frozen=True)

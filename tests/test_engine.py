@@ -172,6 +172,18 @@ def test_a_port_where_something_else_answers_is_a_diagnostic_at_once(project: Pa
     assert "Traceback" not in err
 
 
+def test_figspec_build_takes_an_engine_too(project: Path):
+    import figspec
+
+    sweep(project)
+    port = free_port()
+    results = figspec.build(engine=f"tcp://127.0.0.1:{port}")
+    assert [r.status for r in results] == ["failed", "failed"]
+    assert results[0].diagnostics[0].message == (f"cannot reach the Dask scheduler at "
+                                                 f"tcp://127.0.0.1:{port}: nothing listens at "
+                                                 f"127.0.0.1:{port}")
+
+
 def test_the_engine_of_figspec_yaml_and_local_on_the_command_line(
         project: Path, run, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FIGSPEC_KERNEL", "numpy")

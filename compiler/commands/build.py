@@ -62,7 +62,7 @@ class Report:
                                f"{'s' if event.workers != 1 else ''})")
         elif isinstance(event, Reduced):
             self.progress.line(f"      [{event.done}/{event.total}] "
-                               f"{'reduced' if event.problem is None else 'FAILED':<8} "
+                               f"{_verdict(event):<8} "
                                f"{event.what} ({_megabytes(event.nbytes)}"
                                f"{', on ' + event.worker if event.worker else ''})")
         elif isinstance(event, Finished):
@@ -85,6 +85,10 @@ class Report:
                   f"{len(failed)} failed"]
         print(", ".join(counts) + f" in {seconds:.1f}s", flush=True)
         return INVALID if failed else OK
+
+
+def _verdict(event: Reduced) -> str:
+    return "FAILED" if event.problem is not None else "left" if event.here else "reduced"
 
 
 def _megabytes(n: int) -> str:
