@@ -156,6 +156,8 @@ def _worker_address() -> str:
 
 def _outcome(future: Any) -> Done:
     """A finished task's Done; EngineError where the scheduler is gone."""
+    from concurrent.futures import CancelledError
+
     from distributed.scheduler import KilledWorker
 
     try:
@@ -166,6 +168,10 @@ def _outcome(future: Any) -> Done:
                     "or build here with `--engine local`")
     except (OSError, TimeoutError) as e:  # the connection to the scheduler is lost
         raise EngineError(f"the connection to the Dask scheduler was lost: {_said(e)}",
+                          "build again once the cluster is back") from None
+    except CancelledError:  # the scheduler restarted, or forgot this client
+        raise EngineError("the Dask scheduler cancelled this build's tasks (restarted, or "
+                          "the connection to it was lost)",
                           "build again once the cluster is back") from None
     except Exception as e:  # the task could not run there: figspec not on the workers?
         return Done(None, problem=f"a Dask worker could not reduce this pair: {_said(e)}",
