@@ -398,10 +398,13 @@ def _index(data: Any) -> list[Any] | None:
 
 
 def build(paths: Sequence[str | Path] = (), *, out_dir: str | Path | None = None,
-          force: bool = False, jobs: int | None = None) -> list[Result]:
+          force: bool = False, jobs: int | None = None, engine: str | None = None
+          ) -> list[Result]:
     """What ``figspec build`` does: draw every figure not up to date; one Result
     per spec. As on the command line, the project (of the first path, else of
-    the working directory) gives the default specs folder and out folder."""
+    the working directory) gives the default specs folder, out folder and
+    engine (``engine``: a Dask scheduler's address, or "local"; see
+    :mod:`figspec.engine`)."""
     from .builder import Options
     from .builder import build as run
     from .project import of_command
@@ -410,4 +413,4 @@ def build(paths: Sequence[str | Path] = (), *, out_dir: str | Path | None = None
     project = of_command(found)
     return run(found or [project.specs_dir],
                Options(out_dir=Path(out_dir) if out_dir else project.out_dir,
-                        force=force, jobs=jobs))
+                        force=force, jobs=jobs, engine=engine or project.engine))

@@ -13,12 +13,12 @@ loads none of them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .diagnostics import Diagnostic, FigspecError, display_path
-from .events import Event, FigureDone, Finished, Result, Started, Working
+from .events import Event, FigureDone, Finished, Reduced, Result, Sent, Started, Working
 from .files import Stamp, recording, sweep_temporaries, write_together
 from .finding import SPEC_SUFFIXES, Unreadable, find_specs, is_partial
 from .manifest import Manifest
@@ -38,6 +38,9 @@ class Options:
     #: False for `check`: sources read what is cheap (a checkpoint's headers)
     #: and no metric is computed
     compute: bool = True
+    #: where a build reduces checkpoints: None (or "local"), this process's
+    #: threads; a Dask scheduler's address, that cluster (figspec.engine)
+    engine: str | None = None
 
 
 # -- checking ---------------------------------------------------------------------
@@ -256,6 +259,7 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
         # metrics), so that every figure has said what it wants of each
         # checkpoint pair before one is read: a pair is then read once for all.
         session, costly = _session(options, compute=False), []
+        session.engine = options.engine if options.engine != "local" else None
         for s in stale:
             r = results[s] = _check_one(s, options, session, reasons[s])
             if r.ok and r.prepared is not None:
@@ -267,8 +271,18 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
         # One budget of cores: the workers drawing what was sent in the cheap
         # pass hold theirs while checkpoints are reduced here.
         session.drawing = drawer.busy()
+        refused: dict[Path, Diagnostic] = {}
+        if session.engine is not None and costly and options.compute:
+            # every pair at once, a task each, before the figures wanting them
+            refused = yield from _reduce_on(session.engine, session, costly, results)
         for s in costly:
-            yield Working(s, _costly_work(results[s]))
+            spec_path = _doc_path(results[s])
+            if spec_path in refused:
+                results[s] = Result(s, "failed", diagnostics=[refused[spec_path]],
+                                    reason=reasons[s], notes=session.notes.get(spec_path, []))
+                continue
+            if session.engine is None:
+                yield Working(s, _costly_work(results[s]))
             r = results[s] = _check_one(s, options, session, reasons[s])
             if r.ok and r.prepared is not None:
                 drawer.submit(r, render_job(r.prepared))
@@ -291,6 +305,51 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
             yield count.done(r)
     saver.done()
     yield Finished(unreadable + ordered, time.perf_counter() - start)
+
+
+def _doc_path(r: Result) -> Path:
+    """The spec's path as its sources name it."""
+    assert r.prepared is not None
+    return r.prepared.loaded.path
+
+
+def _reduce_on(engine: str, session: Session, costly: list[Path], results: dict[Path, Result]
+               ) -> Generator[Event, None, dict[Path, Diagnostic]]:
+    """The reductions the costly specs gathered, sent to the engine's cluster
+    (:mod:`figspec.engine`), their sums kept as they come (in the session,
+    and figspec's cache), an event each. Returns the specs that cannot be
+    drawn (a pair the workers could not read, a cluster not reached), each
+    with its diagnostic; a pair not reduced there otherwise (damaged) is
+    reduced here, which says where."""
+    from .engine import Cluster, EngineError
+
+    wanted = {_doc_path(results[s]) for s in costly}
+    pending = {k: p for k, p in session.pending.items() if p.specs & wanted}
+    refused: dict[Path, Diagnostic] = {}
+    total = len(pending)
+    if not total:
+        return refused
+    try:
+        with Cluster(engine) as cluster:
+            yield Sent(engine, total, cluster.workers)
+            work = {k: p.reduction for k, p in pending.items()}
+            for done, (key, got) in enumerate(cluster.reduce(work), 1):
+                p = pending.pop(key)
+                if got.sums is not None:
+                    p.keep(got.sums)
+                elif got.problem is not None:
+                    for spec in p.specs:
+                        refused.setdefault(spec, Diagnostic(
+                            display_path(spec), message=f"{p.reduction.shown}: {got.problem}",
+                            hint=got.hint))
+                yield Reduced(p.reduction.shown, done, total, p.reduction.nbytes, got.worker,
+                              got.problem, here=got.sums is None and got.problem is None)
+    except EngineError as e:
+        for p in pending.values():
+            for spec in p.specs:
+                refused.setdefault(spec, Diagnostic(display_path(spec), message=e.message,
+                                                    hint=e.hint))
+    return refused
 
 
 def _costly_work(r: Result) -> str:

@@ -94,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--watch", action="store_true",
                    help="rebuild whenever a spec or a data file changes, until interrupted")
     b.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
+    b.add_argument("--engine", type=_engine, default=None, metavar="ADDRESS",
+                   help="reduce checkpoints on a Dask cluster: its scheduler's address "
+                   "(tcp://host:8786), a task per checkpoint pair; `local`: this machine's "
+                   "cores (default: figspec.yaml's `engine`, else local)")
     _outside(b)
     _verbose(b)
     b.set_defaults(run=_build)
@@ -175,7 +179,7 @@ def _build(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _command("status", "status", "paths", "out", "allow_outside")(args)
     return _command("build", "build", "paths", "out", "force", "jobs", "allow_outside",
-                    "watch", "poll")(args)
+                    "watch", "poll", "engine")(args)
 
 
 def _verbose(p: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
@@ -203,6 +207,15 @@ def _positive(text: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return n
+
+
+def _engine(text: str) -> str:
+    from .session import ENGINE
+
+    if not ENGINE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a Dask scheduler's address "
+                                         f"(tcp://host:8786) or `local`, got {text!r}")
+    return text
 
 
 def _port(text: str) -> int:

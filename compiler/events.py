@@ -84,6 +84,35 @@ class Working:
 
 
 @dataclass(frozen=True)
+class Sent:
+    """The build's checkpoint reductions went to its engine: ``total``
+    pairs, a task each, to the Dask cluster at ``engine`` (``workers`` of them)."""
+
+    engine: str
+    total: int
+    workers: int
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """One checkpoint pair's sums came back from the engine: ``done`` of ``total``."""
+
+    #: the pair, as progress names it: "runs/checkpoint-300 against runs/base"
+    what: str
+    done: int
+    total: int
+    #: the bytes its worker read
+    nbytes: int
+    #: the worker that reduced it ("" where it was not reduced there)
+    worker: str
+    #: why it was not, where it was not (its figures fail saying so)
+    problem: str | None = None
+    #: not reduced there, nor failed: this build reduces it itself (a
+    #: damaged checkpoint, whose diagnostic the local reading locates)
+    here: bool = False
+
+
+@dataclass(frozen=True)
 class Finished:
     """The build is over; every spec's result, in spec order."""
 
@@ -98,4 +127,4 @@ class Waiting:
     files: tuple[Path, ...]
 
 
-Event = Started | Working | FigureDone | Finished | Waiting
+Event = Started | Working | Sent | Reduced | FigureDone | Finished | Waiting

@@ -14,6 +14,7 @@ working directory when none is; a folder named is taken as a folder of specs.
     out: out              # where figures are written (default: out)
     defaults:             # any spec fields, applied under every spec
       font: {family: serif, size: 8}
+    engine: tcp://scheduler:8786   # reduce checkpoints on a Dask cluster (default: local)
 
 Checked by hand rather than by pydantic, so that a no-op build, which reads
 only where the folders are, imports nothing heavy. ``defaults`` is checked
@@ -34,11 +35,12 @@ from typing import Any
 from .caches import memo
 from .diagnostics import FigspecError, did_you_mean
 from .files import Stamp
+from .session import ENGINE
 from .yaml_reader import Document
 
 FILENAME = "figspec.yaml"
 ROOT_MARKERS = (".git", FILENAME, "pyproject.toml")
-_KEYS = ("specs", "out", "defaults", "roots")
+_KEYS = ("specs", "out", "defaults", "roots", "engine")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,13 @@ class Project:
         if self.settings is not None and key in self.settings.doc.data:
             return self.settings.folder_setting(key, key)
         return self.root / key
+
+    @property
+    def engine(self) -> str | None:
+        """Where a build reduces checkpoints (figspec.yaml's ``engine``):
+        a Dask scheduler's address, ``local``, or None (not said: local)."""
+        value = self.settings.doc.data.get("engine") if self.settings is not None else None
+        return value if isinstance(value, str) else None
 
     @property
     def settings_key(self) -> str:
@@ -216,6 +225,10 @@ def _load(path: Path, size: int, mtime_ns: int) -> Settings:
                                                "roots: {ckpt: /shared/checkpoints}, or "
                                                "{ckpt: $CKPT_DIR} to take it from the "
                                                "environment"))
+        elif key == "engine" and not (isinstance(value, str) and ENGINE.fullmatch(value)):
+            problems.append(doc.diagnostic((key,), "`engine` must be a Dask scheduler's "
+                                           "address or `local`", "engine: tcp://scheduler:8786 "
+                                           "reduces checkpoints on that Dask cluster"))
         elif key in ("specs", "out") and (not isinstance(value, str) or not value.strip()):
             problems.append(doc.diagnostic((key,), f"`{key}` must be a folder path"))
     defaults = doc.data.get("defaults") or {}

@@ -11,6 +11,8 @@ session: a second build, or a test, starts from an empty one.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,47 @@ class PairRequest:
     options: set[Option] = field(default_factory=set)
     #: tensors whose update_rank is wanted (matrices only)
     ranks: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """One checkpoint pair's sums still to compute, as plain picklable data
+    (each tensor's file, name, dtype, shape and byte offsets; the options and
+    ranks wanted): what an engine sends to where the pair is reduced
+    (:mod:`figspec.engine`), which reads the files itself and sends back only
+    the sums (``reduce_all``'s, the same bits wherever it runs)."""
+
+    #: tensor name -> the tensor of the checkpoint (figspec.sources.safetensors.Tensor)
+    tensors: dict[str, Any]
+    #: tensor name -> the base's (None: a metric of one checkpoint)
+    base: dict[str, Any] | None
+    options: frozenset[Option]
+    ranks: frozenset[str]
+    #: how progress names it: "runs/checkpoint-300 against runs/checkpoint-200"
+    shown: str
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes it reads: its tensors', and their base's."""
+        sides = [self.tensors] + ([{n: self.base[n] for n in self.tensors}] if self.base else [])
+        return sum(t.end - t.start for side in sides for t in side.values())
+
+
+@dataclass
+class Pending:
+    """A reduction the session's figures want, gathered while they were
+    checked: the specs that want it, and what keeps its sums once computed
+    (in the session and figspec's cache)."""
+
+    reduction: Reduction
+    specs: set[Path]
+    keep: Callable[[Sums], Any]
+
+
+#: A Dask scheduler's address (``tcp://host:8786``, ``tls://...``, ``host:port``)
+#: or ``local``: where a build's reductions run (``--engine``, ``engine:``).
+ENGINE = re.compile(r"local|(?:(?:tcp|tls|ws|wss|ucx)://)?"
+                    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::[0-9]{1,5})?")
 
 
 @dataclass
@@ -67,6 +110,13 @@ class Session:
     #: drawing workers hold right now: a checkpoint reduction takes the rest
     cores: int = field(default_factory=lambda: cores())
     drawing: int = 0
+    #: where reductions run: None, on this process's threads (the cores
+    #: above), each as a figure asks for it; a Dask scheduler's address, on
+    #: that cluster: the pairs are gathered (``pending``) while the figures
+    #: are checked, then sent at once, a task each (:mod:`figspec.engine`)
+    engine: str | None = None
+    #: checkpoint pair (cache key) -> its reduction, gathered for the engine
+    pending: dict[str, Pending] = field(default_factory=dict)
 
     def reduce_threads(self) -> int:
         """Threads for a checkpoint reduction: the cores the drawing workers
@@ -75,6 +125,13 @@ class Session:
 
     def request(self, key: str) -> PairRequest:
         return self.requests.setdefault(key, PairRequest())
+
+    def defer(self, key: str, reduction: Reduction, spec: Path,
+              keep: Callable[[Sums], Any]) -> None:
+        """A pair's reduction, for the engine: the latest asked holds what
+        every figure before it asked of the pair (see PairRequest)."""
+        was = self.pending.get(key)
+        self.pending[key] = Pending(reduction, (was.specs if was else set()) | {spec}, keep)
 
 
 def cores() -> int:

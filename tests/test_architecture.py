@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("cells", ("figspec.cells", "figspec.views", "figspec.values")),
     ("layout", ("figspec.layout",)),
     ("render", ("figspec.render", "figspec.html")),
-    ("files", ("figspec.manifest", "figspec.workers")),
+    ("files", ("figspec.manifest", "figspec.workers", "figspec.engine")),
     ("pipeline", ("figspec.pipeline", "figspec.events")),
     ("runs", ("figspec.builder", "figspec.diff", "figspec.watch", "figspec.serve",
               "figspec.api", "figspec.errors")),

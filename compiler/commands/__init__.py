@@ -25,10 +25,14 @@ def spec_paths(paths: Sequence[Path]) -> list[Path]:
 
 
 def options(paths: Sequence[Path], out: Path | None = None, *, allow_outside: bool = False,
-            force: bool = False, jobs: int | None = None) -> Options:
-    """Build options; the out dir is ``out``, else the command's project's."""
+            force: bool = False, jobs: int | None = None, engine: str | None = None
+            ) -> Options:
+    """Build options; the out dir is ``out``, else the command's project's;
+    the engine ``engine``, else the project's (figspec.yaml's ``engine``)."""
     from ..builder import Options
     from ..project import of_command
 
-    out_dir = out or Path(display_path(of_command(list(paths)).out_dir))
-    return Options(out_dir=out_dir, allow_outside=allow_outside, force=force, jobs=jobs)
+    project = of_command(list(paths))
+    out_dir = out or Path(display_path(project.out_dir))
+    return Options(out_dir=out_dir, allow_outside=allow_outside, force=force, jobs=jobs,
+                   engine=engine or project.engine)

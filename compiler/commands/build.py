@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from ..diagnostics import display_path, format_text
 from ..errors import INVALID, OK
-from ..events import Event, FigureDone, Finished, Waiting, Working
+from ..events import Event, FigureDone, Finished, Reduced, Sent, Waiting, Working
 from . import options, spec_paths
 
 if TYPE_CHECKING:
@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 
 def build(paths: Sequence[Path], *, out: Path | None = None, force: bool = False,
           jobs: int | None = None, allow_outside: bool = False, watch: bool = False,
-          poll: float = 0.5) -> int:
+          poll: float = 0.5, engine: str | None = None) -> int:
     from .. import builder
 
-    opts = options(paths, out, allow_outside=allow_outside, force=force, jobs=jobs)
+    opts = options(paths, out, allow_outside=allow_outside, force=force, jobs=jobs,
+                   engine=engine)
     found = spec_paths(paths)
     report = Report(sys.stdout, opts)
     if not watch:
@@ -54,6 +55,16 @@ class Report:
             self.progress(event.result, event.done, event.total)
         elif isinstance(event, Working):
             self.progress.working(event.spec, event.what)
+        elif isinstance(event, Sent):
+            self.progress.line(f"      reducing {event.total} checkpoint pair"
+                               f"{'s' if event.total != 1 else ''} on the Dask cluster at "
+                               f"{event.engine} ({event.workers} worker"
+                               f"{'s' if event.workers != 1 else ''})")
+        elif isinstance(event, Reduced):
+            self.progress.line(f"      [{event.done}/{event.total}] "
+                               f"{_verdict(event):<8} "
+                               f"{event.what} ({_megabytes(event.nbytes)}"
+                               f"{', on ' + event.worker if event.worker else ''})")
         elif isinstance(event, Finished):
             return self.finished(event.results, event.seconds)
         elif isinstance(event, Waiting):
@@ -74,6 +85,14 @@ class Report:
                   f"{len(failed)} failed"]
         print(", ".join(counts) + f" in {seconds:.1f}s", flush=True)
         return INVALID if failed else OK
+
+
+def _verdict(event: Reduced) -> str:
+    return "FAILED" if event.problem is not None else "left" if event.here else "reduced"
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
 
 
 def report_orphans(out_dir: Path) -> None:
@@ -104,7 +123,10 @@ class Progress:
         self.stream.flush()
 
     def working(self, spec: Path, what: str) -> None:
-        line = f"      {display_path(spec)}: {what}"
+        self.line(f"      {display_path(spec)}: {what}")
+
+    def line(self, line: str) -> None:
+        """A line of work under way, replaced by the next on a terminal."""
         self.stream.write(("\r\033[K" + line) if self.live else line + "\n")
         self.stream.flush()
 

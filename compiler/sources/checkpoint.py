@@ -32,7 +32,7 @@ from typing import Any
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import BadPath, Stamp, resolved
-from ..session import Option
+from ..session import Option, Reduction
 from . import Context, Rows, Source, Where, inplace, metrics, numbers
 from .metrics import SUMS, changed_key, option_of
 from .params import module_matcher
@@ -343,6 +343,8 @@ class Checkpoint(Source):
             ctx.session.sums[key] = need.sums
             return need.sums
         if not ctx.session.compute:
+            if ctx.session.engine is not None:  # reduced elsewhere, with every other pair
+                self._defer(ctx, key, need, base)
             return None
         try:
             fresh = reduce_all(need.tensors, base, frozenset(need.options), need.ranks,
@@ -350,6 +352,20 @@ class Checkpoint(Source):
         except CheckpointError as e:
             raise self.error(ctx, e) from None
         return keep(ctx.session, key, need.sums, fresh)
+
+    def _defer(self, ctx: Context, key: str, need: Todo,
+               base: dict[str, Tensor] | None) -> None:
+        """The pair's reduction, said to the session for its engine
+        (:mod:`figspec.engine`): plain data, and how to keep its sums."""
+        shown = display_path(self.path(ctx, "checkpoint"))
+        if base is not None:
+            shown += f" against {display_path(self.path(ctx, 'base'))}"
+        sides = {n: base[n] for n in need.tensors} if base is not None else None
+        reduction = Reduction(need.tensors, sides, frozenset(need.options),
+                              frozenset(need.ranks), shown)
+        session, known = ctx.session, need.sums
+        ctx.session.defer(key, reduction, ctx.doc.path,
+                          lambda fresh: keep(session, key, known, fresh))
 
     def todo(self, ctx: Context, pair: Pair) -> Todo:
         """What is known of the pair's sums (this session's, figspec's cache's),
