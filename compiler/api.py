@@ -3,7 +3,8 @@ for a script. Both apply the spec's project's figspec.yaml, as the command
 line does.
 
     fig = figspec.load("specs/update_ratio_1p5b.yaml")
-    fig                       # a cell's last line: shows the SVG figspec build writes
+    fig                       # a cell's last line: shows the SVG figspec build writes,
+                              # its fonts embedded
     fig.png()                 # the PNG instead (at its printed size), fig.html() the page
     fig.chart                 # the Altair chart, shown offline (Vega inlined)
     fig.save("fig.pdf")       # any of .svg .png .pdf .html
@@ -39,7 +40,8 @@ CSS_PX_PER_PT = 96 / 72
 class Drawn:
     """A figure drawn in one format: the bytes ``figspec build`` writes to that
     file. Jupyter shows it as what it is (a PNG at its printed size, however
-    many pixels it has per point)."""
+    many pixels it has per point; an SVG with the shipped fonts its text uses
+    embedded, subset to its characters, so it draws alike on any machine)."""
 
     #: "svg", "png" or "html"
     format: str
@@ -54,8 +56,10 @@ class Drawn:
                           ) -> tuple[dict[str, Any], dict[str, Any]]:
         import base64
 
-        if self.format == "svg":
-            return {"image/svg+xml": self.data.decode("utf-8")}, {}
+        if self.format == "svg":  # the fonts go in: a viewer's machine may lack them
+            from .html import svg_with_fonts
+
+            return {"image/svg+xml": svg_with_fonts(self.data.decode("utf-8"))}, {}
         if self.format == "png":
             meta = {"image/png": {"width": round(self.width_px, 2)}} if self.width_px else {}
             return {"image/png": base64.b64encode(self.data).decode("ascii")}, meta
@@ -108,8 +112,9 @@ class Loaded:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None
                           ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """What Jupyter shows: the SVG as built, or the PNG where asked for
-        (``include=["image/png"]``); text/plain is IPython's, from repr."""
+        """What Jupyter shows: the SVG as built with its fonts embedded (see
+        ``Drawn``), or the PNG where asked for (``include=["image/png"]``);
+        text/plain is IPython's, from repr."""
         want = [m for m in ("image/svg+xml", "image/png")
                 if (m in include if include else m == "image/svg+xml")
                 and not (exclude and m in exclude)]
@@ -123,7 +128,8 @@ class Loaded:
         return data, meta
 
     def svg(self) -> Drawn:
-        """The SVG, byte for byte what ``figspec build`` writes."""
+        """The SVG, byte for byte what ``figspec build`` writes (``.data``,
+        ``.save``); shown in a notebook, it carries the fonts it is drawn in."""
         svg = self._render("svg")
         return Drawn("svg", svg, _svg_width(svg))
 

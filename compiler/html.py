@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,71 @@ def font_faces(family: str, vl: dict[str, Any]) -> str:
     return "".join(rules)
 
 
-def _subset(path: Path, text: str) -> bytes:
+#: An SVG's opening tag: up to the first ">" outside a quoted attribute.
+_SVG_TAG = re.compile(r"""<svg\b(?:[^>"']|"[^"]*"|'[^']*')*>""")
+
+
+def svg_with_fonts(svg: str) -> str:
+    """``svg`` with the shipped faces its text is drawn in embedded, so a browser
+    draws it alike on any machine (the file as built names its family, which a
+    browser finds only where it is installed): after the opening tag, a
+    ``<style>`` of @font-face rules, one per family, weight and style used,
+    each font subset to the characters drawn in it, its ``unicode-range``
+    those characters, so that two figures' subsets of one face inlined in one
+    page add up rather than one hiding the other. Same input, same bytes."""
+    import base64
+
+    from .fonts import FAMILIES, font_dir
+
+    folder, tag = font_dir(), _SVG_TAG.search(svg)
+    used = _faces_used(svg) if tag else {}
+    if folder is None or tag is None or not used:
+        return svg
+    rules = []
+    for (family, face), chars in sorted(used.items()):
+        text = "".join(sorted(chars))
+        # WOFF: zlib, so no new dependency (WOFF2 needs brotli), and half
+        # the size of TTF; the font keeps its licence text (its name table).
+        font = _subset(folder / FAMILIES[family][face], text, flavor="woff")
+        data = base64.b64encode(font).decode("ascii")
+        ranges = ",".join(f"U+{ord(ch):X}" for ch in text)
+        rules.append(f"@font-face{{font-family:{json.dumps(family)};"
+                     f"font-weight:{('normal', 'bold')[face & 1]};"
+                     f"font-style:{('normal', 'italic')[face >> 1]};unicode-range:{ranges};"
+                     f"src:url(data:font/woff;base64,{data}) format('woff')}}")
+    start = tag.end()
+    return f"{svg[:start]}<style>{''.join(rules)}</style>{svg[start:]}"
+
+
+def _faces_used(svg: str) -> dict[tuple[str, int], set[str]]:
+    """The characters of each shipped face (family, index in its files) the
+    SVG's text is drawn in; font attributes are inherited, as CSS does."""
+    import xml.etree.ElementTree as ET
+
+    from .fonts import FAMILIES
+
+    used: dict[tuple[str, int], set[str]] = {}
+    names = {f.lower(): f for f in FAMILIES}
+
+    def walk(el: ET.Element, font: dict[str, str]) -> None:
+        font = font | {k: v for k, v in el.attrib.items() if k.startswith("font-")}
+        if el.tag.rpartition("}")[2] == "text":
+            first = font.get("font-family", "").split(",")[0].strip().strip("'\"").lower()
+            weight = font.get("font-weight", "normal")
+            bold = weight in ("bold", "bolder") or weight.isdigit() and int(weight) >= 600
+            italic = font.get("font-style", "normal") in ("italic", "oblique")
+            chars = {ch for ch in "".join(el.itertext()) if ch.isprintable()}
+            if first in names and chars:
+                used.setdefault((names[first], int(bold) + 2 * int(italic)), set()).update(chars)
+            return
+        for child in el:
+            walk(child, font)
+
+    walk(ET.fromstring(svg), {})
+    return used
+
+
+def _subset(path: Path, text: str, flavor: str | None = None) -> bytes:
     from fontTools import subset
 
     options = subset.Options()
@@ -137,7 +202,7 @@ def _subset(path: Path, text: str) -> bytes:
     subsetter.populate(text=text)
     subsetter.subset(font)
     out = io.BytesIO()
-    font.flavor = None
+    font.flavor = flavor
     font.save(out)
     return out.getvalue()
 

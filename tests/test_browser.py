@@ -438,3 +438,70 @@ def test_serve_shows_figures_at_their_printed_size_with_a_zoom(browser, project:
         page.close()
     finally:
         assert served.stop() == 0
+
+
+def test_a_notebook_svg_output_draws_in_its_embedded_fonts(browser, project: Path):
+    """What Jupyter gets for a figure's SVG, drawn as JupyterLab draws it (an
+    <img> of the SVG) and as the classic notebook does (inlined), with the
+    network cut off: its text is in the shipped STIX it embeds (which this
+    machine need not have), as the same SVG with the face renamed to a name
+    no machine has draws it; the built file alone draws in another face."""
+    import base64
+
+    from IPython.core.formatters import DisplayFormatter
+
+    import figspec
+
+    support.write(project / "specs" / "fig.yaml", support.spec_text(
+        extra="title: Update ratio\nfont: {family: serif}\n"))
+    fig = figspec.load(project / "specs" / "fig.yaml")
+    shown = DisplayFormatter().format(fig)[0]["image/svg+xml"]
+    built = fig.svg().data.decode("utf-8")
+    renamed = shown.replace('"STIXGeneral"', '"figspec embedded"')
+    assert renamed.count("figspec embedded") == shown.count("STIXGeneral") > 2
+    absent = built.replace('"STIXGeneral"', '"figspec absent"')
+
+    def img(svg: str) -> str:  # one to a line, each at a whole pixel
+        return (f'<div><img src="data:image/svg+xml;base64,'
+                f'{base64.b64encode(svg.encode()).decode()}"></div>')
+
+    page_file = project / "cell.html"
+    page_file.write_text(f"<!DOCTYPE html><html><body>{img(shown)}{img(renamed)}{img(absent)}"
+                         f"<div id=inline>{shown}</div>"
+                         f"<div id=renamed>{renamed}</div><div id=absent>{absent}</div></body></html>")
+    blocked, errors = [], []
+    page = browser.new_page()
+    url = page_file.resolve().as_uri()
+    page.route("**/*", lambda r: r.continue_() if r.request.url == url
+               else (blocked.append(r.request.url), r.abort()))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    wait_until(page, "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    page.evaluate("document.fonts.ready")
+    # Inlined: the faces the text uses, loaded from the SVG's own @font-face rules.
+    loaded = page.evaluate("Array.from(document.fonts).filter(f => f.status === 'loaded')"
+                           ".map(f => [f.family.replace(/\"/g, ''), f.weight])")
+    assert sorted(f for f in loaded if f[0] == "STIXGeneral") == [["STIXGeneral", "bold"],
+                                                                 ["STIXGeneral", "normal"]]
+    # As an image: the same pixels as the face under a name no machine has.
+    shots = [el.screenshot() for el in page.query_selector_all("img")]
+    assert pixels_apart(shots[0], shots[1]) == 0
+    assert pixels_apart(shots[0], shots[2]) > 200  # the built file alone: a fallback face
+    # Inlined, the same text widths as the renamed face, not those of the fallback.
+    widths = [page.eval_on_selector_all(f"#{div} svg text", "els => els.map(e => "
+                                        "Math.round(e.getComputedTextLength() * 100))")
+              for div in ("inline", "renamed", "absent")]
+    assert widths[0] == widths[1] != widths[2]
+    assert blocked == [] and errors == []
+    page.close()
+
+
+def pixels_apart(a: bytes, b: bytes) -> int:
+    """How many pixels of two same-sized screenshots differ by more than a
+    rounding (Chromium's gradients differ by 1 from one draw to the next)."""
+    from PIL import Image, ImageChops
+
+    one, two = (Image.open(io.BytesIO(x)).convert("L") for x in (a, b))
+    assert one.size == two.size
+    return sum(ImageChops.difference(one, two).point(lambda v: 255 if v > 8 else 0)
+               .histogram()[255:])
