@@ -406,7 +406,9 @@ class Legend(Model):
     title: str | None = Field(None, max_length=MAX_LABEL, description="Title of the colorbar.",
                               examples=["update ratio"])
     format: str | None = Field(None, description="d3-format specifier for the colorbar's labels "
-                               "(https://d3js.org/d3-format); default: Vega's choice.",
+                               "(https://d3js.org/d3-format). Default: the fewest decimals at "
+                               "which each label is within 1% of the domain's span of its value, "
+                               "so a narrow domain's ends show as they are (0.9998786).",
                                examples=[".2f"])
     orient: Literal["right", "bottom"] | None = Field(
         None, description="`right`: a vertical colorbar beside the plot, as tall as the cells. "

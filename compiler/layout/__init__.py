@@ -20,7 +20,7 @@ from typing import Any
 from ..cells import Table
 from ..models import Spec
 from .errors import FitError, LabelError, LayoutError
-from .fit import fit, span_colorbar, svg_size, with_smallest_width
+from .fit import fit, snap, span_colorbar, svg_size, with_smallest_width
 from .plan import NARROW, Plan, legend_bottom, panel_titles, plan
 from .scales import check_mid, color_domain, nice, png_scale, ticks
 from .slider import STEP_PARAM, steps_slider
@@ -73,16 +73,16 @@ def figure(spec: Spec, tables: list[Table]) -> Figure:
     if spec.size is None:
         chosen = plan(spec, tables, cell)
         check(spec, tables, chosen)
-        return Figure(span_colorbar(spec, emit(spec, chosen)), png_scale(spec),
-                      html_vegalite=html)
+        return Figure(snap(spec, span_colorbar(spec, emit(spec, chosen))),
+                      png_scale(spec), html_vegalite=html)
     cell, width, height = fit(spec, tables, cell)
     chosen = plan(spec, tables, cell)
     try:
         check(spec, tables, chosen)
     except LabelError as e:
         raise with_smallest_width(spec, tables, cell, e) from None
-    return Figure(span_colorbar(spec, emit(spec, chosen)), png_scale(spec),
-                  svg_size(spec, width, height), html)
+    return Figure(snap(spec, span_colorbar(spec, emit(spec, chosen))),
+                  png_scale(spec), svg_size(spec, width, height), html)
 
 
 def check(spec: Spec, tables: list[Table], chosen: Plan) -> None:
