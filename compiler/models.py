@@ -452,8 +452,11 @@ class Font(Model):
     figure looks the same on every machine."""
 
     family: str = Field(
-        "sans-serif", description="`serif` (STIX, a Times design: the body text of the NeurIPS, "
-        "ICML, ICLR, ACL and CVPR templates), `sans-serif` (DejaVu Sans), or a family by name.",
+        "sans-serif", description="`serif` or `times` (STIX, a Times design with Times' widths: "
+        "the body text of the NeurIPS, ICML, ICLR, ACL and CVPR templates), `Computer Modern` "
+        "(CMU Serif, cmr10's widths: LaTeX's default, of TMLR, JMLR and most arXiv preprints), "
+        "a venue's name for its template's face (`icml`, `tmlr`...), `sans-serif` (DejaVu "
+        "Sans), or a family by name.",
         examples=["serif"], json_schema_extra={"enum": list(FAMILY_NAMES)},
     )
     size: float | None = Field(None, ge=4, le=72, description="Size of labels and axis titles "

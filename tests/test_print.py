@@ -20,13 +20,14 @@ def _pairs_project(project: Path, layers: int = 12) -> None:
     support.write_csv(project / "data" / "cells.csv", rows)
 
 
-#: Sized figures at 300 dpi (4.17 px per pt), panels, and a figure of the
-#: cells' own size at a scale of 1.5: the cells' edges fall between pixels
-#: unless placed on them.
+#: Sized figures at 300 dpi (4.17 px per pt), panels, and figures of the
+#: cells' own size at scales of 1.5 and 2 (the default): the cells' edges
+#: fall between pixels unless placed on them.
 SEAM_CASES = {
     "column": "size: {width: icml.column}\nfont: {family: serif, size: 8}\n",
     "panels": "size: {width: 5.5in, height: 2in}\npanels:\n  - {title: a}\n  - {title: b}\n",
     "cells": "cell: {width: 13.3, height: 7.7}\noutput: {formats: [png], scale: 1.5}\n",
+    "scale 2": "cell: {width: 13.3, height: 7.7}\n",
 }
 
 
@@ -141,3 +142,117 @@ def test_round_ends_stay_short_and_a_format_given_is_kept(project: Path):
     assert _legend_labels(project) == ["0.12", "0.15", "0.18"]
     _narrow_project(project, "legend: {format: .5f}\n")
     assert _legend_labels(project) == ["0.99988", "0.99989", "0.99991"]
+
+
+# -- the paper's faces ---------------------------------------------------------------
+
+#: The figure's text: title (en dash), module labels, layer and colorbar numbers.
+PAPER_TEXT = "Update ratio, layers 0–35: attn. q k v o mlp. up down gate 0.125 −0.5"
+#: A venue (or family name) -> the LaTeX that sets its body text, and the
+#: family figspec draws it in.
+FACES = {
+    "icml": (r"\usepackage[T1]{fontenc}\usepackage{times}", "STIXGeneral-Regular"),
+    "tmlr": (r"\usepackage[T1]{fontenc}", "CMUSerif-Roman"),
+    "Computer Modern": (r"\usepackage[T1]{fontenc}", "CMUSerif-Roman"),
+}
+
+
+def _pdflatex() -> str:
+    """pdflatex, or a skip saying why (a failure where CI requires it)."""
+    import os
+    import shutil
+
+    found = shutil.which("pdflatex")
+    if found is None:
+        reason = ("pdflatex is not installed (apt-get install texlive-latex-base "
+                  "texlive-fonts-recommended)")
+        if os.environ.get("FIGSPEC_REQUIRE_TEX") == "1":
+            pytest.fail(f"LaTeX tests required but {reason}")
+        pytest.skip(reason)
+    return found
+
+
+def _tex_widths(tmp: Path, preamble: str, chars: set[str]) -> dict[str, float]:
+    """Each character's width in the paper's body text at 10 pt, in em, as
+    pdflatex sets it (its font metrics, logged with \\typeout). The minus is
+    the paper's math minus."""
+    import subprocess
+
+    boxes = "".join(
+        f"\\setbox0\\hbox{{{'$-$' if ch == chr(0x2212) else ch}}}"
+        f"\\typeout{{WIDTH {ord(ch)} \\the\\wd0}}" for ch in sorted(chars))
+    (tmp / "paper.tex").write_text(f"\\documentclass[10pt]{{article}}{preamble}\n"
+                                   f"\\begin{{document}}{boxes}x\\end{{document}}\n",
+                                   encoding="utf-8")
+    subprocess.run([_pdflatex(), "-interaction=nonstopmode", "-halt-on-error", "paper.tex"],
+                   cwd=tmp, check=True, capture_output=True, timeout=120)
+    log = (tmp / "paper.log").read_text(encoding="latin-1")
+    widths = {}
+    for line in log.splitlines():
+        if line.startswith("WIDTH "):
+            _, code, width = line.split()
+            widths[chr(int(code))] = float(width.removesuffix("pt")) / 10
+    return widths
+
+
+def _pdf_widths(path: Path, base: str) -> dict[str, float]:
+    """Each character's advance width (em) in the figure's embedded font
+    ``base``: its CID widths (/W) by the character it draws (/ToUnicode)."""
+    import re
+
+    import pikepdf
+
+    with pikepdf.open(path) as pdf:
+        fonts = [f for f in pdf.pages[0].Resources.Font.values()
+                 if str(f.BaseFont).split("+", 1)[-1] == base]
+        assert fonts, f"{base} is not embedded"
+        font = fonts[0]
+        assert font.Subtype == "/Type0" and "+" in str(font.BaseFont)  # subset, not Type 3
+        cid = font.DescendantFonts[0]
+        assert cid.Subtype == "/CIDFontType2" and "/FontFile2" in cid.FontDescriptor
+        widths: dict[int, float] = {}
+        w = list(cid.W)
+        i = 0
+        while i < len(w):
+            first = int(w[i])
+            if isinstance(w[i + 1], pikepdf.Array):
+                for k, v in enumerate(w[i + 1]):
+                    widths[first + k] = float(v) / 1000
+                i += 2
+            else:
+                for c in range(first, int(w[i + 1]) + 1):
+                    widths[c] = float(w[i + 2]) / 1000
+                i += 3
+        cmap = font.ToUnicode.read_bytes().decode("latin-1")
+    out = {}
+    for block in re.findall(r"beginbfchar(.*?)endbfchar", cmap, re.S):
+        for src, dst in re.findall(r"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", block):
+            out[chr(int(dst, 16))] = widths[int(src, 16)]
+    return out
+
+
+@pytest.mark.parametrize("family", list(FACES))
+def test_the_figures_text_has_the_papers_widths(project: Path, run, family: str):
+    """A figure in a venue's face (by the venue's name, or the face's) embeds
+    a subset TrueType font whose glyphs are as wide as the paper's body text,
+    set by pdflatex: digits, letters, period, en dash, minus."""
+    import shutil
+
+    preamble, base = FACES[family]
+    _pdflatex()
+    support.write(project / "specs" / "fig.yaml", support.spec_text(extra=(
+        f"title: \"{PAPER_TEXT}\"\nfont: {{family: {family}, size: 10, title_weight: normal}}\n"
+        "output: {formats: [pdf]}\n")))
+    code, _, err = run("build", "specs")
+    assert code == 0, err
+    figure = _pdf_widths(project / "out" / "fig.pdf", base)
+    chars = set(PAPER_TEXT.replace(" ", ""))
+    if base == "STIXGeneral-Regular":
+        chars.discard("\u2212")  # `times` leaves math in Computer Modern
+    tex = project / "tex"
+    tex.mkdir()
+    paper = _tex_widths(tex, preamble, chars)
+    assert chars <= set(figure) and chars <= set(paper)
+    for ch in chars:
+        assert figure[ch] == pytest.approx(paper[ch], abs=0.002), (family, ch)
+    shutil.rmtree(tex)
