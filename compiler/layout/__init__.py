@@ -15,6 +15,7 @@ at its final cell size, before it is emitted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ..cells import Table
@@ -57,12 +58,21 @@ __all__ = [
 class Figure:
     """What the renderer needs: the Vega-Lite, and how large to make the files."""
 
-    vegalite: dict[str, Any]
+    #: the Vega-Lite as laid out and checked, its cells' inner edges not yet
+    #: on the PNG's pixels (see ``vegalite``)
+    laid_out: dict[str, Any]
     png_scale: float
     #: SVG width and height attributes (``3.25in``) and the size in pt, for sized figures
     svg_size: tuple[str, str, float, float] | None = None
     #: the HTML page's Vega-Lite, where it differs: a run's steps behind a slider
     html_vegalite: dict[str, Any] | None = None
+
+    @cached_property
+    def vegalite(self) -> dict[str, Any]:
+        """The self-contained Vega-Lite drawn: the cells meeting on the PNG's
+        pixels. Where the plots lie is measured on Vega's scenegraph the first
+        time it is asked for, so checking a figure never measures it."""
+        return snap(self.laid_out, self.png_scale)
 
 
 def figure(spec: Spec, tables: list[Table]) -> Figure:
@@ -73,16 +83,16 @@ def figure(spec: Spec, tables: list[Table]) -> Figure:
     if spec.size is None:
         chosen = plan(spec, tables, cell)
         check(spec, tables, chosen)
-        return Figure(snap(spec, span_colorbar(spec, emit(spec, chosen))),
-                      png_scale(spec), html_vegalite=html)
+        return Figure(span_colorbar(spec, emit(spec, chosen)), png_scale(spec),
+                      html_vegalite=html)
     cell, width, height = fit(spec, tables, cell)
     chosen = plan(spec, tables, cell)
     try:
         check(spec, tables, chosen)
     except LabelError as e:
         raise with_smallest_width(spec, tables, cell, e) from None
-    return Figure(snap(spec, span_colorbar(spec, emit(spec, chosen))),
-                  png_scale(spec), svg_size(spec, width, height), html)
+    return Figure(span_colorbar(spec, emit(spec, chosen)), png_scale(spec),
+                  svg_size(spec, width, height), html)
 
 
 def check(spec: Spec, tables: list[Table], chosen: Plan) -> None:

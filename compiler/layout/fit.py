@@ -15,7 +15,6 @@ from ..units import UNITS, svg_length, to_points, unit_of
 from ..vega import scenegraph
 from .errors import FitError, LabelError, either
 from .plan import legend_bottom, panel_titles
-from .scales import png_scale
 from .text import FIGURE_TITLE_SIZE, label_angle, label_need, label_size, widest_label
 from .vegalite import draft, snap_cells
 
@@ -218,17 +217,18 @@ def span_colorbar(spec: Spec, vl: dict[str, Any]) -> dict[str, Any]:
 
 # -- the cells on the PNG's pixels ------------------------------------------------------
 
-def snap(spec: Spec, vl: dict[str, Any]) -> dict[str, Any]:
-    """``vl`` with its cells' edges on the PNG's pixels: where each plot's
-    corner lies in the drawing is measured on Vega's scenegraph (the layout
-    does not depend on the cells' inner edges, so it stays where measured).
-    A figure of one heatmap has its plot at whole points (Vega's padding and
-    the whole points it rounds its axes' room up to): at a whole number of
-    pixels per point, as emitted (origin 0) is as measured, and the
-    measuring (about 40 ms, as long as drawing the SVG) is skipped."""
-    if spec.panels is None and float(png_scale(spec)).is_integer():
+def snap(vl: dict[str, Any], scale: float) -> dict[str, Any]:
+    """``vl`` with its cells' edges on the pixels of a PNG of ``scale`` pixels
+    per pt: where each plot's corner lies in the drawing is measured on
+    Vega's scenegraph (the layout does not depend on the cells' inner edges,
+    so it stays where measured). A figure of one heatmap has its plot at
+    whole points (Vega's padding and the whole points it rounds its axes'
+    room up to): at a whole number of pixels per point, as emitted (origin 0)
+    is as measured, and the measuring (about 40 ms, as long as drawing the
+    SVG) is skipped."""
+    if "concat" not in vl and float(scale).is_integer():
         return vl
-    return snap_cells(spec, vl, plot_origins(scenegraph(vl)))
+    return snap_cells(vl, scale, plot_origins(scenegraph(vl)))
 
 
 def plot_origins(sg: dict[str, Any]) -> list[tuple[float, float]]:

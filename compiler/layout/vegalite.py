@@ -138,17 +138,22 @@ def _cell_edges(prefix: str, width: float, height: float, origin: tuple[float, f
             "y2": edge("y", "layer", height, origin[1], True)}
 
 
-def snap_cells(spec: Spec, vl: dict[str, Any],
+def snap_cells(vl: dict[str, Any], scale: float,
                origins: list[tuple[float, float]]) -> dict[str, Any]:
-    """``vl`` with each heatmap's cells snapped to the PNG's pixels, its plot's
-    top left corner lying at ``origins[i]`` in the drawing (pt, as measured
-    on Vega's scenegraph)."""
-    charts = vl["concat"] if "concat" in vl else [vl]
-    for i, (chart, origin) in enumerate(zip(charts, origins)):
-        prefix = "" if spec.panels is None else f"concat_{i}_"
-        chart["layer"][0]["encoding"].update(
-            _cell_edges(prefix, chart["width"], chart["height"], origin, png_scale(spec)))
-    return vl
+    """A copy of ``vl`` with each heatmap's cells on the pixels of a PNG of
+    ``scale`` pixels per pt, its plot's top left corner lying at
+    ``origins[i]`` in the drawing (pt, as measured on Vega's scenegraph)."""
+    def snapped(chart: dict[str, Any], prefix: str, origin: tuple[float, float]
+                ) -> dict[str, Any]:
+        cells = chart["layer"][0]
+        edges = _cell_edges(prefix, chart["width"], chart["height"], origin, scale)
+        cells = {**cells, "encoding": {**cells["encoding"], **edges}}
+        return {**chart, "layer": [cells, *chart["layer"][1:]]}
+
+    if "concat" not in vl:
+        return snapped(vl, "", origins[0])
+    return {**vl, "concat": [snapped(chart, f"concat_{i}_", origin) for i, (chart, origin)
+                             in enumerate(zip(vl["concat"], origins))]}
 
 
 def _legend(spec: Spec, h: Heatmap, bottom: bool) -> dict[str, Any]:
