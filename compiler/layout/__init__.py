@@ -15,7 +15,6 @@ at its final cell size, before it is emitted.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from ..cells import Table
@@ -67,11 +66,13 @@ class Figure:
     #: the HTML page's Vega-Lite, where it differs: a run's steps behind a slider
     html_vegalite: dict[str, Any] | None = None
 
-    @cached_property
+    @property
     def vegalite(self) -> dict[str, Any]:
         """The self-contained Vega-Lite drawn: the cells meeting on the PNG's
-        pixels. Where the plots lie is measured on Vega's scenegraph the first
-        time it is asked for, so checking a figure never measures it."""
+        pixels. Where the plots lie is measured on Vega's scenegraph each time
+        it is asked for (as long as drawing the SVG; never for a single heatmap
+        at a whole number of pixels per pt), so checking a figure never
+        measures it; a build asks once per figure."""
         return snap(self.laid_out, self.png_scale)
 
 
