@@ -256,3 +256,26 @@ def test_the_figures_text_has_the_papers_widths(project: Path, run, family: str)
     for ch in chars:
         assert figure[ch] == pytest.approx(paper[ch], abs=0.002), (family, ch)
     shutil.rmtree(tex)
+
+
+@pytest.mark.parametrize("family,embedded", [
+    ("icml", "STIXGeneral-Regular"), ("neurips", "STIXGeneral-Regular"),
+    ("times", "STIXGeneral-Regular"), ("tmlr", "CMUSerif-Roman"), ("jmlr", "CMUSerif-Roman"),
+    ("arxiv", "CMUSerif-Roman"), ("Computer Modern", "CMUSerif-Roman"),
+])
+def test_a_venues_name_selects_its_face_embedded_as_truetype(project: Path, run, family: str,
+                                                              embedded: str):
+    """Without LaTeX: the venue's face is embedded, subset, as TrueType
+    (CIDFontType2 with its FontFile2), never Type 3; the bold titles too."""
+    import pikepdf
+
+    support.write(project / "specs" / "fig.yaml", support.spec_text(extra=(
+        f"title: \"{PAPER_TEXT}\"\nfont: {{family: {family}}}\noutput: {{formats: [pdf]}}\n")))
+    code, _, err = run("build", "specs")
+    assert code == 0, err
+    assert embedded in support.pdf_fonts(project / "out" / "fig.pdf")
+    with pikepdf.open(project / "out" / "fig.pdf") as pdf:
+        for font in pdf.pages[0].Resources.Font.values():
+            assert font.Subtype == "/Type0" and "+" in str(font.BaseFont)
+            assert font.DescendantFonts[0].Subtype == "/CIDFontType2"
+            assert "/FontFile2" in font.DescendantFonts[0].FontDescriptor
