@@ -40,7 +40,7 @@ DECLARED: tuple[Cache, ...] = (
     Cache("html.javascript_bundle", 1,
           "Vega, Vega-Lite and vega-embed in one script (a str), per vl-convert version"),
     Cache("fonts.coverage", 8, "per family: the code points its regular face draws "
-          "(a frozenset); 3 families are shipped"),
+          "(a frozenset); 4 families are shipped"),
     Cache("fonts.face", 16, "per family and face: its character map and advance widths "
           "(read-only mappings) and units per em"),
     Cache("versions.environment_key", 1, "the versions of everything that draws (a str)"),

@@ -1,9 +1,15 @@
 """The fonts figures are drawn with. They ship with figspec, never the machine's.
 
-The font files come from matplotlib's wheel, the one well-kept PyPI package
+Most font files come from matplotlib's wheel, the one well-kept PyPI package
 that ships freely licensed fonts: DejaVu (Bitstream Vera licence) and STIX
-(SIL OFL), a Times design that matches the body text of the NeurIPS, ICML,
-ICLR, ACL and CVPR templates. matplotlib itself is never imported.
+(SIL OFL), a Times design with Times' advance widths (within 0.01/1000 em of
+LaTeX's `times`, ptmr), the body text of the NeurIPS, ICML, ICLR, ACL and
+CVPR templates. matplotlib itself is never imported. Computer Modern (TMLR,
+JMLR, arXiv preprints in LaTeX's default face) ships in figspec's own
+``fontfiles/``: CMU Serif 0.7.0 (Computer Modern Unicode, SIL OFL 1.1, the
+files of Debian's fonts-cmu, unmodified), drawn from Knuth's METAFONT
+sources: cmr10's widths within 0.9/1000 em, and the minus and en dash that
+matplotlib's cmr10.ttf lacks.
 
 vl-convert finds fonts through fontdb, which reads the fontconfig file named
 by ``FONTCONFIG_FILE``; pointing that at a file listing only our folder keeps
@@ -31,11 +37,22 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "STIXGeneral": ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf",
                     "STIXGeneralBolIta.ttf"),
 }
+#: figspec's own families, in compiler/fontfiles/ (see the module's docstring).
+OWN_FAMILIES: dict[str, tuple[str, ...]] = {
+    "CMU Serif": ("cmunrm.ttf", "cmunbx.ttf", "cmunti.ttf", "cmunbi.ttf"),
+}
+#: The face of a venue's LaTeX template: its body text.
+VENUE_FACES = {"neurips": "STIXGeneral", "iclr": "STIXGeneral", "icml": "STIXGeneral",
+               "cvpr": "STIXGeneral", "aaai": "STIXGeneral", "acl": "STIXGeneral",
+               "tmlr": "CMU Serif", "jmlr": "CMU Serif", "arxiv": "CMU Serif"}
 #: What a spec may write -> the family drawn.
 ALIASES = {"sans-serif": "DejaVu Sans", "sans": "DejaVu Sans", "serif": "STIXGeneral",
-           "stix": "STIXGeneral", "times": "STIXGeneral"}
-FAMILY_NAMES = ("serif", "sans-serif", "DejaVu Sans", "DejaVu Serif", "STIX")
+           "stix": "STIXGeneral", "times": "STIXGeneral", "computer modern": "CMU Serif",
+           "cm": "CMU Serif", "cmu": "CMU Serif", **VENUE_FACES}
+FAMILY_NAMES = ("serif", "sans-serif", "DejaVu Sans", "DejaVu Serif", "STIX", "times",
+                "Computer Modern", "CMU Serif", *VENUE_FACES)
 DEFAULT = "DejaVu Sans"
+_OWN_DIR = Path(__file__).parent / "fontfiles"
 
 
 def family_of(name: str) -> str | None:
@@ -43,7 +60,22 @@ def family_of(name: str) -> str | None:
     key = name.strip().lower()
     if key in ALIASES:
         return ALIASES[key]
-    return next((f for f in FAMILIES if f.lower() == key), None)
+    return next((f for f in (*FAMILIES, *OWN_FAMILIES) if f.lower() == key), None)
+
+
+def files_of(family: str) -> tuple[str, ...]:
+    """A family's files: regular, bold, italic, bold italic."""
+    return OWN_FAMILIES.get(family) or FAMILIES[family]
+
+
+def folder_of(family: str) -> Path | None:
+    """The folder holding a family's files (None: matplotlib is not installed)."""
+    return _OWN_DIR if family in OWN_FAMILIES else font_dir()
+
+
+def font_dirs() -> list[Path]:
+    """Every folder of shipped fonts: matplotlib's, where installed, and figspec's own."""
+    return [d for d in (font_dir(), _OWN_DIR) if d is not None]
 
 
 def font_dir() -> Path | None:
@@ -56,18 +88,19 @@ def font_dir() -> Path | None:
 
 def missing(family: str) -> list[str]:
     """The files of a family that are not installed (empty when all are)."""
-    folder = font_dir()
-    return [f for f in FAMILIES[family] if folder is None or not (folder / f).is_file()]
+    folder = folder_of(family)
+    return [f for f in files_of(family) if folder is None or not (folder / f).is_file()]
 
 
-def fontconfig_file(folder: Path) -> Path:
-    """A fontconfig file listing ``folder`` alone (in figspec's cache, else a
+def fontconfig_file(folders: list[Path]) -> Path:
+    """A fontconfig file listing ``folders`` alone (in figspec's cache, else a
     file of this process's own): named in ``FONTCONFIG_FILE`` while
     vl-convert loads its fonts, fontdb sees our fonts only."""
     from . import cache
 
+    dirs = "".join(f"<dir>{html.escape(str(folder))}</dir>" for folder in folders)
     text = ('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n'
-            f"<fontconfig><dir>{html.escape(str(folder))}</dir></fontconfig>\n")
+            f"<fontconfig>{dirs}</fontconfig>\n")
     return cache.put("fonts.conf", text.encode()) or _private("fonts.conf", text.encode())
 
 
@@ -137,10 +170,10 @@ def _undrawable_kind(ch: str) -> str | None:
 def _coverage(family: str) -> frozenset[int]:
     from fontTools.ttLib import TTFont
 
-    folder = font_dir()
+    folder = folder_of(family)
     if folder is None:
         return frozenset(range(32, 127))
-    return frozenset(TTFont(str(folder / FAMILIES[family][0]), lazy=True).getBestCmap())
+    return frozenset(TTFont(str(folder / files_of(family)[0]), lazy=True).getBestCmap())
 
 
 @memo("fonts.face")
@@ -150,9 +183,9 @@ def _face(family: str, face: int = 0
     glyph name) and units per em; read-only, as they are kept."""
     from fontTools.ttLib import TTFont  # ships with matplotlib; ~50 ms, only when needed
 
-    folder = font_dir()
+    folder = folder_of(family)
     if folder is None:
         return None
-    font = TTFont(str(folder / FAMILIES[family][face]), lazy=True)
+    font = TTFont(str(folder / files_of(family)[face]), lazy=True)
     return (MappingProxyType(dict(font.getBestCmap())),
             MappingProxyType(dict(font["hmtx"].metrics)), font["head"].unitsPerEm)

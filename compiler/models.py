@@ -471,7 +471,9 @@ class Legend(Model):
     title: str | None = Field(None, max_length=MAX_LABEL, description="Title of the colorbar.",
                               examples=["update ratio"])
     format: str | None = Field(None, description="d3-format specifier for the colorbar's labels "
-                               "(https://d3js.org/d3-format); default: Vega's choice.",
+                               "(https://d3js.org/d3-format). Default: the fewest decimals at "
+                               "which each label is within 1% of the domain's span of its value, "
+                               "so a narrow domain's ends show as they are (0.9998786).",
                                examples=[".2f"])
     orient: Literal["right", "bottom"] | None = Field(
         None, description="`right`: a vertical colorbar beside the plot, as tall as the cells. "
@@ -515,8 +517,11 @@ class Font(Model):
     figure looks the same on every machine."""
 
     family: str = Field(
-        "sans-serif", description="`serif` (STIX, a Times design: the body text of the NeurIPS, "
-        "ICML, ICLR, ACL and CVPR templates), `sans-serif` (DejaVu Sans), or a family by name.",
+        "sans-serif", description="`serif` or `times` (STIX, a Times design with Times' widths: "
+        "the body text of the NeurIPS, ICML, ICLR, ACL and CVPR templates), `Computer Modern` "
+        "(CMU Serif, cmr10's widths: LaTeX's default, of TMLR, JMLR and most arXiv preprints), "
+        "a venue's name for its template's face (`icml`, `tmlr`...), `sans-serif` (DejaVu "
+        "Sans), or a family by name.",
         examples=["serif"], json_schema_extra={"enum": list(FAMILY_NAMES)},
     )
     size: float | None = Field(None, ge=4, le=72, description="Size of labels and axis titles "

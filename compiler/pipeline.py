@@ -185,7 +185,7 @@ def failure(spec: Path, error: str | None, bug: bool) -> Diagnostic:
 def _check_font(loaded: LoadedSpec) -> None:
     """A family whose files are missing would draw no text at all (vl-convert
     drops text it has no font for): refuse it."""
-    from .fonts import family_of, font_dir, missing
+    from .fonts import family_of, folder_of, missing
 
     family = family_of(loaded.spec.font.family)
     assert family is not None  # the model checked the name
@@ -193,7 +193,7 @@ def _check_font(loaded: LoadedSpec) -> None:
     if lost:
         raise FigspecError([loaded.doc.diagnostic(
             ("font", "family"), f"font family {family!r} is not installed: {', '.join(lost)} "
-            f"missing from {font_dir() or 'matplotlib (not installed)'}",
+            f"missing from {folder_of(family) or 'matplotlib (not installed)'}",
             "reinstall figspec's fonts: pip install --force-reinstall matplotlib")])
 
 

@@ -45,16 +45,14 @@ def engine() -> Any:
 
 @memo("vega.engine")
 def _started() -> Any:
-    from .fonts import font_dir, fontconfig_file
+    from .fonts import font_dirs, fontconfig_file
 
-    folder = font_dir()
-    settings = {"TZ": "UTC"}
-    if folder is not None:
-        settings["FONTCONFIG_FILE"] = str(fontconfig_file(folder))
+    folders = font_dirs()
+    settings = {"TZ": "UTC", "FONTCONFIG_FILE": str(fontconfig_file(folders))}
     with _environment(settings):
         import vl_convert
 
-        if folder is not None:
+        for folder in folders:
             vl_convert.register_font_directory(str(folder))
         # Load the fonts and start the engine now, under these settings.
         vl_convert.vegalite_to_svg(_WARM_UP, allowed_base_urls=[], format_locale=LOCALE,

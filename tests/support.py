@@ -66,6 +66,12 @@ def spec_text(data: str = "path: ../data/cells.csv", modules: list[str] = MODULE
     return f"data:\n{data}\nmodules:\n{mods}\n" + textwrap.dedent(extra).lstrip("\n")
 
 
+def encoding(chart: dict) -> dict:
+    """The encoding of a heatmap's cells (colour, tooltip) in its Vega-Lite:
+    the first of its layers."""
+    return chart["layer"][0]["encoding"]
+
+
 # -- scenegraph ---------------------------------------------------------------
 
 def marks(node: Any, role: str, marktype: str | None = None) -> list[dict]:

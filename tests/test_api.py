@@ -19,7 +19,7 @@ def test_load_gives_the_altair_chart_and_saves_any_format(project: Path):
 
     support.write(project / "specs" / "fig.yaml", support.spec_text(extra="title: T\n"))
     fig = figspec.load("specs/fig.yaml")
-    assert isinstance(fig.chart, alt.Chart)
+    assert isinstance(fig.chart, alt.LayerChart)
     assert fig.chart.to_dict()["title"] == "T"
     for suffix in ("svg", "png", "pdf", "html"):
         path = fig.save(project / f"x.{suffix}")

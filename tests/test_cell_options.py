@@ -58,7 +58,7 @@ def test_mid_outside_the_domain_is_an_error(project: Path, run):
 def test_custom_colours_with_a_mid(project: Path):
     vl, _ = compiled(project, 'domain: [0, 1]\ncolor: {colors: ["#000000", "#ffffff", "#ff0000"],'
                               ' mid: 0.2}\n')
-    assert vl["encoding"]["color"]["scale"]["domain"] == [0, 0.2, 1]
+    assert support.encoding(vl)["color"]["scale"]["domain"] == [0, 0.2, 1]
 
 
 def test_reverse_flips_the_scheme(project: Path):

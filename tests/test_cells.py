@@ -194,6 +194,6 @@ def test_domain_nice_rounds_outward(project: Path):
     support.write_csv(project / "data" / "cells.csv", rows)
     for domain, want in (("", [0.096, 0.172]), ("domain: nice\n", [0.09, 0.18])):
         spec = support.write(project / "specs" / "fig.yaml", support.spec_text(extra=domain))
-        scale = compile_spec(spec)["encoding"]["color"]["scale"]
+        scale = support.encoding(compile_spec(spec))["color"]["scale"]
         assert scale["domain"] == pytest.approx(want)
         assert scale["domain"] == want or not domain  # round numbers, not 0.18000000000000002

@@ -261,7 +261,7 @@ def test_the_altair_chart_of_a_figure_with_a_colorbar_title_validates(project: P
     spec = support.write(project / "specs" / "fig.yaml", support.spec_text(
         extra="legend: {title: update ratio}\n"))
     chart = figspec.load(spec).chart
-    assert chart.to_dict(validate=True)["encoding"]["color"]["legend"]["title"] == "update ratio"
+    assert support.encoding(chart.to_dict(validate=True))["color"]["legend"]["title"] == "update ratio"
 
 
 def test_a_height_that_leaves_no_room_names_the_labels_and_the_smallest_height(

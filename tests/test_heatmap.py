@@ -176,9 +176,9 @@ def test_layer_axis_title(project: Path, setting: str, expected: list[str]):
 def test_the_tooltip_shows_the_value_in_full(project: Path):
     """Not in the colorbar's `.2f`: 0.14028 must not show as 0.14."""
     vl, _ = compiled(project, "legend: {format: .2f}\n")
-    (value,) = [t for t in vl["encoding"]["tooltip"] if t["field"] == "value"]
+    (value,) = [t for t in support.encoding(vl)["tooltip"] if t["field"] == "value"]
     assert value["format"] == ".15~g"  # d3: 15 significant digits, trailing zeros trimmed
-    assert vl["encoding"]["color"]["legend"]["format"] == ".2f"
+    assert support.encoding(vl)["color"]["legend"]["format"] == ".2f"
 
 
 def test_a_panel_keeps_the_tick_before_the_last_where_its_label_fits(project: Path):

@@ -31,10 +31,10 @@ def test_defaults_apply_under_every_spec_and_the_spec_wins(project: Path):
     va, vb = compile_spec(a, opts), compile_spec(b, opts)
     assert va["config"]["font"] == vb["config"]["font"] == "STIXGeneral"
     assert va["config"]["axis"]["labelFontSize"] == 8
-    assert va["encoding"]["color"]["scale"]["scheme"] == "redblue"
+    assert support.encoding(va)["color"]["scale"]["scheme"] == "redblue"
     # Mappings merge key by key: b keeps the default scheme and adds `reverse`.
-    assert vb["encoding"]["color"]["scale"]["scheme"] == "redblue"
-    assert vb["encoding"]["color"]["scale"]["reverse"] is True
+    assert support.encoding(vb)["color"]["scale"]["scheme"] == "redblue"
+    assert support.encoding(vb)["color"]["scale"]["reverse"] is True
     build([project / "specs"], opts)
     # Lists are replaced, not merged.
     assert support.figures(project / "out") == ["a.pdf", "a.svg", "b.png"]
@@ -48,8 +48,8 @@ def test_extends_merges_and_chains(project: Path):
                          support.spec_text(extra="extends: _base.yaml\ntitle: mine\n"))
     vl = compile_spec(spec, Options())
     assert vl["title"] == "mine"
-    assert vl["encoding"]["color"]["scale"]["scheme"] == "viridis"
-    assert vl["encoding"]["color"]["scale"]["domain"] == [0.1, 0.2]
+    assert support.encoding(vl)["color"]["scale"]["scheme"] == "viridis"
+    assert support.encoding(vl)["color"]["scale"]["domain"] == [0.1, 0.2]
     # Partial specs (`_name.yaml`) are not figures of their own.
     assert [r.spec.name for r in check([project / "specs"])] == ["fig.yaml"]
 

@@ -61,7 +61,9 @@ for t in threads:
 for t in threads:
     t.join()
 svgs = {open(f"out/f{i}.svg", "rb").read() for i in range(8)}
-print(json.dumps([len(registered), dict(os.environ) == before, len(svgs), errors,
+# A start registers each font folder (matplotlib's, figspec's own) once.
+print(json.dumps([len(registered) / max(1, len(set(registered))), dict(os.environ) == before,
+                  len(svgs), errors,
                   time.tzname[0]]))
 """
 

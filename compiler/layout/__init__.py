@@ -20,7 +20,7 @@ from typing import Any
 from ..cells import Table
 from ..models import Spec
 from .errors import FitError, LabelError, LayoutError
-from .fit import fit, span_colorbar, svg_size, with_smallest_width
+from .fit import fit, snap, span_colorbar, svg_size, with_smallest_width
 from .plan import NARROW, Plan, legend_bottom, panel_titles, plan
 from .scales import check_mid, color_domain, nice, png_scale, ticks
 from .slider import STEP_PARAM, steps_slider
@@ -57,12 +57,23 @@ __all__ = [
 class Figure:
     """What the renderer needs: the Vega-Lite, and how large to make the files."""
 
-    vegalite: dict[str, Any]
+    #: the Vega-Lite as laid out and checked, its cells' inner edges not yet
+    #: on the PNG's pixels (see ``vegalite``)
+    laid_out: dict[str, Any]
     png_scale: float
     #: SVG width and height attributes (``3.25in``) and the size in pt, for sized figures
     svg_size: tuple[str, str, float, float] | None = None
     #: the HTML page's Vega-Lite, where it differs: a run's steps behind a slider
     html_vegalite: dict[str, Any] | None = None
+
+    @property
+    def vegalite(self) -> dict[str, Any]:
+        """The self-contained Vega-Lite drawn: the cells meeting on the PNG's
+        pixels. Where the plots lie is measured on Vega's scenegraph each time
+        it is asked for (as long as drawing the SVG; never for a single heatmap
+        at a whole number of pixels per pt), so checking a figure never
+        measures it; a build asks once per figure."""
+        return snap(self.laid_out, self.png_scale)
 
 
 def figure(spec: Spec, tables: list[Table]) -> Figure:

@@ -38,6 +38,8 @@ def d3_number(fmt: str, value: float) -> str:
         text = format(value, spec)
     except ValueError:
         text = format(value, ".6g")
+    if "~" in fmt and "." in text and "e" not in text and not text.endswith("%"):
+        text = text.rstrip("0").rstrip(".")  # d3's `~` trims insignificant zeros
     return text.replace("-", "\u2212")
 
 
@@ -145,6 +147,40 @@ def _label_loc(spec: Spec) -> tuple[str | int, ...]:
 
 #: Room between colorbar labels: level ones (em), and one above the other (label heights).
 _TICK_GAP, _TICK_ROOM = 0.5, 1.2
+#: Without `legend.format`, a colorbar label stands within this share of the
+#: colour domain's span of the value it labels: 1.4 pt on a 144 pt colorbar,
+#: so the ends of a narrow domain read as they are (0.9998786, not 0.99988).
+LABEL_TOLERANCE = 0.01
+#: Labels at most this long are written in fixed point; longer ones (1e-9,
+#: 3e12) to as few significant digits as the tolerance allows, if shorter.
+_FIXED_LENGTH = 10
+
+
+def colorbar_format(spec: Spec, values: list[float], domain: tuple[float, float]) -> str:
+    """The d3-format of the colorbar's labels: ``legend.format``, else the
+    fewest decimals (zeros trimmed) at which every labelled value is written
+    within LABEL_TOLERANCE of the domain's span and no two labels are alike;
+    in significant digits where that is shorter (very large or small values)."""
+    if spec.legend.format:
+        return spec.legend.format
+    tolerance = LABEL_TOLERANCE * (domain[1] - domain[0])
+    fixed = next((f",.{d}~f" for d in range(16) if _faithful(f",.{d}~f", values, tolerance)),
+                 ".15~g")
+    if max(len(d3_number(fixed, v)) for v in values) <= _FIXED_LENGTH:
+        return fixed
+    general = next((f".{p}~g" for p in range(1, 16) if _faithful(f".{p}~g", values, tolerance)),
+                   ".15~g")
+    longest = {f: max(len(d3_number(f, v)) for v in values) for f in (fixed, general)}
+    return min((fixed, general), key=lambda f: longest[f])
+
+
+def _faithful(fmt: str, values: list[float], tolerance: float) -> bool:
+    """Whether each value written in ``fmt`` reads back within ``tolerance``,
+    and the labels differ."""
+    texts = [d3_number(fmt, v) for v in values]
+    read = [float(t.replace("\u2212", "-").replace(",", "")) for t in texts]
+    return len(set(texts)) == len(texts) and all(abs(r - v) <= tolerance
+                                                 for r, v in zip(read, values))
 
 
 def colorbar_overlap(spec: Spec, values: list[float], domain: tuple[float, float],
@@ -161,7 +197,7 @@ def colorbar_overlap(spec: Spec, values: list[float], domain: tuple[float, float
         return None if tight >= room else (f"{len(values)} labels on a colorbar {length:.3g} pt "
                                            f"long, {tight:.3g} pt apart, are {size:g} pt high")
     family = family_of(spec.font.family) or ""
-    fmt = spec.legend.format or ".6~g"
+    fmt = colorbar_format(spec, values, domain)
     widths = [text_width(family, d3_number(fmt, v)) * size for v in values]
     for (a, b), gap, wa, wb in zip(zip(values, values[1:]), gaps, widths, widths[1:]):
         if gap < (wa + wb) / 2 + _TICK_GAP * size:

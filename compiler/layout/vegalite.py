@@ -14,8 +14,8 @@ from ..cells import Table
 from ..fonts import family_of
 from ..models import Spec
 from .plan import Heatmap, Plan, plan
-from .scales import color_scale, ticks
-from .text import TITLE_OFFSET, label_size
+from .scales import color_scale, png_scale, ticks
+from .text import TITLE_OFFSET, colorbar_format, label_size
 
 
 def draft(spec: Spec, tables: list[Table], cell: tuple[float, float] | None = None
@@ -26,7 +26,7 @@ def draft(spec: Spec, tables: list[Table], cell: tuple[float, float] | None = No
 
 def emit(spec: Spec, chosen: Plan) -> dict[str, Any]:
     """The self-contained Vega-Lite of the figure."""
-    charts = [_heatmap(spec, chosen, h) for h in chosen.heatmaps]
+    charts = [_heatmap(spec, chosen, h, i) for i, h in enumerate(chosen.heatmaps)]
     if spec.panels is None:
         vl = charts[0]
     else:
@@ -67,7 +67,7 @@ _LABEL_STYLE = {0: {"labelAngle": 0, "labelAlign": "center"},
                 90: {"labelAngle": -90, "labelAlign": "right", "labelBaseline": "middle"}}
 
 
-def _heatmap(spec: Spec, chosen: Plan, h: Heatmap) -> dict[str, Any]:
+def _heatmap(spec: Spec, chosen: Plan, h: Heatmap, index: int) -> dict[str, Any]:
     """One heatmap."""
     table, view = h.table, h.view
     labels = [m.shown for m in table.modules]
@@ -86,13 +86,24 @@ def _heatmap(spec: Spec, chosen: Plan, h: Heatmap) -> dict[str, Any]:
     y = {"field": "layer", "type": "ordinal", "scale": {"domain": order}, "axis": y_axis}
     color = {"field": "value", "type": "quantitative", "scale": color_scale(spec, h.domain),
              "legend": _legend(spec, h, chosen.bottom)}
-    rect = {"mark": "rect", "encoding": {
-        "x": x, "y": y, "color": color,
+    width = len(labels) * chosen.cell[0]
+    prefix = "" if spec.panels is None else f"concat_{index}_"
+    cells: dict[str, Any] = {"mark": "rect", "encoding": {
+        **_cell_edges(prefix, width, chosen.plot_height, (0.0, 0.0), png_scale(spec)),
+        "color": color,
         "tooltip": [{"field": "layer", "type": "ordinal"}, {"field": "module", "type": "nominal"},
                     # In full, not in the colorbar's format (15 digits: as written).
                     {"field": "value", "type": "quantitative", "format": ".15~g"}]}}
-    chart: dict[str, Any] = {"data": {"values": table.records()},
-                             "width": len(labels) * chosen.cell[0], "height": chosen.plot_height}
+    # The scales and axes come from a layer drawing nothing: the cells place
+    # their edges themselves (see _cell_edges). A rect layer, so that the
+    # scales are bands, as the cells' are.
+    axes: dict[str, Any] = {"mark": "rect", "transform": [{"filter": "false"}],
+                            "encoding": {"x": x, "y": y}}
+    drawn = [cells, axes]
+    if h.annotation_size is not None:
+        drawn.append(_annotations(spec, x, y, h.scale_name, h.annotation_size))
+    chart: dict[str, Any] = {"data": {"values": table.records()}, "width": width,
+                             "height": chosen.plot_height, "layer": drawn}
     if h.title:
         chart["title"] = h.title
         overhang = (size - h.cell_height) / 2
@@ -102,11 +113,47 @@ def _heatmap(spec: Spec, chosen: Plan, h: Heatmap) -> dict[str, Any]:
             # this much (and Vega pads a text's bounds by half a point), this one no
             # labels: raised alike, the titles line up.
             chart["title"] = {"text": h.title, "offset": TITLE_OFFSET + overhang + 0.5}
-    if h.annotation_size is None:
-        chart.update(rect)
-    else:
-        chart["layer"] = [rect, _annotations(spec, x, y, h.scale_name, h.annotation_size)]
     return chart
+
+
+def _cell_edges(prefix: str, width: float, height: float, origin: tuple[float, float],
+                scale: float) -> dict[str, Any]:
+    """The cells' x, x2, y and y2: their bands' edges, moved to the nearest
+    device pixel of the PNG (``scale`` pixels per pt) given where the plot's
+    top left corner lies in the drawing (``origin``, pt), so that neighbouring
+    cells meet on a pixel boundary and anti-aliasing leaves no lighter seam
+    between them. The plot's own edges stay where they are: the drawing's
+    layout (its bounds) is the same whatever the origin, and SVG and PDF,
+    drawn from the same SVG, have the same coordinates."""
+    def edge(channel: str, band: str, extent: float, at: float, far: bool) -> dict[str, Any]:
+        e = f"scale('{prefix}{channel}', datum.{band})"
+        if far:
+            e = f"({e} + bandwidth('{prefix}{channel}'))"
+        return {"value": {"expr": f"{e} < 1e-6 ? 0 : {e} > {extent!r} - 1e-6 ? {extent!r} : "
+                          f"round(({at!r} + {e}) * {scale!r}) / {scale!r} - {at!r}"}}
+
+    return {"x": edge("x", "module", width, origin[0], False),
+            "x2": edge("x", "module", width, origin[0], True),
+            "y": edge("y", "layer", height, origin[1], False),
+            "y2": edge("y", "layer", height, origin[1], True)}
+
+
+def snap_cells(vl: dict[str, Any], scale: float,
+               origins: list[tuple[float, float]]) -> dict[str, Any]:
+    """A copy of ``vl`` with each heatmap's cells on the pixels of a PNG of
+    ``scale`` pixels per pt, its plot's top left corner lying at
+    ``origins[i]`` in the drawing (pt, as measured on Vega's scenegraph)."""
+    def snapped(chart: dict[str, Any], prefix: str, origin: tuple[float, float]
+                ) -> dict[str, Any]:
+        cells = chart["layer"][0]
+        edges = _cell_edges(prefix, chart["width"], chart["height"], origin, scale)
+        cells = {**cells, "encoding": {**cells["encoding"], **edges}}
+        return {**chart, "layer": [cells, *chart["layer"][1:]]}
+
+    if "concat" not in vl:
+        return snapped(vl, "", origins[0])
+    return {**vl, "concat": [snapped(chart, f"concat_{i}_", origin) for i, (chart, origin)
+                             in enumerate(zip(vl["concat"], origins))]}
 
 
 def _legend(spec: Spec, h: Heatmap, bottom: bool) -> dict[str, Any]:
@@ -126,8 +173,7 @@ def _legend(spec: Spec, h: Heatmap, bottom: bool) -> dict[str, Any]:
         if spec.legend.title:
             legend["encode"] = {"title": {"update": {"angle": {"value": 270},
                                                           "baseline": {"value": "top"}}}}
-    if spec.legend.format:
-        legend["format"] = spec.legend.format
+    legend["format"] = colorbar_format(spec, h.legend_values, h.domain)
     return legend
 
 
