@@ -70,6 +70,27 @@ class Tensor:
     def count(self) -> int:
         return math.prod(self.shape)
 
+    @property
+    def inputs(self) -> tuple[Path, ...]:
+        """The files its entries are made of, as the checkpoint's side names them."""
+        return (self.file,)
+
+
+@dataclass(frozen=True)
+class Computed(Tensor):
+    """A tensor whose entries are computed, not stored (a peft adapter's
+    merged weights, :mod:`figspec.sources.peft`): :class:`Files` asks it for
+    a chunk of its entries, as stored bytes of its ``dtype``."""
+
+    def compute_into(self, files: Files, first: int, count: int, buffer: bytearray
+                     ) -> memoryview:
+        raise NotImplementedError
+
+    def exact(self, other: Tensor, files: Files) -> dict[str, float] | None:
+        """Sums known exactly without reading its entries, against ``other``
+        (``dd``, ``update_rank`` as a count); None: none."""
+        return None
+
 
 # -- reading headers ---------------------------------------------------------------
 
@@ -463,6 +484,8 @@ class Files:
     def __init__(self) -> None:
         self.fds: dict[Path, int] = {}
         self.lock = threading.Lock()
+        #: what a computed tensor keeps while these files are open (its factors)
+        self.kept: dict[Any, Any] = {}
 
     def _fd(self, t: Tensor) -> int:
         with self.lock:
@@ -472,6 +495,8 @@ class Files:
             return self.fds[t.file]
 
     def read(self, t: Tensor, first: int, count: int) -> bytes:
+        if isinstance(t, Computed):
+            return bytes(t.compute_into(self, first, count, bytearray(count * DTYPES[t.dtype])))
         size = DTYPES[t.dtype]
         raw = os.pread(self._fd(t), count * size, t.start + first * size)
         if len(raw) != count * size:  # the file shrank since its header was read
@@ -480,6 +505,8 @@ class Files:
 
     def read_into(self, t: Tensor, first: int, count: int, buffer: bytearray) -> memoryview:
         """Entries first..first+count of ``t``, read into the front of ``buffer``."""
+        if isinstance(t, Computed):
+            return t.compute_into(self, first, count, buffer)
         size, fd = DTYPES[t.dtype], self._fd(t)
         view = memoryview(buffer)[:count * size]
         done = 0
