@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "figspec.sources.metrics", "figspec.sources.params")),
     ("load", ("figspec.yaml_reader", "figspec.finding")),
     ("spec", ("figspec.project", "figspec.models", "figspec.spec")),
-    ("sources", ("figspec.sources",)),
+    ("sources", ("figspec.sources", "figspec.sources.peft")),
     ("cells", ("figspec.cells", "figspec.views", "figspec.values")),
     ("layout", ("figspec.layout",)),
     ("render", ("figspec.render", "figspec.html")),
