@@ -273,14 +273,8 @@ def open_adapter(ctx: Context, folder: Path, model: dict[str, Tensor], stamps: S
     """The adapted model's tensors: every tensor of ``model`` (the base's
     headers), merged with the adapter in ``folder`` where it targets it."""
     config_path, weights = folder / CONFIG, folder / WEIGHTS
-    if not config_path.is_file():
-        raise ctx.error(at, f"{display_path(folder)} holds {WEIGHTS} but no {CONFIG}: a "
-                        "peft adapter needs its config (r, lora_alpha)", "copy the "
-                        f"{CONFIG} saved with the adapter into the folder")
+    _whole(ctx, folder, at)
     config = read_config(ctx, config_path, at)
-    if not weights.is_file():
-        raise ctx.error(at, f"{display_path(folder)} holds {CONFIG} but no {WEIGHTS}",
-                        "save the adapter with `model.save_pretrained(folder)` (safetensors)")
     if within is not None:
         within.check(weights)
         within.check(config_path)
@@ -302,6 +296,17 @@ def open_adapter(ctx: Context, folder: Path, model: dict[str, Tensor], stamps: S
                                    base=w0, config=config_path)
     _not_in_base(ctx, stored, model, at)
     return tensors
+
+
+def _whole(ctx: Context, folder: Path, at: tuple[Any, ...]) -> None:
+    """FigspecError for an adapter folder lacking one of its two files."""
+    if not (folder / CONFIG).is_file():
+        raise ctx.error(at, f"{display_path(folder)} holds {WEIGHTS} but no {CONFIG}: a "
+                        "peft adapter needs its config (r, lora_alpha)", "copy the "
+                        f"{CONFIG} saved with the adapter into the folder")
+    if not (folder / WEIGHTS).is_file():
+        raise ctx.error(at, f"{display_path(folder)} holds {CONFIG} but no {WEIGHTS}",
+                        "save the adapter with `model.save_pretrained(folder)` (safetensors)")
 
 
 def _plain(name: str) -> str:
@@ -372,7 +377,9 @@ def _module_of(ctx: Context, name: str) -> str:
 
 
 def no_base(ctx: Context, folder: Path, at: tuple[Any, ...]) -> FigspecError:
-    """An adapter named without the model it adapts."""
+    """An adapter named without the model it adapts (a folder lacking one of
+    its files says that first)."""
+    _whole(ctx, folder, at)
     named = ""
     try:
         settings = json.loads((folder / CONFIG).read_text())
