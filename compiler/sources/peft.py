@@ -189,9 +189,10 @@ class Merged(Computed):
         cols = self.shape[1]
         w = _values(files, self.base, r0 * cols, (r1 - r0) * cols).reshape(r1 - r0, cols)
         a, b = _factor(files, self.a), _factor(files, self.b)[r0:r1]
-        update = np.zeros_like(w)
+        update, term = np.zeros_like(w), np.empty_like(w)
         for k in range(a.shape[0]):
-            update += b[:, k:k + 1] * a[k]
+            np.multiply(b[:, k:k + 1], a[k], out=term)
+            update += term
         update *= self.scale
         w += update
         if self.magnitude is not None:
