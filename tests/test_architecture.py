@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("spec", ("figspec.project", "figspec.models", "figspec.spec")),
     # the sources; a checkpoint read where it lives (the Hub, a store) named too
     ("sources", ("figspec.sources", "figspec.sources.heads", "figspec.sources.hub",
-                 "figspec.sources.remote", "figspec.sources.inplace")),
+                 "figspec.sources.remote", "figspec.sources.inplace", "figspec.sources.peft")),
     ("cells", ("figspec.cells", "figspec.views", "figspec.values")),
     ("layout", ("figspec.layout",)),
     ("render", ("figspec.render", "figspec.html")),

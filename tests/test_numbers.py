@@ -289,7 +289,7 @@ def test_a_run_s_numbers_are_per_step(project: Path, run, monkeypatch, tmp_path)
 
 REPO = Path(__file__).resolve().parent.parent
 GALLERY = ["checkpoint_relative_change", "trajectory_changed_fraction",
-           "two_runs_update_cosine", "checkpoint_heads"]
+           "two_runs_update_cosine", "checkpoint_heads", "lora_run"]
 
 
 def clone_without_checkpoints(root: Path) -> Path:

@@ -33,7 +33,7 @@ from typing import Any
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from ..files import BadPath, Stamp, resolved
 from ..session import Option, Reduction
-from . import Context, Rows, Source, Where, inplace, metrics, numbers
+from . import Context, Rows, Source, Where, inplace, metrics, numbers, peft
 from .metrics import SUMS, changed_key, option_of
 from .params import module_matcher
 from .reduce import reduce_all
@@ -66,12 +66,16 @@ class Checkpoint(Source):
     (step 200)")."""
 
     def __init__(self, keys: dict[str, str] | None = None,
-                 names: dict[str, str] | None = None, *, step: int | None = None) -> None:
+                 names: dict[str, str] | None = None, *, step: int | None = None,
+                 model: str | None = None) -> None:
         self.keys = {"checkpoint": "checkpoint", "base": "base", **(keys or {})}
         self.names = {"checkpoint": "the checkpoint", "base": "the base", **(names or {})}
         self.at = ("data", self.keys["checkpoint"])
         #: the run's step this pair is (its committed numbers say so)
         self.step = step
+        #: the model a peft adapter on either side adapts, where `base` is not it
+        #: (a run's previous step); None: `base`
+        self.model = model
 
     def read(self, ctx: Context) -> Rows:
         data = ctx.data
@@ -130,11 +134,11 @@ class Checkpoint(Source):
 
     def _sides(self, ctx: Context, pair: Pair) -> dict[str, dict[str, Any]]:
         """The identity of each side of the pair, as committed."""
-        files = {"checkpoint": [t.file for t in pair.chosen.values()]}
+        files = {"checkpoint": [f for t in pair.chosen.values() for f in t.inputs]}
         if pair.config is not None:  # the heads it cut are the pair's too
             files["checkpoint"].append(pair.config)
         if pair.base is not None:
-            files["base"] = [pair.base[n].file for n in pair.chosen]
+            files["base"] = [f for n in pair.chosen for f in pair.base[n].inputs]
         out: dict[str, dict[str, Any]] = {}
         for key, some in files.items():
             found = inplace.located(ctx, getattr(ctx.data, key), ("data", self.keys[key]))
@@ -145,6 +149,11 @@ class Checkpoint(Source):
             out[key] = {**numbers.side(getattr(ctx.data, key), folder,
                                         [f for f in some if isinstance(f, Path)],
                                         ctx.session.parsed), "folder": folder}
+        model = _model_files(pair)
+        if self.model is not None and model:  # adapters of a model that is not `base`
+            folder = ctx.rooted(self.model, ("data", "base"))
+            out["model"] = {**numbers.side(self.model, folder, model, ctx.session.parsed),
+                            "folder": folder}
         return out
 
     def _commit(self, ctx: Context, pair: Pair, sums: dict[str, dict[str, float]]) -> None:
@@ -201,6 +210,10 @@ class Checkpoint(Source):
         except CheckpointError as e:
             raise self.error(ctx, e) from None
         chosen, modules = self._tensors(ctx, tuned)
+        peft.check_drawn(ctx, chosen, ("data", self.keys["checkpoint"]))
+        if base is not None:
+            peft.check_drawn(ctx, {n: base[n] for n in chosen if n in base},
+                             ("data", self.keys["base"]))
         try:  # only the tensors drawn need a dtype figspec reads
             readable(chosen, base)
         except CheckpointError as e:
@@ -232,13 +245,33 @@ class Checkpoint(Source):
         return ctx.error(("data", self.keys[key]), e.text(), e.hint)
 
     def _open(self, ctx: Context, key: str) -> dict[str, Tensor]:
-        found = inplace.located(ctx, getattr(ctx.data, key), ("data", self.keys[key]))
+        at = ("data", self.keys[key])
+        found = inplace.located(ctx, getattr(ctx.data, key), at)
         if found is not None:  # the Hub, a store: read in place
             return inplace.tensors(ctx, found)
-        path, folder, shown = ctx.locate(getattr(ctx.data, key), ("data", self.keys[key]))
+        path, folder, shown = ctx.locate(getattr(ctx.data, key), at)
         pickles = pickle_weights(path)
         if pickles:
-            raise ctx.error(("data", self.keys[key]), *pickle_message(display_path(path), pickles))
+            raise ctx.error(at, *pickle_message(display_path(path), pickles))
+        within = Within(folder, shown) if folder else None
+        if peft.is_adapter(path):  # the model's tensors, merged with the adapter's update
+            model = self.model if self.model is not None else \
+                (ctx.data.base if key == "checkpoint" else None)
+            if model is None:
+                raise peft.no_base(ctx, path, at)
+            return peft.open_adapter(ctx, path, self._model(ctx, model), ctx.stamps, within, at)
+        return open_checkpoint(path, ctx.stamps, within)
+
+    def _model(self, ctx: Context, written: str) -> dict[str, Tensor]:
+        """The headers of the model an adapter adapts (`base`)."""
+        path, folder, shown = ctx.locate(written, ("data", "base"))
+        if peft.is_adapter(path):
+            raise ctx.error(("data", "base"), f"{display_path(path)} is a peft adapter too: "
+                            "an adapter's base is the model it adapts",
+                            "give `base:` the model's folder")
+        pickles = pickle_weights(path)
+        if pickles:
+            raise ctx.error(("data", "base"), *pickle_message(display_path(path), pickles))
         return open_checkpoint(path, ctx.stamps, Within(folder, shown) if folder else None)
 
     def path(self, ctx: Context, key: str) -> Path:
@@ -319,8 +352,9 @@ class Checkpoint(Source):
     @staticmethod
     def _pair_key(chosen: dict[str, Tensor], base: dict[str, Tensor] | None, data: Any,
                   stamps: dict[Path, Stamp]) -> str:
-        files = sorted({t.file for t in chosen.values()} |
-                       {base[n].file for n in chosen if base and n in base}, key=str)
+        files = sorted({f for t in chosen.values() for f in t.inputs} |
+                       {f for n in chosen if base and n in base for f in base[n].inputs} |
+                       set(_model_files(Pair(chosen, base, ""))), key=str)
         return _cache_key(files, data, stamps)
 
     @staticmethod
@@ -486,6 +520,13 @@ def pickle_message(what: str, pickles: list[str]) -> tuple[str, str]:
             "convert it: load the model and `model.save_pretrained(folder, "
             "safe_serialization=True)`, or `safetensors.torch.save_file(torch.load(p, "
             "weights_only=True), 'model.safetensors')`")
+
+
+def _model_files(pair: Pair) -> list[Path]:
+    """The files of the model a peft adapter's merged tensors are made of."""
+    sides = [pair.chosen] + ([pair.base] if pair.base is not None else [])
+    return sorted({t.base.file for side in sides for n, t in side.items()
+                   if n in pair.chosen and isinstance(t, peft.Merged)})
 
 
 #: A layer index as a tensor name writes it: ASCII digits.

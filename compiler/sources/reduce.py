@@ -13,7 +13,7 @@ from typing import Any
 
 from ..session import Option, cores
 from .metrics import SUMS, changed_key
-from .safetensors import DTYPES, CheckpointError, Files, Tensor
+from .safetensors import DTYPES, CheckpointError, Computed, Files, Tensor
 
 #: Entries reduced at a time (512 KB of BF16 per checkpoint): a chunk's sums
 #: are the kernel's unit, so this fixes the order of every sum.
@@ -60,6 +60,15 @@ def reduce_pair(t: Tensor, b: Tensor | None, files: Files, options: frozenset[Op
     return out
 
 
+def _exact(t: Tensor, b: Tensor, sums: dict[str, float], files: Files) -> None:
+    """‖T − B‖² where it is known exactly without the entries (a peft
+    adapter's update, from its factors: :mod:`figspec.sources.peft`)."""
+    exact = t.exact(b, files) if isinstance(t, Computed) else None
+    if exact is not None:
+        sums.pop("scaled:dd", None)
+        sums["dd"] = exact["dd"]
+
+
 def _single(t: Tensor, files: Files, buf: _Buffers, path: str, scale: float
             ) -> dict[str, float]:
     from . import kernel
@@ -103,6 +112,7 @@ def reduce_against(ts: list[Tensor], b: Tensor, files: Files, options: frozenset
         if again:
             _take_scaled(sums, _against([t], b, files, wanted, buf, path, 2.0 ** -SCALE)[0],
                          again)
+        _exact(t, b, sums, files)
     return out
 
 
@@ -158,6 +168,9 @@ def rank(t: Tensor, b: Tensor, files: Files) -> float:
 
     if len(t.shape) != 2:
         raise CheckpointError("update_rank needs a matrix", t.file, t.name)
+    exact = t.exact(b, files) if isinstance(t, Computed) else None
+    if exact is not None:  # a peft adapter's update: from its factors
+        return exact["rank"]
     with np.errstate(all="ignore"):  # non-finite weights are reported, not warned
         d = _as_float32(files.values(t, files.read(t, 0, t.count)), t.dtype)
         d -= _as_float32(files.values(b, files.read(b, 0, b.count)), b.dtype)

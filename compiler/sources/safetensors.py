@@ -89,6 +89,27 @@ class Tensor:
     def count(self) -> int:
         return math.prod(self.shape)
 
+    @property
+    def inputs(self) -> tuple[Path, ...]:
+        """The files its entries are made of, as the checkpoint's side names them."""
+        return (self.file,)
+
+
+@dataclass(frozen=True)
+class Computed(Tensor):
+    """A tensor whose entries are computed, not stored (a peft adapter's
+    merged weights, :mod:`figspec.sources.peft`): :class:`Files` asks it for
+    a chunk of its entries, as stored bytes of its ``dtype``."""
+
+    def compute_into(self, files: Files, first: int, count: int, buffer: bytearray
+                     ) -> memoryview:
+        raise NotImplementedError
+
+    def exact(self, other: Tensor, files: Files) -> dict[str, float] | None:
+        """Sums known exactly without reading its entries, against ``other``
+        (``dd``, ``update_rank`` as a count); None: none."""
+        return None
+
 
 # -- reading headers ---------------------------------------------------------------
 
@@ -506,6 +527,8 @@ class Files:
         #: shards read in place: by byte ranges, a block at a time per thread
         self.reader = Reader()
         self.blocks = threading.local()
+        #: what a computed tensor keeps while these files are open (its factors)
+        self.kept: dict[Any, Any] = {}
 
     def _fd(self, t: Tensor) -> int:
         assert isinstance(t.file, Path)
@@ -516,6 +539,8 @@ class Files:
             return self.fds[t.file]
 
     def read(self, t: Tensor, first: int, count: int) -> bytes:
+        if isinstance(t, Computed):
+            return bytes(t.compute_into(self, first, count, bytearray(count * DTYPES[t.dtype])))
         size = DTYPES[t.dtype]
         if t.segment:
             return bytes(self.read_into(t, first, count, bytearray(count * size)))
@@ -528,6 +553,8 @@ class Files:
 
     def read_into(self, t: Tensor, first: int, count: int, buffer: bytearray) -> memoryview:
         """Entries first..first+count of ``t``, read into the front of ``buffer``."""
+        if isinstance(t, Computed):
+            return t.compute_into(self, first, count, buffer)
         size = DTYPES[t.dtype]
         view = memoryview(buffer)[:count * size]
         if t.segment:

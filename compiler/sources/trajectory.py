@@ -221,7 +221,8 @@ def _pairs(ctx: Context, drawn: list[Step]) -> list[tuple[Checkpoint, Context, b
                  "base": f"the previous step (step {chained.step})" if chained else "the base"}
         pair = data.model_copy(update={"checkpoint": s.written, "base": against,
                                        "checkpoints": None})
-        out.append((Checkpoint(keys, names, step=s.step), replace(ctx, data=pair),
+        out.append((Checkpoint(keys, names, step=s.step, model=data.base if chained else None),
+                    replace(ctx, data=pair),
                     chained is None and data.base is not None))
         previous = s
     return out

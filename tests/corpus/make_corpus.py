@@ -305,3 +305,25 @@ _HEADS = "  base: ../data/ckpt/heads\n  metric: relative_change\n"
     "data:\n  checkpoint: ../data/ckpt/heads\n" + _HEADS + "  heads: [q_proj, v_proj]\n" + CKMODS)
 (INV / "heads_without_checkpoint.yaml").write_text(
     "data:\n  path: ../data/good.csv\n  heads: true\n" + MODS)
+
+# -- peft adapters that are not one, or not of this base (the base: ckpt/base)
+_LORA = {f"base_model.model.{NAMES[0][:-len('.weight')]}.lora_{x}.weight": (1, 2, 3, 4)
+         for x in "AB"}
+_ADAPTER_CONFIG = {"peft_type": "LORA", "r": 2, "lora_alpha": 4,
+                   "base_model_name_or_path": "meta-llama/Llama-3.2-1B"}
+for case, config in {"adapter_no_config": None, "adapter_bad_config": "{not json",
+                     "adapter_ia3": _json.dumps({**_ADAPTER_CONFIG, "peft_type": "IA3"}),
+                     "adapter_good": _json.dumps(_ADAPTER_CONFIG),
+                     "adapter_misfit": _json.dumps({**_ADAPTER_CONFIG, "r": 1})}.items():
+    _write(case, _safetensors(_LORA), "adapter_model.safetensors")
+    if config is not None:
+        (CK / case / "adapter_config.json").write_text(config)
+for case in ("adapter_no_config", "adapter_bad_config", "adapter_ia3", "adapter_misfit"):
+    (INV / f"checkpoint_{case}.yaml").write_text(
+        f"data:\n  checkpoint: ../data/ckpt/{case}\n  base: ../data/ckpt/base\n"
+        f"  metric: relative_change\n" + CKMODS)
+(INV / "checkpoint_adapter_no_base.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/adapter_good\n  metric: norm\n" + CKMODS)
+(INV / "checkpoint_adapter_base_is_an_adapter.yaml").write_text(
+    "data:\n  checkpoint: ../data/ckpt/adapter_good\n  base: ../data/ckpt/adapter_good\n"
+    "  metric: relative_change\n" + CKMODS)
