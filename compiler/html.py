@@ -111,15 +111,15 @@ def font_faces(family: str, vl: dict[str, Any]) -> str:
     character of the chart's strings."""
     import base64
 
-    from .fonts import FAMILIES, font_dir
+    from .fonts import FAMILIES, OWN_FAMILIES, files_of, folder_of
 
-    folder = font_dir()
-    if family not in FAMILIES or folder is None:
+    folder = folder_of(family) if family in FAMILIES or family in OWN_FAMILIES else None
+    if folder is None:
         return ""
     text = "".join(chr(c) for c in range(32, 127)) + "\u2212\u00b5\u2026\u00b0" + \
         json.dumps(vl, ensure_ascii=False)
     rules = []
-    for weight, name in (("normal", FAMILIES[family][0]), ("bold", FAMILIES[family][1])):
+    for weight, name in (("normal", files_of(family)[0]), ("bold", files_of(family)[1])):
         data = base64.b64encode(_subset(folder / name, text)).decode("ascii")
         rules.append(f"@font-face{{font-family:{script_json(family)};font-weight:{weight};"
                      f"src:url(data:font/ttf;base64,{data}) format('truetype')}}")
@@ -140,18 +140,21 @@ def svg_with_fonts(svg: str) -> str:
     page add up rather than one hiding the other. Same input, same bytes."""
     import base64
 
-    from .fonts import FAMILIES, font_dir
+    from .fonts import files_of, folder_of
 
-    folder, tag = font_dir(), _SVG_TAG.search(svg)
+    tag = _SVG_TAG.search(svg)
     used = _faces_used(svg) if tag else {}
-    if folder is None or tag is None or not used:
+    if tag is None or not used:
         return svg
     rules = []
     for (family, face), chars in sorted(used.items()):
         text = "".join(sorted(chars))
         # WOFF: zlib, so no new dependency (WOFF2 needs brotli), and half
         # the size of TTF; the font keeps its licence text (its name table).
-        font = _subset(folder / FAMILIES[family][face], text, flavor="woff")
+        folder = folder_of(family)
+        if folder is None:  # matplotlib's fonts, not installed
+            continue
+        font = _subset(folder / files_of(family)[face], text, flavor="woff")
         data = base64.b64encode(font).decode("ascii")
         ranges = ",".join(f"U+{ord(ch):X}" for ch in text)
         rules.append(f"@font-face{{font-family:{json.dumps(family)};"
@@ -167,10 +170,10 @@ def _faces_used(svg: str) -> dict[tuple[str, int], set[str]]:
     SVG's text is drawn in; font attributes are inherited, as CSS does."""
     import xml.etree.ElementTree as ET
 
-    from .fonts import FAMILIES
+    from .fonts import FAMILIES, OWN_FAMILIES
 
     used: dict[tuple[str, int], set[str]] = {}
-    names = {f.lower(): f for f in FAMILIES}
+    names = {f.lower(): f for f in (*FAMILIES, *OWN_FAMILIES)}
 
     def walk(el: ET.Element, font: dict[str, str]) -> None:
         font = font | {k: v for k, v in el.attrib.items() if k.startswith("font-")}
@@ -195,7 +198,9 @@ def _subset(path: Path, text: str, flavor: str | None = None) -> bytes:
 
     options = subset.Options()
     options.name_IDs = ["*"]
-    options.drop_tables += ["FFTM"]  # FontForge's timestamps: not needed, and not reproducible
+    # FontForge's timestamps (not needed, and not reproducible); CMU Serif's
+    # TeX metrics table, which fontTools cannot subset (and says so on stderr)
+    options.drop_tables += ["FFTM", "TeX "]
     font = subset.load_font(str(path), options)
     font.recalcTimestamp = False  # else `head.modified` is the time of the build
     subsetter = subset.Subsetter(options)

@@ -461,8 +461,8 @@ def test_a_notebook_svg_output_draws_in_its_embedded_fonts(browser, project: Pat
     assert renamed.count("figspec embedded") == shown.count("STIXGeneral") > 2
     absent = built.replace('"STIXGeneral"', '"figspec absent"')
 
-    def img(svg: str) -> str:  # one to a line, each at a whole pixel
-        return (f'<div><img src="data:image/svg+xml;base64,'
+    def img(svg: str) -> str:  # one to a line, each at a whole pixel (whatever its height)
+        return (f'<div style="height:1000px"><img src="data:image/svg+xml;base64,'
                 f'{base64.b64encode(svg.encode()).decode()}"></div>')
 
     page_file = project / "cell.html"

@@ -145,3 +145,23 @@ def test_a_gallery_figure_shows_with_its_fonts_small_and_alike_every_time(tmp_pa
         here, _ = DisplayFormatter().format(figspec.load(REPO / "specs" / f"{name}.yaml"))
         assert here["image/svg+xml"] == shown_svg
     assert len(shown(cells[1])["data"]["image/svg+xml"]) < 60_000
+
+
+def test_a_computer_modern_figure_shows_in_its_own_face(project: Path, capfd):
+    """figspec's own family (CMU Serif, in compiler/fontfiles/) is embedded in
+    the shown SVG and in the HTML page, as matplotlib's families are, and
+    cutting it down prints nothing (its TeX table is dropped, not warned about)."""
+    import figspec
+
+    support.write(project / "specs" / "fig.yaml", support.spec_text(
+        extra="font: {family: cm, size: 8}\n"))
+    fig = figspec.load(project / "specs" / "fig.yaml")
+    svg = fig._repr_mimebundle_()[0]["image/svg+xml"]
+    faces = embedded_faces(svg)
+    assert {family for family, _ in faces} == {"CMU Serif"}
+    for face, chars in drawn_in(svg).items():
+        assert set(chars) - {" "} <= faces[face], face
+    page = fig.html().data
+    page = page.decode() if isinstance(page, bytes) else page
+    assert re.search(r"@font-face\{font-family:\"CMU Serif\";font-weight:normal", page)
+    assert "TeX" not in capfd.readouterr().err

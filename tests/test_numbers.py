@@ -321,6 +321,18 @@ def test_the_gallery_s_checkpoint_figures_build_in_a_clone_without_checkpoints(
     assert run("check")[0] == 0
 
 
+def test_the_gallery_s_committed_numbers_are_its_checkpoints_own(tmp_path: Path, run):
+    """Built where the checkpoints are, with a cold cache, every gallery figure
+    finds its committed numbers current: no note says a file changed (a heads
+    figure's config.json once did, at every build), none is rewritten."""
+    before = {n: (REPO / "specs" / f"{n}.numbers.json").read_bytes() for n in GALLERY}
+    specs = [str(REPO / "specs" / f"{n}.yaml") for n in GALLERY]
+    code, _, err = run("build", "--out", str(tmp_path / "out"), *specs)
+    assert code == 0, err
+    assert "changed since" not in err, err
+    assert before == {n: (REPO / "specs" / f"{n}.numbers.json").read_bytes() for n in GALLERY}
+
+
 def test_the_hook_without_checkpoints_passes_a_title_edit_and_refuses_a_broken_spec(
         tmp_path: Path, monkeypatch, run):
     monkeypatch.chdir(clone_without_checkpoints(tmp_path / "clone"))

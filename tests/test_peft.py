@@ -56,8 +56,8 @@ def check(run, project: Path, adapter: Path, tuned: dict[str, ref.Stored],
     base = ref.read_checkpoint(base_of(adapter))
     modules = modules_of(tuned, kind)
     panels = [{"title": t, "data": {"metric": m, **o}, "modules": modules}
-              for t, m, o in cases if not (kind == "bias" and m in ("relative_change",
-                                                                     "cosine", "update_rank"))]
+              for t, m, o in cases if not (kind == "bias" and m in (
+                  "relative_change", "cosine", "update_rank", "update_rank_absolute"))]
     data = {"checkpoint": str(adapter), "base": str(base_of(adapter)), "metric": "norm",
             "tensor": kind}
     rows, _ = table(run, project, f"data: {json.dumps(data)}\npanels: {json.dumps(panels)}\n")

@@ -83,8 +83,8 @@ class Checkpoint(Source):
         if held is not None:  # the checkpoints are not here: their committed numbers are
             return self._from_numbers(ctx, held)
         pair = self.plan(ctx)
-        chosen, base, key = pair.chosen, pair.base, pair.key
-        sums = self._sums(ctx, key, chosen, base)
+        chosen = pair.chosen
+        sums = self._sums(ctx, pair)
         if sums is None:  # checking: the values are not known without reading the pair
             ctx.session.unchecked.add(ctx.doc.path)
             values = {name: 0.0 for name in chosen}
@@ -152,7 +152,8 @@ class Checkpoint(Source):
         model = _model_files(pair)
         if self.model is not None and model:  # adapters of a model that is not `base`
             folder = ctx.rooted(self.model, ("data", "base"))
-            out["model"] = {**numbers.side(self.model, folder, model, ctx.session.parsed),
+            local = [f for f in model if isinstance(f, Path)]  # adapters are local files
+            out["model"] = {**numbers.side(self.model, folder, local, ctx.session.parsed),
                             "folder": folder}
         return out
 
@@ -367,12 +368,12 @@ class Checkpoint(Source):
             if data.metric in metrics.RANKS:
                 request.ranks.update(chosen)
 
-    def _sums(self, ctx: Context, key: str, chosen: dict[str, Tensor],
-              base: dict[str, Tensor] | None) -> dict[str, dict[str, float]] | None:
+    def _sums(self, ctx: Context, pair: Pair) -> dict[str, dict[str, float]] | None:
         """The sums of every tensor the session wants of the pair: from this
         session, else figspec's cache, else (building) one pass over the pair.
         None when checking and they are not known yet."""
-        need = self.todo(ctx, Pair(chosen, base, key))
+        key, base = pair.key, pair.base
+        need = self.todo(ctx, pair)  # the pair as planned: its config.json is its identity too
         if not need.tensors:
             ctx.session.sums[key] = need.sums
             return need.sums
@@ -522,11 +523,11 @@ def pickle_message(what: str, pickles: list[str]) -> tuple[str, str]:
             "weights_only=True), 'model.safetensors')`")
 
 
-def _model_files(pair: Pair) -> list[Path]:
+def _model_files(pair: Pair) -> list[File]:
     """The files of the model a peft adapter's merged tensors are made of."""
     sides = [pair.chosen] + ([pair.base] if pair.base is not None else [])
     return sorted({t.base.file for side in sides for n, t in side.items()
-                   if n in pair.chosen and isinstance(t, peft.Merged)})
+                   if n in pair.chosen and isinstance(t, peft.Merged)}, key=str)
 
 
 #: A layer index as a tensor name writes it: ASCII digits.

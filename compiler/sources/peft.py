@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..diagnostics import FigspecError, display_path
 from ..files import TooLarge, read_stamped
-from .safetensors import Computed, Files, Stamps, Tensor, Within, read_header
+from .safetensors import Computed, File, Files, Stamps, Tensor, Within, read_header
 
 if TYPE_CHECKING:
     from . import Context
@@ -161,7 +161,7 @@ class Merged(Computed):
     misfit: str | None = None
 
     @property
-    def inputs(self) -> tuple[Path, ...]:
+    def inputs(self) -> tuple[File, ...]:
         return (self.file, self.config)
 
     @property

@@ -90,7 +90,7 @@ class Tensor:
         return math.prod(self.shape)
 
     @property
-    def inputs(self) -> tuple[Path, ...]:
+    def inputs(self) -> tuple[File, ...]:
         """The files its entries are made of, as the checkpoint's side names them."""
         return (self.file,)
 

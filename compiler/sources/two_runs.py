@@ -31,7 +31,7 @@ from ..diagnostics import Diagnostic, FigspecError, display_path
 from . import Context, Rows, Where, metrics, numbers
 from .checkpoint import Checkpoint, Pair
 from .metrics import TRIPLE_SUMS
-from .safetensors import CheckpointError, Files, Tensor
+from .safetensors import CheckpointError, Files, Tensor, shown_file
 
 #: Bump when what is cached changes meaning.
 CACHE_VERSION = 1
@@ -77,7 +77,7 @@ class TwoRuns(Checkpoint):
         else:
             values = self._values(ctx, triple.chosen, sums)
             self._commit(ctx, triple, sums)
-        shown = {f: display_path(f) for f in {t.file for t in triple.chosen.values()}}
+        shown = {f: shown_file(f) for f in {t.file for t in triple.chosen.values()}}
         rows = [(Where(shown[t.file], what=f"tensor `{name}`"),
                  {data.param: name, data.value: values[name]})
                 for name, t in triple.chosen.items()]
@@ -142,17 +142,14 @@ class TwoRuns(Checkpoint):
         return ctx.error(("data", self.keys[key]), e.text(), e.hint)
 
     def _sides(self, ctx: Context, pair: Pair) -> dict[str, dict[str, Any]]:
-        """The identity of each of the three sides, as committed."""
+        """The identity of each of the three sides, as committed: the
+        checkpoint's and the base's as a pair's, `other`'s as the checkpoint
+        of its own pair against the base (local, remote or an adapter alike)."""
         assert isinstance(pair, Triple)
-        files = {"checkpoint": [t.file for t in pair.chosen.values()],
-                 "other": [t.file for t in pair.other.values()]}
-        if pair.base is not None:
-            files["base"] = [pair.base[n].file for n in pair.chosen]
-        out = {}
-        for key, some in files.items():
-            folder = self.path(ctx, key)
-            out[key] = {**numbers.side(getattr(ctx.data, key), folder, some,
-                                        ctx.session.parsed), "folder": folder}
+        out = super()._sides(ctx, pair)
+        second, second_ctx = self._second(ctx)
+        out["other"] = second._sides(second_ctx, Pair(pair.other, pair.base, pair.key)
+                                     )["checkpoint"]
         return out
 
     def _triple_sums(self, ctx: Context, triple: Triple) -> dict[str, dict[str, float]] | None:
