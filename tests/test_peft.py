@@ -234,3 +234,22 @@ def test_factors_that_do_not_fit_the_base(project: Path, run):
     err = check_error(run, project, "../adapter", LLAMA)
     assert "module `model.layers.0.self_attn.q_proj` of the adapter does not fit the base: " \
         "lora_A is [4, 16]" in err
+
+
+@pytest.mark.parametrize("metric", ref.TWO_RUNS)
+def test_two_adapters_updates_against_each_other_are_their_merged_weights(project: Path, run,
+                                                                           metric):
+    """`other:` an adapter too: two adapters of one base (LoRA, rsLoRA), their
+    updates compared as those of their merged weights."""
+    one, two = PEFT / "llama-lora", PEFT / "llama-rslora"
+    base_folder = base_of(one / "adapter")
+    data = {"checkpoint": str(one / "adapter"), "other": str(two / "adapter"),
+            "base": str(base_folder), "metric": metric}
+    modules = modules_of(merged(one / "merged"))
+    rows, _ = table(run, project, f"data: {json.dumps(data)}\nmodules: {json.dumps(modules)}\n")
+    t, o, b = merged(one / "merged"), merged(two / "merged"), ref.read_checkpoint(base_folder)
+    for row in rows:
+        name = f"model.layers.{row['layer']}.{row['module']}.weight"
+        want = ref.two_runs(metric, t[name], o[name], b[name])
+        assert ref.close(float(row["value"]), want, 1e-9), (row, want)
+    assert len(rows) == len(modules) * 2
