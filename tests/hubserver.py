@@ -207,6 +207,9 @@ class _Handler(BaseHTTPRequestHandler):
             hashlib.sha1(body).hexdigest()
         if fault and fault[0] == "changed":
             etag = hashlib.sha256(b"another content").hexdigest()
+        asked = self.headers.get("If-Match")
+        if asked and asked.removeprefix("W/").strip('"') != etag:  # RFC 9110 13.1.1
+            return self._json(412, {"error": "Precondition Failed"})
         start, end, status = 0, len(body), 200
         rng = self.headers.get("Range")
         if rng and rng.startswith("bytes=") and not (fault and fault[0] == "no-range"):

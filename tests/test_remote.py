@@ -188,7 +188,8 @@ def _free_port() -> int:
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, str]]:
     """moto's S3 server on 127.0.0.1, as the endpoint of s3fs (credentials from
     the environment, as boto reads them)."""
-    pytest.importorskip("s3fs")
+    s3fs = pytest.importorskip("s3fs")
+    s3fs.S3FileSystem.clear_instance_cache()  # one made for another test's server
     server_module = pytest.importorskip("moto.server")
     port = _free_port()
     server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -206,6 +207,7 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[object, str]]:
         yield client, url
     finally:
         server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 def test_an_s3_pair_is_read_in_place(project: Path, run, s3):
@@ -282,3 +284,77 @@ def test_a_checkpoint_on_a_web_server_is_read_in_place(project: Path, run, hub: 
     assert code == 0, err
     assert sums(project) == local
     assert hub.sent - sent == drawn_bytes(folders)
+
+
+def _upload(client, project: Path) -> dict[str, Path]:
+    tuned, base, _ = ck.make_pair(project / "ckpt", shape=(32, 48))
+    for side, folder in (("tuned", tuned), ("base", base)):
+        for f in folder.iterdir():
+            client.put_object(Bucket="ckpts", Key=f"run/{side}/{f.name}", Body=f.read_bytes())
+    return {"tuned": tuned, "base": base}
+
+
+def test_a_store_file_replaced_between_its_header_and_its_tensors_is_said(
+        project: Path, run, s3, monkeypatch: pytest.MonkeyPatch):
+    from moto.s3.responses import S3Response
+
+    client, _ = s3
+    folders = _upload(client, project)
+    shard = (folders["tuned"] / "model.safetensors").read_bytes()
+    other = (folders["base"] / "model.safetensors").read_bytes()  # same size, same header
+    header_end = 8 + int.from_bytes(shard[:8], "little")
+    spec(project, "../ckpt/tuned", "../ckpt/base")
+    assert run("build")[0] == 0
+    local = sums(project)
+    serve, replaced = S3Response._get_key, []
+
+    def replacing(self, *args, **kwargs):  # at the server: the first tensor byte asked for
+        asked = self.headers.get("Range", "bytes=0-").split("=")[1].split("-")[0]
+        if not replaced and self.path.endswith("run/tuned/model.safetensors") and \
+                int(asked) >= header_end:
+            replaced.append(asked)
+            self.backend.put_object("ckpts", "run/tuned/model.safetensors", other)
+        return serve(self, *args, **kwargs)
+
+    monkeypatch.setattr(S3Response, "_get_key", replacing)
+    spec(project, "s3://ckpts/run/tuned", "s3://ckpts/run/base")
+    code, _, err = run("build")
+    assert replaced and code == 1, err
+    assert "s3://ckpts/run/tuned/model.safetensors changed while it was read" in err, err
+    assert "build again" in err and "specs/fig.yaml:" in err and "Traceback" not in err
+    client.put_object(Bucket="ckpts", Key="run/tuned/model.safetensors", Body=shard)
+    code, _, err = run("build")  # the first content again: no sum was kept from the failure
+    assert code == 0, err
+    assert sums(project) == local
+
+
+def test_a_store_refusing_access_says_how_to_give_credentials(project: Path, run, s3):
+    import urllib.request
+
+    client, url = s3
+    _upload(client, project)
+    spec(project, "s3://ckpts/run/tuned", "s3://ckpts/run/base")
+
+    def authenticate(count: str) -> None:  # moto's server API: check credentials from now on
+        urllib.request.urlopen(urllib.request.Request(
+            f"{url}/moto-api/reset-auth", data=count.encode(), method="POST",
+            headers={"Content-Type": "text/plain"}))
+
+    authenticate("0")  # the key of the environment is no user of moto's: 403
+    try:
+        code, _, err = run("check")
+    finally:
+        authenticate("inf")
+    assert code == 1 and "s3://ckpts/run/tuned: access refused (the store answered 403)" in err
+    assert "AWS_PROFILE" in err and "AWS_ACCESS_KEY_ID" in err and "~/.aws" in err, err
+    assert "s3cr3t" not in err and "Traceback" not in err
+
+
+def test_a_file_on_a_web_server_replaced_mid_read_is_said(project: Path, run, hub: Hub):
+    pytest.importorskip("aiohttp")
+    publish(hub, project)
+    address = f"{hub.url}/Org/{{}}/resolve/main/model.safetensors"
+    spec(project, address.format("tuned"), address.format("base"))
+    hub.fault = ("changed", 0, 1)  # the first range asked is of another content: 412
+    code, _, err = run("check")
+    assert code == 1 and "changed while it was read" in err and "Traceback" not in err, err

@@ -176,6 +176,9 @@ def _in_store(written: str) -> Found:
     reader = Reader()
     fs, path = reader.store(written)
     try:
+        # asked afresh: fsspec keeps a filesystem's listings for the process,
+        # and a listing from before an overwrite would name the old content
+        fs.invalidate_cache(path)
         info = fs.info(path)
         if info.get("type") == "directory":
             entries = {e["name"].rstrip("/").rsplit("/", 1)[-1]: e

@@ -111,7 +111,7 @@ class Reader:
     def _store_range(self, blob: Blob, start: int, end: int) -> bytes:
         fs, path = self.store(blob.url)
         try:
-            body = bytes(fs.cat_file(path, start=start, end=end))
+            body = bytes(_conditional(fs, path, blob, start, end))
         except Exception as e:
             raise explained(e, blob.shown) from None
         if len(body) != end - start:
@@ -127,6 +127,36 @@ class Reader:
                 self._stores[scheme] = filesystem(url)
             fs = self._stores[scheme]
         return fs, (url if scheme in ("http", "https") else fs._strip_protocol(url))
+
+
+def _conditional(fs: Any, path: str, blob: Blob, start: int, end: int) -> bytes:
+    """Bytes ``start`` to ``end`` of a store's file, asked only of the content
+    ``blob`` was planned with: each request carries its ETag as If-Match
+    (S3 and HTTP servers answer 412 when the file is no longer that
+    content), so a file replaced between its header and its tensors is
+    found, never summed. Where no strong ETag is known (or the store's
+    library takes no condition: GCS), a plain range read."""
+    tag = blob.digest.removeprefix("etag:")
+    strong = blob.digest.startswith("etag:") and ":" not in tag and not tag.startswith("W/")
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if strong and protocol in ("s3", "s3a"):
+        from fsspec.asyn import sync
+
+        bucket, key, _ = fs.split_path(path)
+
+        async def get() -> bytes:
+            # s3fs's own async call (its sync cat_file takes no condition)
+            resp = await fs._call_s3("get_object", Bucket=bucket, Key=key,
+                                     Range=f"bytes={start}-{end - 1}", IfMatch=f'"{tag}"')
+            try:
+                return bytes(await resp["Body"].read())
+            finally:
+                resp["Body"].close()
+
+        return sync(fs.loop, get)  # type: ignore[no-any-return]
+    if strong and protocol in ("http", "https"):
+        return bytes(fs.cat_file(path, start=start, end=end, headers={"If-Match": f'"{tag}"'}))
+    return bytes(fs.cat_file(path, start=start, end=end))
 
 
 def filesystem(url: str) -> Any:
@@ -243,7 +273,26 @@ _LOGIN = ("log in: `hf auth login`, or set HF_TOKEN to a token that may read it 
           "(and accept its terms on its page if it is gated)")
 
 
+def _changed(what: str) -> RemoteError:
+    return RemoteError(f"{what} changed while it was read (it is no longer the content its "
+                       "header was read from)", "build again: the new content is read from "
+                       "the start")
+
+
+#: How to give each store's library credentials, in the places it reads them.
+_STORE_LOGIN = {
+    "s3": "give boto credentials that may read it, where it looks for them: AWS_PROFILE "
+          "(a profile of ~/.aws/credentials or ~/.aws/config, `aws configure` or "
+          "`aws sso login`), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    "gs": "give Google credentials that may read it: `gcloud auth application-default "
+          "login`, or GOOGLE_APPLICATION_CREDENTIALS naming a key file",
+}
+_STORE_LOGIN["gcs"] = _STORE_LOGIN["gs"]
+
+
 def _status_error(status: int, what: str) -> RemoteError:
+    if status == 412:  # If-Match: not the content planned with
+        return _changed(what)
     if status == 404:
         return RemoteError(f"{what} is not there (HTTP 404)", "check the name and revision")
     if status in (401, 403):
@@ -260,6 +309,10 @@ def explained(e: BaseException, what: str) -> RemoteError:
         return e
     name = type(e).__name__
     status = getattr(getattr(e, "response", None), "status_code", None)
+    if not isinstance(status, int):  # aiohttp's errors (fsspec's HTTP) hold it themselves
+        status = getattr(e, "status", None)
+    if name == "FileExpired" or (isinstance(e, OSError) and "pre-condition" in str(e)):
+        return _changed(what)  # s3fs's word for a 412 to an If-Match
     if name in ("RepositoryNotFoundError", "GatedRepoError"):
         return RemoteError(f"{what}: the repository is not on the Hub at {hub.endpoint()}, "
                            "or it is private or gated", _LOGIN)
@@ -272,9 +325,10 @@ def explained(e: BaseException, what: str) -> RemoteError:
     if isinstance(status, int):
         return _status_error(status, what)
     if isinstance(e, PermissionError):
-        return RemoteError(f"{what}: access refused", "give the store's library credentials "
-                           "where it looks for them (for S3: AWS_PROFILE, ~/.aws/credentials; "
-                           "for GCS: gcloud auth application-default login)")
+        return RemoteError(f"{what}: access refused (the store answered 403)",
+                           _STORE_LOGIN.get(what.split("://", 1)[0],
+                                            "give the store's library credentials where it "
+                                            "looks for them"))
     if name == "TooManyRedirects":
         return RemoteError(f"{what}: too many redirects", "check HF_ENDPOINT or the address")
     if name == "OfflineModeIsEnabled":
