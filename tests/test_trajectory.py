@@ -8,7 +8,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +21,8 @@ import reference as ref
 import support
 from figspec.builder import compile_spec
 from figspec.sources.metrics import NAMES, NEEDS_BASE, NEEDS_OTHER
-from figspec.sources.safetensors import Files
+from figspec.sources.reduce import CHUNK, reduce_all, reduce_chain
+from figspec.sources.safetensors import Files, open_checkpoint
 
 MODULES = ["q_proj", "k_proj", "up_proj"]
 #: the synthetic run of every test: checkpoint-100, -200, -300 of a 2-layer model
@@ -141,15 +144,74 @@ def test_compare_previous_reads_each_interval_once_and_a_new_one_alone(project: 
     spec(project, data="  compare: previous\n")
     assert run("build")[0] == 0
     tensors = 2 * len(MODULES)
-    # (100, base), (200, 100), (300, 200): each pair once.
-    assert reads == {"base": tensors, "checkpoint-100": 2 * tensors,
-                     "checkpoint-200": 2 * tensors, "checkpoint-300": tensors}
+    # (100, base), (200, 100), (300, 200) in one pass: each checkpoint read
+    # once, as T of its pair and B of the next.
+    assert reads == {"base": tensors, **{f"checkpoint-{s}": tensors for s in STEPS}}
     reads.clear()
     other = ck.make_run(project / "more", STEPS + [400])
     shutil.copytree(other / "checkpoint-400", project / "ckpt" / "run" / "checkpoint-400")
     ck.settle(project / "ckpt" / "run" / "checkpoint-400")
     assert run("build")[0] == 0
     assert reads == {"checkpoint-300": tensors, "checkpoint-400": tensors}
+
+
+@pytest.fixture
+def bytes_read(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Bytes read by os.preadv in this process, by the file's checkpoint
+    folder (the fd's path, from /proc/self/fd): what the disk is asked for,
+    whoever asks."""
+    seen: Counter[str] = Counter()
+    real = os.preadv
+
+    def counting(fd: int, buffers, offset: int, *args) -> int:
+        got = real(fd, buffers, offset, *args)
+        seen[Path(os.readlink(f"/proc/self/fd/{fd}")).parent.name] += got
+        return got
+
+    monkeypatch.setattr(os, "preadv", counting)
+    return seen
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir() or not hasattr(os, "preadv"),
+                    reason="counts preadv through /proc/self/fd (Linux)")
+@pytest.mark.parametrize("kernel", ["numpy", "numba"])
+def test_compare_previous_reads_each_checkpoint_file_once(project: Path, run, bytes_read,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          kernel: str):
+    """`compare: previous` reads each checkpoint's bytes once (as T of its pair
+    and B of the next, two chunks per tensor here): as many bytes of each
+    step as of the base, which is read once, and the bytes of the drawn
+    tensors, no more."""
+    monkeypatch.setenv("FIGSPEC_KERNEL", kernel)
+    ck.make_run(project / "ckpt", STEPS, shape=(2, CHUNK // 2 + 3))
+    spec(project, "relative_change", data="  compare: previous\n")
+    code, _, err = run("build")
+    assert code == 0, err
+    drawn = 2 * len(MODULES) * 2 * (CHUNK + 6)  # 2 layers, BF16
+    assert bytes_read == {"base": drawn, **{f"checkpoint-{s}": drawn for s in STEPS}}
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "numba"])
+@pytest.mark.parametrize("dtype", ["BF16", "F32"])
+def test_a_run_step_by_step_gives_each_pair_s_sums_bit_for_bit(
+        project: Path, monkeypatch: pytest.MonkeyPatch, kernel: str, dtype: str):
+    """Each pair of a run compared step by step, reduced in one pass
+    (`reduce_chain`), has every sum of that pair reduced alone (`reduce_all`),
+    bit for bit: tensors of three chunks, on two threads, either path."""
+    monkeypatch.setenv("FIGSPEC_KERNEL", kernel)
+    ck.make_run(project / "ckpt", STEPS, shape=(3, CHUNK // 2 + 1), dtype=dtype, layers=1)
+    sides = [open_checkpoint(project / "ckpt" / "base")] + [
+        open_checkpoint(project / "ckpt" / "run" / f"checkpoint-{s}") for s in STEPS]
+    options = [frozenset({("exact", 0.0)}), frozenset({("abs", 1e-3)}),
+               frozenset({("exact", 0.0), ("rel", 1e-4)})]
+    links = [{n: (t, b[n]) for n, t in tuned.items()} for b, tuned in zip(sides, sides[1:])]
+    links[1].pop(next(iter(links[1])))  # a pair wanting fewer tensors breaks no chain
+    chained = reduce_chain(links, options, [set(), set(), set()], threads=2)
+    for k, (b, tuned) in enumerate(zip(sides, sides[1:])):
+        alone = reduce_all({n: tuned[n] for n in links[k]}, b, options[k], set(), threads=1)
+        assert {n: {key: struct.pack("<d", v) for key, v in s.items()}
+                for n, s in chained[k].items()} == \
+            {n: {key: struct.pack("<d", v) for key, v in s.items()} for n, s in alone.items()}
 
 
 def test_a_changed_checkpoint_makes_the_figure_stale(project: Path, run):

@@ -288,3 +288,99 @@ def reduce_run(runs: list[dict[str, Tensor]], base: dict[str, Tensor],
         return out
     finally:
         files.close()
+
+
+#: One pair of a run compared step by step: T, and B (None: T alone).
+Link = tuple[Tensor, Tensor | None]
+
+
+def reduce_chain(links: list[dict[str, Link]], options: list[frozenset[Option]],
+                 ranks: list[set[str]], threads: int | None = None
+                 ) -> list[dict[str, dict[str, float]]]:
+    """:func:`reduce_all` of each pair of a run compared step by step
+    (``links[k]``: the tensors wanted of pair k, each as T and B, where B is
+    pair k - 1's T), each checkpoint read once: per tensor, chunk i of every
+    step is read once and reduced as T of its pair and B of the next
+    (:func:`reduce_links`), on ``threads`` threads taking the next tensor in
+    file order; then the update_ranks asked (``ranks[k]``), one matrix at a
+    time, as :func:`reduce_all`. Each pair's sums are those :func:`reduce_all`
+    gives it alone, bit for bit: the same chunks, the same kernel calls with
+    its own ``options[k]``, added in the same order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import kernel
+
+    files = Files()
+    path = kernel.path()
+    local = threading.local()
+    first = {n: t for pair in links for n, (t, _) in pair.items()}
+    names = sorted(first, key=lambda n: (str(first[n].file), first[n].start))
+
+    def one(name: str) -> tuple[str, list[dict[str, float]]]:
+        if not hasattr(local, "buffers"):
+            local.buffers = _Buffers()
+        held = [(pair[name], options[k]) for k, pair in enumerate(links) if name in pair]
+        return name, reduce_links(held, files, local.buffers, path)
+
+    try:
+        with ThreadPoolExecutor(max_workers=threads or cores()) as pool:
+            reduced = dict(pool.map(one, names))
+        out: list[dict[str, dict[str, float]]] = [{} for _ in links]
+        for name, sums in reduced.items():
+            holders = [k for k, pair in enumerate(links) if name in pair]
+            for k, s in zip(holders, sums):
+                out[k][name] = s
+        for k, pair in enumerate(links):
+            for name in sorted(ranks[k] & pair.keys()):
+                t, b = pair[name]
+                if b is not None:
+                    out[k][name].update(rank_sums(t, b, files))
+        return out
+    finally:
+        files.close()
+
+
+def reduce_links(held: list[tuple[Link, frozenset[Option]]], files: Files, buf: _Buffers,
+                 path: str) -> list[dict[str, float]]:
+    """:func:`reduce_pair` of each link (one tensor of consecutive pairs of a
+    run, in step order, each with its options), chunk by chunk: a link whose
+    B is the link before's T takes that chunk from the buffer it was read
+    into, so each checkpoint's chunk is read once; memory stays two chunks."""
+    from . import kernel
+
+    wanted = [tuple(sorted(o)) if b is not None else () for (_, b), o in held]
+    out = [_zero(t, w) for ((t, _), _), w in zip(held, wanted)]
+    count = held[0][0][0].count
+    for i in range(0, count, CHUNK):
+        n = min(CHUNK, count - i)
+        last: tuple[Tensor, memoryview, bytearray] | None = None
+        for ((t, b), _), w, sums in zip(held, wanted, out):
+            spare = buf.t if last is not None and last[2] is buf.b else buf.b
+            if b is None:
+                t_raw = files.read_into(t, i, n, spare)
+                _add(sums, kernel.single(t_raw, t.dtype, path, 1.0), w)
+            else:
+                if last is not None and _same(last[0], b):
+                    b_raw, b_buf = last[1], last[2]
+                else:
+                    b_raw, b_buf = files.read_into(b, i, n, spare), spare
+                spare = buf.t if b_buf is buf.b else buf.b
+                t_raw = files.read_into(t, i, n, spare)
+                _add(sums, kernel.pair(t_raw, t.dtype, b_raw, b.dtype, w, path, 1.0), w)
+            last = (t, t_raw, spare)
+    for ((t, b), o), sums in zip(held, out):
+        again = _overflowed(sums)
+        if again:  # rare: this pair alone again, scaled, as reduce_pair would
+            scaled = _single(t, files, buf, path, 2.0 ** -SCALE) if b is None else \
+                _against([t], b, files, tuple(sorted(o)), buf, path, 2.0 ** -SCALE)[0]
+            _take_scaled(sums, scaled, again)
+        if b is not None:
+            _exact(t, b, sums, files)
+    return out
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Whether two tensors are the same stored bytes (a computed one, a peft
+    adapter's merged weights, is computed again: never assumed the same)."""
+    return a is b or (type(a) is Tensor and type(b) is Tensor and a == b)
+

@@ -7,7 +7,10 @@ in its name). Each step drawn is a checkpoint pair, read by the checkpoint
 source (:mod:`figspec.sources.checkpoint`): the checkpoint against ``base``
 (``compare: base``) or against the step drawn before it (``compare:
 previous``). So a pair's sums are cached by its two sides' file identity,
-and a build after a new checkpoint lands reads only the new one.
+and a build after a new checkpoint lands reads only the new one. Building,
+the pairs no cache holds are reduced in one pass that reads each file once:
+the base once for every step, or (``compare: previous``) each checkpoint
+once, as the checkpoint of its pair and the base of the next.
 
 The rows are the checkpoint source's, each with the ``step`` and the
 ``checkpoint`` (its path as the spec would write it). Through the source's
@@ -40,7 +43,7 @@ from typing import TYPE_CHECKING
 from ..diagnostics import FigspecError, display_path
 from ..files import LOOP, NUL, Stamp, TooLarge, glob_input, is_loop, read_stamped
 from . import COLUMNS, PANELS, Context, Part, Row, Rows, Source, numbers
-from .checkpoint import Checkpoint, pickle_message, pickle_weights
+from .checkpoint import Checkpoint, Pair, Todo, pickle_message, pickle_weights
 from .params import module_matcher
 from .safetensors import CheckpointError, open_checkpoint
 
@@ -102,8 +105,11 @@ class Trajectory(Source):
                             f"the one before it, but {len(drawn)} checkpoint is drawn",
                             "draw more steps, or compare each with `base`")
         pairs = _pairs(ctx, drawn)
-        _against_base_at_once(ctx, [(source, sub) for source, sub, against_base in pairs
-                                    if against_base])
+        if data.compare == "previous":
+            _step_by_step_at_once(ctx, [(source, sub) for source, sub, _ in pairs])
+        else:
+            _against_base_at_once(ctx, [(source, sub) for source, sub, against_base in pairs
+                                        if against_base])
         rows, modules = [], []
         for s, (source, sub, _) in zip(drawn, pairs):
             got = source.read(sub)
@@ -238,10 +244,7 @@ def _against_base_at_once(ctx: Context, pairs: list[tuple[Checkpoint, Context]])
 
     if not ctx.session.compute:
         return
-    planned = [(source, sub, source.plan(sub)) for source, sub in pairs
-               if not source.absent(sub)]  # absent: read from the committed numbers
-    pending = [(source, sub, pair, source.todo(sub, pair)) for source, sub, pair in planned]
-    pending = [p for p in pending if p[3].tensors]
+    pending = _pending(pairs)
     if len(pending) < 2:
         return  # nothing to share: the pair is read as one pair
     base = pending[0][2].base
@@ -250,6 +253,41 @@ def _against_base_at_once(ctx: Context, pairs: list[tuple[Checkpoint, Context]])
     try:
         fresh = reduce_run([todo.tensors for *_, todo in pending], base, options,
                            [todo.ranks for *_, todo in pending], ctx.session.reduce_threads())
+    except CheckpointError as e:
+        source, sub = pending[0][0], pending[0][1]
+        raise source.error(sub, e) from None
+    for (_, sub, pair, todo), sums in zip(pending, fresh):
+        keep(sub.session, pair.key, todo.sums, sums)
+
+
+def _pending(pairs: list[tuple[Checkpoint, Context]]
+             ) -> list[tuple[Checkpoint, Context, Pair, Todo]]:
+    """The pairs building must reduce: planned, with what no cache holds."""
+    planned = [(source, sub, source.plan(sub)) for source, sub in pairs
+               if not source.absent(sub)]  # absent: read from the committed numbers
+    pending = [(source, sub, pair, source.todo(sub, pair)) for source, sub, pair in planned]
+    return [p for p in pending if p[3].tensors]
+
+
+def _step_by_step_at_once(ctx: Context, pairs: list[tuple[Checkpoint, Context]]) -> None:
+    """Building `compare: previous`: the sums of every pair (each step against
+    the one before) that no cache holds, reduced in one pass that reads each
+    chunk of each checkpoint once, as T of its pair and B of the next
+    (:func:`figspec.sources.reduce.reduce_chain`). Each pair's sums then come
+    from the session under its own key, as if each had been read alone."""
+    from .checkpoint import keep
+    from .reduce import reduce_chain
+
+    if not ctx.session.compute:
+        return
+    pending = _pending(pairs)
+    if len(pending) < 2:
+        return  # nothing to share: the pair is read as one pair
+    links = [{n: (t, pair.base[n] if pair.base is not None else None)
+              for n, t in todo.tensors.items()} for _, _, pair, todo in pending]
+    try:
+        fresh = reduce_chain(links, [frozenset(todo.options) for *_, todo in pending],
+                             [todo.ranks for *_, todo in pending], ctx.session.reduce_threads())
     except CheckpointError as e:
         source, sub = pending[0][0], pending[0][1]
         raise source.error(sub, e) from None
