@@ -579,3 +579,88 @@ def test_the_same_three_tensor_sums_whatever_the_threads(project: Path):
     one = reduce_triples(triples, 1)
     assert reduce_triples(triples, 2) == one and reduce_triples(triples, 3) == one
     assert one["model.layers.3.self_attn.q_proj.weight"]["n"] == SIZES[3]
+
+
+# -- compiled once per machine, and the command's fast end ----------------------------
+
+def small_table_project(project: Path, dtype: str = "BF16", folder: str = "ckpt") -> str:
+    pair_of_sizes(project / folder, [300, 70], dtype=dtype)
+    name = f"specs/{folder}.yaml"
+    support.write(project / name, (
+        f"data: {{checkpoint: ../{folder}/tuned, base: ../{folder}/base, metric: update_rms}}\n"
+        "modules: [q_proj]\nlayers: {last: 1}\n"))
+    return name
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_the_first_use_compiles_the_kernel_for_every_dtype(project: Path):
+    """A BF16 pair's first table compiles every dtype's kernel into the cache:
+    the first F32 (and F64) pair after it only loads (NUMBA_DEBUG_CACHE)."""
+    cache = project / "cache"
+    env = {**{k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"},
+           "FIGSPEC_CACHE": str(cache), "NUMBA_DEBUG_CACHE": "1"}
+    logs = []
+    for dtype in ("BF16", "F32", "F64"):
+        spec = small_table_project(project, dtype, f"ckpt_{dtype.lower()}")
+        p = subprocess.run([sys.executable, "-m", "figspec", "table", spec], cwd=project,
+                           env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        logs.append(p.stdout)
+    assert "data saved" in logs[0]
+    for log in logs[1:]:
+        assert "data saved" not in log and "data loaded" in log
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("to", ["pipe", "file"])
+def test_the_command_ends_with_its_output_whole_and_its_status(project: Path, run, to: str):
+    """`python -m figspec table` after numba was loaded: the whole table (to a
+    pipe, to a file), status 0, the program's atexit handlers run; the
+    interpreter's teardown is skipped (an object's __del__ at teardown never
+    runs). A failing command keeps its status and message."""
+    spec = small_table_project(project)
+    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
+    env["FIGSPEC_CACHE"] = str(project / "cache")
+    code = ("import atexit, sys, numba\n"
+            "class Teardown:\n"
+            "    def __del__(self): print('torn down', file=sys.stderr)\n"
+            "keep = Teardown()\n"
+            "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+            "from figspec.cli import entry\n"
+            "sys.argv = ['figspec', *sys.argv[1:]]\n"
+            "entry()\n")
+    expected = run("table", spec)[1]
+    out = project / "table.csv"
+    with out.open("w") as f:
+        p = subprocess.run([sys.executable, "-c", code, "table", spec], cwd=project, env=env,
+                           stdout=f if to == "file" else subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    assert p.returncode == 0, p.stderr
+    assert (out.read_text() if to == "file" else p.stdout) == expected
+    assert expected.count("\n") == 3
+    assert "atexit ran" in p.stderr and "torn down" not in p.stderr
+    bad = subprocess.run([sys.executable, "-c", code, "table", "specs/nothing.yaml"],
+                         cwd=project, env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "nothing.yaml" in bad.stderr
+    assert "atexit ran" in bad.stderr
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_a_program_calling_main_or_build_keeps_its_interpreter(project: Path):
+    """main() and figspec.build return to their caller, numba loaded or not;
+    its exit is its own (its teardown runs)."""
+    spec = small_table_project(project)
+    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
+    env["FIGSPEC_CACHE"] = str(project / "cache")
+    code = ("import sys, figspec\n"
+            "class Teardown:\n"
+            "    def __del__(self): print('torn down', flush=True)\n"
+            "keep = Teardown()\n"
+            "from figspec.cli import main\n"
+            f"rc = main(['table', {spec!r}])\n"
+            f"figspec.build([{spec!r}])\n"
+            "print('after', rc, 'numba' in sys.modules)\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=project, env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-2:] == ["after 0 True", "torn down"]

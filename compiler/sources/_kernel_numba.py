@@ -60,12 +60,15 @@ def njit(**options: Any) -> Callable[[F], F]:
 @dataclass(frozen=True)
 class Compiled:
     """The kernel's entry points, compiled; ``folder``: where numba keeps the
-    compiled code, or None where it is compiled for this process alone."""
+    compiled code, or None where it is compiled for this process alone;
+    ``complete``: the file in it that says this very kernel (this source,
+    this numba) was compiled there for every dtype, None without a folder."""
 
     pair: Any
     single: Any
     triple: Any
     folder: str | None
+    complete: str | None = None
 
 
 def compile_kernel() -> Compiled:
@@ -87,8 +90,20 @@ def compile_kernel() -> Compiled:
             if make_cache is not None:
                 compiled._cache = make_cache(function)  # what numba's cache=True sets
             namespace[name] = compiled
-    return Compiled(namespace["pair"], namespace["single"], namespace["triple"],
-                    folder if make_cache is not None else None)
+    if make_cache is None:
+        return Compiled(namespace["pair"], namespace["single"], namespace["triple"], None)
+    return Compiled(namespace["pair"], namespace["single"], namespace["triple"], folder,
+                    os.path.join(folder, _complete_name()))
+
+
+def _complete_name() -> str:
+    """The name of the file saying the kernel is compiled for every dtype: of
+    numba's version and this file's size and time, as numba's own index is
+    (an edited kernel, or another numba, compiles again)."""
+    import numba
+
+    stat = os.stat(__file__)
+    return f"every-dtype-{numba.__version__}-{stat.st_size}-{stat.st_mtime_ns}"
 
 
 def _rebound(function: Any, namespace: dict[str, Any]) -> Any:

@@ -27,6 +27,7 @@ every processor and with either path, whatever the number of threads.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -329,7 +330,41 @@ def _compiled() -> Any:
     try:
         from ._kernel_numba import compile_kernel
 
-        return compile_kernel()
+        compiled = compile_kernel()
+        _every_dtype(compiled)
+        return compiled
     except Exception as e:  # pragma: no cover - a numba that cannot compile it
         log.info("numba cannot compile figspec's kernel (%s): the numpy path is used", e)
         return None
+
+
+#: One dtype of each kind the compiled kernel is typed by (F16 is viewed as
+#: BF16 is, F8_E5M2 as F8_E4M3).
+_KINDS = ("BF16", "F32", "F64", "F8_E4M3")
+
+
+def _every_dtype(compiled: Any) -> None:
+    """Where the kernel is cached and this machine has not yet compiled it
+    for every dtype, compile it for each now (numba compiles per argument
+    type: the first F32 pair after BF16 ones would compile again, ~3 s), by
+    calling each entry point on a few entries read as reduce reads them
+    (into a bytearray); then say so in the cache (``compiled.complete``), so
+    that later processes only load, lazily, what they use."""
+    marker = compiled.complete
+    if marker is None or os.path.exists(marker):
+        return
+    import numpy as np
+
+    def raw(kind: str) -> Any:  # as pair() views what reduce read into its buffer
+        return _view(memoryview(bytearray(64)), kind)
+
+    table, kinds, limits = _table(), np.zeros(1, np.int64), np.zeros(1)
+    for dtype in _KINDS:
+        code, v, bits = CODES[dtype], VALUES[dtype], BITS[dtype]
+        compiled.pair(raw(v), raw(bits), code, raw(v), raw(bits), code, True, kinds, limits,
+                      table, 1.0, np.zeros(len(FIELDS) + 1))
+        compiled.single(raw(v), code, table, 1.0, np.zeros(len(FIELDS)))
+        compiled.triple(raw(v), code, raw(v), code, raw(v), code, table, 1.0,
+                        np.zeros(len(TRIPLE_FIELDS)))
+    with contextlib.suppress(OSError), open(marker, "w") as f:  # a full disk: next time
+        f.write("every dtype compiled\n")
