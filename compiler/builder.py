@@ -248,7 +248,10 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
     Finished. Closing the iterator early stops the build (its workers too).
 
     Stale specs are checked here one by one and each valid one goes to the
-    drawing workers at once, so drawing overlaps checking. Files are written
+    drawing workers at once, so drawing overlaps checking. A figure whose
+    output name no other spec claims (names read cheaply first) is written
+    as soon as it is drawn, and then let go: the build's memory does not
+    grow with its specs. One whose name another spec claims too is written
     only after every spec was checked: a clash of output names, found then,
     must not overwrite anything."""
     start = time.perf_counter()
