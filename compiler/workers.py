@@ -96,7 +96,15 @@ class Drawer(Generic[Tag]):
         if self.pool is None:
             self.local.append((r, job))
         else:
-            self.futures[self.pool.submit(render_task, job)] = (r, job)
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                future = self.pool.submit(render_task, job)
+            except BrokenProcessPool:  # a worker died: results() draws its figures again
+                self.pool.shutdown(cancel_futures=True)
+                self.pool = self._pool()
+                future = self.pool.submit(render_task, job)
+            self.futures[future] = (r, job)
 
     def finished(self, at_most: int) -> Iterator[tuple[Tag, Drawing]]:
         """The figures drawn so far, each once (results() then skips them),
