@@ -23,6 +23,7 @@ from .files import Stamp, recording, sweep_temporaries, write_together
 from .finding import SPEC_SUFFIXES, Unreadable, find_specs, is_partial
 from .manifest import Manifest
 from .pipeline import check_partial, failure, prepare, render_job
+from .render import Drawing
 from .session import Session
 from .versions import environment_key
 from .workers import Drawer
@@ -146,16 +147,24 @@ def _check_unique_names(results: Iterable[Result]) -> None:
         first[r.name] = kept
 
 
-def _others_names(done: list[Result]) -> list[Result]:
-    """The other specs of the projects of the specs checked, each with the
-    name it writes, read cheaply (no data, no validation): checked alone (as
-    the pre-commit hook checks the staged files), a spec renamed onto the
-    name another spec writes is refused, as checking both would refuse it."""
+def _others_names(done: list[Result], checked: Iterable[Path] | None = None) -> list[Result]:
+    """The other specs of the projects of the specs checked (``checked``:
+    those, where their Results no longer say), each with the name it writes,
+    read cheaply (no data, no validation): checked alone (as the pre-commit
+    hook checks the staged files), a spec renamed onto the name another spec
+    writes is refused, as checking both would refuse it."""
+    # Only where a spec was checked now: a no-op build reads nothing more.
+    if checked is None:
+        checked = [r.spec for r in done if r.prepared is not None and r.ok]
+    return _names_in(checked, {r.spec.resolve() for r in done})
+
+
+def _names_in(checked: Iterable[Path], seen: set[Path]) -> list[Result]:
+    """Every spec of the projects of ``checked`` but those ``seen``
+    (resolved), with the name it writes."""
     from . import project
 
-    seen = {r.spec.resolve() for r in done}
-    # Only where a spec was checked now: a no-op build reads nothing more.
-    folders = {project.of(r.spec).specs_dir for r in done if r.prepared is not None and r.ok}
+    folders = {project.of(s).specs_dir for s in checked}
     others = []
     for spec in find_specs(sorted(f for f in folders if f.is_dir())):
         if spec.resolve() in seen or is_partial(spec):
@@ -239,7 +248,10 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
     Finished. Closing the iterator early stops the build (its workers too).
 
     Stale specs are checked here one by one and each valid one goes to the
-    drawing workers at once, so drawing overlaps checking. Files are written
+    drawing workers at once, so drawing overlaps checking. A figure whose
+    output name no other spec claims (names read cheaply first) is written
+    as soon as it is drawn, and then let go: the build's memory does not
+    grow with its specs. One whose name another spec claims too is written
     only after every spec was checked: a clash of output names, found then,
     must not overwrite anything."""
     start = time.perf_counter()
@@ -254,7 +266,32 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
     yield Started(count.total)
     for r in [*unreadable, *results.values()]:
         yield count.done(r)
+    saver = _Saver(manifest)
+    # A figure whose name no other spec claims is written as soon as it is
+    # drawn (no clash found later can concern it), and the build waits for
+    # its drawing workers to keep up: its memory is bounded, not the sum of
+    # every figure's state. The others wait for every spec to be checked.
+    alone = _claimed_once(stale, results, specs)
+    held: list[tuple[Result, Drawing]] = []
+    sent: set[Path] = set()
+
+    def take(drawn: Iterable[tuple[Result, Drawing]], early: bool) -> Iterator[Event]:
+        for r, drawing in drawn:
+            if early and (r.name is None or alone.get(r.name) != r.spec):
+                held.append((r, drawing))
+                continue
+            _finish(r, drawing, options, manifest, saver)
+            yield count.done(r)
+
     with Drawer(options.jobs, len(stale)) as drawer:
+        window = 2 * drawer.jobs
+
+        def send(r: Result) -> Iterator[Event]:
+            assert r.prepared is not None
+            drawer.submit(r, render_job(r.prepared))
+            sent.add(r.spec)
+            yield from take(drawer.finished(window), early=True)
+
         # Specs are checked cheaply first (a checkpoint's headers, not its
         # metrics), so that every figure has said what it wants of each
         # checkpoint pair before one is read: a pair is then read once for all.
@@ -266,7 +303,7 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
                 if r.values_unchecked:  # a checkpoint metric not cached yet
                     costly.append(s)
                 else:
-                    drawer.submit(r, render_job(r.prepared))
+                    yield from send(r)
         session.compute = options.compute
         # One budget of cores: the workers drawing what was sent in the cheap
         # pass hold theirs while checkpoints are reduced here.
@@ -285,26 +322,57 @@ def build_events(paths: Sequence[Path], options: Options = Options()) -> Iterato
                 yield Working(s, _costly_work(results[s]))
             r = results[s] = _check_one(s, options, session, reasons[s])
             if r.ok and r.prepared is not None:
-                drawer.submit(r, render_job(r.prepared))
+                yield from send(r)
         ordered = [results[s] for s in specs]
-        _check_unique_names(ordered + _others_names(ordered))
+        _check_unique_names(ordered + _others_names(ordered, sent))
         for s in stale:  # failed checks, partial specs: done now
-            if not drawer.drawing(results[s]):
+            if s not in sent:
                 yield count.done(results[s])
-        saver = _Saver(manifest)
-        for r, drawing in drawer.results():
-            r.seconds += drawing.seconds
-            if r.status != "failed":  # else a name clash found after it was sent to draw
-                if drawing.files is None:
-                    r.status = "failed"
-                    r.diagnostics = [failure(r.spec, drawing.error, drawing.bug)]
-                else:
-                    _write(r, drawing.files, options, manifest)
-                    if r.status == "built":
-                        saver.soon()
-            yield count.done(r)
+        yield from take(held, early=False)
+        yield from take(drawer.results(), early=False)
     saver.done()
     yield Finished(unreadable + ordered, time.perf_counter() - start)
+
+
+def _finish(r: Result, drawing: Drawing, options: Options, manifest: Manifest,
+            saver: _Saver) -> None:
+    """A figure drawn: its files written (or why not), its heavy state dropped."""
+    r.seconds += drawing.seconds
+    if r.status != "failed":  # else a name clash found after it was sent to draw
+        if drawing.files is None:
+            r.status = "failed"
+            r.diagnostics = [failure(r.spec, drawing.error, drawing.bug)]
+        else:
+            _write(r, drawing.files, options, manifest)
+            if r.status == "built":
+                saver.soon()
+    _settle(r)
+
+
+def _claimed_once(stale: list[Path], results: dict[Path, Result], specs: list[Path]
+                  ) -> dict[str, Path]:
+    """Each output name that one spec alone may write, with that spec: the
+    names of the stale specs (read cheaply: no data, no validation), of the
+    up-to-date ones, and of every other spec of their projects. A figure
+    whose checked name is its spec's here can clash with nothing."""
+    claims: dict[str, list[Path]] = {}
+    for s in stale:
+        name = None if is_partial(s) else _written_name(s)
+        if name is not None:
+            claims.setdefault(name, []).append(s)
+    for r in [*results.values(), *_names_in(stale, {s.resolve() for s in specs})]:
+        if r.name is not None:
+            claims.setdefault(r.name, []).append(r.spec)
+    return {name: owners[0] for name, owners in claims.items() if len(owners) == 1}
+
+
+def _settle(r: Result) -> None:
+    """A figure drawn and written: its heavy state (the parsed spec, its
+    tables, its Vega-Lite, what it wrote beside the spec) is dropped, so that
+    a build's memory stays bounded however many specs it has; the Result
+    keeps what happened (status, files, diagnostics, what was looked at)."""
+    r.prepared = None
+    r.beside = {}
 
 
 def _doc_path(r: Result) -> Path:

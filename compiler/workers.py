@@ -96,16 +96,49 @@ class Drawer(Generic[Tag]):
         if self.pool is None:
             self.local.append((r, job))
         else:
-            self.futures[self.pool.submit(render_task, job)] = (r, job)
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                future = self.pool.submit(render_task, job)
+            except BrokenProcessPool:  # a worker died: results() draws its figures again
+                self.pool.shutdown(cancel_futures=True)
+                self.pool = self._pool()
+                future = self.pool.submit(render_task, job)
+            self.futures[future] = (r, job)
+
+    def finished(self, at_most: int) -> Iterator[tuple[Tag, Drawing]]:
+        """The figures drawn so far, each once (results() then skips them),
+        after waiting until at most ``at_most`` are still waiting or being
+        drawn: what a caller submitting many figures calls after each, so
+        that neither the figures queued nor the files drawn pile up in its
+        memory. In this process (no pool), the figures asked for are drawn
+        now. A figure whose worker died is left to results(), which draws it
+        again."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        while self.local:
+            r, job = self.local.pop(0)
+            yield r, render_task(job)
+        while sum(1 for f in self.futures if not f.done()) > at_most:
+            wait([f for f in self.futures if not f.done()], return_when=FIRST_COMPLETED)
+        for future in [f for f in self.futures if f.done() and not f.cancelled()]:
+            if isinstance(future.exception(), BrokenProcessPool):
+                continue
+            r, _ = self.futures.pop(future)
+            yield r, _drawing(future)
 
     def results(self) -> Iterator[tuple[Tag, Drawing]]:
         """Each submitted figure with its files (or the error), as they finish.
         When a worker dies (killed: out of memory?), the pool is lost with
         every figure not yet drawn; those are drawn again, once, by fresh
         workers, and a figure whose worker dies twice fails saying so."""
-        for r, job in self.local:
+        while self.local:
+            r, job = self.local.pop(0)
             yield r, render_task(job)
-        jobs = dict(self.futures)
+        # Each future is forgotten once collected: it holds the figure's
+        # Vega-Lite and its drawn files, which a build's memory must not keep.
+        jobs, self.futures = self.futures, {}
         for attempt in (1, 2):
             lost: list[tuple[Tag, RenderJob]] = []
             yield from self._collect(jobs, lost, last=attempt == 2)
@@ -122,18 +155,24 @@ class Drawer(Generic[Tag]):
         from concurrent.futures.process import BrokenProcessPool
 
         for future in as_completed(futures):
-            r, job = futures[future]
-            try:
-                drawing = future.result()
-            except BrokenProcessPool:
+            r, job = futures.pop(future)
+            if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
                 if not last:
                     lost.append((r, job))
                     continue
-                drawing = Drawing(None, "a drawing worker died twice drawing this figure "
-                                  "(killed: out of memory?)")
-            except Exception as e:  # a worker failed otherwise: report it, keep going
-                drawing = Drawing(None, f"worker process failed: {e}", bug=True)
-            yield r, drawing
+                yield r, Drawing(None, "a drawing worker died twice drawing this figure "
+                                 "(killed: out of memory?)")
+                continue
+            yield r, _drawing(future)
+
+
+def _drawing(future: Future[Any]) -> Drawing:
+    """A finished future's drawing; a worker that failed otherwise than by
+    dying is reported as a bug, and the build keeps going."""
+    try:
+        return future.result()
+    except Exception as e:
+        return Drawing(None, f"worker process failed: {e}", bug=True)
 
 
 class _Recording:
