@@ -167,20 +167,28 @@ class Checkpoint(Source):
             return
         numbers.record(ctx, numbers.entry(ctx, sides, pair.chosen, sums, self.step))
 
+    @staticmethod
+    def committed(ctx: Context) -> Any:
+        """The spec's committed numbers, where they may be drawn from; None
+        where there are none (or the spec is in memory), or they are damaged
+        (said in a note: the checkpoints are here to compute them)."""
+        if ctx.doc.in_memory:
+            return None
+        committed = numbers.load(numbers.path_of(ctx.doc.path), ctx)
+        if committed is not None and committed.problem:
+            numbers.note(ctx, committed.path, f"this numbers file {committed.problem}",
+                         "`figspec build` computes them from the checkpoints and writes "
+                         "this file again")
+            return None
+        return committed
+
     def held(self, ctx: Context, pair: Pair) -> dict[str, dict[str, float]] | None:
         """The sums of the tensors drawn from the committed numbers, where the
         pair's identity is the committed one and they hold what the figure
         needs; None otherwise (a note names the file that changed)."""
         data = ctx.data
-        if ctx.doc.in_memory:
-            return None
-        committed = numbers.load(numbers.path_of(ctx.doc.path), ctx)
+        committed = self.committed(ctx)
         if committed is None:
-            return None
-        if committed.problem:  # never drawn: the checkpoints are here to compute them
-            numbers.note(ctx, committed.path, f"this numbers file {committed.problem}",
-                         "`figspec build` computes them from the checkpoints and writes "
-                         "this file again")
             return None
         entry = committed.pairs.get(numbers.key(str(data.checkpoint), data.base))
         if entry is None:
@@ -407,7 +415,7 @@ class Checkpoint(Source):
         and what is still to be reduced for every figure that wants the pair."""
         key, chosen, base = pair.key, pair.chosen, pair.base
         session, request = ctx.session, ctx.session.request(key)
-        sums = session.sums.get(key) or _cached(key) or {}
+        sums = session.sums.get(key) or cached(key) or {}
         want_rank = ctx.data.metric in metrics.RANKS and base is not None
         if _covers(sums, chosen, request.options if base is not None else set(),
                    set(chosen) if want_rank else set()):
@@ -480,7 +488,7 @@ def keep(session: Any, key: str, sums: dict[str, dict[str, float]],
     """Sums just reduced, added to the pair's: in the session and figspec's cache."""
     sums = {**sums, **fresh}
     session.sums[key] = sums
-    _store(key, sums)
+    store(key, sums)
     return sums
 
 
@@ -576,11 +584,13 @@ def _cache_key(files: list[File], data: Any, stamps: dict[Path, Stamp]) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def _cached(key: str) -> dict[str, dict[str, float]] | None:
-    """The sums figspec's cache holds for the pair; None if missing, or not
-    of the shape written (a damaged or foreign entry is computed again). Only
-    a regular file of bounded size is read: an entry replaced by a FIFO is
-    never waited on, nor a device read without end."""
+def cached(key: str, required: frozenset[str] | None = None
+            ) -> dict[str, dict[str, float]] | None:
+    """The sums figspec's cache holds under ``key`` (a pair's, or two runs'
+    with their ``required`` sums); None if missing, or not of the shape
+    written (a damaged or foreign entry is computed again). Only a regular
+    file of bounded size is read: an entry replaced by a FIFO is never waited
+    on, nor a device read without end."""
     from .. import cache
     from ..files import read_bounded
 
@@ -592,16 +602,16 @@ def _cached(key: str) -> dict[str, dict[str, float]] | None:
     valid = isinstance(sums, dict) and all(
         isinstance(name, str) and isinstance(entry, dict) and
         all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-            for k, v in entry.items()) and _SUM_KEYS <= entry.keys()
+            for k, v in entry.items()) and (required or _SUM_KEYS) <= entry.keys()
         for name, entry in sums.items())
     return sums if valid else None
 
 
 #: What every tensor's cached sums hold: its entries and the kernel's sums.
-_SUM_KEYS = {"n", *SUMS}
+_SUM_KEYS = frozenset({"n", *SUMS})
 
 
-def _store(key: str, sums: dict[str, dict[str, float]]) -> None:
+def store(key: str, sums: dict[str, dict[str, float]]) -> None:
     from .. import cache
 
     cache.put(f"metrics/{key}.json", json.dumps(sums, sort_keys=True).encode())

@@ -29,14 +29,12 @@ from typing import Any
 
 from ..diagnostics import Diagnostic, FigspecError, display_path
 from . import Context, Rows, Where, metrics, numbers
-from .checkpoint import Checkpoint, Pair
+from .checkpoint import Checkpoint, Pair, cached, store
 from .metrics import TRIPLE_SUMS
 from .safetensors import CheckpointError, Files, Tensor, shown_file
 
 #: Bump when what is cached changes meaning.
 CACHE_VERSION = 1
-#: A cached entry larger than this is not read (it is computed again).
-MAX_CACHED_BYTES = 256_000_000
 #: The sums rescaled where they overflowed (see figspec.sources.reduce.SCALE).
 _SCALED = ("uu", "vv", "uv", "ww")
 #: Which side each non-finite count is of.
@@ -157,7 +155,7 @@ class TwoRuns(Checkpoint):
         the committed numbers of these very files, else (building) one pass
         over the three. None when checking and they are not known yet."""
         key, chosen = triple.key, triple.chosen
-        sums = ctx.session.sums.get(key) or _cached(key) or {}
+        sums = ctx.session.sums.get(key) or cached(key, _SUM_KEYS) or {}
         if not all(n in sums for n in chosen):
             held = self._held(ctx, triple)
             if held is not None:
@@ -175,22 +173,15 @@ class TwoRuns(Checkpoint):
             raise self.error(ctx, e) from None
         sums = {**sums, **fresh}
         ctx.session.sums[key] = sums
-        _store(key, sums)
+        store(key, sums)
         return sums
 
     def _held(self, ctx: Context, triple: Triple) -> dict[str, dict[str, float]] | None:
         """The committed sums of the tensors drawn, where the three sides'
         identity is the committed one (a note names a file that changed)."""
         data = ctx.data
-        if ctx.doc.in_memory:
-            return None
-        committed = numbers.load(numbers.path_of(ctx.doc.path), ctx)
+        committed = self.committed(ctx)
         if committed is None:
-            return None
-        if committed.problem:  # never drawn: the checkpoints are here to compute them
-            numbers.note(ctx, committed.path, f"this numbers file {committed.problem}",
-                         "`figspec build` computes them from the checkpoints and writes "
-                         "this file again")
             return None
         entry = committed.pairs.get(numbers.key(str(data.checkpoint), data.base, data.other))
         if entry is None:
@@ -309,36 +300,8 @@ def _reduced(t: Tensor, o: Tensor, b: Tensor, files: Files, buf: _Buffers, path:
     return out
 
 
-# -- figspec's cache -----------------------------------------------------------------
-
-def _cached(key: str) -> dict[str, dict[str, float]] | None:
-    """The sums figspec's cache holds for the three; None if missing or not
-    of the shape written (then they are computed again). Only a regular file
-    of bounded size is read."""
-    from .. import cache
-    from ..files import read_bounded
-
-    try:
-        sums = json.loads(read_bounded(cache.folder() / "metrics" / f"{key}.json",
-                                       MAX_CACHED_BYTES))
-    except (OSError, ValueError, RecursionError):
-        return None
-    valid = isinstance(sums, dict) and all(
-        isinstance(name, str) and isinstance(entry, dict) and
-        all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-            for k, v in entry.items()) and _SUM_KEYS <= entry.keys()
-        for name, entry in sums.items())
-    return sums if valid else None
-
-
-#: What every tensor's cached sums hold.
-_SUM_KEYS = {"n", *TRIPLE_SUMS}
-
-
-def _store(key: str, sums: dict[str, dict[str, float]]) -> None:
-    from .. import cache
-
-    cache.put(f"metrics/{key}.json", json.dumps(sums, sort_keys=True).encode())
+#: What every tensor's cached sums hold (read by :func:`figspec.sources.checkpoint.cached`).
+_SUM_KEYS = frozenset({"n", *TRIPLE_SUMS})
 
 
 SOURCE = TwoRuns()
