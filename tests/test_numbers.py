@@ -438,6 +438,40 @@ def test_a_figure_of_panels_commits_each_pair_once(real: Path, run, monkeypatch,
     assert (real / "out" / "fig.svg").read_bytes() == svg
 
 
+def test_panels_of_one_pair_commit_what_each_panel_drew(real: Path, run, monkeypatch,
+                                                         tmp_path):
+    support.write(real / "specs" / "fig.yaml", """
+        data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: relative_change}
+        modules: [q_proj, k_proj]
+        output: {formats: [svg]}
+        panels:
+          - title: attention
+          - title: mlp
+            modules: [up_proj, down_proj]
+            data: {metric: update_rank}
+          - title: bias
+            modules: [q_proj]
+            data: {tensor: bias, metric: changed_fraction, tolerance: 0.001}
+        """)
+    code, _, err = run("build")
+    assert code == 0, err
+    committed = NUMBERS.read_bytes()
+    (pair,) = json.loads(committed)["pairs"]
+    assert {n.split(".")[-2] + "." + n.split(".")[-1] for n in pair["tensors"]} == {
+        "q_proj.weight", "k_proj.weight", "up_proj.weight", "down_proj.weight", "q_proj.bias"}
+    assert pair["tensor"] == "bias, weight"
+    svg = (real / "out" / "fig.svg").read_bytes()
+    code, _, err = run("build", "--force")  # the checkpoints here, as committed: no note
+    assert code == 0 and "changed since" not in err and NUMBERS.read_bytes() == committed
+    without_checkpoints(real)
+    fresh_cache(monkeypatch, tmp_path, "ci")
+    code, _, err = run("build", "--force")
+    assert code == 0, err
+    assert err.count("the checkpoints are not here") == 1
+    assert (real / "out" / "fig.svg").read_bytes() == svg
+    assert NUMBERS.read_bytes() == committed
+
+
 def test_a_pair_absent_beside_one_rebuilt_is_kept_as_committed(real: Path, run):
     shutil.copytree(real / "ckpt", real / "other")
     support.write(real / "specs" / "fig.yaml", """

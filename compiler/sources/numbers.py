@@ -107,11 +107,13 @@ def side(written: str, folder: Path, files: list[Path], memo: dict[Any, Any] | N
 
 
 def changed(was: dict[str, Any], now: dict[str, Any]) -> str | None:
-    """The first file of a side whose identity differs from the committed one."""
+    """The first file read now (``now``) whose identity differs from the
+    committed one. A committed file not read now (another panel's shard) is
+    not this figure's input."""
     if was.get("revision") != now.get("revision"):
         return f"{now['written']} (revision {was.get('revision')} -> {now.get('revision')})"
     old, new = was.get("files", {}), now.get("files", {})
-    for name in sorted(old.keys() | new.keys()):
+    for name in sorted(new):
         if old.get(name) != new.get(name):
             return name
     return None
@@ -295,17 +297,39 @@ def writer(ctx: Context) -> Writer | None:
 
 
 def record(ctx: Context, pair: dict[str, Any]) -> None:
+    """A pair drawn from its checkpoints: written, with what other panels of
+    the figure drew from the same pair (their modules, their sums)."""
     w = writer(ctx)
     if w is not None:
-        w.pairs[pair["key"]] = pair
+        w.pairs[pair["key"]] = _merged(w.pairs.get(pair["key"]), pair)
+        w.kept.discard(pair["key"])
 
 
 def keep(ctx: Context, pair: dict[str, Any]) -> None:
-    """A committed pair drawn as it is: written again as it is."""
+    """A committed pair drawn as it is: written again as it is (it holds what
+    every panel of the figure drew from it when it was written)."""
     w = writer(ctx)
-    if w is not None:
+    if w is not None and pair["key"] not in w.pairs:
         w.pairs[pair["key"]] = pair
         w.kept.add(pair["key"])
+
+
+def _merged(was: dict[str, Any] | None, pair: dict[str, Any]) -> dict[str, Any]:
+    """One pair's record for two panels drawing from it: every tensor either
+    drew, each with the sums either kept (a sum both kept is the same number,
+    of the same bytes). Panels of weights and of biases name both."""
+    if was is None:
+        return pair
+    tensors = dict(was["tensors"])
+    for name, t in pair["tensors"].items():
+        held = tensors.get(name)
+        tensors[name] = t if held is None else {**t, "sums": dict(sorted(
+            {**held["sums"], **t["sums"]}.items()))}
+    sides = {k: {**was["sides"].get(k, {}), **side, "files": {
+        **was["sides"].get(k, {}).get("files", {}), **side.get("files", {})}}
+        for k, side in pair["sides"].items()}
+    kinds = sorted({*was["tensor"].split(", "), pair["tensor"]})
+    return {**pair, "tensor": ", ".join(kinds), "sides": sides, "tensors": tensors}
 
 
 def entry(ctx: Context, sides: dict[str, dict[str, Any]], chosen: dict[str, Tensor],
