@@ -358,3 +358,17 @@ def test_a_file_on_a_web_server_replaced_mid_read_is_said(project: Path, run, hu
     hub.fault = ("changed", 0, 1)  # the first range asked is of another content: 412
     code, _, err = run("check")
     assert code == 1 and "changed while it was read" in err and "Traceback" not in err, err
+
+
+def test_a_web_server_refusing_access_says_so_without_the_hub_s_login(project: Path, run,
+                                                                       hub: Hub):
+    pytest.importorskip("aiohttp")
+    publish(hub, project)
+    hub.repos["Org/tuned"].token = "hf_secret"
+    address = f"{hub.url}/Org/{{}}/resolve/main/model.safetensors"
+    spec(project, address.format("tuned"), address.format("base"))
+    for command in ("check", "build"):
+        code, _, err = run(command)
+        assert code == 1 and "access refused (HTTP 401)" in err, err
+        assert "hf auth login" not in err and "HF_TOKEN" not in err
+        assert "signed address" in err and "Traceback" not in err

@@ -290,13 +290,23 @@ _STORE_LOGIN = {
 _STORE_LOGIN["gcs"] = _STORE_LOGIN["gs"]
 
 
+def _login(what: str) -> str:
+    """How to be let in: the Hub's login for the Hub, a store's credentials for
+    a store; a web server gets no credentials from figspec."""
+    scheme = what.split("://", 1)[0] if "://" in what else "hf"
+    if scheme in ("http", "https"):
+        return ("figspec sends a web server no credentials: name a signed address "
+                "(its query is sent, never shown), or download the file and name it here")
+    return _STORE_LOGIN.get(scheme, _LOGIN)
+
+
 def _status_error(status: int, what: str) -> RemoteError:
     if status == 412:  # If-Match: not the content planned with
         return _changed(what)
     if status == 404:
         return RemoteError(f"{what} is not there (HTTP 404)", "check the name and revision")
     if status in (401, 403):
-        return RemoteError(f"{what}: access refused (HTTP {status})", _LOGIN)
+        return RemoteError(f"{what}: access refused (HTTP {status})", _login(what))
     if status == 429 or status >= 500:
         return RemoteError(f"{what}: the server answered HTTP {status}", "try again later",
                            transient=True)
@@ -311,6 +321,9 @@ def explained(e: BaseException, what: str) -> RemoteError:
     status = getattr(getattr(e, "response", None), "status_code", None)
     if not isinstance(status, int):  # aiohttp's errors (fsspec's HTTP) hold it themselves
         status = getattr(e, "status", None)
+    if isinstance(e, FileNotFoundError) and not isinstance(status, int):
+        # fsspec's HTTP says FileNotFoundError for any refused HEAD/GET: its cause knows why
+        status = getattr(e.__cause__, "status", None)
     if name == "FileExpired" or (isinstance(e, OSError) and "pre-condition" in str(e)):
         return _changed(what)  # s3fs's word for a 412 to an If-Match
     if name in ("RepositoryNotFoundError", "GatedRepoError"):
@@ -320,7 +333,8 @@ def explained(e: BaseException, what: str) -> RemoteError:
         return RemoteError(f"{what}: no such revision on the Hub",
                            "name a branch, a tag or a commit of the repository")
     if name in ("RepositoryNotFoundError", "EntryNotFoundError",
-                "RemoteEntryNotFoundError") or isinstance(e, FileNotFoundError):
+                "RemoteEntryNotFoundError") or (isinstance(e, FileNotFoundError)
+                                                 and status in (None, 404)):
         return RemoteError(f"{what} is not there", "check the name and revision")
     if isinstance(status, int):
         return _status_error(status, what)
