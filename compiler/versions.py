@@ -3,6 +3,8 @@ another key is stale. Plain names; nothing heavy is imported."""
 
 from __future__ import annotations
 
+from importlib import metadata
+
 from .caches import memo
 
 #: figspec's own version (``figspec.__version__``; pyproject.toml says the same).
@@ -18,8 +20,6 @@ RENDERERS = ("figspec", "vl-convert-python", "pikepdf", "matplotlib", "fonttools
 @memo("versions.environment_key")
 def environment_key() -> str:
     """Versions of figspec and of everything that draws, as one string."""
-    from importlib import metadata  # here: 30 ms that a command drawing nothing skips
-
     versions = []
     for dist in RENDERERS:
         try:
