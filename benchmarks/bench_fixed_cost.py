@@ -1,17 +1,29 @@
-"""The fixed cost of a checkpoint command: `figspec table` of a small
-SYNTHETIC BF16 pair (5 layers shaped like Qwen2.5-0.5B's, 0.30 GB in all,
-made by bench_checkpoint.make in a temp folder), whole command, beside `cat`
+"""The fixed cost of a checkpoint command: `figspec table` of SYNTHETIC BF16
+pairs shaped like Qwen2.5-0.5B's layers (made by bench_checkpoint.make: 5
+layers, 0.30 GB in all, and 24 layers, 1.43 GB), whole command, beside `cat`
 of the same files; files hot in the page cache, the compiled kernel cached,
-figspec's metrics cache cold, the two commands interleaved, medians of
---runs. Then the first use of another dtype (a small F32 pair) after the
-BF16 one: whether the kernel is compiled again.
+figspec's metrics cache cold, every command interleaved, medians of --runs.
 
-    python benchmarks/bench_fixed_cost.py [--runs 5] [--layers 5]
+Then where the small pair's time goes, from a timeline of the same command
+(a driver that wraps figspec's stages and stamps when each starts and ends;
+medians of --runs): interpreter start, figspec's imports, reading and
+validating the spec, the headers and planning, numba's import, making the
+kernel's entry points, loading the compiled kernel (the reducing threads'
+first call), the reduction, output, exit. Then the goals of issue 32 (the
+1.43 GB pair within 3x `cat`, the 0.30 GB pair within 12x), the same
+command with the interpreter's usual exit, and the first use of another
+dtype (a tiny F32 pair) after the BF16 one: whether the kernel is compiled
+again.
+
+    python benchmarks/bench_fixed_cost.py [--runs 5] [--folder DIR]
+
+--folder keeps the generated pairs (small/ and big/) for the next run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -25,6 +37,62 @@ import bench_checkpoint
 import numpy as np
 from common import machine, tool
 
+#: The timeline's driver: argv = T0 (the parent's time.time() just before
+#: starting it), then figspec's arguments. It stamps each stage it wraps and
+#: ends as the `figspec` command does (figspec.cli.end); the stamps go to
+#: stderr as JSON from an atexit handler, which end() runs before it exits.
+DRIVER = r"""
+import sys, time, threading
+T0 = float(sys.argv[1])
+marks = {}
+def mark(what):
+    marks.setdefault(what, time.time() - T0)
+mark("up")
+import atexit, json
+atexit.register(lambda: print(json.dumps(marks), file=sys.stderr, flush=True))
+import figspec.cli as cli
+mark("cli")
+from figspec import pipeline
+from figspec.sources import checkpoint, kernel, reduce, _kernel_numba
+def wrap(obj, name, label):
+    f = getattr(obj, name, None)
+    if f is None:  # renamed: that stamp is left out
+        return
+    def w(*a, **k):
+        mark(label + ">")
+        try:
+            return f(*a, **k)
+        finally:
+            marks[label + "<"] = time.time() - T0
+    setattr(obj, name, w)
+wrap(pipeline, "read", "read")
+wrap(checkpoint.Checkpoint, "plan", "plan")
+wrap(checkpoint, "reduce_all", "reduce")
+wrap(_kernel_numba, "compile_kernel", "entry points")
+first = kernel.pair
+def pair(*a, **k):
+    out = first(*a, **k)
+    mark("first chunk<")  # the first thread's first chunk: the kernel loaded
+    return out
+kernel.pair = pair
+cli.end(cli.main(sys.argv[2:]))
+"""
+
+#: (what, from stamp, to stamp) of the timeline; "end": the process ended.
+STAGES = [
+    ("interpreter start (and site)", "0", "up"),
+    ("figspec.cli imported", "up", "cli"),
+    ("the command's imports, reading and validating the spec", "cli", "plan>"),
+    ("the pair's headers and planning", "plan>", "plan<"),
+    ("cache look-up (a miss)", "plan<", "reduce>"),
+    ("numba's import", "reduce>", "entry points>"),
+    ("the kernel's entry points made", "entry points>", "entry points<"),
+    ("the compiled kernel loaded (first chunk)", "entry points<", "first chunk<"),
+    ("the reduction", "first chunk<", "reduce<"),
+    ("the table written", "reduce<", "read<"),
+    ("output and exit", "read<", "end"),
+]
+
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
@@ -32,10 +100,18 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
+def timeline(spec: Path, cwd: Path, env: dict[str, str]) -> dict[str, float]:
+    """One run's stamps (seconds from its start) and its end."""
+    t0 = time.time()
+    p = subprocess.run([sys.executable, "-c", DRIVER, repr(t0), "table", str(spec)],
+                       cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True, check=True)
+    end = time.time() - t0
+    return {**json.loads(p.stderr.strip().splitlines()[-1]), "0": 0.0, "end": end}
+
+
 def f32_pair(folder: Path) -> None:
     """A tiny F32 pair of two q_proj matrices (safetensors written by hand)."""
-    import json
-
     rng = np.random.default_rng(1)
     for side in ("base", "tuned"):
         (folder / side).mkdir(parents=True, exist_ok=True)
@@ -49,26 +125,39 @@ def f32_pair(folder: Path) -> None:
             len(text).to_bytes(8, "little") + text + body)
 
 
+def pair(folder: Path, layers: int) -> list[Path]:
+    """The pair's files, made unless ``folder`` holds them."""
+    if not (folder / "tuned" / "model.safetensors.index.json").exists():
+        bench_checkpoint.LAYERS = layers
+        bench_checkpoint.make(folder)
+    return sorted((folder / "base").glob("*.safetensors")) + \
+        sorted((folder / "tuned").glob("*.safetensors"))
+
+
+def spec_of(project: Path, name: str, root: str) -> Path:
+    spec = project / "specs" / f"{name}.yaml"
+    spec.write_text(f"data: {{checkpoint: ${root}/tuned, base: ${root}/base, "
+                    "metric: relative_change}\nmodules: qwen2\n")
+    return spec
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--layers", type=int, default=5)
+    ap.add_argument("--folder", type=Path, default=None,
+                    help="where the pairs are kept (default: a temporary folder)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="figspec-bench-fixed-"))
-    bench_checkpoint.LAYERS = args.layers
-    folder = work / "ckpt"
-    bench_checkpoint.make(folder)
+    pairs = args.folder or work
+    files = {"small": pair(pairs / "small", 5), "big": pair(pairs / "big", 24)}
+    size = {k: sum(f.stat().st_size for f in fs) for k, fs in files.items()}
     f32_pair(work / "f32")
-    files = sorted((folder / "base").glob("*.safetensors")) + \
-        sorted((folder / "tuned").glob("*.safetensors"))
-    total = sum(f.stat().st_size for f in files)
     project = work / "project"
     (project / "specs").mkdir(parents=True)
     (project / ".git").mkdir()
-    (project / "figspec.yaml").write_text(f"roots: {{ckpt: {folder}, f32: {work / 'f32'}}}\n")
-    spec = project / "specs" / "fig.yaml"
-    spec.write_text("data: {checkpoint: $ckpt/tuned, base: $ckpt/base, metric: relative_change}"
-                    "\nmodules: qwen2\n")
+    (project / "figspec.yaml").write_text(
+        f"roots: {{small: {pairs / 'small'}, big: {pairs / 'big'}, f32: {work / 'f32'}}}\n")
+    specs = {k: spec_of(project, k, k) for k in files}
     f32 = project / "specs" / "f32.yaml"
     f32.write_text("data: {checkpoint: $f32/tuned, base: $f32/base, metric: relative_change}\n"
                    "modules: [q_proj]\nlayers: {last: 1}\n")
@@ -76,33 +165,64 @@ def main() -> None:
     env = {**os.environ, "FIGSPEC_CACHE": str(cache)}
     env.pop("FIGSPEC_KERNEL", None)
 
-    def table(which: Path, cmd: list[str] | None = None) -> float:
+    def cold() -> None:  # the metrics cache, and any committed numbers, gone
         shutil.rmtree(cache / "metrics", ignore_errors=True)
+        for numbers in (project / "specs").glob("*.numbers.json"):
+            numbers.unlink()
+
+    def table(which: Path, cmd: list[str] | None = None) -> float:
+        cold()
         return timed([*(cmd or [figspec]), "table", str(which)], project, env)
 
-    # main() with the interpreter's usual exit (numba's teardown), as before
+    def cat(which: str) -> float:
+        return timed(["cat", *map(str, files[which])], project, env)
+
+    # main() with the interpreter's usual exit (numba's teardown)
     usual = [sys.executable, "-c", "import sys; from figspec.cli import main; "
              "sys.exit(main(sys.argv[1:]))"]
-
-    first = table(spec)  # compiles the kernel into the cache: once per machine
+    for which in files:
+        cat(which)  # into the page cache
+    first = table(specs["small"])  # compiles the kernel into the cache: once per machine
     f32_first = table(f32)  # another dtype, first time on this machine
-    cats, tables, usuals = [], [], []
+    times: dict[str, list[float]] = {k: [] for k in ("cat small", "small", "cat big", "big",
+                                                     "usual")}
+    lines: list[dict[str, float]] = []
     for _ in range(args.runs):
-        cats.append(timed(["cat", *map(str, files)], project, env))
-        tables.append(table(spec))
-        usuals.append(table(spec, usual))
-    cat, ours = statistics.median(cats), statistics.median(tables)
-    slow = statistics.median(usuals)
-    print(f"machine: {machine()}; {total / 1e9:.2f} GB BF16 pair, median of {args.runs}, "
-          "files hot, commands interleaved\n")
+        times["cat small"].append(cat("small"))
+        times["small"].append(table(specs["small"]))
+        times["cat big"].append(cat("big"))
+        times["big"].append(table(specs["big"]))
+        times["usual"].append(table(specs["small"], usual))
+        cold()
+        lines.append(timeline(specs["small"], project, env))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    load = os.getloadavg()
+    print(f"machine: {machine()}; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+          f"(1/5/15 min) at the end; medians of {args.runs}, files hot, commands interleaved\n")
     print("| what | wall time | against `cat` |\n|---|---|---|")
-    print(f"| `cat` of the pair | {cat:.2f} s | 1x |")
-    print(f"| `figspec table`, metrics cache cold, kernel cached | {ours:.2f} s | "
-          f"{ours / cat:.1f}x |")
-    print(f"| the same through main() and the interpreter's usual exit | {slow:.2f} s | "
-          f"{slow / cat:.1f}x |")
-    print(f"| the same, first run on the machine (compiles the kernel) | {first:.2f} s | |")
+    for which, shown in (("small", "0.30"), ("big", "1.43")):
+        gb = size[which] / 1e9
+        print(f"| `cat` of the {gb:.2f} GB pair | {med['cat ' + which]:.3f} s | 1x |")
+        print(f"| `figspec table` of it, metrics cache cold, kernel cached | "
+              f"{med[which]:.3f} s | {med[which] / med['cat ' + which]:.1f}x |")
+    print(f"| the 0.30 GB pair through main() and the interpreter's usual exit | "
+          f"{med['usual']:.3f} s | {med['usual'] / med['cat small']:.1f}x |")
+    print(f"| the 0.30 GB pair, first run on the machine (compiles the kernel) | {first:.2f} s "
+          "| |")
     print(f"| then the first F32 pair (a tiny one) | {f32_first:.2f} s | |")
+    print("\nWhere the 0.30 GB pair's `figspec table` goes (its timeline, medians):\n")
+    print("| stage | ms |\n|---|---|")
+    for what, a, b in STAGES:
+        spans = [line[b] - line[a] for line in lines if a in line and b in line]
+        if spans:
+            print(f"| {what} | {1000 * statistics.median(spans):.0f} |")
+    whole = statistics.median(line["end"] for line in lines)
+    print(f"| whole (the driver's run) | {1000 * whole:.0f} |")
+    print("\nGoals (issue 32):")
+    for which, goal in (("big", 3), ("small", 12)):
+        ratio = med[which] / med["cat " + which]
+        print(f"* the {size[which] / 1e9:.2f} GB pair within {goal}x `cat`: {ratio:.1f}x, "
+              f"{'met' if ratio <= goal else 'not met'}")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -298,29 +298,45 @@ def test_check_status_and_a_no_op_build_never_load_numba(project: Path):
         assert out.strip().splitlines()[-1] == "0 False False", argv
 
 
+#: Modules of numba that only its compiler uses (its typing and lowering
+#: registries), none of which the compiled kernel's code refers to.
+COMPILER_ONLY = ("numba.typed.typeddict", "numba.np.random.generator_methods",
+                 "numba.np.polynomial.polynomial_functions")
+
+
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
 def test_the_compiled_kernel_is_cached_in_figspec_s_cache(project: Path):
     """Compiled once into $FIGSPEC_CACHE/numba; the next process loads it
-    (numba says so with NUMBA_DEBUG_CACHE); the environment is not changed."""
+    (numba says so with NUMBA_DEBUG_CACHE), without importing numba's
+    compiler (its registries: 90 % of loading), and gets the same table; the
+    environment is not changed."""
     pair_of_sizes(project / "ckpt", [100, 7])
     support.write(project / "specs" / "fig.yaml", (
         "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: update_norm}\n"
         "modules: [q_proj]\nlayers: {last: 1}\n"))
     cache = project / "cache"
-    code = ("import os, sys, json; from figspec.cli import main; before = dict(os.environ); "
-            "main(['table', 'specs/fig.yaml']); print(json.dumps(dict(os.environ) == before))")
-    logs = []
+    code = ("import io, os, sys, json, contextlib; from figspec.cli import main; "
+            "before = dict(os.environ); table = io.StringIO()\n"
+            "with contextlib.redirect_stdout(table): main(['table', 'specs/fig.yaml'])\n"
+            f"print(json.dumps([dict(os.environ) == before, table.getvalue(), "
+            f"[m for m in {COMPILER_ONLY!r} if m in sys.modules]]))")
+    logs, tables, compiler = [], [], []
     for _ in range(2):
         (cache / "metrics").exists() and [p.unlink() for p in (cache / "metrics").iterdir()]
         env = {**os.environ, "FIGSPEC_CACHE": str(cache), "NUMBA_DEBUG_CACHE": "1"}
         env.pop("FIGSPEC_KERNEL", None)
         p = subprocess.run([sys.executable, "-c", code], cwd=project, env=env,
                            capture_output=True, text=True, check=True)
-        assert json.loads(p.stdout.strip().splitlines()[-1]) is True
+        same_env, table, loaded = json.loads(p.stdout.strip().splitlines()[-1])
+        assert same_env is True
         logs.append(p.stdout)
+        tables.append([line for line in table.splitlines() if not line.startswith("[cache]")])
+        compiler.append(loaded)
     assert list((cache / "numba").rglob("*.nbi"))
     assert "data saved" in logs[0] and "data saved" not in logs[1]
     assert "data loaded" in logs[1]
+    assert tables[0] == tables[1] and len(tables[0]) == 3
+    assert compiler[0] and compiler[1] == []  # compiling imported them; loading, none
 
 
 def table_in_child(project: Path, env: dict[str, str], prelude: str = ""

@@ -192,11 +192,30 @@ class _Forgiving:
     def load_overload(self, sig: Any, target_context: Any) -> Any:
         try:
             self._remove_irregular()
-            return super().load_overload(sig, target_context)  # type: ignore[misc]
+            return self._load(sig, target_context)
         except Exception:  # noqa: BLE001 - any damage is a miss
             with contextlib.suppress(Exception):
                 self._cache_file.flush()  # type: ignore[attr-defined]  # an empty index
             return None
+
+    def _load(self, sig: Any, target_context: Any) -> Any:
+        """The overload, loaded as numba's load_overload loads it, but without
+        its ``target_context.refresh()`` first: that installs every registry
+        of numba's typing and lowering (some 80 of its modules imported,
+        90 % of loading a cached kernel, 0.1-0.4 s on a 2-core machine), which
+        only compiling uses, and every compile refreshes the contexts itself
+        (numba's CompilerBase). What compiled code needs to run, numba's
+        runtime (NRT), is initialised here as refresh would. Where numba's
+        internals are not those known, its own load_overload."""
+        try:
+            from numba.core.runtime import rtsys
+        except ImportError:  # another numba's layout
+            return super().load_overload(sig, target_context)  # type: ignore[misc]
+        load = getattr(self, "_load_overload", None)
+        if load is None or not hasattr(rtsys, "initialize"):
+            return super().load_overload(sig, target_context)  # type: ignore[misc]
+        rtsys.initialize(target_context)
+        return load(sig, target_context)
 
     def save_overload(self, sig: Any, data: Any) -> None:
         try:
