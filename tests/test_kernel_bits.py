@@ -454,3 +454,17 @@ def test_the_same_bits_on_threads_reducing_at_once():
     with ThreadPoolExecutor(2) as pool:
         got = list(pool.map(lambda case: results(*case, "numba"), every))
     assert [name(*case) for case, bits in zip(every, got) if bits != EXPECTED[name(*case)]] == []
+
+
+@pytest.mark.parametrize("path", ["numpy", "numba"])
+def test_read_only_bytes_give_the_same_bits(path: str):
+    """Stored bytes that cannot be written (a memory-mapped file, bytes) are
+    read as they are, into the same sums."""
+    if path == "numba":
+        pytest.importorskip("numba")
+    for dtype in ("BF16", "F32", "F64"):
+        for n in (2113, 9001):
+            t, b = sides((dtype, dtype), n, False)
+            got = kernel.pair(t, dtype, b, dtype, OPTIONS, path)
+            want = EXPECTED[name("pair", (dtype, dtype), n, False, 1.0)]
+            assert " ".join(float(x).hex() for x in got) == want, (dtype, n)
