@@ -10,6 +10,16 @@ results are the same bits on every processor, and the same as the numpy path's,
 which sums in the same order. The lanes are independent, so LLVM still
 vectorises them.
 
+Speed (the sums unchanged): BF16, F16 and F32 values are read as float32,
+exact, and widened to float64 in the loop that sums them (F32's own entries
+where a block is whole lanes, no copy; F64, FP8 and a rescan's scale go
+through float64 scratch); the loops take four rows of lanes a time (two for
+three tensors), each lane still adding its entries in order, so that the
+lanes' running sums are loaded and stored once per four rows. LLVM emits
+256-bit vectors for this processor (its tuning prefers them; numba gives no
+per-function way to ask for 512-bit ones without changing its settings for
+everyone).
+
 Every function is a plain function of arrays (no closures), so numba can
 cache it. Nothing happens at import (no folder made, numba neither imported
 nor changed): :func:`compile_kernel` makes the entry points on first use, called
@@ -32,7 +42,9 @@ from .. import cache
 #: the lane loop long enough for LLVM's loop vectoriser (numba leaves its
 #: SLP vectoriser off), in the L1 cache with the blocks.
 LANES = 64
-#: Entries decoded at a time into float64 scratch that stays in the L1 cache.
+#: Entries taken at a time: decoded (as float32 where that is exact, else
+#: float64) into scratch that stays in the L1 cache. 1024, 4096 and 8192 were
+#: slower here.
 BLOCK = 2048
 #: Kinds of "changed" (see figspec.sources.kernel.OPTION_KINDS).
 EXACT, ABS, REL = 0, 1, 2
@@ -269,6 +281,43 @@ def _decode(raw, code, lo, n, table, wide, wide_f, scale, out):
 
 
 @njit(**_OPTS)
+def _float32(code):
+    """Whether values of ``code`` are read as float32 (exact) rather than
+    float64: BF16, F16 and F32; FP8's table is looked up as float64 alone
+    (narrowing each value costs more than it saves)."""
+    return code == BF16 or code == F16 or code == F32
+
+
+@njit(**_OPTS)
+def _narrow(raw, code, lo, n, table, wide, wide_f):
+    """Entries lo..lo+n of ``raw`` (not F64) as float32, exactly (every BF16,
+    F16, FP8 and F32 value is a float32), padded with 0 to whole lanes: F32's
+    entries themselves where they are whole lanes, else decoded into
+    ``wide_f`` (``wide`` seen as float32)."""
+    r = raw[lo:lo + n]
+    if code == F32 and n % LANES == 0:
+        return r.view(np.float32)  # (a no-op, for typing)
+    if code == BF16:  # BF16 is the top half of a float32
+        for i in range(n):
+            wide[i] = np.uint32(r[i]) << np.uint32(16)
+    elif code == F16:  # numba has no float16: every bit pattern's value, looked up
+        for i in range(n):
+            wide_f[i] = table[np.intp(r[i])]  # (a no-op cast, for typing)
+    elif code == F8_E4M3:  # every byte's value, looked up
+        for i in range(n):
+            wide_f[i] = table[E4M3_AT + np.intp(r[i])]
+    elif code == F8_E5M2:
+        for i in range(n):
+            wide_f[i] = table[E5M2_AT + np.intp(r[i])]
+    else:
+        for i in range(n):
+            wide_f[i] = r[i]
+    for i in range(n, -(-n // LANES) * LANES):
+        wide[i] = 0
+    return wide_f
+
+
+@njit(**_OPTS)
 def _combine(lanes):
     """The lanes summed pairwise in a fixed order (as kernel._combine)."""
     width = lanes.size
@@ -286,14 +335,64 @@ def _extremes(x, m, top, bad):
     for i in range(0, m - m % LANES, LANES):
         row = x[i:i + LANES]
         for j in range(LANES):
-            a = abs(row[j])
+            a = np.float64(abs(row[j]))
             top[j] = a if a > top[j] else top[j]
             bad[j] += not (a < np.inf)
     rest = x[m - m % LANES:m]
     for j in range(m % LANES):
-        a = abs(rest[j])
+        a = np.float64(abs(rest[j]))
         top[j] = a if a > top[j] else top[j]
         bad[j] += not (a < np.inf)
+
+
+@njit(**_OPTS)
+def _pair_rows(t, b, rows, tt, bb, tb, dd, top):
+    """Rows 0..rows of LANES entries of T's and B's values (float32 or float64)
+    into the lanes, in order, in float64."""
+    for r in range(0, rows - rows % 4, 4):  # four rows a time: a quarter of the
+        i = r * LANES                        # loads and stores of the lanes
+        tr = t[i:i + 4 * LANES]
+        br = b[i:i + 4 * LANES]
+        for j in range(LANES):
+            x0 = np.float64(tr[j])
+            x1 = np.float64(tr[LANES + j])
+            x2 = np.float64(tr[2 * LANES + j])
+            x3 = np.float64(tr[3 * LANES + j])
+            y0 = np.float64(br[j])
+            y1 = np.float64(br[LANES + j])
+            y2 = np.float64(br[2 * LANES + j])
+            y3 = np.float64(br[3 * LANES + j])
+            d0 = x0 - y0
+            d1 = x1 - y1
+            d2 = x2 - y2
+            d3 = x3 - y3
+            tt[j] = (((tt[j] + x0 * x0) + x1 * x1) + x2 * x2) + x3 * x3  # in row order
+            bb[j] = (((bb[j] + y0 * y0) + y1 * y1) + y2 * y2) + y3 * y3
+            tb[j] = (((tb[j] + x0 * y0) + x1 * y1) + x2 * y2) + x3 * y3
+            dd[j] = (((dd[j] + d0 * d0) + d1 * d1) + d2 * d2) + d3 * d3
+            m = top[j]
+            a = abs(x0)
+            m = a if a > m else m  # NaN never is
+            a = abs(x1)
+            m = a if a > m else m
+            a = abs(x2)
+            m = a if a > m else m
+            a = abs(x3)
+            top[j] = a if a > m else m
+    for r in range(rows - rows % 4, rows):
+        i = r * LANES
+        tr = t[i:i + LANES]
+        br = b[i:i + LANES]
+        for j in range(LANES):
+            x = np.float64(tr[j])
+            y = np.float64(br[j])
+            d = x - y
+            tt[j] += x * x
+            bb[j] += y * y
+            tb[j] += x * y
+            dd[j] += d * d
+            a = abs(x)
+            top[j] = a if a > top[j] else top[j]
 
 
 @njit(**_OPTS)
@@ -301,56 +400,35 @@ def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, sca
     """Every sum of one chunk of a pair, written to ``out``: tt, bb, tb, dd,
     max |T|, non-finite counts of T and B, then one count per option."""
     n = traw.size
-    t = np.zeros(BLOCK)
-    b = np.zeros(BLOCK)
-    wide = np.empty(BLOCK, np.uint32)
-    wide_f = wide.view(np.float32)
     tt = np.zeros(LANES)
     bb = np.zeros(LANES)
     tb = np.zeros(LANES)
     dd = np.zeros(LANES)
     top = np.zeros(LANES)
     counts = np.zeros(kinds.size, np.int64)
-    for lo in range(0, n, BLOCK):
-        m = min(BLOCK, n - lo)
-        _decode(traw, tcode, lo, m, table, wide, wide_f, scale, t)
-        _decode(braw, bcode, lo, m, table, wide, wide_f, scale, b)
-        rows = -(-m // LANES)  # the padding adds 0, and is finite
-        for r in range(0, rows - rows % 2, 2):  # two rows a time: half the loads
-            i = r * LANES                        # and stores of the lanes
-            tr = t[i:i + 2 * LANES]
-            br = b[i:i + 2 * LANES]
-            for j in range(LANES):
-                x = tr[j]
-                y = br[j]
-                u = tr[LANES + j]
-                v = br[LANES + j]
-                d = x - y
-                e = u - v
-                tt[j] = (tt[j] + x * x) + u * u  # in order: row r, then r + 1
-                bb[j] = (bb[j] + y * y) + v * v
-                tb[j] = (tb[j] + x * y) + u * v
-                dd[j] = (dd[j] + d * d) + e * e
-                a = abs(x)
-                c = abs(u)
-                m0 = a if a > top[j] else top[j]  # NaN never is
-                top[j] = c if c > m0 else m0
-        if rows % 2:
-            i = (rows - 1) * LANES
-            tr = t[i:i + LANES]
-            br = b[i:i + LANES]
-            for j in range(LANES):
-                x = tr[j]
-                y = br[j]
-                d = x - y
-                tt[j] += x * x
-                bb[j] += y * y
-                tb[j] += x * y
-                dd[j] += d * d
-                a = abs(x)
-                top[j] = a if a > top[j] else top[j]
-        for k in range(kinds.size):
-            counts[k] += _count(kinds[k], limits[k], same, t, b, tbits, bbits, lo, m)
+    twide = np.empty(BLOCK, np.uint32)
+    bwide = np.empty(BLOCK, np.uint32)
+    if scale == 1.0 and _float32(tcode) and _float32(bcode):  # read as float32
+        twide_f = twide.view(np.float32)
+        bwide_f = bwide.view(np.float32)
+        for lo in range(0, n, BLOCK):
+            m = min(BLOCK, n - lo)
+            t = _narrow(traw, tcode, lo, m, table, twide, twide_f)
+            b = _narrow(braw, bcode, lo, m, table, bwide, bwide_f)
+            _pair_rows(t, b, -(-m // LANES), tt, bb, tb, dd, top)  # the padding adds 0
+            for k in range(kinds.size):
+                counts[k] += _count(kinds[k], limits[k], same, t, b, tbits, bbits, lo, m)
+    else:  # float64 values, or scaled (exact in float64 alone)
+        wide_f = twide.view(np.float32)
+        t = np.zeros(BLOCK)
+        b = np.zeros(BLOCK)
+        for lo in range(0, n, BLOCK):
+            m = min(BLOCK, n - lo)
+            _decode(traw, tcode, lo, m, table, twide, wide_f, scale, t)
+            _decode(braw, bcode, lo, m, table, twide, wide_f, scale, b)
+            _pair_rows(t, b, -(-m // LANES), tt, bb, tb, dd, top)
+            for k in range(kinds.size):
+                counts[k] += _count(kinds[k], limits[k], same, t, b, tbits, bbits, lo, m)
     out[0] = _combine(tt)
     out[1] = _combine(bb)
     out[2] = _combine(tb)
@@ -366,17 +444,19 @@ def pair(traw, tbits, tcode, braw, bbits, bcode, same, kinds, limits, table, sca
 
 @njit(**_OPTS)
 def _count(kind, limit, same, t, b, tbits, bbits, lo, m):
-    """Entries of the block that changed, as ``kind`` means it; comparisons
-    with NaN are false, as numpy's are."""
+    """Entries of the block that changed, as ``kind`` means it, of the values
+    in float64; comparisons with NaN are false, as numpy's are."""
     c = 0
     if kind == ABS:
         for i in range(m):
-            c += abs(t[i] - b[i]) > limit
+            c += abs(np.float64(t[i]) - np.float64(b[i])) > limit
     elif kind == REL:
         for i in range(m):
-            x = abs(t[i])
-            y = abs(b[i])
-            c += abs(t[i] - b[i]) > limit * (x if x > y else y)
+            x = np.float64(t[i])
+            y = np.float64(b[i])
+            s = abs(x)
+            z = abs(y)
+            c += abs(x - y) > limit * (s if s > z else z)
     elif same:  # as stored, bit for bit
         tr = tbits[lo:lo + m]
         br = bbits[lo:lo + m]
@@ -384,7 +464,7 @@ def _count(kind, limit, same, t, b, tbits, bbits, lo, m):
             c += tr[i] != br[i]
     else:
         for i in range(m):
-            c += t[i] != b[i]
+            c += np.float64(t[i]) != np.float64(b[i])
     return c
 
 
@@ -404,26 +484,108 @@ def _bad(raw, code, table):
 
 
 @njit(**_OPTS)
+def _single_rows(t, rows, tt, top, bad):
+    """Rows 0..rows of LANES entries of T's values (float32 or float64) into
+    the lanes, in order, in float64: tt, the largest |T|, the entries not
+    finite (the padding is 0: it adds nothing, and is finite)."""
+    for r in range(0, rows - rows % 4, 4):  # four rows a time, as _pair_rows
+        i = r * LANES
+        tr = t[i:i + 4 * LANES]
+        for j in range(LANES):
+            x0 = np.float64(tr[j])
+            x1 = np.float64(tr[LANES + j])
+            x2 = np.float64(tr[2 * LANES + j])
+            x3 = np.float64(tr[3 * LANES + j])
+            tt[j] = (((tt[j] + x0 * x0) + x1 * x1) + x2 * x2) + x3 * x3  # in row order
+            a0 = abs(x0)
+            a1 = abs(x1)
+            a2 = abs(x2)
+            a3 = abs(x3)
+            m = top[j]
+            m = a0 if a0 > m else m  # NaN never is
+            m = a1 if a1 > m else m
+            m = a2 if a2 > m else m
+            top[j] = a3 if a3 > m else m
+            bad[j] += (not (a0 < np.inf)) + (not (a1 < np.inf)) + \
+                (not (a2 < np.inf)) + (not (a3 < np.inf))
+    for r in range(rows - rows % 4, rows):
+        i = r * LANES
+        tr = t[i:i + LANES]
+        for j in range(LANES):
+            x = np.float64(tr[j])
+            tt[j] += x * x
+            a = abs(x)
+            top[j] = a if a > top[j] else top[j]
+            bad[j] += not (a < np.inf)
+
+
+@njit(**_OPTS)
 def single(traw, tcode, table, scale, out):
     """The sums of one chunk of a tensor alone: tt, max |T|, non-finite count."""
     n = traw.size
-    t = np.zeros(BLOCK)
     wide = np.empty(BLOCK, np.uint32)
     wide_f = wide.view(np.float32)
     tt = np.zeros(LANES)
     top = np.zeros(LANES)
     bad = np.zeros(LANES, np.int64)
-    for lo in range(0, n, BLOCK):
-        m = min(BLOCK, n - lo)
-        _decode(traw, tcode, lo, m, table, wide, wide_f, scale, t)
-        for i in range(0, m, LANES):
-            tr = t[i:i + LANES]
-            for j in range(LANES):
-                tt[j] += tr[j] * tr[j]
-        _extremes(t, m, top, bad)
+    if scale == 1.0 and _float32(tcode):
+        for lo in range(0, n, BLOCK):
+            m = min(BLOCK, n - lo)
+            _single_rows(_narrow(traw, tcode, lo, m, table, wide, wide_f), -(-m // LANES), tt,
+                         top, bad)
+    else:
+        t = np.zeros(BLOCK)
+        for lo in range(0, n, BLOCK):
+            m = min(BLOCK, n - lo)
+            _decode(traw, tcode, lo, m, table, wide, wide_f, scale, t)
+            _single_rows(t, -(-m // LANES), tt, top, bad)
     out[0] = _combine(tt)
     out[4] = top.max()
     out[5] = bad.sum()
+
+
+@njit(**_OPTS)
+def _triple_rows(t, o, b, rows, uu, vv, uv, ww):
+    """Rows 0..rows of LANES entries of T's, O's and B's values (float32 or
+    float64) into the lanes, in order, in float64 (the padding adds 0)."""
+    for r in range(0, rows - rows % 2, 2):  # two rows a time, as _pair_rows
+        i = r * LANES
+        tr = t[i:i + 2 * LANES]
+        orow = o[i:i + 2 * LANES]
+        br = b[i:i + 2 * LANES]
+        for j in range(LANES):
+            x0 = np.float64(tr[j])
+            y0 = np.float64(orow[j])
+            z0 = np.float64(br[j])
+            x1 = np.float64(tr[LANES + j])
+            y1 = np.float64(orow[LANES + j])
+            z1 = np.float64(br[LANES + j])
+            u0 = x0 - z0
+            v0 = y0 - z0
+            w0 = x0 - y0
+            u1 = x1 - z1
+            v1 = y1 - z1
+            w1 = x1 - y1
+            uu[j] = (uu[j] + u0 * u0) + u1 * u1  # in order: row r, then r + 1
+            vv[j] = (vv[j] + v0 * v0) + v1 * v1
+            uv[j] = (uv[j] + u0 * v0) + u1 * v1
+            ww[j] = (ww[j] + w0 * w0) + w1 * w1
+    if rows % 2:
+        i = (rows - 1) * LANES
+        tr = t[i:i + LANES]
+        orow = o[i:i + LANES]
+        br = b[i:i + LANES]
+        for j in range(LANES):
+            x = np.float64(tr[j])
+            y = np.float64(orow[j])
+            z = np.float64(br[j])
+            u = x - z
+            v = y - z
+            w = x - y
+            uu[j] += u * u
+            vv[j] += v * v
+            uv[j] += u * v
+            ww[j] += w * w
 
 
 @njit(**_OPTS)
@@ -434,35 +596,34 @@ def triple(traw, tcode, oraw, ocode, braw, bcode, table, scale, out):
     entries of T, O and B (counted only where a sum of squares is not finite:
     a non-finite entry of any side makes one so)."""
     n = traw.size
-    t = np.zeros(BLOCK)
-    o = np.zeros(BLOCK)
-    b = np.zeros(BLOCK)
-    wide = np.empty(BLOCK, np.uint32)
-    wide_f = wide.view(np.float32)
+    twide = np.empty(BLOCK, np.uint32)
+    owide = np.empty(BLOCK, np.uint32)
+    bwide = np.empty(BLOCK, np.uint32)
     uu = np.zeros(LANES)
     vv = np.zeros(LANES)
     uv = np.zeros(LANES)
     ww = np.zeros(LANES)
-    for lo in range(0, n, BLOCK):
-        m = min(BLOCK, n - lo)
-        _decode(traw, tcode, lo, m, table, wide, wide_f, scale, t)
-        _decode(oraw, ocode, lo, m, table, wide, wide_f, scale, o)
-        _decode(braw, bcode, lo, m, table, wide, wide_f, scale, b)
-        for i in range(0, m, LANES):  # the padding adds 0, and is finite
-            tr = t[i:i + LANES]
-            orow = o[i:i + LANES]
-            br = b[i:i + LANES]
-            for j in range(LANES):
-                x = tr[j]
-                y = orow[j]
-                z = br[j]
-                u = x - z
-                v = y - z
-                w = x - y
-                uu[j] += u * u
-                vv[j] += v * v
-                uv[j] += u * v
-                ww[j] += w * w
+    if scale == 1.0 and _float32(tcode) and _float32(ocode) and _float32(bcode):
+        twide_f = twide.view(np.float32)
+        owide_f = owide.view(np.float32)
+        bwide_f = bwide.view(np.float32)
+        for lo in range(0, n, BLOCK):
+            m = min(BLOCK, n - lo)
+            _triple_rows(_narrow(traw, tcode, lo, m, table, twide, twide_f),
+                         _narrow(oraw, ocode, lo, m, table, owide, owide_f),
+                         _narrow(braw, bcode, lo, m, table, bwide, bwide_f), -(-m // LANES),
+                         uu, vv, uv, ww)
+    else:
+        wide_f = twide.view(np.float32)
+        t = np.zeros(BLOCK)
+        o = np.zeros(BLOCK)
+        b = np.zeros(BLOCK)
+        for lo in range(0, n, BLOCK):
+            m = min(BLOCK, n - lo)
+            _decode(traw, tcode, lo, m, table, twide, wide_f, scale, t)
+            _decode(oraw, ocode, lo, m, table, twide, wide_f, scale, o)
+            _decode(braw, bcode, lo, m, table, twide, wide_f, scale, b)
+            _triple_rows(t, o, b, -(-m // LANES), uu, vv, uv, ww)
     out[0] = _combine(uu)
     out[1] = _combine(vv)
     out[2] = _combine(uv)
