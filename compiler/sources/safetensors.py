@@ -516,10 +516,10 @@ _PLAIN_FILE = re.compile(r"[^/\\\x00]{1,255}")
 
 #: Bytes of a shard one thread maps at a time: a window moved along the
 #: file as the thread reads it, unmapped (its pages let go) once passed.
-#: Measured (benchmarks/bench_read.py): 8 MB windows cost 0.15-0.18 CPU-s
-#: per 1.43 GB, against 0.26-0.27 s for preadv's copy; a window per chunk
+#: Measured (benchmarks/bench_read.py, docs/performance.md): 8 MB windows
+#: cost 7-40% less CPU than preadv's copy, never more; a window per chunk
 #: costs more than the copy, and letting each chunk's pages go behind the
-#: reader (MADV_DONTNEED) 0.07 s more than unmapping them a window at a time.
+#: reader (MADV_DONTNEED) more than unmapping them a window at a time.
 WINDOW = 8 << 20
 #: Windows one thread keeps (one per file it reads): its resident memory
 #: stays under WINDOWS * WINDOW. A thread reading more files at once (a run's
