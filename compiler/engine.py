@@ -164,8 +164,10 @@ def _outcome(future: Any) -> Done:
         kind, value, worker = future.result()
     except KilledWorker:
         return Done(None, problem="the Dask workers reducing this pair died, one after "
-                    "another (killed: out of memory?)", hint="give the workers more memory, "
-                    "or build here with `--engine local`")
+                    "another (killed: out of memory? or a file of it cut short while it was "
+                    "read, which ends the reading process with SIGBUS)",
+                    hint="give the workers more memory, or save the checkpoint beside "
+                    "and rename it into place; or build here with `--engine local`")
     except (OSError, TimeoutError) as e:  # the connection to the scheduler is lost
         raise EngineError(f"the connection to the Dask scheduler was lost: {_said(e)}",
                           "build again once the cluster is back") from None

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import struct
 from collections import Counter
@@ -157,23 +156,20 @@ def test_compare_previous_reads_each_interval_once_and_a_new_one_alone(project: 
 
 @pytest.fixture
 def bytes_read(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Bytes read by os.preadv in this process, by the file's checkpoint
-    folder (the fd's path, from /proc/self/fd): what the disk is asked for,
-    whoever asks."""
+    """Bytes of the files handed to the kernel, by the file's checkpoint
+    folder: each chunk's, where the file is mapped or read into a buffer."""
     seen: Counter[str] = Counter()
-    real = os.preadv
+    real = Files.read_into
 
-    def counting(fd: int, buffers, offset: int, *args) -> int:
-        got = real(fd, buffers, offset, *args)
-        seen[Path(os.readlink(f"/proc/self/fd/{fd}")).parent.name] += got
+    def counting(self, t, *args, **kw):
+        got = real(self, t, *args, **kw)
+        seen[t.file.parent.name] += got.nbytes
         return got
 
-    monkeypatch.setattr(os, "preadv", counting)
+    monkeypatch.setattr(Files, "read_into", counting)
     return seen
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir() or not hasattr(os, "preadv"),
-                    reason="counts preadv through /proc/self/fd (Linux)")
 @pytest.mark.parametrize("kernel", ["numpy", "numba"])
 def test_compare_previous_reads_each_checkpoint_file_once(project: Path, run, bytes_read,
                                                           monkeypatch: pytest.MonkeyPatch,

@@ -30,8 +30,10 @@ _SCALED = ("tt", "bb", "tb", "dd")
 
 class _Buffers:
     """One thread's byte buffers for a chunk of T and of B, reused chunk to
-    chunk: a fresh buffer per chunk costs more in page faults than the
-    arithmetic, and a chunk stays in the processor's cache."""
+    chunk, for what is not handed out where its file is mapped (a shard read
+    in place, a head's columns, a computed tensor: see
+    :class:`~figspec.sources.safetensors.Files`): a fresh buffer per chunk
+    costs more in page faults than the arithmetic."""
 
     def __init__(self) -> None:
         self.t = bytearray(CHUNK * max(DTYPES.values()))

@@ -7,13 +7,16 @@ broken shard gives a CheckpointError naming the file and the tensor, and
 never makes figspec read or allocate more than the file holds. A folder is
 read through its index (``model.safetensors.index.json``) or its
 ``*.safetensors`` files; links are followed only to files ``Within`` allows.
-Data is read with pread into buffers the caller reuses, never memory-mapped.
+A local shard's data is read where it is mapped (a thread's window of the
+file, its pages let go behind the reader: :class:`Files`); a shard read in
+place, by byte ranges into buffers.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import re
 import threading
@@ -511,10 +514,68 @@ _PLAIN_FILE = re.compile(r"[^/\\\x00]{1,255}")
 
 # -- reading data ------------------------------------------------------------------
 
+#: Bytes of a shard one thread maps at a time: a window moved along the
+#: file as the thread reads it, unmapped (its pages let go) once passed.
+#: Measured (benchmarks/bench_read.py, docs/performance.md): 8 MB windows
+#: cost 7-40% less CPU than preadv's copy, never more; a window per chunk
+#: costs more than the copy, and letting each chunk's pages go behind the
+#: reader (MADV_DONTNEED) more than unmapping them a window at a time.
+WINDOW = 8 << 20
+#: Windows one thread keeps (one per file it reads): its resident memory
+#: stays under WINDOWS * WINDOW. A thread reading more files at once (a run's
+#: checkpoints chunk by chunk against their base) reads the others by pread.
+WINDOWS = 4
+#: Reads by a thread after which a window it has not read from is let go
+#: for another file's.
+STALE = 64
+_GRAIN = mmap.ALLOCATIONGRANULARITY
+
+
+class _Window:
+    """A span of a shard mapped for one thread. Mapped private and writable
+    (never written: no page is copied), so the kernel gets the writable
+    arrays it is compiled for."""
+
+    __slots__ = ("map", "view", "start", "end", "used")
+
+    def __init__(self, fd: int, start: int, length: int) -> None:
+        self.map = mmap.mmap(fd, length, access=mmap.ACCESS_COPY, offset=start)
+        self.view = memoryview(self.map)
+        self.start, self.end = start, start + length
+        #: the thread's read count when it last read from here
+        self.used = 0
+
+    def close(self) -> None:
+        """Unmapped; or where a view of it is still alive (a caller's last
+        chunk), its pages let go now (the page cache keeps them) and the map
+        unmapped with that view."""
+        self.view.release()
+        try:
+            self.map.close()
+        except BufferError:
+            if hasattr(self.map, "madvise"):
+                self.map.madvise(mmap.MADV_DONTNEED)
+
+
+class _Held:
+    """One thread's windows (file -> window) and its count of reads."""
+
+    def __init__(self) -> None:
+        self.windows: dict[Path, _Window] = {}
+        self.reads = 0
+
+
 class Files:
-    """Open shards, read a chunk at a time with preadv (pread) into a thread's
-    buffers: memory stays bounded (a memory map would count every page it
-    touched as resident), and pread is safe from several threads."""
+    """Open shards, read a chunk at a time. A local tensor's entries are
+    handed out where the file is mapped, no copy: each thread maps a window
+    of :data:`WINDOW` bytes of each file it reads (up to :data:`WINDOWS`),
+    and unmaps it once it reads past it, so the process's resident memory
+    stays a few windows per thread however much it reads. The file's size
+    is checked (fstat) before each chunk: a file that shrank since its
+    header was read is a CheckpointError, never touched. A shard read in
+    place (by byte ranges), a strided view, a computed tensor, and a file
+    that cannot be mapped are read into the caller's buffer (preadv). Safe
+    from several threads: windows are a thread's own."""
 
     KINDS = {"BF16": "<u2", "F16": "<f2", "F32": "<f4", "F64": "<f8", "F8_E4M3": "u1",
              "F8_E5M2": "u1"}
@@ -522,8 +583,13 @@ class Files:
     def __init__(self) -> None:
         self.fds: dict[Path, int] = {}
         self.lock = threading.Lock()
-        #: each thread's tensors kept while it reads strided views of them
+        #: each thread's tensors kept while it reads strided views of them,
+        #: and its windows (``held``, a _Held)
         self.local = threading.local()
+        #: every window mapped and not yet closed, whichever thread's (for close)
+        self.windows: set[_Window] = set()
+        #: files that cannot be mapped (a file system without mmap): read by preadv
+        self.unmapped: set[Path] = set()
         #: shards read in place: by byte ranges, a block at a time per thread
         self.reader = Reader()
         self.blocks = threading.local()
@@ -552,15 +618,69 @@ class Files:
         return raw
 
     def read_into(self, t: Tensor, first: int, count: int, buffer: bytearray) -> memoryview:
-        """Entries first..first+count of ``t``, read into the front of ``buffer``."""
+        """Entries first..first+count of ``t``: where its file is mapped (a
+        local tensor, as stored; valid until this thread reads on, past its
+        window), else read into the front of ``buffer``."""
         if isinstance(t, Computed):
             return t.compute_into(self, first, count, buffer)
         size = DTYPES[t.dtype]
-        view = memoryview(buffer)[:count * size]
         if t.segment:
+            view = memoryview(buffer)[:count * size]
             self._strided_into(t, first, count, view)
             return view
-        return self._fill(t, t.start + first * size, view)
+        if isinstance(t.file, Path) and count and t.file not in self.unmapped:
+            mapped = self._mapped(t, t.start + first * size, count * size)
+            if mapped is not None:
+                return mapped
+        return self._fill(t, t.start + first * size, memoryview(buffer)[:count * size])
+
+    def _mapped(self, t: Tensor, at: int, length: int) -> memoryview | None:
+        """Bytes at..at+length of a local tensor's file where this thread's
+        window of it maps them (a new window where none does). None: no
+        window for it (the thread's are all in use, or the file cannot be
+        mapped): read it into a buffer."""
+        assert isinstance(t.file, Path)
+        fd = self._fd(t)
+        size = os.fstat(fd).st_size  # before each chunk: a shorter file is never touched
+        if at + length > size:
+            raise CheckpointError("the file changed while it was read", t.file, t.name)
+        held = self.local.__dict__.get("held")
+        if held is None:
+            held = self.local.held = _Held()
+        held.reads += 1
+        w = held.windows.get(t.file)
+        if w is None or not (w.start <= at and at + length <= w.end):
+            if w is not None:
+                self._forget(held, t.file)
+            elif len(held.windows) >= WINDOWS:
+                stale = min(held.windows, key=lambda f: held.windows[f].used)
+                if held.windows[stale].used > held.reads - STALE:
+                    return None  # every window in use: this file by preadv
+                self._forget(held, stale)
+            w = self._window(t.file, fd, at, length, size)
+            if w is None:
+                return None
+            held.windows[t.file] = w
+        w.used = held.reads
+        return w.view[at - w.start:at - w.start + length]
+
+    def _window(self, file: Path, fd: int, at: int, length: int, size: int) -> _Window | None:
+        start = at - at % _GRAIN
+        try:
+            w = _Window(fd, start, min(max(WINDOW, at + length - start), size - start))
+        except (OSError, ValueError):  # a file system that cannot map files
+            with self.lock:
+                self.unmapped.add(file)
+            return None
+        with self.lock:
+            self.windows.add(w)
+        return w
+
+    def _forget(self, held: _Held, file: Path) -> None:
+        w = held.windows.pop(file)
+        with self.lock:
+            self.windows.discard(w)
+        w.close()
 
     def _fill(self, t: Tensor, at: int, view: memoryview, whole: bool = False) -> memoryview:
         """``view`` filled with the file's bytes from ``at`` on (``whole``: a
@@ -655,5 +775,11 @@ class Files:
         return np.frombuffer(raw, dtype=self.KINDS[t.dtype])
 
     def close(self) -> None:
+        """Every window unmapped (one a caller still views: its pages let go,
+        unmapped with that view) and every file closed."""
+        with self.lock:
+            windows, self.windows = self.windows, set()
+        for w in windows:
+            w.close()
         for fd in self.fds.values():
             os.close(fd)
