@@ -380,7 +380,8 @@ def cell_output_offline(browser, page_file: Path, output: str) -> None:
     page.close()
 
 
-def test_the_step_slider_is_labelled_in_the_figures_font(browser, project: Path):
+def test_the_step_slider_is_labelled_in_the_figures_font(browser, project: Path,
+                                                         compiled_kernel):
     import checkpoints as ck
 
     ck.make_run(project / "ckpt", [100, 200, 300])

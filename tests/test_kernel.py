@@ -261,7 +261,7 @@ def test_the_same_sums_whatever_the_threads(project: Path):
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
-def test_fig_kernel_numpy_gives_the_same_figures(project: Path, run):
+def test_fig_kernel_numpy_gives_the_same_figures(project: Path, run, compiled_kernel):
     """FIGSPEC_KERNEL=numpy (read at each reduction) takes the numpy path:
     the same table, byte for byte."""
     pair_of_sizes(project / "ckpt", SIZES[-3:], dtype="F32")
@@ -271,7 +271,7 @@ def test_fig_kernel_numpy_gives_the_same_figures(project: Path, run):
     tables = []
     for path in ("numba", "numpy"):
         env = {**os.environ, "FIGSPEC_KERNEL": path,
-               "FIGSPEC_CACHE": str(project / f"cache-{path}")}
+               "FIGSPEC_CACHE": str(compiled_kernel(project / f"cache-{path}"))}
         p = subprocess.run([sys.executable, "-m", "figspec", "-v", "table", "specs/fig.yaml"],
                            cwd=project, env=env, capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
@@ -282,12 +282,12 @@ def test_fig_kernel_numpy_gives_the_same_figures(project: Path, run):
 
 # -- what is loaded, and where the compiled code goes ---------------------------------
 
-def test_check_status_and_a_no_op_build_never_load_numba(project: Path):
+def test_check_status_and_a_no_op_build_never_load_numba(project: Path, compiled_kernel):
     ck.make_pair(project / "ckpt")
     support.write(project / "specs" / "fig.yaml", (
         "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: relative_change}\n"
         "modules: qwen2\noutput: {formats: [svg]}\n"))
-    env = {**os.environ, "FIGSPEC_CACHE": str(project / "cache")}
+    env = {**os.environ, "FIGSPEC_CACHE": str(compiled_kernel(project / "cache"))}
     code = ("import sys; from figspec.cli import main; rc = main(sys.argv[1:]); "
             "print(rc, 'numba' in sys.modules, 'figspec.sources.kernel' in sys.modules)")
     subprocess.run([sys.executable, "-m", "figspec", "build"], cwd=project, env=env,
@@ -347,7 +347,7 @@ def table_in_child(project: Path, env: dict[str, str], prelude: str = ""
                           capture_output=True, text=True)
 
 
-def test_without_numba_the_numpy_path_gives_the_same_table(project: Path):
+def test_without_numba_the_numpy_path_gives_the_same_table(project: Path, compiled_kernel):
     """Where numba cannot be imported, the numpy path is taken, and says so."""
     pair_of_sizes(project / "ckpt", [300, 70])
     support.write(project / "specs" / "fig.yaml", (
@@ -359,7 +359,8 @@ def test_without_numba_the_numpy_path_gives_the_same_table(project: Path):
     assert without.returncode == 0, without.stderr
     assert "the numpy kernel" in without.stderr and "numba kernel" not in without.stderr
     if HAVE_NUMBA:
-        compiled = table_in_child(project, {**env, "FIGSPEC_CACHE": str(project / "c2")})
+        compiled = table_in_child(project, {**env,
+                                            "FIGSPEC_CACHE": str(compiled_kernel(project / "c2"))})
         assert "the numba kernel" in compiled.stderr
         assert compiled.stdout == without.stdout
 
@@ -629,14 +630,15 @@ def test_the_first_use_compiles_the_kernel_for_every_dtype(project: Path):
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("to", ["pipe", "file"])
-def test_the_command_ends_with_its_output_whole_and_its_status(project: Path, run, to: str):
+def test_the_command_ends_with_its_output_whole_and_its_status(project: Path, run, to: str,
+                                                               compiled_kernel):
     """`python -m figspec table` after numba was loaded: the whole table (to a
     pipe, to a file), status 0, the program's atexit handlers run; the
     interpreter's teardown is skipped (an object's __del__ at teardown never
     runs). A failing command keeps its status and message."""
     spec = small_table_project(project)
     env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
-    env["FIGSPEC_CACHE"] = str(project / "cache")
+    env["FIGSPEC_CACHE"] = str(compiled_kernel(project / "cache"))
     code = ("import atexit, sys, numba\n"
             "class Teardown:\n"
             "    def __del__(self): print('torn down', file=sys.stderr)\n"
@@ -662,12 +664,12 @@ def test_the_command_ends_with_its_output_whole_and_its_status(project: Path, ru
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
-def test_a_program_calling_main_or_build_keeps_its_interpreter(project: Path):
+def test_a_program_calling_main_or_build_keeps_its_interpreter(project: Path, compiled_kernel):
     """main() and figspec.build return to their caller, numba loaded or not;
     its exit is its own (its teardown runs)."""
     spec = small_table_project(project)
     env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
-    env["FIGSPEC_CACHE"] = str(project / "cache")
+    env["FIGSPEC_CACHE"] = str(compiled_kernel(project / "cache"))
     code = ("import sys, figspec\n"
             "class Teardown:\n"
             "    def __del__(self): print('torn down', flush=True)\n"

@@ -27,6 +27,10 @@ MODULES = ["q_proj", "k_proj", "up_proj"]
 #: the synthetic run of every test: checkpoint-100, -200, -300 of a 2-layer model
 STEPS = [100, 200, 300]
 GLOB = "../ckpt/run/checkpoint-*"
+#: Each test's cache holds the kernel compiled once per session: a test here
+#: may be the first in this process to reduce (or the first after a test of
+#: figspec.caches.clear_all), and compiling is not what these tests prove.
+pytestmark = pytest.mark.usefixtures("compiled_kernel")
 
 
 def spec(project: Path, metric: str = "changed_fraction", extra: str = "",
