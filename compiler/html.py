@@ -276,27 +276,37 @@ def serve_script() -> str:
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
   }
+  // A section's data-state: "drawing" until Vega has put this version's
+  // figure in the page, then "drawn"; "failed" for problems (shown at once).
+  function settle(section, fig, state) {
+    if (shown[fig.spec] === fig.version) section.setAttribute("data-state", state);
+  }
   function draw(section, fig) {
     var body = section.querySelector(".body");
+    section.setAttribute("data-state", fig.vegalite ? "drawing" : "failed");
     if (fig.vegalite) {
       // Vega measures text as it lays out: the figure's own font first.
       var family = (fig.vegalite.config || {}).font || "sans-serif";
       var face = JSON.stringify(family);  // titles are bold: both faces
       Promise.all([document.fonts.load("10px " + face), document.fonts.load("bold 10px " + face)])
-        .catch(function () {}).then(function () { drawFigure(body, fig); });
+        .catch(function () {}).then(function () { drawFigure(section, body, fig); });
     } else {
-      drawFigure(body, fig);
+      drawFigure(section, body, fig);
     }
   }
-  function drawFigure(body, fig) {
+  function drawFigure(section, body, fig) {
+    if (shown[fig.spec] !== fig.version) return;  // a newer version is on its way
     body.textContent = "";
     if (fig.vegalite) {
       var view = el("div", "view");
       body.appendChild(view);
       vegaEmbed(view, fig.vegalite, {renderer: "svg", actions: false,
         tooltip: {theme: "light"}})
-      .then(function () { zoom(view); })
-      .catch(function (e) { body.appendChild(el("div", "problem", e)); });
+      .then(function () { zoom(view); settle(section, fig, "drawn"); })
+      .catch(function (e) {
+        body.appendChild(el("div", "problem", e));
+        settle(section, fig, "failed");
+      });
     } else {
       fig.problems.forEach(function (p) {
         body.appendChild(el("div", "problem", p.text));
@@ -336,7 +346,6 @@ def serve_script() -> str:
       if (shown[fig.spec] !== fig.version) {
         shown[fig.spec] = fig.version;
         section.setAttribute("data-version", fig.version);
-        section.setAttribute("data-state", fig.vegalite ? "drawn" : "failed");
         draw(section, fig);
       }
     });
