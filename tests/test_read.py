@@ -23,10 +23,10 @@ from figspec.sources.safetensors import Files, open_checkpoint
 EXACT = frozenset([("exact", 0.0)])
 
 
-def spec(project: Path) -> Path:
+def spec(project: Path, modules: str = "q_proj, k_proj") -> Path:
     return support.write(project / "specs" / "fig.yaml", (
         "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: relative_change}\n"
-        "modules: [q_proj, k_proj]\n"))
+        f"modules: [{modules}]\n"))
 
 
 def test_a_local_pair_is_read_where_it_is_mapped_not_copied(project: Path, run,
@@ -52,7 +52,9 @@ def test_a_shard_that_shrinks_between_two_chunks_is_a_located_error(
         project: Path, run, monkeypatch: pytest.MonkeyPatch):
     """The file is cut short (written again in place) after its first chunk
     is reduced, from a window of it: the next chunk, in that window, is never
-    touched (a mapped page past the end would kill the process with SIGBUS)."""
+    touched (a mapped page past the end would kill the process with SIGBUS).
+    One tensor is drawn: a second thread reading another tensor of the file
+    at the moment it is cut would be killed so (docs/checkpoints.md)."""
     tuned, _, _ = ck.make_pair(project / "ckpt", layers=1, shape=(2, CHUNK // 2 + 3))
     shard = tuned / "model.safetensors"
     real = Files.read_into
@@ -64,7 +66,7 @@ def test_a_shard_that_shrinks_between_two_chunks_is_a_located_error(
         return real(self, t, first, *args)
 
     monkeypatch.setattr(Files, "read_into", cutting)
-    code, _, err = run("table", str(spec(project)))
+    code, _, err = run("table", str(spec(project, "q_proj")))
     assert code == 1 and "internal error" not in err and "Traceback" not in err, err
     assert "in ckpt/tuned/model.safetensors" in err and "tensor `model.layers.0." in err, err
     assert "the file changed while it was read" in err
