@@ -114,7 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(raw)
+        if self.command != "HEAD":  # a body after HEAD's headers would be read as the
+            self.wfile.write(raw)   # next response on the connection (HTTP/1.1)
 
     def _serve(self, head: bool) -> None:
         hub = self.server_hub
