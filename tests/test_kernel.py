@@ -353,14 +353,12 @@ def test_without_numba_the_numpy_path_gives_the_same_table(project: Path, compil
     support.write(project / "specs" / "fig.yaml", (
         "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: update_rms}\n"
         "modules: [q_proj]\nlayers: {last: 1}\n"))
-    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
-    without = table_in_child(project, {**env, "FIGSPEC_CACHE": str(project / "c1")},
+    without = table_in_child(project, numba_env(project / "c1"),
                              "sys.modules['numba'] = None; ")  # import numba fails
     assert without.returncode == 0, without.stderr
     assert "the numpy kernel" in without.stderr and "numba kernel" not in without.stderr
     if HAVE_NUMBA:
-        compiled = table_in_child(project, {**env,
-                                            "FIGSPEC_CACHE": str(compiled_kernel(project / "c2"))})
+        compiled = table_in_child(project, numba_env(compiled_kernel(project / "c2")))
         assert "the numba kernel" in compiled.stderr
         assert compiled.stdout == without.stdout
 
@@ -376,8 +374,7 @@ def test_an_unwritable_cache_compiles_for_the_process_alone(project: Path):
     (project / "not-a-folder").write_text("")
     package = Path(kernel.__file__).parent
     before = set(package.rglob("*.nb[ic]"))
-    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
-    p = table_in_child(project, {**env, "FIGSPEC_CACHE": str(project / "not-a-folder")})
+    p = table_in_child(project, numba_env(project / "not-a-folder"))
     assert p.returncode == 0, p.stderr
     assert "compiled for this process alone" in p.stderr
     assert set(package.rglob("*.nb[ic]")) == before == set()
@@ -600,6 +597,12 @@ def test_the_same_three_tensor_sums_whatever_the_threads(project: Path):
 
 # -- compiled once per machine, and the command's fast end ----------------------------
 
+def numba_env(cache: Path) -> dict[str, str]:
+    """A child's environment: the numba path, its figspec cache ``cache``."""
+    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
+    return {**env, "FIGSPEC_CACHE": str(cache)}
+
+
 def small_table_project(project: Path, dtype: str = "BF16", folder: str = "ckpt") -> str:
     pair_of_sizes(project / folder, [300, 70], dtype=dtype)
     name = f"specs/{folder}.yaml"
@@ -637,8 +640,7 @@ def test_the_command_ends_with_its_output_whole_and_its_status(project: Path, ru
     interpreter's teardown is skipped (an object's __del__ at teardown never
     runs). A failing command keeps its status and message."""
     spec = small_table_project(project)
-    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
-    env["FIGSPEC_CACHE"] = str(compiled_kernel(project / "cache"))
+    env = numba_env(compiled_kernel(project / "cache"))
     code = ("import atexit, sys, numba\n"
             "class Teardown:\n"
             "    def __del__(self): print('torn down', file=sys.stderr)\n"
@@ -668,8 +670,7 @@ def test_a_program_calling_main_or_build_keeps_its_interpreter(project: Path, co
     """main() and figspec.build return to their caller, numba loaded or not;
     its exit is its own (its teardown runs)."""
     spec = small_table_project(project)
-    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
-    env["FIGSPEC_CACHE"] = str(compiled_kernel(project / "cache"))
+    env = numba_env(compiled_kernel(project / "cache"))
     code = ("import sys, figspec\n"
             "class Teardown:\n"
             "    def __del__(self): print('torn down', flush=True)\n"

@@ -279,17 +279,25 @@ def reduce_run(runs: list[dict[str, Tensor]], base: dict[str, Tensor],
     try:
         with ThreadPoolExecutor(max_workers=threads or cores()) as pool:
             reduced = dict(pool.map(one, names))
-        out: list[dict[str, dict[str, float]]] = [{} for _ in runs]
-        for name, sums in reduced.items():
-            holders = [k for k, run in enumerate(runs) if name in run]
-            for k, s in zip(holders, sums):
-                out[k][name] = s
+        out = _by_step(reduced, runs)
         for k, run in enumerate(runs):
             for name in sorted(ranks[k] & run.keys()):
                 out[k][name].update(rank_sums(run[name], base[name], files))
         return out
     finally:
         files.close()
+
+
+def _by_step(reduced: dict[str, list[dict[str, float]]], steps: list[Any]
+             ) -> list[dict[str, dict[str, float]]]:
+    """Each tensor's sums, one per step holding it (in step order), as each
+    step's own tensors' sums."""
+    out: list[dict[str, dict[str, float]]] = [{} for _ in steps]
+    for name, sums in reduced.items():
+        holders = [k for k, step in enumerate(steps) if name in step]
+        for k, s in zip(holders, sums):
+            out[k][name] = s
+    return out
 
 
 #: One pair of a run compared step by step: T, and B (None: T alone).
@@ -327,11 +335,7 @@ def reduce_chain(links: list[dict[str, Link]], options: list[frozenset[Option]],
     try:
         with ThreadPoolExecutor(max_workers=threads or cores()) as pool:
             reduced = dict(pool.map(one, names))
-        out: list[dict[str, dict[str, float]]] = [{} for _ in links]
-        for name, sums in reduced.items():
-            holders = [k for k, pair in enumerate(links) if name in pair]
-            for k, s in zip(holders, sums):
-                out[k][name] = s
+        out = _by_step(reduced, links)
         for k, pair in enumerate(links):
             for name in sorted(ranks[k] & pair.keys()):
                 t, b = pair[name]
