@@ -18,8 +18,10 @@ RENDERERS = ("figspec", "vl-convert-python", "pikepdf", "matplotlib", "fonttools
 @memo("versions.environment_key")
 def environment_key() -> str:
     """Versions of figspec and of everything that draws, as one string."""
-    # importlib.metadata costs 25-30 ms to import: only a build (and a crash
-    # log) asks for versions, while every command imports VERSION from here.
+    # importlib.metadata costs 20-30 ms to import, and only a build (and a
+    # crash log) asks for versions, while every command, `--version` too,
+    # imports VERSION from here. (pydantic imports it as well, to look for its
+    # plugins, once a spec is validated.)
     from importlib import metadata
 
     versions = []
