@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -265,7 +264,7 @@ def _table(reader: _Reader, source: Rows) -> Table:
         _check_complete(reader, source, cells, layers)
     if reader.problems:
         raise reader.fail()
-    combine = _AGGREGATES[data.aggregate or "min"]  # one value per cell unless aggregating
+    combine = _aggregate(data.aggregate or "min")  # one value per cell unless aggregating
     drawn = set(layers)
     values = {k: float(combine(vs)) for k, (vs, _) in cells.items() if k[0] in drawn}
     return Table(tuple(layers), reader.modules, values, reader.stamps)
@@ -423,8 +422,15 @@ def _put(reader: _Reader, source: Rows, cells: Cells, key: tuple[int, str],
                   kind="second rows for a cell")
 
 
-_AGGREGATES: dict[str, Callable[[list[float]], float]] = {
-    "mean": statistics.fmean, "median": statistics.median, "min": min, "max": max}
+def _aggregate(name: str) -> Callable[[list[float]], float]:
+    """The function combining a cell's rows (``aggregate:``). statistics (and
+    the decimal and fractions it imports) is imported only when a spec asks
+    for a mean or a median: most data have one row per cell."""
+    if name in ("min", "max"):
+        return min if name == "min" else max
+    import statistics
+
+    return statistics.fmean if name == "mean" else statistics.median
 
 
 def _check_modules(reader: _Reader, source: Rows, present: set[str]) -> None:

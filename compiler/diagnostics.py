@@ -10,7 +10,6 @@ traceback.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -90,6 +89,8 @@ def did_you_mean(word: str, choices: Iterable[str], *, cutoff: float = 0.6) -> s
 
 def closest(word: str, choices: Iterable[str], *, n: int = 3, cutoff: float = 0.6) -> list[str]:
     """The choices closest to ``word``, compared case-insensitively."""
+    import difflib  # only a mistake asks: not imported by every command that succeeds
+
     by_lower: dict[str, str] = {}
     for c in choices:
         by_lower.setdefault(str(c).lower(), str(c))

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .diagnostics import Diagnostic, FigspecError, display_path
-from .render import MAX_PNG_PIXELS, RenderJob
 from .session import Session
 
 if TYPE_CHECKING:
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
     from .layout import Figure
     from .models import Spec
     from .project import Project
+    from .render import RenderJob
     from .spec import LoadedSpec
     from .yaml_reader import Document
 
@@ -148,6 +148,8 @@ def relayout(prepared: Prepared, spec: Spec, tables: list[Table]) -> Prepared:
 def render_job(prepared: Prepared) -> RenderJob:
     """What rendering needs of a figure (its Vega-Lite and output settings):
     plain data, sent to a worker process or drawn here by :func:`render`."""
+    from .render import RenderJob  # not at the top: `figspec table` never renders
+
     spec = prepared.loaded.spec
     fig = prepared.figure
     return RenderJob(fig.vegalite, tuple(spec.output.formats), fig.png_scale,
@@ -244,6 +246,7 @@ def _texts(spec: Spec) -> list[tuple[tuple[str | int, ...], str | None]]:
 def _check_size(loaded: LoadedSpec, tables: list[Table]) -> None:
     """Refuse a PNG so large that drawing it would exhaust memory."""
     from .layout import png_scale
+    from .render import MAX_PNG_PIXELS
     from .units import to_points
 
     spec = loaded.spec

@@ -3,8 +3,6 @@ another key is stale. Plain names; nothing heavy is imported."""
 
 from __future__ import annotations
 
-from importlib import metadata
-
 from .caches import memo
 
 #: figspec's own version (``figspec.__version__``; pyproject.toml says the same).
@@ -20,6 +18,12 @@ RENDERERS = ("figspec", "vl-convert-python", "pikepdf", "matplotlib", "fonttools
 @memo("versions.environment_key")
 def environment_key() -> str:
     """Versions of figspec and of everything that draws, as one string."""
+    # importlib.metadata costs 20-30 ms to import, and only a build (and a
+    # crash log) asks for versions, while every command, `--version` too,
+    # imports VERSION from here. (pydantic imports it as well, to look for its
+    # plugins, once a spec is validated.)
+    from importlib import metadata
+
     versions = []
     for dist in RENDERERS:
         try:

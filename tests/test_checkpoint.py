@@ -777,3 +777,26 @@ def test_a_module_outside_the_layers_drawn_is_not_called_missing(project: Path, 
     code, _, err = run("check")
     assert code == 1
     assert "error: module `q_proj` is in ckpt/tuned, but in no layer drawn" in err, err
+
+
+# -- what `figspec table` imports (issue 32: its fixed cost) ------------------------------------
+
+def test_table_of_a_checkpoint_imports_only_what_it_uses(project: Path):
+    """`figspec table` draws nothing and, when the spec is right, explains no
+    mistake: neither the renderer (figspec.render, figspec.vega), nor difflib
+    (`did you mean`), nor statistics (a cell's mean or median) is imported;
+    `import figspec.cli` reads no package's metadata (importlib.metadata)."""
+    import os
+    import subprocess
+    import sys
+
+    ck.make_pair(project / "ckpt")
+    spec_for(project, "relative_change")
+    unused = ("figspec.render", "figspec.vega", "difflib", "statistics")
+    code = ("import sys; import figspec.cli; cli = 'importlib.metadata' in sys.modules; "
+            "rc = figspec.cli.main(['table', 'specs/fig.yaml']); "
+            f"print(rc, cli, [m for m in {unused!r} if m in sys.modules])")
+    env = {**os.environ, "FIGSPEC_KERNEL": "numpy"}  # the modules, not the kernel, are the subject
+    out = subprocess.run([sys.executable, "-c", code], cwd=project, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 False []"
