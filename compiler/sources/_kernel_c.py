@@ -30,7 +30,6 @@ import platform
 import shutil
 import stat
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,8 @@ class Kernel:
     def pair(self, t_raw: Any, tcode: int, b_raw: Any, bcode: int,
              options: tuple[float, ...], scale: float) -> Any:
         """kernel.pair's sums; ``options``: each option's kind and limit, flat."""
-        (t, t_held, n), (b, b_held, m) = _buffer(t_raw, tcode), _buffer(b_raw, bcode)
+        held: list[Any] = []  # what holds the buffers where they are, for the call
+        (t, n), (b, m) = _buffer(t_raw, tcode, held), _buffer(b_raw, bcode, held)
         if n != m:  # the kernel reads as many of each
             raise ValueError("the two tensors of a pair hold as many entries each")
         out = (ctypes.c_double * (7 + len(options) // 2))()
@@ -89,15 +89,17 @@ class Kernel:
         return _array(out)
 
     def single(self, t_raw: Any, tcode: int, scale: float) -> Any:
-        t, t_held, n = _buffer(t_raw, tcode)
+        held: list[Any] = []
+        t, n = _buffer(t_raw, tcode, held)
         out = (ctypes.c_double * 7)()
         self._single(t, tcode, n, self._table_at, scale, ctypes.addressof(out))
         return _array(out)
 
     def triple(self, t_raw: Any, tcode: int, o_raw: Any, ocode: int, b_raw: Any, bcode: int,
                scale: float) -> Any:
-        (t, t_held, n), (o, o_held, m), (b, b_held, k) = \
-            _buffer(t_raw, tcode), _buffer(o_raw, ocode), _buffer(b_raw, bcode)
+        held: list[Any] = []
+        (t, n), (o, m), (b, k) = (_buffer(t_raw, tcode, held), _buffer(o_raw, ocode, held),
+                                  _buffer(b_raw, bcode, held))
         if not n == m == k:
             raise ValueError("the three tensors of a triple hold as many entries each")
         out = (ctypes.c_double * 7)()
@@ -106,11 +108,11 @@ class Kernel:
         return _array(out)
 
 
-def _buffer(raw: Any, code: int) -> tuple[int, Any, int]:
-    """Where ``raw``'s bytes start, what holds them there (kept by the caller
-    for the call), and its entries of dtype ``code``. A writable buffer's
-    address is taken by ctypes (cheaply); a read-only one's (a mapped file)
-    by numpy."""
+def _buffer(raw: Any, code: int, held: list[Any]) -> tuple[int, int]:
+    """Where ``raw``'s bytes start and its entries of dtype ``code``; what
+    holds them there is put in ``held`` (kept by the caller for the call). A
+    writable buffer's address is taken by ctypes (cheaply); a read-only
+    one's (a mapped file) by numpy."""
     view = memoryview(raw)
     if not view.c_contiguous or view.nbytes % WIDTHS[code]:
         raise ValueError("a tensor's stored bytes are contiguous whole entries")
@@ -118,9 +120,11 @@ def _buffer(raw: Any, code: int) -> tuple[int, Any, int]:
         import numpy as np
 
         array = np.frombuffer(view, np.uint8)
-        return array.__array_interface__["data"][0], array, view.nbytes // WIDTHS[code]
-    held = ctypes.c_char.from_buffer(view)
-    return ctypes.addressof(held), held, view.nbytes // WIDTHS[code]
+        held.append(array)
+        return array.__array_interface__["data"][0], view.nbytes // WIDTHS[code]
+    first = ctypes.c_char.from_buffer(view)
+    held.append(first)
+    return ctypes.addressof(first), view.nbytes // WIDTHS[code]
 
 
 def _array(out: Any) -> Any:
@@ -135,11 +139,13 @@ def load(table: Any) -> Kernel | None:
     (held by the kernel, which reads it)."""
     cc = compiler()
     if cc is None:
-        return _none("no C compiler was found (CC, or cc, gcc or clang on PATH)")
+        _not_used("no C compiler was found (CC, or cc, gcc or clang on PATH)")
+        return None
     try:
         source = SOURCE.read_bytes()
     except OSError as e:  # an installation without its package data
-        return _none(f"its source cannot be read ({e})")
+        _not_used(f"its source cannot be read ({e})")
+        return None
     folder = cache.folder() / "kernel"
     key = _key(source, cc)
     found = _cached(folder, key)
@@ -147,7 +153,8 @@ def load(table: Any) -> Kernel | None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            return _none(f"figspec's cache folder cannot be written ({e})")
+            _not_used(f"figspec's cache folder cannot be written ({e})")
+            return None
         with cache.lock("kernel"):  # processes compiling at once: one compiles
             found = _cached(folder, key) or _build(cc, source, folder, key)
     return None if found is None else Kernel(found[0], found[1], table)
@@ -252,12 +259,14 @@ def _build(cc: list[str], source: bytes, folder: Path, key: str) -> tuple[Any, s
         fd, name = tempfile.mkstemp(dir=folder, prefix=".build-", suffix=".so")
         os.close(fd)
     except OSError as e:
-        return _none(f"figspec's cache folder cannot be written ({e})")
+        _not_used(f"figspec's cache folder cannot be written ({e})")
+        return None
     tmp = Path(name)
     try:
         why = _compile(cc, source, tmp)
         if why:
-            return _none(why)
+            _not_used(why)
+            return None
         data = tmp.read_bytes()
         final = folder / f"{key}-{_digest(data)}.so"
         _remove(final)  # anything at that name is not this build (it was a miss)
@@ -266,9 +275,12 @@ def _build(cc: list[str], source: bytes, folder: Path, key: str) -> tuple[Any, s
         except OSError:
             final = tmp
         loaded = _open(final)
-        return loaded if loaded is not None else _none(f"{final} cannot be loaded")
+        if loaded is None:
+            _not_used(f"{final} cannot be loaded")
+        return loaded
     except OSError as e:
-        return _none(f"the compiled kernel cannot be kept ({e})")
+        _not_used(f"the compiled kernel cannot be kept ({e})")
+        return None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()  # published, or loaded from here: never left behind
@@ -303,6 +315,5 @@ def _remove(path: Path) -> None:
             os.unlink(path)
 
 
-def _none(why: str) -> None:
+def _not_used(why: str) -> None:
     log.info("checkpoint metrics: the C kernel is not used: %s", why)
-    return None
