@@ -5,16 +5,16 @@ folder (``kernel/``) and loaded with ctypes; imported by
 
 Loading a compiled kernel costs reading and hashing the source and the
 library and one ``dlopen`` (no subprocess, no numba): the library's name is
-a hash of what made it (the source, the flags, the compiler named, the
-processor's kind and the platform), then a hash of its own bytes, checked
+a hash of what made it (the source, the flags, the processor's kind and
+the platform), then a hash of its own bytes, checked
 before it is loaded, so a damaged file (truncated, overwritten; a FIFO or a
 folder at its name) is a miss that compiles again, never a crash. A build
 goes to a temporary file in the folder, published by ``os.replace`` under
 the cache's lock: processes compiling at once compile once, and none loads
 a half-written library.
 
-Where no compiler is found, or it fails, or the cache folder cannot be
-written, :func:`load` gives None (and says why in ``--verbose`` output):
+Where none is cached and no compiler is found, or it fails, or the cache
+folder cannot be written, :func:`load` gives None (and says why in ``--verbose`` output):
 the kernel takes the numba path, else numpy's. Nothing of the process is
 changed (its environment, numba, the folders outside the cache).
 """
@@ -136,28 +136,36 @@ def _array(out: Any) -> Any:
 def load(table: Any) -> Kernel | None:
     """The C kernel, compiled first where this machine has not cached it;
     None (said at info) where it cannot be had. ``table``: kernel._table()
-    (held by the kernel, which reads it)."""
-    cc = compiler()
-    if cc is None:
-        _not_used("no C compiler was found (CC, or cc, gcc or clang on PATH)")
-        return None
+    (held by the kernel, which reads it). A library cached is loaded
+    without a compiler (one machine of a cluster may have compiled it into
+    the shared cache)."""
     try:
         source = SOURCE.read_bytes()
     except OSError as e:  # an installation without its package data
         _not_used(f"its source cannot be read ({e})")
         return None
     folder = cache.folder() / "kernel"
-    key = _key(source, cc)
+    key = _key(source)
     found = _cached(folder, key)
     if found is None:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            _not_used(f"figspec's cache folder cannot be written ({e})")
-            return None
-        with cache.lock("kernel"):  # processes compiling at once: one compiles
-            found = _cached(folder, key) or _build(cc, source, folder, key)
+        found = _compiled(source, folder, key)
     return None if found is None else Kernel(found[0], found[1], table)
+
+
+def _compiled(source: bytes, folder: Path, key: str) -> tuple[Any, str] | None:
+    """The library for ``key``, compiled into ``folder`` unless another
+    process did it while this one waited for the lock."""
+    cc = compiler()
+    if cc is None:
+        _not_used("no C compiler was found (CC, or cc, gcc or clang on PATH)")
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _not_used(f"figspec's cache folder cannot be written ({e})")
+        return None
+    with cache.lock("kernel"):  # processes compiling at once: one compiles
+        return _cached(folder, key) or _build(cc, source, folder, key)
 
 
 def compiler() -> list[str] | None:
@@ -189,11 +197,13 @@ def attempts() -> list[tuple[str, ...]]:
     return [FLAGS]
 
 
-def _key(source: bytes, cc: list[str]) -> str:
-    """What names a library: the source, every flag tried, the compiler
-    named, the processor's kind and the platform (none runs anything)."""
+def _key(source: bytes) -> str:
+    """What names a library: the source, every flag tried, the processor's
+    kind and the platform (found without running anything). Not the
+    compiler: any that compiles the source with these flags gives the same
+    sums."""
     h = hashlib.sha256(source)
-    for part in (repr(attempts()), repr(cc), platform.machine(), sys.platform, str(ABI)):
+    for part in (repr(attempts()), platform.machine(), sys.platform, str(ABI)):
         h.update(b"\0" + part.encode())
     return h.hexdigest()[:20]
 
@@ -301,7 +311,7 @@ def _compile(cc: list[str], source: bytes, out: Path) -> str | None:
         if p.returncode == 0:
             return None
         last = (p.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
-        why = f"{cc[0]} failed (status {p.returncode}): {last[:300]}"
+        why = f"{cc[0]} failed (status {p.returncode})" + (f": {last[:300]}" if last else "")
     return why
 
 
