@@ -130,11 +130,14 @@ def test_a_damaged_library_is_compiled_again(project: Path, reference: str, comp
     """What is at the library's name, damaged, is a miss: compiled again and
     put there (where a folder holding something is in the way, loaded from
     the build for this process alone); the next process loads it, without a
-    compiler."""
+    compiler. A build that died left its temporary file: removed."""
     cache = compiled_kernel(project / "cache")
     (library,) = libraries(cache)
     whole = library.read_bytes()
     damage(library, how)
+    died = cache / "kernel" / ".build-died.so"
+    died.write_bytes(whole[:100])
+    os.utime(died, (1e9, 1e9))
     p = table(project, cache)
     assert (p.returncode, p.stdout) == (0, reference), p.stderr
     assert "the c kernel, compiled into" in p.stderr

@@ -49,6 +49,9 @@ ABI = 2
 WIDTHS = (2, 2, 4, 8, 1, 1)
 #: The largest library read back (a real one is ~0.1 MB).
 LARGEST = 64 << 20
+#: A build's temporary file older than this (seconds) was left by a process
+#: that died compiling: removed by the next build.
+STALE = 3600
 #: The compilers looked for on PATH where CC is not set.
 COMPILERS = ("cc", "gcc", "clang")
 
@@ -165,7 +168,11 @@ def _compiled(source: bytes, folder: Path, key: str) -> tuple[Any, str] | None:
         _not_used(f"figspec's cache folder cannot be written ({e})")
         return None
     with cache.lock("kernel"):  # processes compiling at once: one compiles
-        return _cached(folder, key) or _build(cc, source, folder, key)
+        found = _cached(folder, key)
+        if found is None:
+            _sweep(folder)
+            found = _build(cc, source, folder, key)
+        return found
 
 
 def compiler() -> list[str] | None:
@@ -313,6 +320,17 @@ def _compile(cc: list[str], source: bytes, out: Path) -> str | None:
         last = (p.stderr.decode(errors="replace").strip().splitlines() or [""])[-1]
         why = f"{cc[0]} failed (status {p.returncode})" + (f": {last[:300]}" if last else "")
     return why
+
+
+def _sweep(folder: Path) -> None:
+    """Remove the temporary files of builds that died (older than :data:`STALE`)."""
+    import time
+
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith(".build-") and entry.is_file(follow_symlinks=False) \
+                    and entry.stat(follow_symlinks=False).st_mtime < time.time() - STALE:
+                _remove(Path(entry.path))
 
 
 def _remove(path: Path) -> None:
