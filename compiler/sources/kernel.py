@@ -338,7 +338,7 @@ _LOAD = threading.Lock()
 
 
 def _c() -> Any:
-    """The C kernel (figspec.sources._kernel_c.Loaded), or None where it
+    """The C kernel (figspec.sources._kernel_c.Kernel), or None where it
     cannot be had (no compiler, a failed compile, a cache folder that cannot
     be written: said in --verbose output). Loaded, or compiled first, once
     per process, under the lock."""
