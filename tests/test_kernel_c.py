@@ -151,6 +151,24 @@ def test_a_damaged_library_is_compiled_again(project: Path, reference: str, comp
     assert f"the c kernel, compiled into {library}" in again.stderr
 
 
+def test_a_whole_library_the_loader_rejects_is_not_compiled_again(project: Path,
+                                                                   reference: str):
+    """Bytes that are those its name says, but which the loader rejects (as
+    on a cache mounted noexec): the next path, saying why; nothing is
+    compiled (no compiler is even looked for) and the file is left."""
+    rejected = b"not a shared library"
+    key = _kernel_c._key(_kernel_c.SOURCE.read_bytes())
+    library = project / "cache" / "kernel" / f"{key}-{_kernel_c._digest(rejected)}.so"
+    library.parent.mkdir(parents=True)
+    library.write_bytes(rejected)
+    p = table(project, project / "cache", prelude="sys.modules['numba'] = None; ",
+              CC="/nonexistent")
+    assert (p.returncode, p.stdout) == (0, reference), p.stderr
+    assert f"the C kernel is not used: {library} cannot be loaded" in p.stderr
+    assert "no C compiler" not in p.stderr and "the numpy kernel" in p.stderr
+    assert library.read_bytes() == rejected
+
+
 #: Two threads taking the C kernel at once, in a process of their own.
 THREADS = """
 import threading

@@ -11,7 +11,9 @@ before it is loaded, so a damaged file (truncated, overwritten; a FIFO or a
 folder at its name) is a miss that compiles again, never a crash. A build
 goes to a temporary file in the folder, published by ``os.replace`` under
 the cache's lock: processes compiling at once compile once, and none loads
-a half-written library.
+a half-written library. A whole library that the loader rejects (a cache on
+a filesystem mounted noexec) is not compiled again and again: the next path
+is taken, saying why.
 
 Where none is cached and no compiler is found, or it fails, or the cache
 folder cannot be written, :func:`load` gives None (and says why in ``--verbose`` output):
@@ -149,10 +151,17 @@ def load(table: Any) -> Kernel | None:
         return None
     folder = cache.folder() / "kernel"
     key = _key(source)
-    found = _cached(folder, key)
-    if found is None:
-        found = _compiled(source, folder, key)
+    try:
+        found = _cached(folder, key) or _compiled(source, folder, key)
+    except Unloadable as e:  # compiling again would not help
+        _not_used(str(e))
+        return None
     return None if found is None else Kernel(found[0], found[1], table)
+
+
+class Unloadable(Exception):
+    """A library whose bytes are those built, which the loader rejects (a
+    cache folder on a filesystem mounted noexec, say)."""
 
 
 def _compiled(source: bytes, folder: Path, key: str) -> tuple[Any, str] | None:
@@ -243,26 +252,26 @@ def _verified(path: Path) -> tuple[Any, str] | None:
         return None
     if len(data) > LARGEST or path.stem.rsplit("-", 1)[-1] != _digest(data):
         return None
-    return _open(path)
+    return _open(path)  # whole: where it does not load, Unloadable
 
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:20]
 
 
-def _open(path: Path) -> tuple[Any, str] | None:
-    """The library loaded, its entry points typed; None where the loader
-    rejects it or it is not this source's."""
+def _open(path: Path) -> tuple[Any, str]:
+    """The library loaded, its entry points typed; Unloadable where the
+    loader rejects it or it is not this source's."""
     try:
         lib = ctypes.CDLL(str(path))
         if lib.figspec_kernel_abi() != ABI:
-            return None
+            raise Unloadable(f"{path} is not this figspec's kernel")
         for name, argtypes in SIGNATURES.items():
             function = getattr(lib, name)
             function.argtypes = argtypes
             function.restype = None
-    except (OSError, AttributeError):
-        return None
+    except (OSError, AttributeError) as e:
+        raise Unloadable(f"{path} cannot be loaded ({e})") from e
     return lib, str(path)
 
 
@@ -291,10 +300,7 @@ def _build(cc: list[str], source: bytes, folder: Path, key: str) -> tuple[Any, s
             os.replace(tmp, final)
         except OSError:
             final = tmp
-        loaded = _open(final)
-        if loaded is None:
-            _not_used(f"{final} cannot be loaded")
-        return loaded
+        return _open(final)
     except OSError as e:
         _not_used(f"the compiled kernel cannot be kept ({e})")
         return None
