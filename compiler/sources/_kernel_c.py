@@ -176,12 +176,16 @@ def _compiled(source: bytes, folder: Path, key: str) -> tuple[Any, str] | None:
     except OSError as e:
         _not_used(f"figspec's cache folder cannot be written ({e})")
         return None
-    with cache.lock("kernel"):  # processes compiling at once: one compiles
-        found = _cached(folder, key)
-        if found is None:
-            _sweep(folder)
-            found = _build(cc, source, folder, key)
-        return found
+    try:
+        with cache.lock("kernel"):  # processes compiling at once: one compiles
+            found = _cached(folder, key)
+            if found is None:
+                _sweep(folder)
+                found = _build(cc, source, folder, key)
+            return found
+    except OSError as e:  # the lock itself (a filesystem without locks)
+        _not_used(f"the cache's lock cannot be taken ({e})")
+        return None
 
 
 def compiler() -> list[str] | None:
