@@ -7,17 +7,20 @@ figspec's metrics cache cold, every command interleaved, medians of --runs.
 Then where the small pair's time goes, from a timeline of the same command
 (a driver that wraps figspec's stages and stamps when each starts and ends;
 medians of --runs): interpreter start, figspec's imports, reading and
-validating the spec, the headers and planning, numba's import, making the
-kernel's entry points, loading the compiled kernel (the reducing threads'
-first call), the reduction, output, exit. Then the goals of issue 32 (the
+validating the spec, the headers and planning, then for the C kernel its
+loading (the source and library hashed, dlopen) and the first chunk, or for
+numba's its import, making the kernel's entry points and loading the
+compiled kernel (the reducing threads' first call); the reduction, output,
+exit. Then the goals of issue 32 (the
 1.43 GB pair within 3x `cat`, the 0.30 GB pair within 12x), the same
 command with the interpreter's usual exit, and the first use of another
 dtype (a tiny F32 pair) after the BF16 one: whether the kernel is compiled
 again.
 
-    python benchmarks/bench_fixed_cost.py [--runs 5] [--folder DIR]
+    python benchmarks/bench_fixed_cost.py [--runs 5] [--folder DIR] [--kernel c|numba|numpy]
 
---folder keeps the generated pairs (small/ and big/) for the next run.
+--folder keeps the generated pairs (small/ and big/) for the next run;
+--kernel sets FIGSPEC_KERNEL for every command (default: figspec's choice).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ atexit.register(lambda: print(json.dumps(marks), file=sys.stderr, flush=True))
 import figspec.cli as cli
 mark("cli")
 from figspec import pipeline
-from figspec.sources import checkpoint, kernel, reduce, _kernel_numba
+from figspec.sources import checkpoint, kernel, reduce, _kernel_c, _kernel_numba
 def wrap(obj, name, label):
     f = getattr(obj, name, None)
     if f is None:  # renamed: that stamp is left out
@@ -69,6 +72,7 @@ wrap(pipeline, "read", "read")
 wrap(checkpoint.Checkpoint, "plan", "plan")
 wrap(checkpoint, "reduce_all", "reduce")
 wrap(_kernel_numba, "compile_kernel", "entry points")
+wrap(_kernel_c, "load", "c kernel")
 first = kernel.pair
 def pair(*a, **k):
     out = first(*a, **k)
@@ -85,6 +89,8 @@ STAGES = [
     ("the command's imports, reading and validating the spec", "cli", "plan>"),
     ("the pair's headers and planning", "plan>", "plan<"),
     ("cache look-up (a miss)", "plan<", "reduce>"),
+    ("the C kernel loaded (source and library hashed, dlopen)", "c kernel>", "c kernel<"),
+    ("the C kernel's first chunk", "c kernel<", "first chunk<"),
     ("numba's import", "reduce>", "entry points>"),
     ("the kernel's entry points made", "entry points>", "entry points<"),
     ("the compiled kernel loaded (first chunk)", "entry points<", "first chunk<"),
@@ -146,6 +152,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--folder", type=Path, default=None,
                     help="where the pairs are kept (default: a temporary folder)")
+    ap.add_argument("--kernel", choices=["c", "numba", "numpy"], default=None,
+                    help="FIGSPEC_KERNEL for every command (default: figspec's choice)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="figspec-bench-fixed-"))
     pairs = args.folder or work
@@ -164,6 +172,8 @@ def main() -> None:
     figspec, cache = tool("figspec"), work / "cache"
     env = {**os.environ, "FIGSPEC_CACHE": str(cache)}
     env.pop("FIGSPEC_KERNEL", None)
+    if args.kernel:
+        env["FIGSPEC_KERNEL"] = args.kernel
 
     def cold() -> None:  # the metrics cache, and any committed numbers, gone
         shutil.rmtree(cache / "metrics", ignore_errors=True)
@@ -198,7 +208,8 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     load = os.getloadavg()
     print(f"machine: {machine()}; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
-          f"(1/5/15 min) at the end; medians of {args.runs}, files hot, commands interleaved\n")
+          f"(1/5/15 min) at the end; medians of {args.runs}, files hot, commands interleaved; "
+          f"FIGSPEC_KERNEL={args.kernel or '(unset)'}\n")
     print("| what | wall time | against `cat` |\n|---|---|---|")
     for which, shown in (("small", "0.30"), ("big", "1.43")):
         gb = size[which] / 1e9

@@ -7,7 +7,7 @@ a few units in the last place away from the base; the arrays are in memory
 (larger than the caches), cut into reduce's chunks as reduce cuts a tensor,
 with the "changed as stored" count a pair's metrics always ask for.
 
-    python benchmarks/bench_kernel.py [--chunks 64] [--runs 5] [--path numba|numpy]
+    python benchmarks/bench_kernel.py [--chunks 64] [--runs 5] [--path c|numba|numpy]
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chunks", type=int, default=64)
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--path", default="numba", choices=["numba", "numpy"])
+    ap.add_argument("--path", default="c", choices=["c", "numba", "numpy"])
     a = ap.parse_args()
     n = a.chunks * reduce.CHUNK
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}; {a.path} path; "

@@ -46,10 +46,12 @@ DECLARED: tuple[Cache, ...] = (
     Cache("versions.environment_key", 1, "the versions of everything that draws (a str)"),
     Cache("project.settings", 64, "validated figspec.yaml files by path, size and mtime; "
           "project.load hands out a deep copy"),
-    Cache("kernel.announced", 2, "nothing (None): the --verbose line said once per "
+    Cache("kernel.announced", 3, "nothing (None): the --verbose line said once per "
           "kernel path"),
     Cache("kernel.f16_table", 1,
           "every F16 bit pattern's value, then every F8_E4M3 and F8_E5M2 byte's (an array)"),
+    Cache("kernel.c", 1, "the loaded C kernel (its ctypes entry points), or None where "
+          "it cannot be had"),
     Cache("kernel.numba", 1, "the compiled kernel (its read-only entry points), or None "
           "without numba"),
 )

@@ -65,40 +65,45 @@ def _own_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     return folder
 
 
-#: Compiles the kernel for every dtype into $FIGSPEC_CACHE/numba (as a first use does).
-_COMPILE = ("from figspec.sources import kernel; raw = bytearray(bytes(range(256)) * 8); "
-            "kernel.pair(raw, 'F32', raw, 'F32', (('exact', 0.0),), 'numba')")
+#: Compiles the C kernel into $FIGSPEC_CACHE/kernel (where there is a C
+#: compiler) and numba's for every dtype into $FIGSPEC_CACHE/numba (where
+#: numba is installed), as a first use does.
+_COMPILE = ("import importlib.util; from figspec.sources import kernel; kernel.path(); "
+            "raw = bytearray(bytes(range(256)) * 8)\n"
+            "if importlib.util.find_spec('numba'):\n"
+            "    kernel.pair(raw, 'F32', raw, 'F32', (('exact', 0.0),), 'numba')")
+#: The compiled kernels' folders in a cache.
+_KERNELS = ("kernel", "numba")
 
 
 @pytest.fixture(scope="session")
-def _kernel_compiled_once(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
-    """The numba folder of a cache the kernel was compiled into, once per
-    session, in a child process (None without numba): compiling it for every
-    dtype takes 15-35 s, and its tests, each with a cache of its own, paid it
-    again and again."""
-    if importlib.util.find_spec("numba") is None:
-        return None
+def _kernel_compiled_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache the kernels were compiled into, once per session, in a child
+    process: compiling numba's for every dtype takes 15-35 s, the C one 1-3 s,
+    and their tests, each with a cache of its own, paid it again and again."""
     cache = tmp_path_factory.mktemp("compiled-kernel")
     env = {k: v for k, v in os.environ.items()
            if k not in ("FIGSPEC_KERNEL", "NUMBA_DEBUG_CACHE", "NUMBA_DISABLE_JIT")}
     env["FIGSPEC_CACHE"] = str(cache)
     subprocess.run([sys.executable, "-c", _COMPILE], env=env, check=True, capture_output=True,
                    timeout=600)
-    assert list((cache / "numba").rglob("*.nbi")), "the kernel was not cached"
-    return cache / "numba"
+    if importlib.util.find_spec("numba") is not None:
+        assert list((cache / "numba").rglob("*.nbi")), "the kernel was not cached"
+    return cache
 
 
 @pytest.fixture
-def compiled_kernel(_kernel_compiled_once: Path | None, _own_cache: Path
-                    ) -> Callable[[Path], Path]:
+def compiled_kernel(_kernel_compiled_once: Path, _own_cache: Path) -> Callable[[Path], Path]:
     """For tests whose subject is not compiling the kernel: the test's own
-    cache (FIGSPEC_CACHE) holds a copy of the kernel compiled once per session,
-    and ``seed(folder)`` copies it into another cache folder (a child's).
-    A copy: no test changes what another reads. Tests of the compiling and
-    caching itself do not use this, and start cold."""
+    cache (FIGSPEC_CACHE) holds a copy of the kernels compiled once per
+    session (C, numba: those this machine can have), and ``seed(folder)``
+    copies them into another cache folder (a child's). A copy: no test
+    changes what another reads. Tests of the compiling and caching itself do
+    not use this, and start cold."""
     def seed(cache: Path) -> Path:
-        if _kernel_compiled_once is not None:
-            shutil.copytree(_kernel_compiled_once, cache / "numba", dirs_exist_ok=True)
+        for name in _KERNELS:
+            if (_kernel_compiled_once / name).is_dir():
+                shutil.copytree(_kernel_compiled_once / name, cache / name, dirs_exist_ok=True)
         return cache
 
     seed(_own_cache)

@@ -1,6 +1,6 @@
 """The fused checkpoint kernel: every sum against an exact reference (fractions)
-for every stored dtype and its special values, numba and numpy paths giving
-the same bits, chunk boundaries, and results that do not depend on the
+for every stored dtype and its special values, the C, numba and numpy paths
+giving the same bits, chunk boundaries, and results that do not depend on the
 number of threads; where its compiled code is cached, and that `check`,
 `status` and a no-op build never load numba."""
 
@@ -20,14 +20,18 @@ import pytest
 
 import checkpoints as ck
 import support
-from figspec.sources import kernel, reduce
+from figspec.sources import _kernel_c, kernel, reduce
 from figspec.sources.safetensors import open_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 #: Looked up without importing numba: the first import compiles into the
 #: cache folder of that moment, which must be a test's own.
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
-PATHS = ["numpy"] + (["numba"] if HAVE_NUMBA else [])
+#: Found without compiling (the C kernel is compiled on first use, into the
+#: cache folder of that moment: a test's own).
+HAVE_CC = _kernel_c.compiler() is not None
+COMPILED = (["numba"] if HAVE_NUMBA else []) + (["c"] if HAVE_CC else [])
+PATHS = ["numpy", *COMPILED]
 FIELDS = {name: k for k, name in enumerate(kernel.FIELDS)}
 OPTIONS = (("abs", 0.25), ("exact", 0.0), ("rel", 0.5))
 FP8 = ("F8_E4M3", "F8_E5M2")
@@ -151,19 +155,19 @@ def test_special_values_as_numpy_compares_them(dtype: str, path: str):
     assert got[len(FIELDS)] == np.count_nonzero(tv != bv)
 
 
-@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.skipif(not COMPILED, reason="neither numba nor a C compiler")
 @pytest.mark.parametrize("dtype", ["BF16", "F16", "F32", "F64", *FP8])
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 2047, 2048, 2049, 100_003])
-def test_numba_and_numpy_give_the_same_bits(dtype: str, n: int):
+def test_the_compiled_paths_and_numpy_give_the_same_bits(dtype: str, n: int):
     rng = np.random.default_rng(n)
     b_bits = bits_of(dtype, rng, n)
     t_bits = b_bits ^ rng.integers(0, 4, n).astype(b_bits.dtype)
     t_raw, b_raw = bytearray(as_bytes(t_bits, dtype)), bytearray(as_bytes(b_bits, dtype))
-    a = kernel.pair(t_raw, dtype, b_raw, dtype, OPTIONS, "numba")
-    c = kernel.pair(t_raw, dtype, b_raw, dtype, OPTIONS, "numpy")
-    assert a.tobytes() == c.tobytes()
-    assert kernel.single(t_raw, dtype, "numba").tobytes() == \
-        kernel.single(t_raw, dtype, "numpy").tobytes()
+    want = kernel.pair(t_raw, dtype, b_raw, dtype, OPTIONS, "numpy").tobytes()
+    alone = kernel.single(t_raw, dtype, "numpy").tobytes()
+    for path in COMPILED:
+        assert kernel.pair(t_raw, dtype, b_raw, dtype, OPTIONS, path).tobytes() == want, path
+        assert kernel.single(t_raw, dtype, path).tobytes() == alone, path
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -260,16 +264,16 @@ def test_the_same_sums_whatever_the_threads(project: Path):
     assert one["model.layers.3.self_attn.q_proj.weight"]["n"] == SIZES[3]
 
 
-@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.skipif(not COMPILED, reason="neither numba nor a C compiler")
 def test_fig_kernel_numpy_gives_the_same_figures(project: Path, run, compiled_kernel):
-    """FIGSPEC_KERNEL=numpy (read at each reduction) takes the numpy path:
-    the same table, byte for byte."""
+    """FIGSPEC_KERNEL=c, numba or numpy (read at each reduction) takes that
+    path: the same table, byte for byte."""
     pair_of_sizes(project / "ckpt", SIZES[-3:], dtype="F32")
     support.write(project / "specs" / "fig.yaml", (
         "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: cosine}\n"
         "modules: [q_proj]\nlayers: {last: 2}\n"))
     tables = []
-    for path in ("numba", "numpy"):
+    for path in PATHS:
         env = {**os.environ, "FIGSPEC_KERNEL": path,
                "FIGSPEC_CACHE": str(compiled_kernel(project / f"cache-{path}"))}
         p = subprocess.run([sys.executable, "-m", "figspec", "-v", "table", "specs/fig.yaml"],
@@ -277,7 +281,7 @@ def test_fig_kernel_numpy_gives_the_same_figures(project: Path, run, compiled_ke
         assert p.returncode == 0, p.stderr
         assert p.stderr.count(f"the {path} kernel") == 1, p.stderr
         tables.append(p.stdout)
-    assert tables[0] == tables[1]
+    assert tables == [tables[0]] * len(PATHS)
 
 
 # -- what is loaded, and where the compiled code goes ---------------------------------
@@ -323,8 +327,8 @@ def test_the_compiled_kernel_is_cached_in_figspec_s_cache(project: Path):
     logs, tables, compiler = [], [], []
     for _ in range(2):
         (cache / "metrics").exists() and [p.unlink() for p in (cache / "metrics").iterdir()]
-        env = {**os.environ, "FIGSPEC_CACHE": str(cache), "NUMBA_DEBUG_CACHE": "1"}
-        env.pop("FIGSPEC_KERNEL", None)
+        env = {**os.environ, "FIGSPEC_CACHE": str(cache), "NUMBA_DEBUG_CACHE": "1",
+               "FIGSPEC_KERNEL": "numba"}
         p = subprocess.run([sys.executable, "-c", code], cwd=project, env=env,
                            capture_output=True, text=True, check=True)
         same_env, table, loaded = json.loads(p.stdout.strip().splitlines()[-1])
@@ -348,7 +352,8 @@ def table_in_child(project: Path, env: dict[str, str], prelude: str = ""
 
 
 def test_without_numba_the_numpy_path_gives_the_same_table(project: Path, compiled_kernel):
-    """Where numba cannot be imported, the numpy path is taken, and says so."""
+    """Where numba is asked for and cannot be imported, the numpy path is
+    taken, and says so."""
     pair_of_sizes(project / "ckpt", [300, 70])
     support.write(project / "specs" / "fig.yaml", (
         "data: {checkpoint: ../ckpt/tuned, base: ../ckpt/base, metric: update_rms}\n"
@@ -522,17 +527,18 @@ def test_every_triple_sum_matches_an_exact_reference(dtypes: tuple[str, str, str
     assert got[TRIPLE["bad_t"]] == got[TRIPLE["bad_o"]] == got[TRIPLE["bad_b"]] == 0
 
 
-@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.skipif(not COMPILED, reason="neither numba nor a C compiler")
 @pytest.mark.parametrize("dtypes", TRIPLE_DTYPES, ids="-".join)
 @pytest.mark.parametrize("n", [1, 63, 64, 65, 2047, 2048, 2049, 100_003])
-def test_numba_and_numpy_give_the_same_bits_for_three_tensors(dtypes: tuple[str, str, str],
-                                                              n: int):
+def test_the_compiled_paths_and_numpy_give_the_same_bits_for_three_tensors(
+        dtypes: tuple[str, str, str], n: int):
     raws = triple_bits(dtypes, np.random.default_rng(n), n)
-    assert triple_of(raws, dtypes, "numba").tobytes() == \
-        triple_of(raws, dtypes, "numpy").tobytes()
     scale = 2.0 ** -reduce.SCALE  # as a rescan of sums that overflowed takes them
-    assert triple_of(raws, dtypes, "numba", scale).tobytes() == \
-        triple_of(raws, dtypes, "numpy", scale).tobytes()
+    want = triple_of(raws, dtypes, "numpy").tobytes()
+    scaled = triple_of(raws, dtypes, "numpy", scale).tobytes()
+    for path in COMPILED:
+        assert triple_of(raws, dtypes, path).tobytes() == want, path
+        assert triple_of(raws, dtypes, path, scale).tobytes() == scaled, path
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -599,8 +605,7 @@ def test_the_same_three_tensor_sums_whatever_the_threads(project: Path):
 
 def numba_env(cache: Path) -> dict[str, str]:
     """A child's environment: the numba path, its figspec cache ``cache``."""
-    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
-    return {**env, "FIGSPEC_CACHE": str(cache)}
+    return {**os.environ, "FIGSPEC_KERNEL": "numba", "FIGSPEC_CACHE": str(cache)}
 
 
 def small_table_project(project: Path, dtype: str = "BF16", folder: str = "ckpt") -> str:
@@ -617,8 +622,8 @@ def test_the_first_use_compiles_the_kernel_for_every_dtype(project: Path):
     """A BF16 pair's first table compiles every dtype's kernel into the cache:
     the first F32 (and F64) pair after it only loads (NUMBA_DEBUG_CACHE)."""
     cache = project / "cache"
-    env = {**{k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"},
-           "FIGSPEC_CACHE": str(cache), "NUMBA_DEBUG_CACHE": "1"}
+    env = {**os.environ, "FIGSPEC_KERNEL": "numba", "FIGSPEC_CACHE": str(cache),
+           "NUMBA_DEBUG_CACHE": "1"}
     logs = []
     for dtype in ("BF16", "F32", "F64"):
         spec = small_table_project(project, dtype, f"ckpt_{dtype.lower()}")

@@ -3,8 +3,8 @@ single, triple), every dtype and mixed ones, sizes that are not multiples of
 the lanes or blocks, every kind of "changed", NaN, infinities, -0 and
 subnormals, and the scale a rescan of overflowed sums takes. EXPECTED was
 made once by the kernel as it was before its loop was rewritten for speed
-(figspec at 26b52f1), as float.hex: both paths, on any number of threads,
-must give exactly these bits.
+(figspec at 26b52f1), as float.hex: every path (C, numba, numpy), on any
+number of threads, must give exactly these bits.
 
 Inputs are made here (not with test_kernel's helpers) so that they stay
 what they were when EXPECTED was made."""
@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from figspec.sources import kernel
+from figspec.sources import _kernel_c, kernel
 
 WIDTH = {"BF16": "<u2", "F16": "<u2", "F32": "<u4", "F64": "<u8", "F8_E4M3": "u1",
          "F8_E5M2": "u1"}
@@ -24,6 +24,10 @@ DTYPES = tuple(WIDTH)
 #: Entries: not multiples of LANES (64) nor of the compiled kernel's blocks (2048).
 SIZES = (1, 63, 2113, 9001)
 OPTIONS = (("abs", 2.0 ** -10), ("exact", 0.0), ("rel", 2.0 ** -6))
+#: Every path; a compiled one is skipped where it cannot be had.
+PATHS = ("numpy", "numba", "c")
+#: The paths compiled at run time.
+COMPILED = ("numba", "c")
 #: As reduce rescans a tensor whose sums overflowed (2**-reduce.SCALE).
 SCALES = (1.0, 2.0 ** -540)
 #: Per dtype: +inf, -inf, NaN, -0 and the smallest subnormal, as stored.
@@ -433,38 +437,74 @@ def name(kind: str, dtypes: tuple[str, ...], n: int, special: bool, scale: float
             f"{' scaled' if scale != 1 else ''}")
 
 
+def usable(path: str) -> None:
+    """Skip where ``path`` cannot be had here: numba not installed, no C
+    compiler (found without compiling: the C kernel is compiled on first use,
+    into the cache folder of that moment, a test's own)."""
+    if path == "numba":
+        pytest.importorskip("numba")
+    if path == "c" and _kernel_c.compiler() is None:
+        pytest.skip("no C compiler")
+
+
 def test_every_case_is_pinned():
     assert sorted(name(*case) for case in cases()) == sorted(EXPECTED)
 
 
 @pytest.mark.parametrize("kind", ["pair", "single", "triple"])
-@pytest.mark.parametrize("path", ["numpy", "numba"])
-def test_the_kernel_gives_the_bits_it_always_gave(path: str, kind: str):
-    if path == "numba":
-        pytest.importorskip("numba")
+@pytest.mark.parametrize("path", PATHS)
+def test_the_kernel_gives_the_bits_it_always_gave(path: str, kind: str, compiled_kernel):
+    usable(path)
     wrong = [name(*case) for case in cases() if case[0] == kind
              and results(*case, path) != EXPECTED[name(*case)]]
     assert wrong == []
 
 
-def test_the_same_bits_on_threads_reducing_at_once():
-    """Two threads calling the compiled kernel at once share nothing."""
-    pytest.importorskip("numba")
+@pytest.mark.parametrize("path", COMPILED)
+def test_the_same_bits_on_threads_reducing_at_once(path: str, compiled_kernel):
+    """Two threads calling a compiled kernel at once share nothing."""
+    usable(path)
     every = list(cases())
     with ThreadPoolExecutor(2) as pool:
-        got = list(pool.map(lambda case: results(*case, "numba"), every))
+        got = list(pool.map(lambda case: results(*case, path), every))
     assert [name(*case) for case, bits in zip(every, got) if bits != EXPECTED[name(*case)]] == []
 
 
-@pytest.mark.parametrize("path", ["numpy", "numba"])
-def test_read_only_bytes_give_the_same_bits(path: str):
+@pytest.mark.parametrize("path", PATHS)
+def test_read_only_bytes_give_the_same_bits(path: str, compiled_kernel):
     """Stored bytes that cannot be written (a memory-mapped file, bytes) are
     read as they are, into the same sums."""
-    if path == "numba":
-        pytest.importorskip("numba")
+    usable(path)
     for dtype in ("BF16", "F32", "F64"):
         for n in (2113, 9001):
             t, b = sides((dtype, dtype), n, False)
             got = kernel.pair(t, dtype, b, dtype, OPTIONS, path)
             want = EXPECTED[name("pair", (dtype, dtype), n, False, 1.0)]
             assert " ".join(float(x).hex() for x in got) == want, (dtype, n)
+
+
+def unaligned(raw: bytes) -> memoryview:
+    """``raw`` at an odd address (a tensor at any offset of a mapped file)."""
+    return memoryview(bytearray(1) + raw)[1:]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_bytes_at_an_odd_address_give_the_same_bits(path: str, compiled_kernel):
+    """Stored bytes need not be aligned to their dtype (a safetensors header
+    of any length puts a tensor anywhere): the same sums, from every entry
+    point. (F32's blocks are read in place where they are aligned.)"""
+    usable(path)
+    for dtype in ("BF16", "F32", "F64"):
+        n = 9001
+        t, b = sides((dtype, dtype), n, True)
+        got = kernel.pair(unaligned(t), dtype, unaligned(b), dtype, OPTIONS, path)
+        want = EXPECTED[name("pair", (dtype, dtype), n, True, 1.0)]
+        assert " ".join(float(x).hex() for x in got) == want, dtype
+        (t,) = sides((dtype,), n, True)
+        got = kernel.single(unaligned(t), dtype, path)
+        assert " ".join(float(x).hex() for x in got) == \
+            EXPECTED[name("single", (dtype,), n, True, 1.0)], dtype
+        t, o, b = sides((dtype,) * 3, n, True)
+        got = kernel.triple(unaligned(t), dtype, unaligned(o), dtype, unaligned(b), dtype, path)
+        assert " ".join(float(x).hex() for x in got) == \
+            EXPECTED[name("triple", (dtype,) * 3, n, True, 1.0)], dtype

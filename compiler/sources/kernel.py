@@ -11,18 +11,24 @@ table) and subtracted and summed in float64. A ``scale`` (a power of two,
 exact) multiplies every value first: reduce asks it of a tensor whose sums
 overflowed.
 
-Two paths give the same bits:
+Three paths give the same bits, taken in this order where they can be:
 
+* C (``_kernel.c``, :mod:`figspec.sources._kernel_c`), compiled once per
+  machine by its C compiler (``CC``, else cc, gcc or clang) into figspec's
+  cache folder (``kernel/``) and loaded with ctypes: no numba at run time;
 * numba (:mod:`figspec.sources._kernel_numba`), compiled once per machine
-  into figspec's cache folder (``numba/``), used when numba can be imported;
-* numpy, used otherwise, or when ``FIGSPEC_KERNEL=numpy`` (read at each call).
+  into figspec's cache folder (``numba/``), where there is no C compiler;
+* numpy, where neither can be had.
 
-Neither calls BLAS (no threads of its own: the caller's threads are the only
+``FIGSPEC_KERNEL=c``, ``numba`` or ``numpy`` (read at each call) asks for one;
+one that cannot be had gives the next.
+
+None calls BLAS (no threads of its own: the caller's threads are the only
 ones). Sums are never left to a library or compiler to order: entry i of a
 chunk goes to accumulator i % LANES, each accumulator adds its entries in
 order, and the accumulators are combined pairwise in a fixed order; chunks
 are combined in chunk order by the caller. So a sum is the same float64 on
-every processor and with either path, whatever the number of threads.
+every processor and with every path, whatever the number of threads.
 """
 
 from __future__ import annotations
@@ -52,28 +58,36 @@ OPTION_KINDS = {"exact": 0, "abs": 1, "rel": 2}
 FIELDS = SUMS
 #: Where each sum is in :func:`triple`'s result.
 TRIPLE_FIELDS = TRIPLE_SUMS
-#: Accumulators per sum (as _kernel_numba.LANES).
+#: Accumulators per sum (as _kernel_numba.LANES and _kernel.c's).
 LANES = 64
+#: The paths, in the order they are taken.
+PATHS = ("c", "numba", "numpy")
 
 log = logging.getLogger("figspec")
 
 
 def path() -> str:
-    """The path reductions take now: "numba", or "numpy" where numba cannot
-    be imported or ``FIGSPEC_KERNEL=numpy`` asks for it."""
-    if os.environ.get("FIGSPEC_KERNEL", "").lower() == "numpy":
-        chosen = "numpy"
-    else:
-        chosen = "numba" if _numba() is not None else "numpy"
+    """The path reductions take now: the first of :data:`PATHS` that can be
+    had, from the one ``FIGSPEC_KERNEL`` names, if any (numba is never
+    imported where the C kernel loads)."""
+    asked = os.environ.get("FIGSPEC_KERNEL", "").lower()
+    order = PATHS[PATHS.index(asked):] if asked in PATHS else PATHS
+    chosen = next(p for p in order if p == "numpy" or _loaded(p) is not None)
     _say(chosen)
     return chosen
+
+
+def _loaded(chosen: str) -> Any:
+    return _c() if chosen == "c" else _numba()
 
 
 @memo("kernel.announced")
 def _say(chosen: str) -> None:
     """Once per path per process, in --verbose output."""
     where = ""
-    if chosen == "numba":
+    if chosen == "c":
+        where = f", compiled into {_c().file}"
+    elif chosen == "numba":
         folder = _numba().folder
         where = f", compiled into {folder}" if folder else \
             ", compiled for this process alone (figspec's cache folder cannot be written)"
@@ -87,6 +101,10 @@ def pair(t_raw: Any, t_dtype: str, b_raw: Any, b_dtype: str,
     :data:`FIELDS` then one count per option. ``t_raw``/``b_raw``: the stored
     bytes (a numpy uint8 array or anything with the buffer protocol);
     ``scale``: a power of two every value is multiplied by first."""
+    chosen = kernel or path()
+    if chosen == "c":
+        flat = tuple(x for k, v in options for x in (OPTION_KINDS[k], float(v)))
+        return _c().pair(t_raw, CODES[t_dtype], b_raw, CODES[b_dtype], flat, scale)
     import numpy as np
 
     kinds = np.array([OPTION_KINDS[k] for k, _ in options], dtype=np.int64)
@@ -95,7 +113,7 @@ def pair(t_raw: Any, t_dtype: str, b_raw: Any, b_dtype: str,
     tv, bv = _view(t_raw, VALUES[t_dtype]), _view(b_raw, VALUES[b_dtype])
     tb, bb = _view(t_raw, BITS[t_dtype]), _view(b_raw, BITS[b_dtype])
     same = t_dtype == b_dtype
-    if (kernel or path()) == "numba":
+    if chosen == "numba":
         _numba().pair(tv, tb, CODES[t_dtype], bv, bb, CODES[b_dtype], same, kinds, limits,
                       _table(), scale, out)
     else:
@@ -105,11 +123,14 @@ def pair(t_raw: Any, t_dtype: str, b_raw: Any, b_dtype: str,
 
 def single(t_raw: Any, t_dtype: str, kernel: str | None = None, scale: float = 1.0) -> Any:
     """The sums of one chunk of a tensor alone (tt, max_abs, bad_t; the rest 0)."""
+    chosen = kernel or path()
+    if chosen == "c":
+        return _c().single(t_raw, CODES[t_dtype], scale)
     import numpy as np
 
     out = np.zeros(len(FIELDS))
     tv = _view(t_raw, VALUES[t_dtype])
-    if (kernel or path()) == "numba":
+    if chosen == "numba":
         _numba().single(tv, CODES[t_dtype], _table(), scale, out)
     else:
         _numpy_pair(tv, t_dtype, None, t_dtype, tv, None, True, np.zeros(0, np.int64),
@@ -124,6 +145,10 @@ def triple(t_raw: Any, t_dtype: str, o_raw: Any, o_dtype: str, b_raw: Any, b_dty
     U = T - B, V = O - B and W = T - O (each taken of the values themselves),
     ||U||^2, ||V||^2, <U, V>, ||W||^2, and the non-finite entries of T, O and
     B. The dtypes may differ (a side of F64 values formed elsewhere, say)."""
+    chosen = kernel or path()
+    if chosen == "c":
+        return _c().triple(t_raw, CODES[t_dtype], o_raw, CODES[o_dtype], b_raw, CODES[b_dtype],
+                           scale)
     import numpy as np
 
     out = np.zeros(len(TRIPLE_FIELDS))
@@ -131,7 +156,7 @@ def triple(t_raw: Any, t_dtype: str, o_raw: Any, o_dtype: str, b_raw: Any, b_dty
                   _view(b_raw, VALUES[b_dtype]))
     if not tv.size == ov.size == bv.size:
         raise ValueError("the three tensors of a triple hold as many entries each")
-    if (kernel or path()) == "numba":
+    if chosen == "numba":
         _numba().triple(tv, CODES[t_dtype], ov, CODES[o_dtype], bv, CODES[b_dtype], _table(),
                         scale, out)
     else:
@@ -306,10 +331,26 @@ def _f8(exponent_bits: int, mantissa_bits: int, fn: bool) -> Any:
     return out
 
 
-# -- the compiled path ---------------------------------------------------------------
+# -- the compiled paths --------------------------------------------------------------
 
-#: Held while the kernel is compiled: threads reducing at once compile it once.
+#: Held while a kernel is compiled: threads reducing at once compile it once.
 _LOAD = threading.Lock()
+
+
+def _c() -> Any:
+    """The C kernel (figspec.sources._kernel_c.Kernel), or None where it
+    cannot be had (no compiler, a failed compile, a cache folder that cannot
+    be written: said in --verbose output). Loaded, or compiled first, once
+    per process, under the lock."""
+    with _LOAD:
+        return _c_loaded()
+
+
+@memo("kernel.c")
+def _c_loaded() -> Any:
+    from ._kernel_c import load
+
+    return load(_table())
 
 
 def _numba() -> Any:

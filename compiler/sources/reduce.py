@@ -46,7 +46,7 @@ def reduce_pair(t: Tensor, b: Tensor | None, files: Files, options: frozenset[Op
     of changed entries for each of ``options`` (see :func:`changed_key`).
 
     Each chunk of CHUNK entries goes through the fused kernel
-    (:mod:`figspec.sources.kernel`; ``path``: "numba" or "numpy", else
+    (:mod:`figspec.sources.kernel`; ``path``: "c", "numba" or "numpy", else
     chosen there); the chunks' sums are added in chunk order, so the result
     does not depend on which thread reduced which tensor."""
     if b is not None:
