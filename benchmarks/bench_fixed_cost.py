@@ -56,7 +56,7 @@ atexit.register(lambda: print(json.dumps(marks), file=sys.stderr, flush=True))
 import figspec.cli as cli
 mark("cli")
 from figspec import pipeline
-from figspec.sources import checkpoint, kernel, reduce, _kernel_c, _kernel_numba
+from figspec.sources import checkpoint, kernel, reduce  # not the kernels: as the command
 def wrap(obj, name, label):
     f = getattr(obj, name, None)
     if f is None:  # renamed: that stamp is left out
@@ -66,13 +66,20 @@ def wrap(obj, name, label):
         try:
             return f(*a, **k)
         finally:
-            marks[label + "<"] = time.time() - T0
+            mark(label + "<")  # the first call's: the kernel's are called per chunk
     setattr(obj, name, w)
 wrap(pipeline, "read", "read")
 wrap(checkpoint.Checkpoint, "plan", "plan")
 wrap(checkpoint, "reduce_all", "reduce")
-wrap(_kernel_numba, "compile_kernel", "entry points")
-wrap(_kernel_c, "load", "c kernel")
+wrap(kernel, "_c_loaded", "c kernel")  # importing numpy, ctypes and the loader too
+compiled = kernel._compiled
+def numba_kernel(*a, **k):  # numba's import stamped apart from making the entry points
+    mark("numba>")
+    import numba
+    mark("numba<")
+    return compiled(*a, **k)
+kernel._compiled = numba_kernel
+wrap(kernel, "_compiled", "entry points")
 first = kernel.pair
 def pair(*a, **k):
     out = first(*a, **k)
@@ -89,10 +96,11 @@ STAGES = [
     ("the command's imports, reading and validating the spec", "cli", "plan>"),
     ("the pair's headers and planning", "plan>", "plan<"),
     ("cache look-up (a miss)", "plan<", "reduce>"),
-    ("the C kernel loaded (source and library hashed, dlopen)", "c kernel>", "c kernel<"),
+    ("the C kernel loaded (numpy and ctypes imported, source and library hashed, dlopen)",
+     "c kernel>", "c kernel<"),
     ("the C kernel's first chunk", "c kernel<", "first chunk<"),
-    ("numba's import", "reduce>", "entry points>"),
-    ("the kernel's entry points made", "entry points>", "entry points<"),
+    ("numba's import", "numba>", "numba<"),
+    ("the kernel's entry points made", "numba<", "entry points<"),
     ("the compiled kernel loaded (first chunk)", "entry points<", "first chunk<"),
     ("the reduction", "first chunk<", "reduce<"),
     ("the table written", "reduce<", "read<"),
@@ -172,6 +180,10 @@ def main() -> None:
     figspec, cache = tool("figspec"), work / "cache"
     env = {**os.environ, "FIGSPEC_CACHE": str(cache)}
     env.pop("FIGSPEC_KERNEL", None)
+    # figspec's modules compiled once, as an installed package's are: with
+    # PYTHONDONTWRITEBYTECODE (set on some machines) an editable install would
+    # compile its source at every command, 0.08-0.1 s of each
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if args.kernel:
         env["FIGSPEC_KERNEL"] = args.kernel
 

@@ -44,15 +44,20 @@ def entry() -> NoReturn:
     end(main())
 
 
+#: Modules whose presence says a checkpoint was reduced in this process.
+_KERNEL = frozenset({"numba", "figspec.sources.kernel"})
+
+
 def end(status: int) -> NoReturn:
-    """End the command's process with ``status``. Where numba was loaded (a
-    checkpoint reduced), the interpreter's own exit would spend 0.15-0.5 s
-    tearing down numba's and llvmlite's compiled code; so, once stdout and
+    """End the command's process with ``status``. Where a checkpoint was
+    reduced (figspec's kernel loaded: numba's, or the C kernel, with numpy),
+    the interpreter's own exit would spend 0.07-0.5 s tearing down numba's
+    and llvmlite's compiled code, or numpy's and the kernel's; so, once stdout and
     stderr are flushed, every atexit handler has run (temporary files, the
     multiprocessing machinery) and no other thread is left working, the
     process ends at once (``os._exit``). Otherwise, or where flushing fails
     (a closed pipe: the interpreter reports it), it exits as usual."""
-    if "numba" not in sys.modules or _others_running():
+    if not _KERNEL.intersection(sys.modules) or _others_running():
         sys.exit(status)
     import atexit
 

@@ -636,17 +636,19 @@ def test_the_first_use_compiles_the_kernel_for_every_dtype(project: Path):
         assert "data saved" not in log and "data loaded" in log
 
 
-@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("kernel", ["c", pytest.param("numba", marks=pytest.mark.skipif(
+    not HAVE_NUMBA, reason="numba is not installed"))])
 @pytest.mark.parametrize("to", ["pipe", "file"])
 def test_the_command_ends_with_its_output_whole_and_its_status(project: Path, run, to: str,
-                                                               compiled_kernel):
-    """`python -m figspec table` after numba was loaded: the whole table (to a
-    pipe, to a file), status 0, the program's atexit handlers run; the
-    interpreter's teardown is skipped (an object's __del__ at teardown never
-    runs). A failing command keeps its status and message."""
+                                                               kernel: str, compiled_kernel):
+    """`python -m figspec table` of a checkpoint (the C kernel loaded, or
+    numba): the whole table (to a pipe, to a file), status 0, the program's
+    atexit handlers run; the interpreter's teardown is skipped (an object's
+    __del__ at teardown never runs). A failing command keeps its status and
+    message."""
     spec = small_table_project(project)
-    env = numba_env(compiled_kernel(project / "cache"))
-    code = ("import atexit, sys, numba\n"
+    env = {**numba_env(compiled_kernel(project / "cache")), "FIGSPEC_KERNEL": kernel}
+    code = (f"import atexit, sys{', numba' if kernel == 'numba' else ''}\n"
             "class Teardown:\n"
             "    def __del__(self): print('torn down', file=sys.stderr)\n"
             "keep = Teardown()\n"
