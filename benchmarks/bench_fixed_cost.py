@@ -71,7 +71,7 @@ def wrap(obj, name, label):
 wrap(pipeline, "read", "read")
 wrap(checkpoint.Checkpoint, "plan", "plan")
 wrap(checkpoint, "reduce_all", "reduce")
-wrap(kernel, "_c_loaded", "c kernel")  # importing numpy, ctypes and the loader too
+wrap(kernel, "_c_loaded", "c kernel")  # importing ctypes and the loader too
 compiled = kernel._compiled
 def numba_kernel(*a, **k):  # numba's import stamped apart from making the entry points
     mark("numba>")
@@ -96,7 +96,7 @@ STAGES = [
     ("the command's imports, reading and validating the spec", "cli", "plan>"),
     ("the pair's headers and planning", "plan>", "plan<"),
     ("cache look-up (a miss)", "plan<", "reduce>"),
-    ("the C kernel loaded (numpy and ctypes imported, source and library hashed, dlopen)",
+    ("the C kernel loaded (ctypes imported, its tables made, source and library hashed, dlopen)",
      "c kernel>", "c kernel<"),
     ("the C kernel's first chunk", "c kernel<", "first chunk<"),
     ("numba's import", "numba>", "numba<"),

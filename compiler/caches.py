@@ -48,8 +48,10 @@ DECLARED: tuple[Cache, ...] = (
           "project.load hands out a deep copy"),
     Cache("kernel.announced", 3, "nothing (None): the --verbose line said once per "
           "kernel path"),
-    Cache("kernel.f16_table", 1,
-          "every F16 bit pattern's value, then every F8_E4M3 and F8_E5M2 byte's (an array)"),
+    Cache("kernel.values", 1, "every F16 bit pattern's value, then every F8_E4M3 and "
+          "F8_E5M2 byte's (an array.array of float64; the C kernel reads it, none writes)"),
+    Cache("kernel.f16_table", 1, "the same values as a numpy array (for the numba and "
+          "numpy paths; none writes it)"),
     Cache("kernel.c", 1, "the loaded C kernel (its ctypes entry points), or None where "
           "it cannot be had"),
     Cache("kernel.numba", 1, "the compiled kernel (its read-only entry points), or None "

@@ -170,6 +170,16 @@ def test_the_compiled_paths_and_numpy_give_the_same_bits(dtype: str, n: int):
         assert kernel.single(t_raw, dtype, path).tobytes() == alone, path
 
 
+def test_every_f16_bit_pattern_is_read_exactly():
+    """All 65,536, NaN and infinities too, as numpy's float16 gives them
+    (sign included; a NaN's payload is not a value)."""
+    bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    want = bits.view(np.float16).astype(np.float64)
+    got = np.array(kernel.decoded(bits, "F16"))
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    assert np.array_equal(got, want, equal_nan=True)
+
+
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("dtype", FP8)
 def test_every_fp8_byte_is_read_exactly(dtype: str, path: str):

@@ -71,14 +71,15 @@ SIGNATURES = {
 class Kernel:
     """The loaded kernel: its entry points (ctypes functions, the GIL let go
     for each call) called on stored bytes (anything with the buffer
-    protocol), each result a float64 array; ``file``: the library."""
+    protocol), each result a float64 array (a memoryview: numpy is not
+    imported for it); ``file``: the library; ``table``: kernel._values()."""
 
     def __init__(self, lib: Any, file: str, table: Any):
         self.file = file
         self._pair, self._single, self._triple = \
             lib.figspec_pair, lib.figspec_single, lib.figspec_triple
         self._table = table  # held: the library reads it at this address
-        self._table_at = table.__array_interface__["data"][0]
+        self._table_at = table.buffer_info()[0]
 
     def pair(self, t_raw: Any, tcode: int, b_raw: Any, bcode: int,
              options: tuple[float, ...], scale: float) -> Any:
@@ -116,12 +117,15 @@ class Kernel:
 def _buffer(raw: Any, code: int, held: list[Any]) -> tuple[int, int]:
     """Where ``raw``'s bytes start and its entries of dtype ``code``; what
     holds them there is put in ``held`` (kept by the caller for the call). A
-    writable buffer's address is taken by ctypes (cheaply); a read-only
-    one's (a mapped file) by numpy."""
+    writable buffer's address is taken by ctypes (cheaply: a file's window is
+    mapped writable for this); a read-only one's by numpy (imported then
+    alone). No entries: no address (the kernel reads none)."""
     view = memoryview(raw)
     if not view.c_contiguous or view.nbytes % WIDTHS[code]:
         raise ValueError("a tensor's stored bytes are contiguous whole entries")
-    if view.readonly or not view.nbytes:
+    if not view.nbytes:
+        return 0, 0
+    if view.readonly:
         import numpy as np
 
         array = np.frombuffer(view, np.uint8)
@@ -132,15 +136,15 @@ def _buffer(raw: Any, code: int, held: list[Any]) -> tuple[int, int]:
     return ctypes.addressof(first), view.nbytes // WIDTHS[code]
 
 
-def _array(out: Any) -> Any:
-    import numpy as np
-
-    return np.frombuffer(out)  # float64, as the other paths' results
+def _array(out: Any) -> memoryview:
+    """The kernel's result as float64s: indexed, ``tolist()`` and
+    ``tobytes()`` as the other paths' numpy arrays are."""
+    return memoryview(out).cast("B").cast("d")
 
 
 def load(table: Any) -> Kernel | None:
     """The C kernel, compiled first where this machine has not cached it;
-    None (said at info) where it cannot be had. ``table``: kernel._table()
+    None (said at info) where it cannot be had. ``table``: kernel._values()
     (held by the kernel, which reads it). A library cached is loaded
     without a compiler (one machine of a cluster may have compiled it into
     the shared cache)."""

@@ -297,37 +297,47 @@ def _combine(lanes: list[float]) -> float:
     return lanes[0]
 
 
+@memo("kernel.values")
+def _values() -> Any:
+    """The value as float64 (an ``array.array``) of every F16 bit pattern
+    (numba and C have no float16), then of every F8_E4M3 and every F8_E5M2
+    byte (at :data:`TABLE_AT`). Made without numpy, which the C path does not
+    import: F16 by :mod:`struct` (CPython's exact conversion; a NaN keeps its
+    sign, not its payload, which no sum shows), FP8 by :func:`_f8`."""
+    import array
+    import struct
+
+    patterns = array.array("H", range(1 << 16))  # native order, as struct reads it
+    f16 = struct.unpack(f"{1 << 16}e", patterns)
+    return array.array("d", [*f16, *_f8(4, 3, fn=True), *_f8(5, 2, fn=False)])
+
+
 @memo("kernel.f16_table")
 def _table() -> Any:
-    """The value as float64 of every F16 bit pattern (numba has no float16),
-    then of every F8_E4M3 and every F8_E5M2 byte (at :data:`TABLE_AT`)."""
+    """:func:`_values` as a numpy array (writable: numba's kernel is typed by it)."""
     import numpy as np
 
-    f16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16) \
-        .astype(np.float64)
-    return np.concatenate([f16, _f8(4, 3, fn=True), _f8(5, 2, fn=False)])
+    return np.array(_values())
 
 
-def _f8(exponent_bits: int, mantissa_bits: int, fn: bool) -> Any:
+def _f8(exponent_bits: int, mantissa_bits: int, fn: bool) -> list[float]:
     """Every byte's value in an FP8 format (OCP 8-bit floating point): sign,
     exponent (bias 2**(e-1) - 1), mantissa; subnormals where the exponent is
     0. E5M2 is IEEE-like (all-ones exponent: infinity, NaN); E4M3 "fn" has no
     infinity, and only S.1111.111 is NaN. Each value is m * 2**k, exact."""
-    import numpy as np
-
     bias = (1 << (exponent_bits - 1)) - 1
     top = (1 << exponent_bits) - 1
-    out = np.empty(256)
+    out = []
     for byte in range(256):
         e = (byte >> mantissa_bits) & top
         m = byte & ((1 << mantissa_bits) - 1)
         sign = -1.0 if byte & 0x80 else 1.0
         if e == top and (not fn or m == (1 << mantissa_bits) - 1):
-            out[byte] = math.nan if (m or fn) else sign * math.inf
+            out.append(math.nan if (m or fn) else sign * math.inf)
         elif e == 0:
-            out[byte] = sign * math.ldexp(m, 1 - bias - mantissa_bits)
+            out.append(sign * math.ldexp(m, 1 - bias - mantissa_bits))
         else:
-            out[byte] = sign * math.ldexp(m + (1 << mantissa_bits), e - bias - mantissa_bits)
+            out.append(sign * math.ldexp(m + (1 << mantissa_bits), e - bias - mantissa_bits))
     return out
 
 
@@ -350,7 +360,7 @@ def _c() -> Any:
 def _c_loaded() -> Any:
     from ._kernel_c import load
 
-    return load(_table())
+    return load(_values())
 
 
 def _numba() -> Any:
