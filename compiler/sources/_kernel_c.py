@@ -136,7 +136,7 @@ def _buffer(raw: Any, code: int, held: list[Any]) -> tuple[int, int]:
     return ctypes.addressof(first), view.nbytes // WIDTHS[code]
 
 
-def _array(out: Any) -> memoryview:
+def _array(out: Any) -> Any:
     """The kernel's result as float64s: indexed, ``tolist()`` and
     ``tobytes()`` as the other paths' numpy arrays are."""
     return memoryview(out).cast("B").cast("d")
