@@ -16,6 +16,19 @@
  * float32 and widened in the loop that sums them; otherwise (F64, FP8, a
  * scale) they go through float64 scratch, each value times the scale there.
  *
+ * The common cases are fused (pair_fused, single_fused_bf16): a pair of one
+ * of BF16, F16, F32 with no option but "changed as stored", and a BF16
+ * tensor alone. They read each stored entry once, decoding it where it is
+ * summed and comparing its bits there, with no float32 scratch and no
+ * second pass for the count; a block's whole rows are taken GROUP lanes at
+ * a time, so that those lanes' sums stay in registers through the block,
+ * and the next block is asked for ahead (AHEAD) while this one is summed.
+ * The order of every sum is the same as the scratch path's; the entries
+ * after the last whole row go through it. Measured on a 2-core AMD EPYC
+ * (AVX-512), in memory, one thread: the BF16 pair with the count 4.0 to 6.6
+ * GB/s, without it 5.9 to 7.1, F32 pair 8.0 to 11.8, BF16 alone 7.2 to 9.6
+ * (docs/performance.md, "The fused kernel").
+ *
  * Every entry point is reentrant (scratch on the stack, nothing global): the
  * caller's threads reduce at once; ctypes lets go of the GIL for each call. */
 
@@ -28,13 +41,15 @@
 /* Entries taken at a time into scratch that stays in the L1 cache (as
  * _kernel_numba.BLOCK). */
 #define BLOCK 2048
-/* Bytes of each side that the fused loops take at a time (BLOCK / 2 entries
- * of F32): the block and the next, asked for ahead, stay in the L1 cache. */
+/* Bytes of each side that the fused loops take at a time (1,024 BF16
+ * entries, 512 F32): the block and the next, asked for ahead, a few KB of
+ * the L1 cache. Measured: spans of 4 and 8 KB were slower (F32 pair: 11 GB/s
+ * at 2 KB, 8 at 4 KB), 1 KB no faster. */
 #ifndef SPAN
 #define SPAN 2048
 #endif
 /* Lanes whose running sums stay in registers through a block's rows (the
- * fused loops): two AVX-512 vectors of float64 per sum. */
+ * fused loops): 16 float64s per sum, four 256-bit vectors. */
 #define GROUP 16
 #define ABI 2
 
@@ -52,9 +67,13 @@ enum { EXACT, ABS, REL };
 #endif
 
 /* One library for every x86-64 processor: each entry point is compiled for
- * AVX-512, AVX2 and the baseline, chosen when the library is loaded (a
- * shared home is read by machines of different processors). Asked for by
- * _kernel_c.py where it knows the compiler and loader support it. */
+ * AVX-512 (x86-64-v4: with AVX512VL, so that 256-bit vectors have 32
+ * registers, not 16; the fused loops' sums spilled to the stack with 16),
+ * AVX2 and the baseline, chosen when the library is loaded (a shared home is
+ * read by machines of different processors). Asked for by _kernel_c.py
+ * where it knows the compiler and loader support it (GCC 12 takes
+ * "arch=x86-64-v4"; a compiler that rejects it fails the build with clones,
+ * and _kernel_c.py's build without them is taken). */
 #if defined(FIGSPEC_CLONES)
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
@@ -318,9 +337,10 @@ INLINE float f32_value(uint32_t v, const double *table) {
 
 /* Where a block's loop reads p, it asks for p + ahead too: the same place
  * in the next block (the next chunk's first, past the last block), so that
- * the next block is on its way while this one is summed (the processor's
- * own prefetcher stops at each page, the size of a block of BF16). Only an
- * address: a prefetch past the end of the mapping does nothing. */
+ * the next block is on its way while this one is summed; the processor's
+ * own prefetcher did not keep up with the loops' strides (BF16 pair with
+ * the count: 5.5 GB/s without it, 7.1 with). Only an address: a prefetch
+ * past the end of the mapping does nothing. */
 #if defined(__GNUC__) || defined(__clang__)
 #define AHEAD(p, ahead) __builtin_prefetch((const void *)((uintptr_t)(p) + (ahead)))
 #else
@@ -386,11 +406,11 @@ INLINE void group_out(const struct pair_group *q, struct pair_lanes *s, int g, c
     }
 }
 
-/* Whole rows of LANES stored entries of T and B (rows <= BLOCK / LANES)
- * into the lanes; the entries whose bits differ counted where count is 1
+/* Whole rows of LANES stored entries of T and B (rows <= SPAN / WIDTH /
+ * LANES) into the lanes; the entries whose bits differ counted where count is 1
  * (a constant: the compares are dropped where none is asked). F16 and F32:
  * lane k of a group is the group's k-th entry of each row. */
-#define PAIR_FUSED(NAME, WIDTH, BITS, VALUE)                                                   \
+#define PAIR_FUSED(NAME, WIDTH, BITS, VALUE)                                              \
     INLINE void NAME##_body(const byte *restrict t, const byte *restrict b, size_t rows,  \
                             const double *table, const int count,                         \
                             struct pair_lanes *restrict s) {                              \
@@ -399,7 +419,7 @@ INLINE void group_out(const struct pair_group *q, struct pair_lanes *s, int g, c
             group_in(&q, s, g, IN_ORDER);                                                 \
             for (size_t r = 0; r < rows; r++) {                                           \
                 size_t at = r * LANES + (size_t)g;                                        \
-                AHEAD(t + WIDTH * at, SPAN), AHEAD(b + WIDTH * at, SPAN);                  \
+                AHEAD(t + WIDTH * at, SPAN), AHEAD(b + WIDTH * at, SPAN);                 \
                 for (int k = 0; k < GROUP; k++) {                                         \
                     uint32_t u = BITS(t, at + k), v = BITS(b, at + k);                    \
                     pair_add(&q, k, VALUE(u, table), VALUE(v, table), u, v, count);       \
@@ -430,11 +450,13 @@ INLINE void pair_fused_bf16_body(const byte *restrict t, const byte *restrict b,
         struct pair_group q;
         group_in(&q, s, g, EVEN_ODD);
         for (size_t r = 0; r < rows; r++) {
-            const byte *tr = t + 2 * (r * LANES + (size_t)g), *br = b + 2 * (r * LANES + (size_t)g);
+            size_t at = 2 * (r * LANES + (size_t)g);
+            const byte *tr = t + at, *br = b + at;
             AHEAD(tr, SPAN), AHEAD(br, SPAN);
             for (int k = 0; k < HALF; k++) {
                 uint32_t wt = bits32(tr, (size_t)k), wb = bits32(br, (size_t)k);
-                uint32_t te = wt << 16, be = wb << 16, to = wt & 0xffff0000u, bo = wb & 0xffff0000u;
+                uint32_t te = wt << 16, be = wb << 16;
+                uint32_t to = wt & 0xffff0000u, bo = wb & 0xffff0000u;
                 pair_add(&q, k, as_float(te), as_float(be), te, be, count);
                 pair_add(&q, HALF + k, as_float(to), as_float(bo), to, bo, count);
             }
