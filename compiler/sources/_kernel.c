@@ -71,11 +71,13 @@ enum { EXACT, ABS, REL };
  * registers, not 16; the fused loops' sums spilled to the stack with 16),
  * AVX2 and the baseline, chosen when the library is loaded (a shared home is
  * read by machines of different processors). Asked for by _kernel_c.py
- * where it knows the compiler and loader support it (GCC 12 takes
- * "arch=x86-64-v4"; a compiler that rejects it fails the build with clones,
- * and _kernel_c.py's build without them is taken). */
-#if defined(FIGSPEC_CLONES)
+ * where it knows the compiler and loader support it. "arch=x86-64-v4" is
+ * asked of GCC 12 and later, which take it (checked with 12.2); of Clang and
+ * older GCCs, not known to, AVX512F alone, as before. */
+#if defined(FIGSPEC_CLONES) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#elif defined(FIGSPEC_CLONES) /* Clang, an older GCC: as before, AVX512F alone */
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define CLONES
 #endif
