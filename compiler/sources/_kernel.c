@@ -10,7 +10,7 @@
  * vectorises across them, at any vector width, without changing a bit.
  *
  * Values are decoded exactly: BF16 by a shift (the top half of a float32),
- * F16 and FP8 by the float64 table kernel._table() passes, F32 and F64 as
+ * F16 and FP8 by the float64 table kernel._values() passes, F32 and F64 as
  * they are (read with memcpy: stored bytes need not be aligned). BF16, F16
  * and F32 values are float32s, so where no scale is asked they are read as
  * float32 and widened in the loop that sums them; otherwise (F64, FP8, a
