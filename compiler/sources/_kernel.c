@@ -93,6 +93,35 @@ INLINE int is_float32(int code) { return code == BF16 || code == F16 || code == 
 
 INLINE size_t whole_lanes(size_t n) { return (n + LANES - 1) / LANES * LANES; }
 
+/* Stored entry i's bits (little endian, unaligned). */
+INLINE uint32_t bits16(const byte *p, size_t i) {
+    uint16_t v;
+    memcpy(&v, p + 2 * i, 2);
+    return v;
+}
+INLINE uint32_t bits32(const byte *p, size_t i) {
+    uint32_t v;
+    memcpy(&v, p + 4 * i, 4);
+    return v;
+}
+
+/* The float32 value of stored bits, exactly: BF16 is the top half of a
+ * float32, F16 looked up, F32 itself. */
+INLINE float as_float(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+INLINE float bf16_value(uint32_t v, const double *table) {
+    (void)table;
+    return as_float(v << 16);
+}
+INLINE float f16_value(uint32_t v, const double *table) { return (float)table[v]; }
+INLINE float f32_value(uint32_t v, const double *table) {
+    (void)table;
+    return as_float(v);
+}
+
 /* Entries lo..lo+n of raw as float32, exactly (BF16, F16, F32 alone),
  * padded with 0 to whole lanes: F32's own entries where they are whole lanes
  * and aligned, else decoded into out. */
@@ -105,22 +134,10 @@ BLOCKWISE const float *narrow(const byte *raw, int code, size_t lo, size_t n,
         memcpy(out, p, 4 * n);
     } else if (code == BF16) {
         const byte *p = raw + 2 * lo;
-        for (size_t i = 0; i < n; i++) {
-            uint16_t v;
-            uint32_t u;
-            float f;
-            memcpy(&v, p + 2 * i, 2);
-            u = (uint32_t)v << 16;
-            memcpy(&f, &u, 4);
-            out[i] = f;
-        }
+        for (size_t i = 0; i < n; i++) out[i] = bf16_value(bits16(p, i), table);
     } else { /* F16: every bit pattern's value, looked up */
         const byte *p = raw + 2 * lo;
-        for (size_t i = 0; i < n; i++) {
-            uint16_t v;
-            memcpy(&v, p + 2 * i, 2);
-            out[i] = (float)table[v];
-        }
+        for (size_t i = 0; i < n; i++) out[i] = f16_value(bits16(p, i), table);
     }
     for (size_t i = n; i < whole_lanes(n); i++) out[i] = 0.0f;
     return out;
@@ -132,29 +149,13 @@ BLOCKWISE void decode(const byte *raw, int code, size_t lo, size_t n, const doub
                    double scale, double *out) {
     if (code == BF16) {
         const byte *p = raw + 2 * lo;
-        for (size_t i = 0; i < n; i++) {
-            uint16_t v;
-            uint32_t u;
-            float f;
-            memcpy(&v, p + 2 * i, 2);
-            u = (uint32_t)v << 16;
-            memcpy(&f, &u, 4);
-            out[i] = f;
-        }
+        for (size_t i = 0; i < n; i++) out[i] = bf16_value(bits16(p, i), table);
     } else if (code == F16) {
         const byte *p = raw + 2 * lo;
-        for (size_t i = 0; i < n; i++) {
-            uint16_t v;
-            memcpy(&v, p + 2 * i, 2);
-            out[i] = table[v];
-        }
+        for (size_t i = 0; i < n; i++) out[i] = table[bits16(p, i)];
     } else if (code == F32) {
         const byte *p = raw + 4 * lo;
-        for (size_t i = 0; i < n; i++) {
-            float f;
-            memcpy(&f, p + 4 * i, 4);
-            out[i] = f;
-        }
+        for (size_t i = 0; i < n; i++) out[i] = f32_value(bits32(p, i), table);
     } else if (code == F64) {
         memcpy(out, raw + 8 * lo, 8 * n);
     } else {
@@ -307,35 +308,6 @@ BLOCKWISE double bad(const byte *raw, int code, size_t n, const double *table) {
  * whole rows are taken GROUP lanes at a time, each lane adding its entries
  * row by row, so that the lanes' running sums stay in registers through the
  * block instead of being loaded and stored each row. */
-
-/* Stored entry i's bits (little endian, unaligned). */
-INLINE uint32_t bits16(const byte *p, size_t i) {
-    uint16_t v;
-    memcpy(&v, p + 2 * i, 2);
-    return v;
-}
-INLINE uint32_t bits32(const byte *p, size_t i) {
-    uint32_t v;
-    memcpy(&v, p + 4 * i, 4);
-    return v;
-}
-
-/* The float32 value of stored bits, exactly: BF16 is the top half of a
- * float32, F16 looked up, F32 itself. */
-INLINE float as_float(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-INLINE float bf16_value(uint32_t v, const double *table) {
-    (void)table;
-    return as_float(v << 16);
-}
-INLINE float f16_value(uint32_t v, const double *table) { return (float)table[v]; }
-INLINE float f32_value(uint32_t v, const double *table) {
-    (void)table;
-    return as_float(v);
-}
 
 /* Where a block's loop reads p, it asks for p + ahead too: the same place
  * in the next block (the next chunk's first, past the last block), so that
