@@ -223,12 +223,19 @@ def test_a_worker_killed_mid_build_is_replaced_and_its_figures_drawn(project: Pa
     proc, mark = start_build(project, "-j", "2")
     assert wait_for(lambda: workers_started(mark, proc))
     assert wait_for(lambda: len(list((project / "out").glob("*.pdf"))) >= 2)
-    # The fork server by what it runs, the workers as its children: never by
-    # pid order, which wraps around on a busy machine (pid_max is 32768).
-    server = next(p for p in processes_with(mark) if b"forkserver" in command_line(p))
-    workers = [p for p in processes_with(mark) if parent_of(p) == server]
-    assert proc.poll() is None and len(list((project / "out").glob("*.pdf"))) < 40
-    os.kill(workers[0], signal.SIGKILL)
+    # The build is paused while the worker is found and killed, so that it
+    # is killed mid-build however fast the machine draws: paused, the build
+    # hands out no more figures than its queue holds (a few of the 40).
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        # The fork server by what it runs, the workers as its children: never
+        # by pid order, which wraps around on a busy machine (pid_max is 32768).
+        server = next(p for p in processes_with(mark) if b"forkserver" in command_line(p))
+        workers = [p for p in processes_with(mark) if parent_of(p) == server]
+        assert proc.poll() is None and len(list((project / "out").glob("*.pdf"))) < 40
+        os.kill(workers[0], signal.SIGKILL)
+    finally:
+        proc.send_signal(signal.SIGCONT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     assert b"bug" not in err
