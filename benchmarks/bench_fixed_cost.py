@@ -80,12 +80,17 @@ def numba_kernel(*a, **k):  # numba's import stamped apart from making the entry
     return compiled(*a, **k)
 kernel._compiled = numba_kernel
 wrap(kernel, "_compiled", "entry points")
-first = kernel.pair
-def pair(*a, **k):
-    out = first(*a, **k)
-    mark("first chunk<")  # the first thread's first chunk: the kernel loaded
-    return out
-kernel.pair = pair
+def first_call(name):  # the first thread's first chunk(s): the kernel loaded
+    f = getattr(kernel, name, None)
+    if f is None:
+        return
+    def w(*a, **k):
+        out = f(*a, **k)
+        mark("first chunk<")
+        return out
+    setattr(kernel, name, w)
+first_call("pair")
+first_call("pair_chunks")  # the C kernel's call per window of chunks
 cli.end(cli.main(sys.argv[2:]))
 """
 

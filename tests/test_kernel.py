@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+from array import array
 from fractions import Fraction
 from pathlib import Path
 
@@ -170,6 +171,38 @@ def test_the_compiled_paths_and_numpy_give_the_same_bits(dtype: str, n: int):
         assert kernel.single(t_raw, dtype, path).tobytes() == alone, path
 
 
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler")
+@pytest.mark.parametrize(("t_dtype", "b_dtype"), [("BF16", "BF16"), ("F16", "F16"),
+                                                  ("F32", "F32"), ("F32", "BF16"),
+                                                  ("F64", "F8_E4M3")])
+@pytest.mark.parametrize("options", [(), OPTIONS[:1], OPTIONS])
+@pytest.mark.parametrize("scale", [1.0, 2.0 ** -reduce.SCALE])
+def test_one_call_over_many_chunks_gives_a_call_per_chunk_s_bits(
+        t_dtype: str, b_dtype: str, options: tuple, scale: float):
+    """kernel.pair_chunks (reduce's call per window of the files) gives the
+    bits of kernel.pair called chunk by chunk, each chunk's sums added in
+    chunk order as reduce adds them (the largest |T - B| kept unless a later
+    chunk's is greater), the last chunk short; with entries that are not
+    finite among them."""
+    n, chunk = 5 * 1000 + 17, 1000
+    rng = np.random.default_rng(7)
+    t_bits, b_bits = bits_of(t_dtype, rng, n), bits_of(b_dtype, rng, n)
+    if t_dtype == "BF16":
+        t_bits[[10, 2500]] = [0x7FC0, 0x7F80]  # NaN, inf: counted, and summed as numpy does
+    t_raw, b_raw = bytearray(as_bytes(t_bits, t_dtype)), bytearray(as_bytes(b_bits, b_dtype))
+    tw, bw = len(t_raw) // n, len(b_raw) // n
+    want = [0.0] * (len(FIELDS) + len(options))
+    for lo in range(0, n, chunk):
+        hi = min(lo + chunk, n)
+        part = kernel.pair(t_raw[lo * tw:hi * tw], t_dtype, b_raw[lo * bw:hi * bw], b_dtype,
+                           options, "c", scale)
+        want = [max(w, p) if k == FIELDS["max_abs"] else w + p
+                for k, (w, p) in enumerate(zip(want, part))]
+    acc = array("d", [0.0] * len(want))
+    kernel.pair_chunks(t_raw, t_dtype, b_raw, b_dtype, options, scale, chunk, acc)
+    assert acc.tobytes() == array("d", want).tobytes()
+
+
 def test_every_f16_bit_pattern_is_read_exactly():
     """All 65,536, NaN and infinities too, as numpy's float16 gives them
     (sign included; a NaN's payload is not a value)."""
@@ -241,7 +274,10 @@ def pair_of_sizes(folder: Path, sizes: list[int], dtype: str = "BF16") -> dict:
     return stored
 
 
-SIZES = [reduce.CHUNK - 1, reduce.CHUNK, reduce.CHUNK + 1, 2 * reduce.CHUNK + 3, 5, 1]
+#: Tensors of a chunk and its neighbours, several chunks, and more chunks than
+#: the C kernel takes in one call (a window's: 8 of BF16, 4 of F32).
+SIZES = [reduce.CHUNK - 1, reduce.CHUNK, reduce.CHUNK + 1, 2 * reduce.CHUNK + 3,
+         9 * reduce.CHUNK + 5, 5, 1]
 
 
 def reduced(project: Path, threads: int) -> dict:

@@ -50,14 +50,15 @@ def test_a_local_pair_is_read_where_it_is_mapped_not_copied(project: Path, run,
 
 def test_a_shard_that_shrinks_between_two_chunks_is_a_located_error(
         project: Path, run, monkeypatch: pytest.MonkeyPatch):
-    """The file is cut short (written again in place) after its first chunk
-    is reduced, from a window of it: the next chunk, in that window, is never
-    touched (a mapped page past the end would kill the process with SIGBUS).
-    One tensor is drawn: a second thread reading another tensor of the file
-    at the moment it is cut would be killed so (docs/checkpoints.md)."""
-    tuned, _, _ = ck.make_pair(project / "ckpt", layers=1, shape=(2, CHUNK // 2 + 3))
+    """The file is cut short (written again in place) after its first
+    chunks are reduced, from a window of it: the next ones, in that window,
+    are never touched (a mapped page past the end would kill the process
+    with SIGBUS). One tensor of 18 chunks (more than the kernel takes in one
+    call) is drawn: a second thread reading another tensor of the file at
+    the moment it is cut would be killed so (docs/checkpoints.md)."""
+    tuned, _, _ = ck.make_pair(project / "ckpt", layers=1, shape=(2, 9 * CHUNK + 3))
     shard = tuned / "model.safetensors"
-    real = Files.read_into
+    real = Files.mapped
 
     def cutting(self, t, first, *args):
         if t.file == shard and first > 0:
@@ -65,7 +66,7 @@ def test_a_shard_that_shrinks_between_two_chunks_is_a_located_error(
                 f.truncate(t.start + 64)
         return real(self, t, first, *args)
 
-    monkeypatch.setattr(Files, "read_into", cutting)
+    monkeypatch.setattr(Files, "mapped", cutting)
     code, _, err = run("table", str(spec(project, "q_proj")))
     assert code == 1 and "internal error" not in err and "Traceback" not in err, err
     assert "in ckpt/tuned/model.safetensors" in err and "tensor `model.layers.0." in err, err

@@ -55,15 +55,17 @@ def module_name(module: str) -> str:
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """Chunks read from disk for a reduction, by the checkpoint folder read
-    (each tensor here is one chunk): counted, not timed."""
+    (each tensor here is one chunk): counted, not timed, where every read of
+    a stored tensor's entries starts, Files.mapped (a chunk handed out where
+    the file is mapped, or by read_into, which asks it first)."""
     seen: Counter[str] = Counter()
-    real = Files.read_into
+    real = Files.mapped
 
     def counting(self, t, *args, **kw):
         seen[t.file.parent.name] += 1
         return real(self, t, *args, **kw)
 
-    monkeypatch.setattr(Files, "read_into", counting)
+    monkeypatch.setattr(Files, "mapped", counting)
     return seen
 
 

@@ -46,7 +46,9 @@ FLAGS = ("-O3", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fno-fast-
 #: -march=native: a shared home's cache is read by machines of other processors.
 CLONES = ("-DFIGSPEC_CLONES",)
 #: As _kernel.c's ABI: the entry points' signatures.
-ABI = 2
+ABI = 3
+#: As _kernel.c's MAX_OPTIONS: the most options pair_chunks takes.
+MAX_OPTIONS = 16
 #: Bytes per stored entry, by the kernel's dtype code (kernel.CODES).
 WIDTHS = (2, 2, 4, 8, 1, 1)
 #: The largest library read back (a real one is ~0.1 MB).
@@ -63,6 +65,7 @@ _P, _I, _N, _D = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_double
 #: Each entry point's arguments (pointers are numpy arrays' addresses).
 SIGNATURES = {
     "figspec_pair": (_P, _I, _P, _I, _I, _N, _P, _N, _P, _D, _P),
+    "figspec_pair_chunks": (_P, _I, _P, _I, _I, _N, _N, _P, _N, _P, _D, _P),
     "figspec_single": (_P, _I, _N, _P, _D, _P),
     "figspec_triple": (_P, _I, _P, _I, _P, _I, _N, _P, _D, _P),
 }
@@ -78,6 +81,7 @@ class Kernel:
         self.file = file
         self._pair, self._single, self._triple = \
             lib.figspec_pair, lib.figspec_single, lib.figspec_triple
+        self._pair_chunks = lib.figspec_pair_chunks
         self._table = table  # held: the library reads it at this address
         self._table_at = table.buffer_info()[0]
 
@@ -93,6 +97,21 @@ class Kernel:
         self._pair(t, tcode, b, bcode, tcode == bcode, n, ctypes.addressof(flat),
                    len(options) // 2, self._table_at, scale, ctypes.addressof(out))
         return _array(out)
+
+    def pair_chunks(self, t_raw: Any, tcode: int, b_raw: Any, bcode: int,
+                    options: tuple[float, ...], scale: float, chunk: int, acc: Any) -> None:
+        """:meth:`pair` of each ``chunk`` entries in turn, each chunk's sums
+        added into ``acc`` (an array of float64s laid out as pair's result,
+        written in place) as reduce adds them, in one call."""
+        held: list[Any] = []
+        (t, n), (b, m) = _buffer(t_raw, tcode, held), _buffer(b_raw, bcode, held)
+        if n != m:
+            raise ValueError("the two tensors of a pair hold as many entries each")
+        if len(options) // 2 > MAX_OPTIONS or len(acc) != 7 + len(options) // 2 or chunk < 1:
+            raise ValueError("pair_chunks takes a chunk of entries and an acc for each sum")
+        flat = (ctypes.c_double * len(options))(*options)
+        self._pair_chunks(t, tcode, b, bcode, tcode == bcode, n, chunk, ctypes.addressof(flat),
+                          len(options) // 2, self._table_at, scale, acc.buffer_info()[0])
 
     def single(self, t_raw: Any, tcode: int, scale: float) -> Any:
         held: list[Any] = []

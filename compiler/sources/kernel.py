@@ -121,6 +121,18 @@ def pair(t_raw: Any, t_dtype: str, b_raw: Any, b_dtype: str,
     return out
 
 
+def pair_chunks(t_raw: Any, t_dtype: str, b_raw: Any, b_dtype: str,
+                options: tuple[tuple[str, float], ...], scale: float, chunk: int,
+                acc: Any) -> None:
+    """:func:`pair` of each ``chunk`` entries of the stored bytes in turn,
+    each chunk's sums added into ``acc`` (an ``array("d")`` laid out as
+    pair's result, written in place) as reduce adds a chunk's: the same bits
+    as a call per chunk, in one call of the C kernel, the one path that has
+    it (:func:`path` is "c")."""
+    flat = tuple(x for k, v in options for x in (OPTION_KINDS[k], float(v)))
+    _c().pair_chunks(t_raw, CODES[t_dtype], b_raw, CODES[b_dtype], flat, scale, chunk, acc)
+
+
 def single(t_raw: Any, t_dtype: str, kernel: str | None = None, scale: float = 1.0) -> Any:
     """The sums of one chunk of a tensor alone (tt, max_abs, bad_t; the rest 0)."""
     chosen = kernel or path()

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..session import Option, cores
 from .metrics import SUMS, changed_key
-from .safetensors import DTYPES, CheckpointError, Computed, Files, Tensor
+from .safetensors import DTYPES, WINDOW, CheckpointError, Computed, Files, Tensor
 
 #: Entries reduced at a time (512 KB of BF16 per checkpoint): a chunk's sums
 #: are the kernel's unit, so this fixes the order of every sum.
@@ -123,13 +123,46 @@ def _against(ts: list[Tensor], b: Tensor, files: Files, wanted: tuple[Option, ..
     from . import kernel
 
     out = [_zero(t, wanted) for t in ts]
-    for i in range(0, b.count, CHUNK):
-        n = min(CHUNK, b.count - i)
-        b_raw = files.read_into(b, i, n, buf.b)
-        for t, sums in zip(ts, out):
-            _add(sums, kernel.pair(files.read_into(t, i, n, buf.t), t.dtype, b_raw, b.dtype,
-                                   wanted, path, scale), wanted)
+    step = _span(ts[0], b) if path == "c" and len(ts) == 1 else CHUNK
+    for i in range(0, b.count, step):
+        n = min(step, b.count - i)
+        if step > CHUNK and _mapped_chunks(ts[0], b, files, i, n, wanted, scale, out[0]):
+            continue
+        for j in range(i, i + n, CHUNK):
+            m = min(CHUNK, i + n - j)
+            b_raw = files.read_into(b, j, m, buf.b)
+            for t, sums in zip(ts, out):
+                _add(sums, kernel.pair(files.read_into(t, j, m, buf.t), t.dtype, b_raw,
+                                       b.dtype, wanted, path, scale), wanted)
     return out
+
+
+def _span(t: Tensor, b: Tensor) -> int:
+    """Entries of a pair taken by one call of the C kernel where both sides
+    are mapped: whole chunks, half a window of the wider side (so that a
+    window holds two spans and is mapped once per two)."""
+    wide = max(DTYPES[t.dtype], DTYPES[b.dtype])
+    return CHUNK * max(1, WINDOW // 2 // (CHUNK * wide))
+
+
+def _mapped_chunks(t: Tensor, b: Tensor, files: Files, first: int, count: int,
+                   wanted: tuple[Option, ...], scale: float, sums: dict[str, float]) -> bool:
+    """Entries first..first+count of the pair into ``sums``, chunk by chunk
+    as :func:`_against` adds them, in one call of the C kernel where both
+    sides' files map them; False (nothing done) where either's do not."""
+    from array import array
+
+    from . import kernel
+
+    t_raw = files.mapped(t, first, count)
+    b_raw = files.mapped(b, first, count) if t_raw is not None else None
+    if b_raw is None:
+        return False
+    keys = (*SUMS, *(changed_key(o) for o in wanted))
+    acc = array("d", [sums[k] for k in keys])
+    kernel.pair_chunks(t_raw, t.dtype, b_raw, b.dtype, wanted, scale, CHUNK, acc)
+    sums.update(zip(keys, acc))
+    return True
 
 
 def _zero(t: Tensor, wanted: tuple[Option, ...]) -> dict[str, float]:

@@ -628,11 +628,22 @@ class Files:
             view = memoryview(buffer)[:count * size]
             self._strided_into(t, first, count, view)
             return view
-        if isinstance(t.file, Path) and count and t.file not in self.unmapped:
-            mapped = self._mapped(t, t.start + first * size, count * size)
-            if mapped is not None:
-                return mapped
+        mapped = self.mapped(t, first, count)
+        if mapped is not None:
+            return mapped
         return self._fill(t, t.start + first * size, memoryview(buffer)[:count * size])
+
+    def mapped(self, t: Tensor, first: int, count: int) -> memoryview | None:
+        """Entries first..first+count of ``t`` where its file is mapped, as
+        stored (valid until this thread reads on, past its window); None
+        where they are not to be had so: a computed tensor, a head's
+        columns, a shard read in place, a file that cannot be mapped, every
+        window of this thread in use."""
+        if isinstance(t, Computed) or t.segment or not isinstance(t.file, Path) or not count \
+                or t.file in self.unmapped:
+            return None
+        size = DTYPES[t.dtype]
+        return self._mapped(t, t.start + first * size, count * size)
 
     def _mapped(self, t: Tensor, at: int, length: int) -> memoryview | None:
         """Bytes at..at+length of a local tensor's file where this thread's
