@@ -7,7 +7,10 @@ and nothing the second time."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,7 +120,7 @@ def test_a_moved_branch_makes_the_figure_stale_and_status_works_offline(
 
 @pytest.mark.parametrize("fault, said", [
     (("status", 404, 1), None),
-    (("timeout", 3, 99), "no answer within 0.3 s"),
+    (("timeout", 3, 99), "no answer within 1 s"),
     (("short", 0, 99), "received"),
     (("changed", 0, 1), "changed while it was read"),
     (("redirects", 0, 1), "too many redirects"),
@@ -127,7 +130,7 @@ def test_a_moved_branch_makes_the_figure_stale_and_status_works_offline(
 def test_a_failed_read_is_a_located_diagnostic(project: Path, run, hub: Hub, fault, said,
                                                monkeypatch: pytest.MonkeyPatch):
     publish(hub, project)
-    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "0.3")
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "1")  # whole seconds: huggingface_hub 2.3
     spec(project)
     hub.fault = fault  # the first range request fails: a header's (`check` reads headers)
     code, _, err = run("check")
@@ -136,6 +139,22 @@ def test_a_failed_read_is_a_located_diagnostic(project: Path, run, hub: Hub, fau
         assert code == 1 and "is not there (HTTP 404)" in err
         return
     assert code == 1 and "specs/fig.yaml:" in err and said in err, err
+
+
+def test_a_variable_huggingface_hub_refuses_at_import_is_a_located_diagnostic(
+        project: Path, hub: Hub):
+    """huggingface_hub reads HF_* variables when it is imported and raises on
+    some (2.3 takes HF_HUB_DOWNLOAD_TIMEOUT as whole seconds): the figure's
+    line, what was refused, where to correct it; in a child, so that this
+    process's huggingface_hub, imported already, is not the one asked."""
+    publish(hub, project)
+    spec(project)
+    env = {**os.environ, "HF_HUB_DOWNLOAD_TIMEOUT": "ten"}
+    p = subprocess.run([sys.executable, "-m", "figspec", "check"], cwd=project, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "specs/fig.yaml:" in p.stderr and "huggingface_hub cannot be imported" in p.stderr
+    assert "HF_HUB_DOWNLOAD_TIMEOUT in whole seconds" in p.stderr, p.stderr
 
 
 def test_a_transient_failure_is_retried(project: Path, run, hub: Hub):

@@ -1,5 +1,6 @@
 """``hf:org/name[@revision]``: a model in the local Hugging Face hub cache,
-found offline, as ``huggingface_hub`` lays it out (no import of it):
+found offline, as ``huggingface_hub`` lays it out (no import of it; it is
+imported, by :func:`library`, only to ask the Hub itself):
 
     <hub>/models--org--name/refs/<revision>      the commit a branch or tag is at
     <hub>/models--org--name/snapshots/<commit>/  the files, links into ../../blobs
@@ -19,6 +20,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..files import Stamp, looked_at, read_stamped
 
@@ -28,6 +30,28 @@ _ID = re.compile(r"hf:(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
 Fail = Callable[..., Exception]
+
+
+class Unimportable(Exception):
+    """huggingface_hub is installed but fails to import: it reads the HF_*
+    environment variables when it is imported, and refuses some (2.3 wants
+    HF_HUB_DOWNLOAD_TIMEOUT in whole seconds)."""
+
+
+def library() -> Any:
+    """huggingface_hub (with its ``utils``), imported; Unimportable where the
+    import itself fails on this environment."""
+    try:
+        import huggingface_hub
+        import huggingface_hub.utils  # noqa: F401
+
+        # its attributes are imported when first asked for: asked here
+        huggingface_hub.HfApi, huggingface_hub.get_session  # noqa: B018
+    except ImportError:
+        raise
+    except Exception as e:  # its constants, read from the environment at import
+        raise Unimportable(f"{type(e).__name__}: {e}") from None
+    return huggingface_hub
 
 
 class UnknownHome(Exception):
@@ -165,10 +189,8 @@ def revision_info(repo: str, revision: str) -> tuple[str, list[tuple[str, int, s
     """The commit ``revision`` is at and its files: (name, size, content
     hash: the LFS sha256, else the git blob id). huggingface_hub's errors
     are raised as they are (:mod:`figspec.sources.remote` explains them)."""
-    from huggingface_hub import HfApi
-
-    info = HfApi(endpoint=endpoint()).model_info(repo, revision=revision, files_metadata=True,
-                                                 timeout=timeout())
+    api = library().HfApi(endpoint=endpoint())
+    info = api.model_info(repo, revision=revision, files_metadata=True, timeout=timeout())
     files = []
     for s in info.siblings or []:
         digest = f"sha256:{s.lfs.sha256}" if s.lfs else f"git:{s.blob_id}"
@@ -178,9 +200,7 @@ def revision_info(repo: str, revision: str) -> tuple[str, list[tuple[str, int, s
 
 def refs(repo: str) -> list[tuple[str, str]]:
     """The repository's branches and tags: (name, commit), branches first."""
-    from huggingface_hub import HfApi
-
-    got = HfApi(endpoint=endpoint()).list_repo_refs(repo)
+    got = library().HfApi(endpoint=endpoint()).list_repo_refs(repo)
     return [(r.name, r.target_commit) for r in [*got.branches, *got.tags]]
 
 

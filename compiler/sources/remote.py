@@ -194,12 +194,11 @@ def retried(call: Callable[[], T], what: str) -> T:
 def _hub_range(blob: Blob, start: int, end: int) -> bytes:
     """One range request to the Hub, with the user's token (huggingface_hub's
     headers); the response must be that range of the content named."""
-    from huggingface_hub import get_session
-    from huggingface_hub.utils import build_hf_headers
-
-    headers = {**build_hf_headers(), "Range": f"bytes={start}-{end - 1}",
+    hf = hub.library()
+    headers = {**hf.utils.build_hf_headers(), "Range": f"bytes={start}-{end - 1}",
                "Accept-Encoding": "identity"}
-    with get_session().stream("GET", blob.url, headers=headers, timeout=hub.timeout()) as r:
+    with hf.get_session().stream("GET", blob.url, headers=headers,
+                                 timeout=hub.timeout()) as r:
         whole = r.status_code == 200 and start == 0 and end == blob.size
         if r.status_code != 206 and not whole:
             if r.status_code == 200:
@@ -250,10 +249,8 @@ def hub_refs(repo: str) -> list[tuple[str, str]]:
 def hub_small(url: str, what: str, limit: int) -> bytes:
     """A small file of the Hub (an index) read whole, at most ``limit`` bytes."""
     def once() -> bytes:
-        from huggingface_hub import get_session
-        from huggingface_hub.utils import build_hf_headers
-
-        with get_session().stream("GET", url, headers=build_hf_headers(),
+        hf = hub.library()
+        with hf.get_session().stream("GET", url, headers=hf.utils.build_hf_headers(),
                                   timeout=hub.timeout()) as r:
             if r.status_code != 200:
                 raise _status_error(r.status_code, what)
@@ -326,6 +323,10 @@ def explained(e: BaseException, what: str) -> RemoteError:
         status = getattr(e.__cause__, "status", None)
     if name == "FileExpired" or (isinstance(e, OSError) and "pre-condition" in str(e)):
         return _changed(what)  # s3fs's word for a 412 to an If-Match
+    if isinstance(e, hub.Unimportable):
+        return RemoteError(f"{what}: huggingface_hub cannot be imported ({clean(str(e))[:160]})",
+                           "it reads the HF_* environment variables when it is imported: "
+                           "correct the one it names (HF_HUB_DOWNLOAD_TIMEOUT in whole seconds)")
     if name in ("RepositoryNotFoundError", "GatedRepoError"):
         return RemoteError(f"{what}: the repository is not on the Hub at {hub.endpoint()}, "
                            "or it is private or gated", _LOGIN)
