@@ -36,6 +36,11 @@ PATHS = ["numpy", *COMPILED]
 FIELDS = {name: k for k, name in enumerate(kernel.FIELDS)}
 OPTIONS = (("abs", 0.25), ("exact", 0.0), ("rel", 0.5))
 FP8 = ("F8_E4M3", "F8_E5M2")
+#: Each test's cache holds the kernels compiled once per session: a test here
+#: may be the first in its process to take the numba path, which compiled it
+#: from nothing (30-40 s a worker). The tests of compiling and caching run
+#: children with caches of their own, cold.
+pytestmark = pytest.mark.usefixtures("compiled_kernel")
 
 
 # -- values ---------------------------------------------------------------------------
