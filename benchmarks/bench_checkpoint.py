@@ -14,8 +14,9 @@ of --runs:
   included), figspec's metrics cache cold (the compiled kernel cached, as
   after a first run on the machine; that first run is shown apart), and the
   peak memory of its process;
-* the reduction alone, in this process, on 1 and 2 threads (and on every
-  core, when there are more), with the numba kernel and the numpy path;
+* the reduction alone, in a child process, on 1 and 2 threads (and on
+  every core, when there are more), with the C kernel (figspec's first
+  choice), the numba kernel and the numpy path;
 * update_rank on its own, over --rank-layers layers (one SVD per matrix);
 * a straightforward script that loads both state dicts whole, float64, for
   one metric (peak memory too);
@@ -215,8 +216,8 @@ def main() -> None:
     numpy_table, numpy_peak = table({"FIGSPEC_KERNEL": "numpy"})
     threads = sorted({1, 2, len(os.sched_getaffinity(0))})
     # the numpy path once per thread count: it is slow, and only the fallback
-    alone = {(n, path): reduction(folder, n, path, args.runs if path == "numba" else 1, cache)
-             for path in ("numba", "numpy") for n in threads}
+    alone = {(n, path): reduction(folder, n, path, 1 if path == "numpy" else args.runs, cache)
+             for path in ("c", "numba", "numpy") for n in threads}
     shutil.rmtree(cache / "metrics", ignore_errors=True)
     rank_time, rank_peak = peak_of([figspec, "table", str(rank)], project, env)
     script = work / "naive.py"
@@ -252,7 +253,7 @@ def main() -> None:
           f"{gb / numpy_table:.2f} GB/s | {numpy_peak:.0f} MB |")
     for (n, path), (seconds, cpu) in alone.items():
         speedup = alone[(1, path)][0] / seconds
-        runs = "" if path == "numba" else ", one run"
+        runs = ", one run" if path == "numpy" else ""
         print(f"| the reduction alone, {path}, {n} thread{'s' * (n > 1)}{runs} | {seconds:.2f} s | "
               f"{gb / seconds:.2f} GB/s ({speedup:.2f}x 1 thread; {gb / cpu:.2f} GB per "
               "CPU-second) | |")
