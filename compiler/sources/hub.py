@@ -47,7 +47,7 @@ def library() -> Any:
 
         # its attributes are imported when first asked for: asked here
         huggingface_hub.HfApi, huggingface_hub.get_session  # noqa: B018
-    except ImportError:
+    except ImportError:  # not installed: never asked (inplace reads the hub cache alone)
         raise
     except Exception as e:  # its constants, read from the environment at import
         raise Unimportable(f"{type(e).__name__}: {e}") from None

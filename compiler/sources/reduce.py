@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+from array import array
 from typing import Any
 
 from ..session import Option, cores
@@ -150,8 +151,6 @@ def _mapped_chunks(t: Tensor, b: Tensor, files: Files, first: int, count: int,
     """Entries first..first+count of the pair into ``sums``, chunk by chunk
     as :func:`_against` adds them, in one call of the C kernel where both
     sides' files map them; False (nothing done) where either's do not."""
-    from array import array
-
     from . import kernel
 
     t_raw = files.mapped(t, first, count)
