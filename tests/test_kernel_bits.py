@@ -11,7 +11,13 @@ what they were when EXPECTED was made."""
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -481,6 +487,103 @@ def test_read_only_bytes_give_the_same_bits(path: str, compiled_kernel):
             got = kernel.pair(t, dtype, b, dtype, OPTIONS, path)
             want = EXPECTED[name("pair", (dtype, dtype), n, False, 1.0)]
             assert " ".join(float(x).hex() for x in got) == want, (dtype, n)
+
+
+#: The options of the pairs the fused loops take (at most "changed as
+#: stored"; OPTIONS above asks the others too, so its pairs never are).
+FUSED_OPTIONS = ((), (("exact", 0.0),), (("exact", 0.0), ("exact", 0.0)))
+
+
+#: Per dtype, how far below T's magnitude (powers of 2) B is drawn: T - B is
+#: then exact, of more bits than half of float64's 53, so that its square is
+#: rounded (fused into its sum's addition, one rounding not two, dd's bits
+#: would change).
+GAPS = {"BF16": (19, 45), "F16": (16, 24), "F32": (3, 28)}
+
+
+def encode(values: np.ndarray, dtype: str) -> np.ndarray:
+    """float64 values as ``dtype``'s stored bits (BF16 by truncation)."""
+    if dtype == "BF16":
+        return (values.astype(np.float32).view(np.uint32) >> 16).astype("<u2")
+    return values.astype({"F16": np.float16, "F32": np.float32}[dtype]).view(WIDTH[dtype])
+
+
+def apart(dtype: str, n: int, special: bool) -> list[bytes]:
+    """T's and B's stored bytes, B's entries GAPS below T's (signs random):
+    lanes of sums of like magnitude whose (T - B)**2 are rounded."""
+    rng = np.random.default_rng([n, special, DTYPES.index(dtype)])
+    lo, hi = GAPS[dtype]
+    signs = rng.choice([-1.0, 1.0], (2, n))
+    t = signs[0] * rng.uniform(1, 2, n)
+    b = signs[1] * rng.uniform(1, 2, n) * np.exp2(-rng.integers(lo, hi + 1, n).astype(float))
+    out = []
+    for bits in (encode(t, dtype), encode(b, dtype)):
+        if special:
+            at = rng.integers(0, n, max(1, n // 40))
+            bits[at] = np.array(SPECIAL[dtype], np.uint64).astype(bits.dtype)[
+                rng.integers(0, len(SPECIAL[dtype]), at.size)]
+        out.append(bits.tobytes())
+    return out
+
+
+@pytest.mark.parametrize("path", COMPILED)
+def test_the_fused_pairs_give_numpy_s_bits(path: str, compiled_kernel):
+    """The pairs each compiled path takes by its fused loops (one of BF16,
+    F16, F32 on both sides, no option but "changed as stored"; the most
+    common by far) give numpy's sums to the bit: near pairs and pairs far
+    apart, with and without specials, whole rows, blocks and a rest."""
+    usable(path)
+    wrong = []
+    for dtype in ("BF16", "F16", "F32"):
+        for n in (*SIZES, 64 * 16 * 9 + 5):
+            for special in (False, True):
+                for t, b in (sides((dtype, dtype), n, special), apart(dtype, n, special)):
+                    for options in FUSED_OPTIONS:
+                        want = kernel.pair(t, dtype, b, dtype, options, "numpy")
+                        got = kernel.pair(t, dtype, b, dtype, options, path)
+                        if [float(x).hex() for x in got] != [float(x).hex() for x in want]:
+                            wrong.append((dtype, n, special, len(options)))
+    assert wrong == []
+
+
+#: A child's C-path pairs of the cases in the JSON file argv[1], as float.hex.
+PAIRS_IN_A_CHILD = """
+import json, sys
+from figspec.sources import kernel
+out = [[float(x).hex() for x in kernel.pair(bytes.fromhex(t), d, bytes.fromhex(b), d,
+                                            [tuple(o) for o in options], "c")]
+       for d, t, b, options in json.load(open(sys.argv[1]))]
+print(json.dumps(out))
+"""
+
+
+def test_the_kernel_built_without_clones_gives_numpy_s_bits(tmp_path: Path):
+    """Where the compiler cannot build per-processor clones (which hold the
+    AVX2 loops), the C kernel is built without them (its portable loops,
+    which this machine's clones would not run): the fused pairs' bits, as
+    above. The compiler is one that refuses the clones' flag."""
+    usable("c")
+    log, cc = tmp_path / "cc.log", tmp_path / "no-clones-cc"
+    cc.write_text("#!/bin/sh\n"
+                  'for a in "$@"; do [ "$a" = -DFIGSPEC_CLONES ] && echo refused >> "$LOG" && exit 1; done\n'
+                  'echo built >> "$LOG"\n'
+                  f'exec {shlex.join(_kernel_c.compiler() or [])} "$@"\n')
+    cc.chmod(0o755)
+    cases = [(dtype, t, b, options) for dtype in ("BF16", "F16", "F32") for n in (2113, 9001)
+             for special in (False, True)
+             for t, b in (sides((dtype, dtype), n, special), apart(dtype, n, special))
+             for options in FUSED_OPTIONS[:2]]
+    (tmp_path / "cases.json").write_text(json.dumps(
+        [(d, t.hex(), b.hex(), options) for d, t, b, options in cases]))
+    env = {k: v for k, v in os.environ.items() if k != "FIGSPEC_KERNEL"}
+    env.update(FIGSPEC_CACHE=str(tmp_path / "cache"), CC=str(cc), LOG=str(log))
+    child = subprocess.run([sys.executable, "-c", PAIRS_IN_A_CHILD, str(tmp_path / "cases.json")],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr
+    want = [[float(x).hex() for x in kernel.pair(t, d, b, d, options, "numpy")]
+            for d, t, b, options in cases]
+    assert json.loads(child.stdout) == want
+    assert log.read_text().split()[-1] == "built"
 
 
 def unaligned(raw: bytes) -> memoryview:

@@ -38,7 +38,8 @@ from typing import Any
 from .. import cache
 
 SOURCE = Path(__file__).with_name("_kernel.c")
-#: No reassociation, no fused multiply-add: the sums' order is the source's.
+#: No reassociation, no multiply-add fused by the compiler: the sums' order
+#: and roundings are the source's (which fuses only where it changes no bit).
 FLAGS = ("-O3", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fno-fast-math",
          "-fno-math-errno")
 #: Each entry point compiled for AVX-512, AVX2 and the baseline, picked at
