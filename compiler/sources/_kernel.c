@@ -467,7 +467,7 @@ BLOCKWISE void pair_fused_bf16(const byte *t, const byte *b, size_t rows, const 
 #if defined(FIGSPEC_CLONES) && (defined(__x86_64__) || defined(__i386__)) &&                  \
     (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 5))
 #include <immintrin.h>
-#define AVX2_PAIR 1
+#define AVX2_LOOPS 1
 #define AVX2 __attribute__((target("avx2,fma")))
 
 /* Eight lanes' running sums: the even lanes' four (g, g + 2, g + 4, g + 6),
@@ -477,6 +477,9 @@ struct eight {
     float top[8];
     int32_t same[4]; /* entries whose bits are the same, by pairs of lanes */
 };
+
+/* Lane j's place in its group's struct eight (group j / 8). */
+INLINE int slot(int j) { return j % 2 * 4 + j % 8 / 2; }
 
 /* Four lanes add T's and B's next entries (float32 bits u and v). */
 #define ADD_FOUR(S, u, v)                                                                 \
@@ -540,9 +543,9 @@ static AVX2 OUTLINE void pair_avx2_bf16(const byte *t, const byte *b, size_t row
     struct eight es[LANES / 8];
     int64_t same = 0;
     memset(es, 0, sizeof es);
-    for (int j = 0; j < LANES; j++) { /* lane j: group j / 8, slot k */
+    for (int j = 0; j < LANES; j++) {
         struct eight *e = es + j / 8;
-        int k = j % 2 * 4 + j % 8 / 2;
+        int k = slot(j);
         e->tt[k] = s->tt[j], e->bb[k] = s->bb[j], e->tb[k] = s->tb[j], e->dd[k] = s->dd[j];
         e->top[k] = (float)s->top[j];
     }
@@ -552,13 +555,59 @@ static AVX2 OUTLINE void pair_avx2_bf16(const byte *t, const byte *b, size_t row
         pair_avx2_body(t, b, rows, 0, es);
     for (int j = 0; j < LANES; j++) {
         const struct eight *e = es + j / 8;
-        int k = j % 2 * 4 + j % 8 / 2;
+        int k = slot(j);
         s->tt[j] = e->tt[k], s->bb[j] = e->bb[k], s->tb[j] = e->tb[k], s->dd[j] = e->dd[k];
         s->top[j] = e->top[k];
     }
     for (int g = 0; g < LANES / 8; g++)
         for (int k = 0; k < 4; k++) same += es[g].same[k];
     if (count) s->changed += (int64_t)rows * LANES - same;
+}
+
+/* Rows lo..hi (fewer than 2**15) of group g's 8 lanes of a BF16 tensor
+ * alone into e's tt and top, as single_fused_bf16 takes them (tt by fused
+ * multiply-adds: x * x is exact); its entries that are not finite. */
+INLINE AVX2 int64_t eight_alone(const byte *restrict t, size_t lo, size_t hi, int g,
+                                struct eight *restrict e) {
+    const __m128i odd = _mm_set1_epi32((int)0xffff0000u);
+    const __m128i magnitude = _mm_set1_epi32(0x7fffffff), exponent = _mm_set1_epi16(0x7f80);
+    __m256d tt0 = _mm256_loadu_pd(e->tt), tt1 = _mm256_loadu_pd(e->tt + 4);
+    __m128 top0 = _mm_loadu_ps(e->top), top1 = _mm_loadu_ps(e->top + 4);
+    __m128i bad = _mm_setzero_si128(); /* 16 bits a lane */
+    int32_t pairs[4];
+    for (size_t r = lo; r < hi; r++) {
+        const byte *at = t + 2 * (r * LANES + 8 * (size_t)g);
+        __m128i w = _mm_loadu_si128((const __m128i *)(const void *)at);
+        __m128i even = _mm_slli_epi32(w, 16), high = _mm_and_si128(w, odd);
+        __m256d x0 = _mm256_cvtps_pd(_mm_castsi128_ps(even));
+        __m256d x1 = _mm256_cvtps_pd(_mm_castsi128_ps(high));
+        AHEAD(at, SPAN);
+        tt0 = _mm256_fmadd_pd(x0, x0, tt0);
+        tt1 = _mm256_fmadd_pd(x1, x1, tt1);
+        top0 = _mm_max_ps(_mm_castsi128_ps(_mm_and_si128(even, magnitude)), top0);
+        top1 = _mm_max_ps(_mm_castsi128_ps(_mm_and_si128(high, magnitude)), top1);
+        /* not finite: the exponent's bits all set */
+        bad = _mm_sub_epi16(bad, _mm_cmpeq_epi16(_mm_and_si128(w, exponent), exponent));
+    }
+    _mm256_storeu_pd(e->tt, tt0), _mm256_storeu_pd(e->tt + 4, tt1);
+    _mm_storeu_ps(e->top, top0), _mm_storeu_ps(e->top + 4, top1);
+    _mm_storeu_si128((__m128i *)(void *)pairs, _mm_madd_epi16(bad, _mm_set1_epi16(1)));
+    return (int64_t)pairs[0] + pairs[1] + pairs[2] + pairs[3];
+}
+
+/* Whole rows of LANES BF16 entries of a tensor alone into the lanes (tt,
+ * top; bad[0] its entries not finite), as single_fused_bf16. */
+static AVX2 OUTLINE void single_avx2_bf16(const byte *t, size_t rows, double *tt, double *top,
+                                          int64_t *bad) {
+    struct eight es[LANES / 8];
+    size_t block = SPAN / 2 / LANES;
+    memset(es, 0, sizeof es);
+    for (int j = 0; j < LANES; j++)
+        es[j / 8].tt[slot(j)] = tt[j], es[j / 8].top[slot(j)] = (float)top[j];
+    for (size_t lo = 0; lo < rows; lo += block)
+        for (int g = 0; g < LANES / 8; g++)
+            bad[0] += eight_alone(t, lo, rows - lo < block ? rows : lo + block, g, es + g);
+    for (int j = 0; j < LANES; j++) tt[j] = es[j / 8].tt[slot(j)], top[j] = es[j / 8].top[slot(j)];
 }
 
 /* Whether this processor (and its system) runs AVX2 and FMA. */
@@ -582,7 +631,7 @@ INLINE int fusable(int tcode, int bcode, double scale, const double *opts, int64
 static void pair_fused(const byte *traw, const byte *braw, int code, size_t n, int count,
                        const double *table, struct pair_lanes *s) {
     size_t width = code == F32 ? 4 : 2, whole = n / LANES * LANES, block = SPAN / width, lo = 0;
-#ifdef AVX2_PAIR
+#ifdef AVX2_LOOPS
     if (code == BF16 && has_avx2_fma())
         for (size_t most = AVX2_ROWS * LANES; lo < whole; lo += most)
             pair_avx2_bf16(traw + 2 * lo, braw + 2 * lo, (whole - lo < most ? whole - lo : most) / LANES,
@@ -773,9 +822,12 @@ ENTRY void figspec_single(const void *traw_, int tcode, int64_t n_, const double
     double tt[LANES] = {0}, top[LANES] = {0};
     int64_t lanes_bad[LANES] = {0}, count = 0;
     if (scale == 1.0 && tcode == BF16) { /* fused: whole rows, then the rest padded */
-        size_t whole = n / LANES * LANES, block = SPAN / 2;
+        size_t whole = n / LANES * LANES, block = SPAN / 2, lo = 0;
         float ts[LANES];
-        for (size_t lo = 0; lo < whole; lo += block)
+#ifdef AVX2_LOOPS
+        if (has_avx2_fma()) single_avx2_bf16(traw, whole / LANES, tt, top, lanes_bad), lo = whole;
+#endif
+        for (; lo < whole; lo += block)
             single_fused_bf16(traw + 2 * lo, (whole - lo < block ? whole - lo : block) / LANES,
                               tt, top, lanes_bad);
         if (whole < n)
