@@ -610,6 +610,69 @@ static AVX2 OUTLINE void single_avx2_bf16(const byte *t, size_t rows, double *tt
     for (int j = 0; j < LANES; j++) tt[j] = es[j / 8].tt[slot(j)], top[j] = es[j / 8].top[slot(j)];
 }
 
+/* Four lanes add the next entries of T, O and B (float32 bits): with
+ * U = T - B, V = O - B and W = T - O, ||U||^2, ||V||^2, <U, V>, ||W||^2 (as
+ * triple_rows; the differences are rounded: multiplied, then added). */
+#define ADD_THREE(S, ut, uo, ub)                                                          \
+    do {                                                                                  \
+        __m256d x = _mm256_cvtps_pd(_mm_castsi128_ps(ut));                                \
+        __m256d y = _mm256_cvtps_pd(_mm_castsi128_ps(uo));                                \
+        __m256d z = _mm256_cvtps_pd(_mm_castsi128_ps(ub));                                \
+        __m256d u = _mm256_sub_pd(x, z), v = _mm256_sub_pd(y, z), w = _mm256_sub_pd(x, y); \
+        uu##S = _mm256_add_pd(uu##S, _mm256_mul_pd(u, u));                                \
+        vv##S = _mm256_add_pd(vv##S, _mm256_mul_pd(v, v));                                \
+        uv##S = _mm256_add_pd(uv##S, _mm256_mul_pd(u, v));                                \
+        ww##S = _mm256_add_pd(ww##S, _mm256_mul_pd(w, w));                                \
+    } while (0)
+
+/* Rows lo..hi of group g's 8 lanes of BF16 T, O and B into e (uu, vv, uv,
+ * ww in its tt, bb, tb, dd). */
+INLINE AVX2 void eight_triple(const byte *restrict t, const byte *restrict o,
+                              const byte *restrict b, size_t lo, size_t hi, int g,
+                              struct eight *restrict e) {
+    const __m128i odd = _mm_set1_epi32((int)0xffff0000u);
+    __m256d uu0 = _mm256_loadu_pd(e->tt), uu1 = _mm256_loadu_pd(e->tt + 4);
+    __m256d vv0 = _mm256_loadu_pd(e->bb), vv1 = _mm256_loadu_pd(e->bb + 4);
+    __m256d uv0 = _mm256_loadu_pd(e->tb), uv1 = _mm256_loadu_pd(e->tb + 4);
+    __m256d ww0 = _mm256_loadu_pd(e->dd), ww1 = _mm256_loadu_pd(e->dd + 4);
+    for (size_t r = lo; r < hi; r++) {
+        size_t at = 2 * (r * LANES + 8 * (size_t)g);
+        __m128i wt = _mm_loadu_si128((const __m128i *)(const void *)(t + at));
+        __m128i wo = _mm_loadu_si128((const __m128i *)(const void *)(o + at));
+        __m128i wb = _mm_loadu_si128((const __m128i *)(const void *)(b + at));
+        AHEAD(t + at, SPAN), AHEAD(o + at, SPAN), AHEAD(b + at, SPAN);
+        ADD_THREE(0, _mm_slli_epi32(wt, 16), _mm_slli_epi32(wo, 16), _mm_slli_epi32(wb, 16));
+        ADD_THREE(1, _mm_and_si128(wt, odd), _mm_and_si128(wo, odd), _mm_and_si128(wb, odd));
+    }
+    _mm256_storeu_pd(e->tt, uu0), _mm256_storeu_pd(e->tt + 4, uu1);
+    _mm256_storeu_pd(e->bb, vv0), _mm256_storeu_pd(e->bb + 4, vv1);
+    _mm256_storeu_pd(e->tb, uv0), _mm256_storeu_pd(e->tb + 4, uv1);
+    _mm256_storeu_pd(e->dd, ww0), _mm256_storeu_pd(e->dd + 4, ww1);
+}
+
+/* Whole rows of LANES BF16 entries of T, O and B into the lanes, as
+ * triple_rows_f takes them. */
+static AVX2 OUTLINE void triple_avx2_bf16(const byte *t, const byte *o, const byte *b,
+                                          size_t rows, double *uu, double *vv, double *uv,
+                                          double *ww) {
+    struct eight es[LANES / 8];
+    size_t block = SPAN / 2 / LANES;
+    memset(es, 0, sizeof es);
+    for (int j = 0; j < LANES; j++) {
+        struct eight *e = es + j / 8;
+        int k = slot(j);
+        e->tt[k] = uu[j], e->bb[k] = vv[j], e->tb[k] = uv[j], e->dd[k] = ww[j];
+    }
+    for (size_t lo = 0; lo < rows; lo += block)
+        for (int g = 0; g < LANES / 8; g++)
+            eight_triple(t, o, b, lo, rows - lo < block ? rows : lo + block, g, es + g);
+    for (int j = 0; j < LANES; j++) {
+        const struct eight *e = es + j / 8;
+        int k = slot(j);
+        uu[j] = e->tt[k], vv[j] = e->bb[k], uv[j] = e->tb[k], ww[j] = e->dd[k];
+    }
+}
+
 /* Whether this processor (and its system) runs AVX2 and FMA. */
 INLINE int has_avx2_fma(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -902,7 +965,14 @@ ENTRY void figspec_triple(const void *traw_, int tcode, const void *oraw_, int o
     double uu[LANES] = {0}, vv[LANES] = {0}, uv[LANES] = {0}, ww[LANES] = {0};
     if (scale == 1.0 && is_float32(tcode) && is_float32(ocode) && is_float32(bcode)) {
         float ts[BLOCK], os[BLOCK], bs[BLOCK];
-        for (size_t lo = 0; lo < n; lo += BLOCK) {
+        size_t lo = 0;
+#ifdef AVX2_LOOPS
+        if (tcode == BF16 && ocode == BF16 && bcode == BF16 && has_avx2_fma()) {
+            lo = n / LANES * LANES; /* whole rows; the rest (padded) as below */
+            triple_avx2_bf16(traw, oraw, braw, lo / LANES, uu, vv, uv, ww);
+        }
+#endif
+        for (; lo < n; lo += BLOCK) {
             size_t m = n - lo < BLOCK ? n - lo : BLOCK;
             triple_rows_f(narrow(traw, tcode, lo, m, table, ts),
                           narrow(oraw, ocode, lo, m, table, os),
