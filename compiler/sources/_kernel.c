@@ -24,9 +24,9 @@
  * a time, so that those lanes' sums stay in registers through the block,
  * and the next block is asked for ahead (AHEAD) while this one is summed.
  * The order of every sum is the same as the scratch path's; the entries
- * after the last whole row go through it. On x86-64 with AVX2 and FMA the
- * BF16 pair takes loops written with intrinsics instead (pair_avx2_bf16),
- * the same sums in the same order. Measured in docs/performance.md ("The
+ * after the last whole row go through it. On x86-64 with AVX2 and FMA,
+ * BF16 tensors take loops written with intrinsics instead (pair_avx2_bf16
+ * and the two after it), the same sums in the same order. Measured in docs/performance.md ("The
  * fused kernel").
  *
  * Every entry point is reentrant (scratch on the stack, nothing global): the
@@ -450,8 +450,9 @@ BLOCKWISE void pair_fused_bf16(const byte *t, const byte *b, size_t rows, const 
         pair_fused_bf16_body(t, b, rows, 0, s);
 }
 
-/* The BF16 pair on x86-64 processors with AVX2 and FMA, by intrinsics: the
- * loop above, vectorised by the compiler, spilled its sums to the stack and
+/* BF16 tensors (a pair, one alone, two runs and their base) on x86-64
+ * processors with AVX2 and FMA, by intrinsics. The pair's loop above,
+ * vectorised by the compiler, spilled its sums to the stack and
  * converted each float32 to float64 through memory (4.8 GB/s on a Zen 2 in
  * memory, one thread); written out, the sums of a group of 8 lanes (two
  * vectors of four float64s each) stay in AVX2's 16 registers: 9 GB/s.
@@ -696,9 +697,10 @@ static void pair_fused(const byte *traw, const byte *braw, int code, size_t n, i
     size_t width = code == F32 ? 4 : 2, whole = n / LANES * LANES, block = SPAN / width, lo = 0;
 #ifdef AVX2_LOOPS
     if (code == BF16 && has_avx2_fma())
-        for (size_t most = AVX2_ROWS * LANES; lo < whole; lo += most)
-            pair_avx2_bf16(traw + 2 * lo, braw + 2 * lo, (whole - lo < most ? whole - lo : most) / LANES,
-                           count, s);
+        for (size_t most = AVX2_ROWS * LANES; lo < whole; lo += most) {
+            size_t rows = (whole - lo < most ? whole - lo : most) / LANES;
+            pair_avx2_bf16(traw + 2 * lo, braw + 2 * lo, rows, count, s);
+        }
 #endif
     for (; lo < whole; lo += block) {
         size_t rows = (whole - lo < block ? whole - lo : block) / LANES;
