@@ -54,6 +54,13 @@ def finite(bits: np.ndarray, dtype: str) -> np.ndarray:
     return np.where((bits & top) == top, bits & ~(top & ~(top >> 1)), bits).astype(bits.dtype)
 
 
+def sprinkle(bits: np.ndarray, dtype: str, rng: np.random.Generator) -> None:
+    """SPECIAL's values put into one in 40 of ``bits`` (at least one), in place."""
+    values = np.array(SPECIAL[dtype], np.uint64).astype(bits.dtype)
+    at = rng.integers(0, bits.size, max(1, bits.size // 40))
+    bits[at] = values[rng.integers(0, len(values), at.size)]
+
+
 def sides(dtypes: tuple[str, ...], n: int, special: bool, seed: int = 0) -> list[bytes]:
     """One tensor's stored bytes per dtype: the last a base across its dtype's
     whole range (F64: exponents within 2**+-500, subnormals, both zeros), the
@@ -77,9 +84,7 @@ def sides(dtypes: tuple[str, ...], n: int, special: bool, seed: int = 0) -> list
             bits = np.where(moved, base ^ rng.integers(0, 16, n).astype(width), base)
         bits = finite(bits.astype(width), dtype)
         if special:
-            values = np.array(SPECIAL[dtype], np.uint64).astype(width)
-            at = rng.integers(0, n, max(1, n // 40))
-            bits[at] = values[rng.integers(0, len(values), at.size)]
+            sprinkle(bits, dtype, rng)
         if k == 0:
             base = bits
         out.append(bits.tobytes())
@@ -519,9 +524,7 @@ def apart(dtype: str, n: int, special: bool) -> list[bytes]:
     out = []
     for bits in (encode(t, dtype), encode(b, dtype)):
         if special:
-            at = rng.integers(0, n, max(1, n // 40))
-            bits[at] = np.array(SPECIAL[dtype], np.uint64).astype(bits.dtype)[
-                rng.integers(0, len(SPECIAL[dtype]), at.size)]
+            sprinkle(bits, dtype, rng)
         out.append(bits.tobytes())
     return out
 
