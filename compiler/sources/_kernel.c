@@ -10,7 +10,8 @@
  * vectorises across them, at any vector width, without changing a bit.
  *
  * Values are decoded exactly: BF16 by a shift (the top half of a float32),
- * F16 and FP8 by the float64 table kernel._values() passes, F32 and F64 as
+ * F16 and FP8 by a float64 table (figspec_values fills the one the C path
+ * passes; kernel._values() makes numba's), F32 and F64 as
  * they are (read with memcpy: stored bytes need not be aligned). BF16, F16
  * and F32 values are float32s, so where no scale is asked they are read as
  * float32 and widened in the loop that sums them; otherwise (F64, FP8, a
@@ -51,7 +52,7 @@
 /* Lanes whose running sums stay in registers through a block's rows (the
  * fused loops): 16 float64s per sum, four 256-bit vectors. */
 #define GROUP 16
-#define ABI 3
+#define ABI 4
 /* The most options (kinds of "changed") a chunked call takes (a spec asks
  * one or two). */
 #define MAX_OPTIONS 16
@@ -1000,6 +1001,36 @@ ENTRY void figspec_triple(const void *traw_, int tcode, const void *oraw_, int o
         out[5] = bad(oraw, ocode, n, table);
         out[6] = bad(braw, bcode, n, table);
     }
+}
+
+/* The float64 value of a minifloat's bits (width bits: sign, exponent_bits,
+ * the rest mantissa), exactly (m * 2**k): subnormals where the exponent is
+ * 0; an all-ones exponent is infinity or NaN (IEEE-like, F16 and F8_E5M2),
+ * or, where fn ("finite": F8_E4M3), only S.1111.111 is NaN. A NaN keeps its
+ * sign where signed_nan, as kernel._values() makes them (struct's F16; its
+ * FP8 NaNs are math.nan). */
+static double minifloat(uint32_t bits, int width, int exponent_bits, int fn, int signed_nan) {
+    const int mantissa_bits = width - 1 - exponent_bits;
+    const int bias = (1 << (exponent_bits - 1)) - 1, top = (1 << exponent_bits) - 1;
+    const uint32_t mask = (1u << mantissa_bits) - 1, m = bits & mask;
+    const int e = (int)(bits >> mantissa_bits) & top;
+    const double sign = (bits >> (width - 1)) & 1 ? -1.0 : 1.0;
+    if (e == top && (!fn || m == mask))
+        return m || fn ? (signed_nan ? copysign((double)NAN, sign) : (double)NAN)
+                       : sign * (double)INFINITY;
+    if (e == 0) return sign * ldexp((double)m, 1 - bias - mantissa_bits);
+    return sign * ldexp((double)(m | (mask + 1)), e - bias - mantissa_bits);
+}
+
+/* The table the kernel decodes F16 and FP8 by, into out (65,536 + 2 * 256
+ * float64s): every F16 bit pattern's value, then every F8_E4M3 byte's, then
+ * every F8_E5M2 byte's (kernel.TABLE_AT), the same values as
+ * kernel._values(), made here: Python took 8-15 ms of a command's start to
+ * make them (66,048 float objects); this takes a fraction of a millisecond. */
+void figspec_values(double *out) {
+    for (uint32_t v = 0; v < 1u << 16; v++) out[v] = minifloat(v, 16, 5, 0, 1);
+    for (uint32_t v = 0; v < 256; v++) out[(1u << 16) + v] = minifloat(v, 8, 4, 1, 0);
+    for (uint32_t v = 0; v < 256; v++) out[(1u << 16) + 256 + v] = minifloat(v, 8, 5, 0, 0);
 }
 
 /* What this source's entry points are (checked after loading). */

@@ -23,6 +23,7 @@ changed (its environment, numba, the folders outside the cache).
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
 import hashlib
@@ -47,7 +48,7 @@ FLAGS = ("-O3", "-fPIC", "-shared", "-std=c99", "-ffp-contract=off", "-fno-fast-
 #: -march=native: a shared home's cache is read by machines of other processors.
 CLONES = ("-DFIGSPEC_CLONES",)
 #: As _kernel.c's ABI: the entry points' signatures.
-ABI = 3
+ABI = 4
 #: As _kernel.c's MAX_OPTIONS: the most options pair_chunks takes.
 MAX_OPTIONS = 16
 #: Bytes per stored entry, by the kernel's dtype code (kernel.CODES).
@@ -69,22 +70,28 @@ SIGNATURES = {
     "figspec_pair_chunks": (_P, _I, _P, _I, _I, _N, _N, _P, _N, _P, _D, _P),
     "figspec_single": (_P, _I, _N, _P, _D, _P),
     "figspec_triple": (_P, _I, _P, _I, _P, _I, _N, _P, _D, _P),
+    "figspec_values": (_P,),
 }
+#: The value table's length: every F16 bit pattern, then every byte of the
+#: two FP8 formats (kernel.TABLE_AT).
+VALUES = (1 << 16) + 2 * 256
 
 
 class Kernel:
     """The loaded kernel: its entry points (ctypes functions, the GIL let go
     for each call) called on stored bytes (anything with the buffer
     protocol), each result a float64 array (a memoryview: numpy is not
-    imported for it); ``file``: the library; ``table``: kernel._values()."""
+    imported for it); ``file``: the library; ``table``: the F16 and FP8
+    values it decodes by (as kernel._values(), filled by the library)."""
 
-    def __init__(self, lib: Any, file: str, table: Any):
+    def __init__(self, lib: Any, file: str):
         self.file = file
         self._pair, self._single, self._triple = \
             lib.figspec_pair, lib.figspec_single, lib.figspec_triple
         self._pair_chunks = lib.figspec_pair_chunks
-        self._table = table  # held: the library reads it at this address
-        self._table_at = table.buffer_info()[0]
+        self.table = array.array("d", bytes(8 * VALUES))  # held: the library reads it here
+        self._table_at = self.table.buffer_info()[0]
+        lib.figspec_values(self._table_at)
 
     def pair(self, t_raw: Any, tcode: int, b_raw: Any, bcode: int,
              options: tuple[float, ...], scale: float) -> Any:
@@ -162,10 +169,9 @@ def _array(out: Any) -> Any:
     return memoryview(out).cast("B").cast("d")
 
 
-def load(table: Any) -> Kernel | None:
+def load() -> Kernel | None:
     """The C kernel, compiled first where this machine has not cached it;
-    None (said at info) where it cannot be had. ``table``: kernel._values()
-    (held by the kernel, which reads it). A library cached is loaded
+    None (said at info) where it cannot be had. A library cached is loaded
     without a compiler (one machine of a cluster may have compiled it into
     the shared cache)."""
     try:
@@ -180,7 +186,7 @@ def load(table: Any) -> Kernel | None:
     except Unloadable as e:  # compiling again would not help
         _not_used(str(e))
         return None
-    return None if found is None else Kernel(found[0], found[1], table)
+    return None if found is None else Kernel(found[0], found[1])
 
 
 class Unloadable(Exception):
