@@ -5,7 +5,10 @@ same bytes in memory, np.copyto (memcpy) and numpy summing them (the raw
 viewed as uint64). SYNTHETIC data made here: normal values, the tuned side
 a few units in the last place away from the base; the arrays are in memory
 (larger than the caches), cut into reduce's chunks as reduce cuts a tensor,
-with the "changed as stored" count a pair's metrics always ask for.
+with the "changed as stored" count a pair's metrics always ask for. A
+chunk per call, as reduce calls the kernel on read (not mapped) bytes;
+then, for the C path, the pair as a command reduces mapped files: half a
+mapped window's chunks per call (kernel.pair_chunks, 8 of BF16, 4 of F32).
 
     python benchmarks/bench_kernel.py [--chunks 64] [--runs 5] [--path c|numba|numpy]
 """
@@ -16,6 +19,7 @@ import argparse
 import os
 import sys
 import threading
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from common import machine, median_time
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from figspec.sources import kernel, reduce  # noqa: E402
+from figspec.sources.safetensors import WINDOW  # noqa: E402
 
 OPTIONS = (("exact", 0.0),)
 
@@ -53,6 +58,22 @@ def chunked(raws: list[np.ndarray], dtype: str, call: Callable[..., object]
     def work(lo: int, hi: int) -> None:
         for c in range(lo, hi):
             call(*(r[c * step:(c + 1) * step] for r in raws))
+    return work
+
+
+def windowed(raws: list[np.ndarray], dtype: str) -> Callable[[int, int], None]:
+    """What reduces chunks lo..hi of a pair as reduce does where both files
+    are mapped: half a window's chunks per call of the C kernel."""
+    width = {"BF16": 2, "F32": 4}[dtype]
+    step, span = reduce.CHUNK * width, max(1, WINDOW // 2 // (reduce.CHUNK * width))
+    t, b = raws
+
+    def work(lo: int, hi: int) -> None:
+        acc = array("d", [0.0] * (7 + len(OPTIONS)))
+        for c in range(lo, hi, span):
+            end = min(hi, c + span) * step
+            kernel.pair_chunks(t[c * step:end], dtype, b[c * step:end], dtype, OPTIONS, 1.0,
+                               reduce.CHUNK, acc)
     return work
 
 
@@ -104,8 +125,10 @@ def main() -> None:
             "triple": ([t, o, b], lambda x, y, z: kernel.triple(x, dtype, y, dtype, z, dtype,
                                                                  a.path)),
         }
-        for name, (raws, call) in calls.items():
-            work = chunked(raws, dtype, call)
+        works = {name: (raws, chunked(raws, dtype, call)) for name, (raws, call) in calls.items()}
+        if a.path == "c":
+            works["pair, half a window per call"] = ([t, b], windowed([t, b], dtype))
+        for name, (raws, work) in works.items():
             work(0, 1)  # compiled or loaded, not timed
             size = sum(r.nbytes for r in raws) / 1e9
             cells = []
