@@ -101,7 +101,7 @@ STAGES = [
     ("the command's imports, reading and validating the spec", "cli", "plan>"),
     ("the pair's headers and planning", "plan>", "plan<"),
     ("cache look-up (a miss)", "plan<", "reduce>"),
-    ("the C kernel loaded (ctypes imported, tables made, source and library hashed, dlopen)",
+    ("the C kernel loaded (ctypes imported, source and library hashed, dlopen, its table filled)",
      "c kernel>", "c kernel<"),
     ("the C kernel's first chunk", "c kernel<", "first chunk<"),
     ("numba's import", "numba>", "numba<"),
