@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
-from .errors import USAGE, run
+from .errors import INTERRUPTED, USAGE, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,9 +55,13 @@ def end(status: int) -> NoReturn:
     and llvmlite's compiled code, or numpy's and the kernel's; so, once stdout and
     stderr are flushed, every atexit handler has run (temporary files, the
     multiprocessing machinery) and no other thread is left working, the
-    process ends at once (``os._exit``). Otherwise, or where flushing fails
-    (a closed pipe: the interpreter reports it), it exits as usual."""
-    if not _KERNEL.intersection(sys.modules) or _others_running():
+    process ends at once (``os._exit``). An interrupted command (Ctrl-C,
+    SIGTERM) ends so too, whatever threads are left: the interpreter's exit
+    would join the drawing pool's manager thread, which waits forever for
+    the rest of a result that a worker killed mid-write never sends (its
+    workers end with this process). Otherwise, or where flushing fails (a
+    closed pipe: the interpreter reports it), it exits as usual."""
+    if status != INTERRUPTED and (not _KERNEL.intersection(sys.modules) or _others_running()):
         sys.exit(status)
     import atexit
 
