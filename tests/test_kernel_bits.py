@@ -619,14 +619,19 @@ def test_bytes_at_an_odd_address_give_the_same_bits(path: str, compiled_kernel):
 def test_the_c_kernel_decodes_by_the_values_the_other_paths_use(compiled_kernel):
     """The C kernel fills its own F16 and FP8 value table (made in C: Python
     took 8-15 ms of a command's start for it): each of its 66,048 entries is
-    the value in numba's and numpy's table (kernel._values()) to the bit, and
-    its F16 part numpy's own float16 conversion's; a NaN is a NaN of the same
-    sign (its payload is read by no sum)."""
+    the value the numba and numpy paths decode that bit pattern to, to the
+    bit, and its F16 part numpy's own float16 conversion's; a NaN is a NaN of
+    the same sign (its payload is read by no sum)."""
     usable("c")
-    table = np.frombuffer(kernel._c().table, np.float64)
-    python = np.array(kernel._values())
-    f16 = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float64)
-    for want in (python, np.concatenate([f16, python[1 << 16:]])):
+    loaded = _kernel_c.load()
+    assert loaded is not None
+    table = np.frombuffer(loaded.table, np.float64)
+    f16 = np.arange(1 << 16, dtype="<u2")
+    f8 = np.arange(256, dtype="u1")
+    others = np.concatenate([kernel.decoded(f16, "F16"), kernel.decoded(f8, "F8_E4M3"),
+                             kernel.decoded(f8, "F8_E5M2")])
+    numpy_f16 = np.concatenate([f16.view(np.float16).astype(np.float64), others[1 << 16:]])
+    for want in (others, numpy_f16):
         nan = np.isnan(want)
         assert table.shape == want.shape
         assert (np.isnan(table) == nan).all()
