@@ -29,7 +29,7 @@ from common import machine, median_time
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from figspec.sources import kernel, reduce  # noqa: E402
-from figspec.sources.safetensors import WINDOW  # noqa: E402
+from figspec.sources.shard_data import WINDOW  # noqa: E402
 
 OPTIONS = (("exact", 0.0),)
 

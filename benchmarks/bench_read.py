@@ -185,7 +185,7 @@ kernel.pair(bytearray(64), "BF16", bytearray(64), "BF16", OPTIONS, "numba")  # l
 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if how.startswith("figspec"):
     if how == "figspec-preadv":  # every chunk read into a buffer, as before the maps
-        from figspec.sources.safetensors import Files
+        from figspec.sources.shard_data import Files
         Files._mapped = lambda self, *args: None
     def fn():
         reduce_all(tuned, base, frozenset(OPTIONS), set(), threads)

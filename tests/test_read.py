@@ -18,7 +18,8 @@ import pytest
 import checkpoints as ck
 import support
 from figspec.sources.reduce import CHUNK, reduce_all, reduce_run
-from figspec.sources.safetensors import Files, open_checkpoint
+from figspec.sources.safetensors import open_checkpoint
+from figspec.sources.shard_data import Files
 
 EXACT = frozenset([("exact", 0.0)])
 

@@ -21,7 +21,8 @@ import pytest
 
 import checkpoints as ck
 from figspec.sources import reduce
-from figspec.sources.safetensors import CheckpointError, Files, open_checkpoint
+from figspec.sources.safetensors import CheckpointError, open_checkpoint
+from figspec.sources.shard_data import Files
 
 safetensors = pytest.importorskip("safetensors")
 

@@ -21,7 +21,8 @@ import support
 from figspec.builder import compile_spec
 from figspec.sources.metrics import NAMES, NEEDS_BASE, NEEDS_OTHER
 from figspec.sources.reduce import CHUNK, reduce_all, reduce_chain
-from figspec.sources.safetensors import Files, open_checkpoint
+from figspec.sources.safetensors import open_checkpoint
+from figspec.sources.shard_data import Files
 
 MODULES = ["q_proj", "k_proj", "up_proj"]
 #: the synthetic run of every test: checkpoint-100, -200, -300 of a 2-layer model

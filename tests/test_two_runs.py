@@ -20,7 +20,7 @@ import pytest
 import checkpoints as ck
 import reference as ref
 import support
-from figspec.sources.safetensors import Files
+from figspec.sources.shard_data import Files
 
 Q = "model.layers.{}.self_attn.q_proj.weight"
 MODULES = ["q_proj", "k_proj", "up_proj"]

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..diagnostics import FigspecError, display_path
 from ..files import TooLarge, read_stamped
-from .safetensors import Computed, File, Files, Stamps, Tensor, Within, read_header
+from .safetensors import File, Stamps, Tensor, Within, read_header
+from .shard_data import Computed, Files
 
 if TYPE_CHECKING:
     from . import Context

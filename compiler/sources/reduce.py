@@ -14,7 +14,8 @@ from typing import Any
 
 from ..session import Option, cores
 from .metrics import SUMS, changed_key
-from .safetensors import DTYPES, WINDOW, CheckpointError, Computed, Files, Tensor
+from .safetensors import DTYPES, CheckpointError, Tensor
+from .shard_data import WINDOW, Computed, Files
 
 #: Entries reduced at a time (512 KB of BF16 per checkpoint): a chunk's sums
 #: are the kernel's unit, so this fixes the order of every sum.
@@ -33,7 +34,7 @@ class _Buffers:
     """One thread's byte buffers for a chunk of T and of B, reused chunk to
     chunk, for what is not handed out where its file is mapped (a shard read
     in place, a head's columns, a computed tensor: see
-    :class:`~figspec.sources.safetensors.Files`): a fresh buffer per chunk
+    :class:`~figspec.sources.shard_data.Files`): a fresh buffer per chunk
     costs more in page faults than the arithmetic."""
 
     def __init__(self) -> None:

@@ -31,7 +31,8 @@ from ..diagnostics import Diagnostic, FigspecError, display_path
 from . import Context, Rows, Where, metrics, numbers
 from .checkpoint import Checkpoint, Pair, cached, store
 from .metrics import TRIPLE_SUMS
-from .safetensors import CheckpointError, Files, Tensor, shown_file
+from .safetensors import CheckpointError, Tensor, shown_file
+from .shard_data import Files
 
 #: Bump when what is cached changes meaning.
 CACHE_VERSION = 1
