@@ -111,16 +111,7 @@ def read_header(path: Path, stamps: Stamps | None = None) -> dict[str, Tensor]:
             size = st.st_size
             if stamps is not None:
                 stamps[path] = Stamp.identity(st)
-            head = f.read(8)
-            if len(head) < 8:
-                raise CheckpointError(f"only {len(head)} bytes: not a safetensors file", path)
-            length = int.from_bytes(head, "little")
-            if length > size - 8 or length > MAX_HEADER:
-                raise CheckpointError(f"header length {length:,} is past the end of the file "
-                                      f"({size:,} bytes)" if length > size - 8 else
-                                      f"header length {length:,} is absurd (over "
-                                      f"{MAX_HEADER:,})", path)
-            raw = f.read(length)
+            raw = f.read(header_length(path, f.read(8), size))
     except OSError as e:
         raise CheckpointError(f"cannot read: {e.strerror or e}", path) from None
     return parse_header(path, raw, size)
