@@ -8,12 +8,18 @@ from pydantic import BaseModel
 
 from figspec import models
 from figspec.files import FORMATS
+from figspec.models import base, data
 
 
 def _models() -> list[type[BaseModel]]:
-    return [m for m in vars(models).values()
+    """Every model of the spec language, in whichever of its modules."""
+    return [m for module in (models, base, data) for m in vars(module).values()
             if isinstance(m, type) and issubclass(m, BaseModel) and m is not models.Model
-            and m.__module__ == models.__name__]
+            and m.__module__ == module.__name__]
+
+
+def test_every_model_is_found():
+    assert {"Spec", "Panel", "Data", "Every"} <= {m.__name__ for m in _models()}
 
 
 def test_every_field_is_documented():

@@ -4,7 +4,9 @@ Every field carries a description, a default and an example, so that the
 JSON Schema generated from these models (``figspec schema``) documents the
 language for editors. Unknown keys are errors (``extra="forbid"``).
 Checks that need the data (modules present, cells complete) live in
-:mod:`figspec.cells`; everything here needs the spec alone.
+:mod:`figspec.cells`; everything here needs the spec alone. The `data`
+mapping's model is :mod:`figspec.models.data`; what every model shares,
+:mod:`figspec.models.base`. All are imported from here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -22,313 +23,23 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from .diagnostics import did_you_mean
-from .files import FORMATS
-from .fonts import FAMILY_NAMES, family_of
-from .presets import MODULE_PRESETS, SCHEMES
-from .sources import metrics
-from .sources.params import param_pattern
-from .sources.registry import BY_SUFFIX
-from .units import UNITS, to_points
+from ..diagnostics import did_you_mean
+from ..files import FORMATS
+from ..fonts import FAMILY_NAMES, family_of
+from ..presets import MODULE_PRESETS, SCHEMES
+from ..units import UNITS, to_points
+from .base import MAX_LABEL, MAX_LAYER_INDEX, MAX_MODULES, MAX_TITLE, Model, partial
+from .data import Data
 
 #: The files a figure can be written as.
 Format = Literal[FORMATS]  # type: ignore[valid-type]
-#: Bounds that keep a hostile spec from costing time or memory: the largest
-#: layer index, the most modules, and the longest texts (a 10,000-character
-#: title made a 229-megapixel PNG).
-MAX_LAYER_INDEX = 1_000_000_000
-MAX_MODULES = 1_000
-MAX_TITLE = 300
-MAX_LABEL = 100
-
 # d3-format's own specifier grammar (d3-format/src/formatSpecifier.js).
 _D3_FORMAT = re.compile(
     r"^(?:(.)?([<>=^]))?([+\-( ])?([$#])?(0)?(\d+)?(,)?(\.\d+)?(~)?([a-z%])?$", re.I)
 _D3_TYPES = set("eEfgGrsdoxXcbnp%")
 _HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^data:", re.I)
-
-Scalar = str | int | float | bool
-
-
-def _partial(info: ValidationInfo) -> bool:
-    """Validating a partial spec (``_base.yaml``): what is there must be valid,
-    nothing is required (the specs extending it give the rest)."""
-    return bool(info.context and info.context.get("partial"))
-
-
-def _missing_groups(pattern: str | None, groups: tuple[str, ...]) -> list[str]:
-    """The named groups a regular expression lacks; ValueError if it is none."""
-    if pattern is None:
-        return []
-    try:
-        compiled = re.compile(pattern)
-    except re.error as e:
-        raise ValueError(f"not a regular expression: {e}") from None
-    return [g for g in groups if g not in compiled.groupindex]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
-
-#: What a checkpoint source computes from each weight matrix.
-Metric = Literal[metrics.NAMES]  # type: ignore[valid-type]
-NEEDS_BASE = metrics.NEEDS_BASE
-_CHECKPOINT_ONLY = ("base", "metric", "tolerance", "relative_tolerance", "other", "heads")
-#: What goes with `checkpoints` (a run's checkpoints) only.
-_TRAJECTORY_ONLY = ("step", "compare", "steps", "others")
-#: The metrics of two runs' updates from one base (`other`, `others`).
-NEEDS_OTHER = metrics.NEEDS_OTHER
-
-
-class Every(Model):
-    """Every N-th step: the steps that are multiples of N."""
-
-    every: int = Field(..., ge=1, description="Draw the steps that are multiples of this.",
-                       examples=[200])
-
-
-class Data(Model):
-    """Where the numbers come from: a file, or records written in the spec."""
-
-    path: str | None = Field(
-        None,
-        description="Data file, relative to the spec file: .csv, .tsv, .json (a list of records) "
-        "or .jsonl. It must lie inside the project. Give either `path` or `values`.",
-        examples=["../data/update_ratio_1p5b.csv"],
-    )
-    values: list[dict[str, Any]] | None = Field(
-        None,
-        description="Records written inline, instead of `path`.",
-        examples=[[{"layer": 0, "module": "q_proj", "value": 0.12}]],
-    )
-    layout: Literal["long", "wide", "params"] = Field(
-        "long",
-        description="`long`: one row per cell, with layer, module and value columns. "
-        "`wide`: one row per layer, with a layer column and one column per module. "
-        "`params`: keyed by full parameter names (`model.layers.12.self_attn.q_proj.weight`), "
-        "either a JSON object of name to number or a table with `param` and `value` columns; "
-        "the layer and module are found in the name by `pattern`, and parameters without a "
-        "layer (embeddings, `lm_head`, final norms) are skipped.",
-        examples=["wide", "params"],
-    )
-    param: str = Field("param", min_length=1, description="Column holding the full parameter "
-                       "name (`layout: params`, tables only).", examples=["name"])
-    pattern: str | None = Field(
-        None, description="Regular expression finding the layer and module in a parameter name "
-        "(`layout: params`), with named groups `layer` and `module`. The default handles "
-        "Llama, Qwen, Mistral and GPT-2 style names. A module in the spec matches the "
-        "`module` group exactly or as its last dotted parts (`q_proj` matches "
-        "`self_attn.q_proj`); `experts.w1` matches every expert's `experts.N.w1`.",
-        examples=[r"blk\.(?P<layer>\d+)\.(?P<module>\w+)"],
-    )
-    layer: str = Field("layer", description="Column holding the layer index.", min_length=1,
-                       examples=["layer_idx"])
-    module: str = Field("module", description="Column holding the module name (long layout).",
-                        min_length=1, examples=["param"])
-    value: str = Field("value", description="Column holding the number (long layout).",
-                       min_length=1, examples=["update_ratio"])
-    where: dict[str, Scalar | list[Scalar]] = Field(
-        {},
-        description="Keep only rows whose columns equal these values; a list allows any of "
-        "its values.", examples=[{"run": "grpo"}, {"seed": [1, 2, 3]}],
-    )
-    aggregate: Literal["mean", "median", "min", "max"] | None = Field(
-        None,
-        description="Combine several rows for one cell (several seeds, say; a layer's "
-        "experts) into one value. Without it, two rows for one cell are an error, and a module "
-        "naming experts (`experts.w1`) is drawn as one column per expert.",
-        examples=["mean"],
-    )
-    checkpoint: str | None = Field(
-        None, description="A safetensors checkpoint to compute `metric` from: a folder (with "
-        "model.safetensors.index.json, or *.safetensors files) or one .safetensors file; "
-        "relative to the spec, or `$ROOT/...` for a root named in figspec.yaml's `roots:`. "
-        "Instead of `path` or `values`.", examples=["../ckpt/qwen2.5-1.5b-grpo",
-                                                   "$ckpt/qwen2.5-1.5b-grpo"])
-    base: str | None = Field(
-        None, description="The checkpoint `checkpoint` is compared against, for metrics that "
-        "compare two (the same forms of path).", examples=["$ckpt/qwen2.5-1.5b"])
-    metric: Metric | None = Field(
-        None, description=metrics.schema_description(),
-        examples=["relative_change"])
-    tolerance: float | None = Field(
-        None, ge=0, description="changed_fraction and sparsity: an entry changed when "
-        "|T - B| > tolerance (absolute). Default: compared exactly as stored.",
-        examples=[1e-5])
-    relative_tolerance: float | None = Field(
-        None, ge=0, description="changed_fraction and sparsity: an entry changed when "
-        "|T - B| > relative_tolerance * max(|T|, |B|).", examples=[1e-3])
-    tensor: Literal["weight", "bias"] = Field(
-        "weight", description="With `checkpoint`: which tensors of each module are used.",
-        examples=["bias"])
-    heads: bool | Annotated[list[str], Field(min_length=1)] | None = Field(
-        None, description="With `checkpoint` or `checkpoints`: draw each attention head in a "
-        "column of its own (`q_proj 0`, `q_proj 1`, ...): `true` for every listed module "
-        "(each must be an attention projection: q, k, v, o, Phi-3's fused `qkv_proj`, GPT-2's "
-        "`c_attn` and `attn.c_proj`), or a list of the listed modules to split. The heads "
-        "come from the checkpoint's config.json (`num_attention_heads`, "
-        "`num_key_value_heads`, `head_dim`). One module listed makes a layer-by-head heatmap.",
-        examples=[True, ["q_proj", "o_proj"]])
-    checkpoints: str | None = Field(
-        None, description="A run's checkpoints, one step each: a glob (`*`, `?`, `[...]` in "
-        "its last part only) of checkpoint folders or .safetensors files, relative to the "
-        "spec or `$ROOT/...`, each compared as `compare` says. Instead of `checkpoint`.",
-        examples=["$runs/qwen2.5-1.5b-grpo/checkpoint-*"])
-    step: str | None = Field(
-        None, description="With `checkpoints`: a regular expression with a named group `step` "
-        "finding the step in a checkpoint's name. Default: `global_step` of the folder's "
-        "trainer_state.json, else the last whole number in its name.",
-        examples=[r"checkpoint-(?P<step>\d+)"])
-    compare: Literal["base", "previous"] | None = Field(
-        None, description="With `checkpoints`: `base` compares each checkpoint with `base`; "
-        "`previous` each with the step drawn before it (the first with `base`): what "
-        "changed in each interval. Default: `base`.", examples=["previous"])
-    steps: list[int] | Every | Literal["last"] | None = Field(
-        None, description="With `checkpoints`: which steps to draw: a list of steps, "
-        "`{every: N}` (the multiples of N), or `last` (the newest complete one). Default: all.",
-        examples=[[100, 500, 1000], {"every": 200}, "last"])
-    other: str | None = Field(
-        None, description="With `checkpoint` and a metric of two runs' updates "
-        "(`update_cosine`, `update_difference`): a second run's checkpoint from the same "
-        "`base`, whose update is compared with `checkpoint`'s (the same forms of path).",
-        examples=["$ckpt/qwen2.5-1.5b-rl"])
-    others: str | None = Field(
-        None, description="With `checkpoints` and a metric of two runs' updates: the second "
-        "run's checkpoints (a glob, as `checkpoints`), matched to the first run's by step; "
-        "each step compares the two runs' updates from `base`.",
-        examples=["$runs/qwen2.5-1.5b-rl/checkpoint-*"])
-
-    @field_validator("path")
-    @classmethod
-    def _local_file(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if _URL.match(v):
-            raise ValueError("network data sources are not supported; download the file into "
-                             "the project and give its path")
-        if not v.strip():
-            raise ValueError("must not be empty")
-        suffix = "." + v.rsplit(".", 1)[-1].lower() if "." in v else ""
-        if suffix not in BY_SUFFIX:
-            raise ValueError(f"unknown data file type {suffix or '(no suffix)'!r}; "
-                             f"use one of {', '.join(BY_SUFFIX)}")
-        return v
-
-    @field_validator("pattern")
-    @classmethod
-    def _groups(cls, v: str | None) -> str | None:
-        missing = _missing_groups(v, ("layer", "module"))
-        if missing:
-            raise ValueError("needs the named groups `(?P<layer>...)` and `(?P<module>...)`; "
-                             f"missing: {', '.join(missing)}")
-        return v
-
-    @field_validator("step")
-    @classmethod
-    def _step_group(cls, v: str | None) -> str | None:
-        if _missing_groups(v, ("step",)):
-            raise ValueError("needs a named group `(?P<step>...)` around the step's digits")
-        return v
-
-    @field_validator("other", "others")
-    @classmethod
-    def _two_run_metric(cls, v: str | None, info: ValidationInfo) -> str | None:
-        metric = info.data.get("metric")
-        if v is not None and metric is not None and metric not in NEEDS_OTHER:
-            raise PydanticCustomError("value_error", f"`{info.field_name}` names a second run, "
-                                      f"whose update goes with a metric of two runs' updates, "
-                                      f"not `{metric}`", {"hint": "use `metric: update_cosine` "
-                                      "or `update_difference`, or leave out "
-                                      f"`{info.field_name}`"})
-        return v
-
-    @property
-    def param_pattern(self) -> re.Pattern[str]:
-        """`pattern`, or the default that finds Llama-, Qwen- and GPT-2-style names."""
-        return param_pattern(self.pattern)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _checkpoint_rows_are_params(cls, v: Any) -> Any:
-        """A checkpoint's rows are keyed by tensor names: `layout: params`."""
-        if isinstance(v, dict) and "layout" not in v and (
-                v.get("checkpoint") is not None or v.get("checkpoints") is not None):
-            return {**v, "layout": "params"}
-        return v
-
-    @model_validator(mode="after")
-    def _one_source(self, info: ValidationInfo) -> Data:
-        given = [k for k in ("path", "values", "checkpoint", "checkpoints")
-                 if getattr(self, k) is not None]
-        if _partial(info) and not given:
-            return self  # the spec extending it gives the source
-        if len(given) != 1:
-            raise ValueError("give exactly one of `path` (a data file), `values` (inline "
-                             "records), `checkpoint` (a safetensors checkpoint) or "
-                             "`checkpoints` (a run's checkpoints)")
-        if self.checkpoints is None:
-            extra = [k for k in _TRAJECTORY_ONLY if getattr(self, k) is not None]
-            if extra:
-                raise ValueError(f"`{extra[0]}` goes with `checkpoints`")
-        if self.checkpoint is None and self.checkpoints is None:
-            extra = [k for k in _CHECKPOINT_ONLY if getattr(self, k) is not None]
-            if extra:
-                raise ValueError(f"`{extra[0]}` goes with `checkpoint`")
-            return self
-        if self.metric is None:
-            raise ValueError("with `checkpoint` or `checkpoints`, give the `metric` to "
-                             "compute, such as `relative_change`")
-        _two_runs(self)
-        if self.compare is not None and self.metric not in NEEDS_BASE:
-            raise ValueError(f"`compare` goes with metrics that compare two checkpoints, not "
-                             f"`{self.metric}`")
-        if self.layout != "params":
-            raise ValueError("a checkpoint's rows are its tensors: leave out `layout`")
-        if self.metric in NEEDS_BASE and self.base is None:
-            raise ValueError(f"metric `{self.metric}` compares two checkpoints: give `base`")
-        if (self.tolerance is not None or self.relative_tolerance is not None) and \
-                self.metric not in ("changed_fraction", "sparsity"):
-            raise ValueError("`tolerance` and `relative_tolerance` go with `changed_fraction` "
-                             "and `sparsity`")
-        if self.tolerance is not None and self.relative_tolerance is not None:
-            raise ValueError("give `tolerance` or `relative_tolerance`, not both")
-        return self
-
-
-def _two_runs(data: Data) -> None:
-    """A metric of two runs' updates: the second run and the base given, as
-    the first run is (`other` for `checkpoint`, `others` for `checkpoints`)."""
-    if data.checkpoint is not None and data.others is not None:
-        raise PydanticCustomError("value_error", "`others` goes with `checkpoints`",
-                                  {"hint": "with `checkpoint`, name the second run's "
-                                   "checkpoint in `other`"})
-    if data.checkpoints is not None and data.other is not None:
-        raise PydanticCustomError("value_error", "`other` goes with `checkpoint`",
-                                  {"hint": "with `checkpoints`, name the second run's "
-                                   "checkpoints in `others` (a glob, matched by step)"})
-    if data.metric not in NEEDS_OTHER:
-        return
-    key = "other" if data.checkpoint is not None else "others"
-    if getattr(data, key) is None:
-        raise PydanticCustomError("value_error", f"metric `{data.metric}` compares the update "
-                                  f"of two runs: give `{key}`, the second run's", {
-                                      "hint": f"`{key}` names the run compared with "
-                                      f"`{'checkpoint' if key == 'other' else 'checkpoints'}`; "
-                                      "both start from `base`"})
-    if data.base is None:
-        raise PydanticCustomError("value_error", f"metric `{data.metric}` compares the updates "
-                                  f"of two runs from one base: give `base`", {
-                                      "hint": "`base` is the checkpoint both runs started "
-                                      "from (each update is a run's weights minus it)"})
-    if data.compare == "previous":
-        raise PydanticCustomError("value_error", f"metric `{data.metric}` compares each run's "
-                                  "update from `base`: `compare: previous` does not go with it",
-                                  {"hint": "leave out `compare`"})
 
 
 class Module(Model):
@@ -641,7 +352,7 @@ class Panel(Model):
 
     @model_validator(mode="after")
     def _complete(self, info: ValidationInfo) -> Panel:
-        if _partial(info):
+        if partial(info):
             return self
         missing = [k for k in ("data", "modules") if getattr(self, k) is None]
         if missing:
@@ -655,7 +366,7 @@ class Spec(Model):
     """One figure: a layer-by-module heatmap, or several side by side."""
 
     model_config = ConfigDict(title="figspec", json_schema_extra={
-        "$comment": "Generated by `figspec schema` from compiler/models.py; do not edit."})
+        "$comment": "Generated by `figspec schema` from compiler/models/; do not edit."})
 
     title: str | None = Field(None, max_length=MAX_TITLE, description="Chart title.",
                               examples=["Qwen2.5-1.5B: update ratio"])
@@ -731,7 +442,7 @@ class Spec(Model):
 
     @model_validator(mode="after")
     def _views(self, info: ValidationInfo) -> Spec:
-        if self.panels is None and not _partial(info):
+        if self.panels is None and not partial(info):
             missing = [k for k in ("data", "modules") if getattr(self, k) is None]
             if missing:
                 raise ValueError(f"missing required key `{missing[0]}`")
