@@ -135,3 +135,16 @@ def test_an_upward_import_is_found():
 
 def test_a_circle_is_found():
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_every_package_folder_is_installed():
+    """pyproject.toml names the packages a wheel holds: a folder of the
+    package missing there imports in an editable install and is absent
+    from an installed one."""
+    import tomllib
+
+    setup = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {".".join(("figspec",) + f.parent.relative_to(PACKAGE).parts)
+               for f in PACKAGE.rglob("__init__.py")}
+    assert setup["package-dir"] == {"figspec": "compiler"}
+    assert set(setup["packages"]) == folders
