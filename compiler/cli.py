@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -56,13 +57,16 @@ def end(status: int) -> NoReturn:
     stderr are flushed, every atexit handler has run (temporary files, the
     multiprocessing machinery) and no other thread is left working, the
     process ends at once (``os._exit``). An interrupted command (Ctrl-C,
-    SIGTERM) ends so too, whatever threads are left: the interpreter's exit
-    would join the drawing pool's manager thread, which waits forever for
-    the rest of a result that a worker killed mid-write never sends (its
-    workers end with this process). Otherwise, or where flushing fails (a
+    SIGTERM) ends so too, whatever threads are left once they have had
+    :data:`GRACE` seconds to end: the interpreter's exit would join the
+    drawing pool's manager thread, which waits forever for the rest of a
+    result that a worker killed mid-write never sends (its workers end with
+    this process). Otherwise, or where flushing fails (a
     closed pipe: the interpreter reports it), it exits as usual."""
     if status != INTERRUPTED and (not _KERNEL.intersection(sys.modules) or _others_running()):
         sys.exit(status)
+    if status == INTERRUPTED:
+        _let_others_finish(GRACE)
     import atexit
 
     try:
@@ -75,6 +79,25 @@ def end(status: int) -> NoReturn:
     except Exception:  # noqa: BLE001 - the usual exit says what went wrong
         sys.exit(status)
     os._exit(status)
+
+
+#: Seconds an interrupted command gives the threads still working to end.
+GRACE = 2.0
+
+
+def _let_others_finish(seconds: float) -> None:
+    """Wait up to ``seconds`` in all for the other threads still working: the
+    drawing pool's manager thread marks its figures failed and closes its
+    queues as its killed workers end, and the atexit handlers run after it
+    would close them under it (a traceback from that thread). One blocked
+    forever is waited for no longer; a second interruption stops the wait."""
+    deadline = time.monotonic() + seconds
+    try:
+        for t in threading.enumerate():
+            if t is not threading.current_thread() and not t.daemon:
+                t.join(max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
 
 
 def _others_running() -> bool:
