@@ -94,7 +94,8 @@ def _let_others_finish(seconds: float) -> None:
     deadline = time.monotonic() + seconds
     try:
         for t in threading.enumerate():
-            if t is not threading.current_thread() and not t.daemon:
+            # is_alive: a thread still starting is listed, and cannot be joined
+            if t is not threading.current_thread() and not t.daemon and t.is_alive():
                 t.join(max(0.0, deadline - time.monotonic()))
     except KeyboardInterrupt:
         pass
